@@ -1,0 +1,3 @@
+from km3mon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The `km3mon` console script: one subcommand per supervisord program.
+
+Each command module exposes ``register(subparsers)`` which adds its parser and sets
+``func`` (called with the parsed namespace, returns an exit code). Modules are imported
+lazily by name so that `km3mon ligier` does not pay for matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+
+#: Modules that register subcommands, in the order they appear in ``km3mon --help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "km3mon.controlhost.ligier",
+    "km3mon.controlhost.mirror",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="km3mon",
+        description="Online monitoring suite for the KM3NeT neutrino telescopes.",
+    )
+    from km3mon import __version__
+
+    parser.add_argument("--version", action="version", version=f"km3mon {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def setup_logging(level: int | str = logging.INFO) -> None:
+    """One log format for every process: UTC time, level, logger name, message."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.Formatter.converter = time.gmtime
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,116 @@
+"""Shared fixtures: real processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KM3MON = [sys.executable, "-m", "km3mon"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}")
+
+
+class Process:
+    """A km3mon subcommand running as a real process, its log in a file."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.popen = subprocess.Popen(
+            [*KM3MON, *args], stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start ``km3mon <args>``; every process is stopped at the end of the test."""
+    processes: list[Process] = []
+
+    def start(*args: str, name: str | None = None) -> Process:
+        log_path = tmp_path / f"{name or args[0]}-{len(processes)}.log"
+        process = Process([str(a) for a in args], log_path)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
+class Ligier:
+    def __init__(self, process: Process, port: int) -> None:
+        self.process = process
+        self.port = port
+
+    @property
+    def log(self) -> str:
+        return self.process.log
+
+
+@pytest.fixture
+def start_ligier(spawn: Callable[..., Process]) -> Callable[..., Ligier]:
+    def start(*extra: str, port: int | None = None) -> Ligier:
+        port = port or free_port()
+        process = spawn("ligier", "-P", port, "--host", "127.0.0.1", "-d", "1", *extra)
+        wait_for_port(port)
+        return Ligier(process, port)
+
+    return start
+
+
+@pytest.fixture
+def ligier(start_ligier: Callable[..., Ligier]) -> Ligier:
+    return start_ligier()

@@ -1,0 +1,70 @@
+"""`km3mon ligiermirror` between two real ligiers."""
+
+from __future__ import annotations
+
+import time
+
+from km3mon.controlhost import Client, Message
+from tests.conftest import free_port, wait_until
+
+
+def publish_until_received(
+    source_port: int, subscriber: Client, tag: str, payload: bytes, timeout_s: float = 15
+) -> float:
+    """Publish on the source until the message shows up behind the mirror; seconds it took."""
+    start = time.monotonic()
+    with Client("127.0.0.1", source_port, backoff_max_s=0.2) as publisher:
+        while time.monotonic() - start < timeout_s:
+            publisher.publish(tag, payload)
+            batch = subscriber.receive_batch(timeout=0.2)
+            if Message(tag, payload) in batch:
+                return time.monotonic() - start
+    raise AssertionError(f"{tag} did not come through the mirror within {timeout_s} s")
+
+
+def test_mirror_forwards_chosen_tags_and_survives_restarts(start_ligier, spawn) -> None:
+    source_port, target_port = free_port(), free_port()
+    source = start_ligier(port=source_port)
+    target = start_ligier(port=target_port)
+    mirror = spawn(
+        "ligiermirror",
+        "-m", "IO_EVT, IO_SUM",
+        "-p", source_port,
+        "-q", target_port,
+        "-t", "127.0.0.1",
+        "--report-interval", "1",
+        "127.0.0.1",
+    )  # fmt: skip
+    subscriber = Client("127.0.0.1", target_port, backoff_max_s=0.2).connect()
+    subscriber.subscribe("IO_EVT, IO_SUM, MSG")
+    wait_until(lambda: "subscription [w IO_EVT w IO_SUM]" in _status(source_port), what="mirror")
+    sent = [("IO_EVT", b"event %d" % i) for i in range(50)] + [("MSG", b"not mirrored")]
+    sent += [("IO_SUM", bytes(228_000)), ("IO_TSL", b"not mirrored")]
+    with Client("127.0.0.1", source_port) as publisher:
+        publisher.publish_many(sent)
+    received: list[Message] = []
+    wait_until(
+        lambda: received.extend(subscriber.receive_batch(timeout=0.1)) or len(received) >= 51
+    )
+    assert subscriber.receive_batch(timeout=0.5) == []
+    assert [(m.tag, m.payload) for m in received] == [
+        s for s in sent if s[0] in ("IO_EVT", "IO_SUM")
+    ]
+
+    source.process.stop()
+    start_ligier(port=source_port)
+    assert publish_until_received(source_port, subscriber, "IO_EVT", b"after source restart") < 10
+
+    target.process.stop()
+    start_ligier(port=target_port)
+    assert publish_until_received(source_port, subscriber, "IO_SUM", b"after target restart") < 10
+
+    assert mirror.alive()
+    wait_until(lambda: "forwarded" in mirror.log, what="a rate report")
+    assert f"connection to ligier 127.0.0.1:{source_port} lost" in mirror.log
+
+
+def _status(port: int) -> str:
+    from km3mon.controlhost import query_status
+
+    return query_status("127.0.0.1", port)
