@@ -17,6 +17,8 @@ import time
 COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.controlhost.ligier",
     "km3mon.controlhost.mirror",
+    "km3mon.sim.replay",
+    "km3mon.sim.detector_manager",
 )
 
 

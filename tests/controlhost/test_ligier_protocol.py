@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from km3mon.controlhost import Message, encode_frame, query_status
-from tests.conftest import Ligier
+from tests.conftest import Ligier, wait_until
 from tests.controlhost.rawclient import RawClient
 
 SETTLE_S = 0.2  # subscriptions and publications travel on different connections
@@ -185,3 +185,10 @@ def test_sigterm_shuts_down_cleanly(ligier: Ligier) -> None:
     RawClient(ligier.port).subscribe(b" w MSG")
     assert ligier.process.stop() == 0
     assert "ligier stopped" in ligier.log
+
+
+def test_periodic_statistics_at_debug_level_one(start_ligier) -> None:
+    ligier = start_ligier("--stats-interval", "0.5")
+    RawClient(ligier.port).frame("IO_EVT", b"counted")
+    wait_until(lambda: "IO_EVT   in 1 msg" in ligier.log, what="a statistics report")
+    assert "statistics" in ligier.log
