@@ -1,0 +1,1 @@
+"""Monitoring processes: one module per supervisord program, all on :mod:`.runtime`."""

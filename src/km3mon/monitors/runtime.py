@@ -1,0 +1,289 @@
+"""The one runtime every monitoring process shares.
+
+It owns what the original km3mon repeated in every script: command line, ligier
+connection (reconnect with backoff), receiving in batches on a thread of its own, handing
+whole batches to the monitor, rendering on a clock of its own (so a stopped stream shows
+up as stale instead of as a frozen plot), atomic output, the freshness record, error
+counting with rate-limited logs, and a clean stop on SIGTERM. A monitor holds only its
+own logic: which tags, what it accumulates from a batch, what it draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from km3mon.controlhost import Client, Message
+from km3mon.monitors.output import Freshness, OutputRecord, save_figure, utc
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
+MAX_QUEUED_BYTES = 512 * 1024 * 1024
+FRESHNESS_EVERY_S = 2.0
+ERROR_LOG_EVERY_S = 10.0
+
+
+class Monitor:
+    """Base of a monitoring process; subclasses set ``name`` and ``tags``."""
+
+    name: ClassVar[str]
+    tags: ClassVar[tuple[str, ...]]
+    help: ClassVar[str] = ""
+    default_interval_s: ClassVar[float] = 30.0
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.log = context.log
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Flags of this monitor beyond the common ones."""
+
+    def consume(self, messages: list[Message]) -> None:
+        """Accumulate one batch; raise only for a batch that cannot be used at all."""
+        raise NotImplementedError
+
+    def render(self) -> None:
+        """Draw and save outputs with ``self.context.save_figure``; called on the clock."""
+        raise NotImplementedError
+
+
+class Context:
+    """What the runtime offers a monitor: settings, output, bookkeeping."""
+
+    def __init__(self, args: argparse.Namespace, freshness: Freshness, log: logging.Logger):
+        self.args = args
+        self.plot_dir = Path(args.plot_dir)
+        self.data_dir = Path(args.data_dir)
+        self.freshness = freshness
+        self.log = log
+        self._errors_since_log = 0
+        self._last_error_log = 0.0
+
+    @property
+    def data_time(self) -> float | None:
+        """DAQ time of the newest data if the monitor reported one, else its arrival time."""
+        return self.freshness.newest_data_at or self.freshness.last_message_at
+
+    @property
+    def stale(self) -> bool:
+        newest = self.freshness.last_message_at
+        return newest is None or time.time() - newest > self.freshness.stale_after_s
+
+    def saw_data_at(self, timestamp: float) -> None:
+        """Record the DAQ time of the newest data (shown on plots and in the record)."""
+        newest = self.freshness.newest_data_at
+        if newest is None or timestamp > newest:
+            self.freshness.newest_data_at = timestamp
+
+    def count_error(self, what: str, error: Exception | str, count: int = 1) -> None:
+        """Count unusable input; log it at most every ERROR_LOG_EVERY_S seconds."""
+        self.freshness.decode_errors += count
+        self._errors_since_log += count
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_EVERY_S:
+            self.log.warning(
+                "%s: %s (%d such errors since the last report, %d in total)",
+                what,
+                error,
+                self._errors_since_log,
+                self.freshness.decode_errors,
+            )
+            self._last_error_log = now
+            self._errors_since_log = 0
+
+    def save_figure(self, filename: str, figure: Figure, dpi: int = 100) -> None:
+        """Stamp the figure with the time of its data (and STALE if so), write it atomically."""
+        start = time.perf_counter()
+        stamp_figure(figure, self.data_time, self.stale)
+        save_figure(figure, self.plot_dir / filename, dpi=dpi)
+        self.freshness.outputs[filename] = OutputRecord(
+            rendered_at=time.time(),
+            newest_data_at=self.data_time,
+            render_s=round(time.perf_counter() - start, 4),
+            stale=self.stale,
+        )
+
+
+def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> None:
+    """The time of the newest data on every plot, and a STALE banner in words and colour."""
+    text = f"data until {utc(newest_data_at)}\nrendered {utc(time.time())}"
+    figure.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.3")
+    if stale:
+        figure.text(
+            0.5,
+            0.5,
+            f"STALE: no data since {utc(newest_data_at)}",
+            ha="center",
+            va="center",
+            fontsize=20,
+            color="white",
+            bbox={"facecolor": "#b2182b", "alpha": 0.85, "edgecolor": "none"},
+            zorder=1000,
+        )
+
+
+class Receiver(threading.Thread):
+    """Reads batches from the ligier so that rendering never stalls the socket."""
+
+    def __init__(self, client: Client, freshness: Freshness, stop: threading.Event) -> None:
+        super().__init__(name="receiver", daemon=True)
+        self.client = client
+        self.freshness = freshness
+        self.stop = stop
+        self.batches: deque[list[Message]] = deque()
+        self.queued_bytes = 0
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            batch = self.client.receive_batch(timeout=0.5)
+            self.freshness.connected = self.client.connected
+            if not batch:
+                continue
+            size = sum(len(m.payload) for m in batch)
+            with self.lock:
+                self.batches.append(batch)
+                self.queued_bytes += size
+                while self.queued_bytes > MAX_QUEUED_BYTES and len(self.batches) > 1:
+                    dropped = self.batches.popleft()
+                    self.queued_bytes -= sum(len(m.payload) for m in dropped)
+                    self.freshness.dropped += len(dropped)
+
+    def take(self) -> list[Message]:
+        with self.lock:
+            batches = list(self.batches)
+            self.batches.clear()
+            self.queued_bytes = 0
+        return [message for batch in batches for message in batch]
+
+
+def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
+    from km3mon.cli import setup_logging
+
+    setup_logging(args.log_level)
+    log = logging.getLogger(f"km3mon.{monitor_class.name}")
+    interval_s = args.interval if args.interval is not None else monitor_class.default_interval_s
+    freshness = Freshness(
+        process=monitor_class.name,
+        pid=os.getpid(),
+        started_at=time.time(),
+        ligier=f"{args.ligier_ip}:{args.ligier_port}",
+        tags=list(monitor_class.tags),
+        render_interval_s=interval_s,
+        stale_after_s=args.stale_after if args.stale_after is not None else max(3 * interval_s, 60),
+    )
+    context = Context(args, freshness, log)
+    monitor = monitor_class(context)
+    record_path = Path(args.data_dir) / "freshness" / f"{monitor_class.name}.json"
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    client = Client(args.ligier_ip, args.ligier_port, name=monitor_class.name)
+    log.warning(
+        "%s: %s from %s every %g s into %s",
+        monitor_class.name,
+        ", ".join(monitor_class.tags),
+        freshness.ligier,
+        interval_s,
+        context.plot_dir,
+    )
+    client.connect()
+    client.subscribe(list(monitor_class.tags))
+    freshness.connected = True
+    receiver = Receiver(client, freshness, stop)
+    receiver.start()
+    next_render = time.monotonic() + interval_s
+    next_record = 0.0
+    rate_count, rate_since = 0, time.monotonic()
+    while not stop.is_set():
+        messages = receiver.take()
+        if messages:
+            now = time.time()
+            freshness.messages += len(messages)
+            freshness.bytes += sum(len(m.payload) for m in messages)
+            freshness.last_message_at = now
+            rate_count += len(messages)
+            try:
+                monitor.consume(messages)
+            except Exception as error:  # a bad batch must not end the monitor
+                context.count_error(f"batch of {len(messages)} messages unusable", error)
+        now_mono = time.monotonic()
+        if now_mono >= next_render:
+            next_render = max(next_render + interval_s, now_mono + 0.1 * interval_s)
+            _render(monitor, context)
+        if now_mono >= next_record:
+            next_record = now_mono + FRESHNESS_EVERY_S
+            freshness.message_rate_hz = round(rate_count / max(now_mono - rate_since, 1e-9), 2)
+            rate_count, rate_since = 0, now_mono
+            freshness.reconnects = client.reconnects
+            freshness.state = _state(freshness, context)
+            freshness.write(record_path)
+        if not messages:
+            stop.wait(0.05)
+    freshness.state = "stopped"
+    freshness.write(record_path)
+    client.close()
+    log.warning(
+        "%s stopped after %d messages (%d dropped, %d errors)",
+        monitor_class.name,
+        freshness.messages,
+        freshness.dropped,
+        freshness.decode_errors,
+    )
+    return 0
+
+
+def _render(monitor: Monitor, context: Context) -> None:
+    try:
+        monitor.render()
+    except Exception:  # a plotting bug must not end the monitor; the record shows the age
+        context.log.exception("rendering failed")
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+
+
+def _state(freshness: Freshness, context: Context) -> str:
+    if not freshness.connected:
+        return "disconnected"
+    return "stale" if context.stale else "running"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, default_interval_s: float) -> None:
+    parser.add_argument("-d", "--det-id", type=int, default=0, help="detector id")
+    parser.add_argument("-l", "--ligier-ip", default="127.0.0.1", help="ligier host")
+    parser.add_argument("-p", "--ligier-port", type=int, default=5553, help="ligier port")
+    parser.add_argument("-o", "--plot-dir", default="plots", help="where the PNGs go (plots)")
+    parser.add_argument("--data-dir", default="data", help="history and freshness records (data)")
+    parser.add_argument(
+        "-i",
+        "--interval",
+        type=float,
+        default=None,
+        help=f"seconds between renders ({default_interval_s:g})",
+    )
+    parser.add_argument(
+        "--stale-after", type=float, help="seconds without data before outputs are stale"
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
+
+
+def register_monitor(subparsers: argparse._SubParsersAction, monitor_class: type[Monitor]) -> None:
+    parser = subparsers.add_parser(
+        monitor_class.name, help=monitor_class.help, description=monitor_class.help
+    )
+    add_common_arguments(parser, monitor_class.default_interval_s)
+    monitor_class.add_arguments(parser)
+    parser.set_defaults(func=lambda args: run_monitor(monitor_class, args))

@@ -1,0 +1,46 @@
+"""A minimal monitor for testing the runtime: counts 'n=<int>' messages per tag."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from km3mon.controlhost import Message
+from km3mon.monitors.runtime import Monitor, add_common_arguments, run_monitor
+
+
+class CountingMonitor(Monitor):
+    name = "counting"
+    tags = ("IO_EVT", "IO_SUM")
+    default_interval_s = 0.5
+
+    def __init__(self, context) -> None:
+        super().__init__(context)
+        self.counts: Counter[str] = Counter()
+
+    def consume(self, messages: list[Message]) -> None:
+        for message in messages:
+            if not message.payload.startswith(b"n="):
+                self.context.count_error("not a counting message", repr(message.payload[:10]))
+                continue
+            self.counts[message.tag] += 1
+            self.context.saw_data_at(float(message.payload[2:]))
+
+    def render(self) -> None:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(4, 3))
+        axes.bar(list(self.counts), list(self.counts.values()))
+        axes.set_title("messages per tag")
+        self.context.save_figure("counting.png", figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, CountingMonitor.default_interval_s)
+    return run_monitor(CountingMonitor, parser.parse_args(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

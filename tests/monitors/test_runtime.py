@@ -1,0 +1,77 @@
+"""The shared monitor runtime as a real process between a real ligier and real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from km3mon.controlhost import Client
+from tests.conftest import REPO, free_port, wait_until
+
+
+def read_record(data_dir: Path) -> dict:
+    path = data_dir / "freshness" / "counting.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_runtime_counts_renders_goes_stale_reconnects_and_stops(start_ligier, tmp_path) -> None:
+    port = free_port()
+    ligier = start_ligier(port=port)
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    log_path = tmp_path / "monitor.log"
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "tests.monitors.counting", "-p", str(port), "-o", str(plots),
+         "--data-dir", str(data), "-i", "0.5", "--stale-after", "1.5"],
+        cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        wait_until(lambda: read_record(data).get("connected"), what="the monitor to connect")
+        time.sleep(0.3)
+        daq_time = 1_700_000_000.0
+        with Client("127.0.0.1", port) as publisher:
+            publisher.publish_many([("IO_EVT", b"n=%f" % daq_time)] * 300)
+            publisher.publish_many([("IO_SUM", b"garbage")] * 7 + [("MSG", b"n=1")])
+        wait_until(lambda: read_record(data).get("messages") == 307, what="307 messages")
+        wait_until(lambda: read_record(data).get("decode_errors") == 7, what="7 errors")
+        record = read_record(data)
+        assert record["newest_data_at"] == daq_time
+        assert record["dropped"] == 0
+        wait_until(lambda: "counting.png" in read_record(data).get("outputs", {}), what="a plot")
+        png = (plots / "counting.png").read_bytes()
+        assert png.startswith(b"\x89PNG")
+        assert not list(plots.glob(".*.tmp")), "no temporary files left behind"
+
+        # No more data: the monitor keeps running, its outputs turn stale.
+        wait_until(lambda: read_record(data).get("state") == "stale", what="stale state")
+        wait_until(
+            lambda: read_record(data)["outputs"]["counting.png"]["stale"], what="a stale plot"
+        )
+        assert monitor.poll() is None
+
+        # The ligier restarts: the monitor is back within 5 s.
+        ligier.process.stop()
+        start_ligier(port=port)
+        restart = time.monotonic()
+        with Client("127.0.0.1", port) as publisher:
+            while read_record(data).get("messages", 0) < 308 and time.monotonic() - restart < 15:
+                publisher.publish("IO_EVT", b"n=%f" % (daq_time + 1))
+                time.sleep(0.1)
+        assert time.monotonic() - restart < 5
+        wait_until(lambda: read_record(data).get("state") == "running", what="running again")
+        assert read_record(data)["reconnects"] >= 1
+
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(10) == 0
+        assert read_record(data)["state"] == "stopped"
+        log = log_path.read_text()
+        assert "not a counting message: b'garbage' (1 such errors since the last report" in log
+        assert "Traceback" not in log
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
