@@ -79,6 +79,7 @@ class Freshness:
     message_rate_hz: float = 0.0
     dropped: int = 0
     decode_errors: int = 0
+    unknown_doms: int = 0
     newest_data_at: float | None = None
     last_message_at: float | None = None
     outputs: dict[str, OutputRecord] = field(default_factory=dict)

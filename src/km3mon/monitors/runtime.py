@@ -11,20 +11,27 @@ own logic: which tags, what it accumulates from a batch, what it draws.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import threading
 import time
 from collections import deque
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 from km3mon.controlhost import Client, Message
-from km3mon.monitors.output import Freshness, OutputRecord, save_figure, utc
+from km3mon.monitors.output import Freshness, OutputRecord, atomic_write, save_figure, utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from km3mon.config import PipelineConfig
+    from km3mon.detector import Detector
 
 #: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
@@ -68,6 +75,22 @@ class Context:
         self.log = log
         self._errors_since_log = 0
         self._last_error_log = 0.0
+        self._unknown_since_log: set[int] = set()
+        self._last_unknown_log = 0.0
+
+    @cached_property
+    def detector(self) -> Detector:
+        """From ``--detx`` / ``$DETX``, else the KM3NeT database for ``-d DET_ID``."""
+        from km3mon.detector import load_detector
+
+        return load_detector(self.args.det_id or None, self.args.detx)
+
+    @cached_property
+    def pipeline(self) -> PipelineConfig:
+        """``pipeline.toml`` of the working folder (defaults where it is missing)."""
+        from km3mon.config import load_pipeline
+
+        return load_pipeline(self.args.pipeline)
 
     @property
     def data_time(self) -> float | None:
@@ -101,6 +124,28 @@ class Context:
             self._last_error_log = now
             self._errors_since_log = 0
 
+    def count_unknown_doms(self, dom_ids: np.ndarray) -> None:
+        """DOM ids that are not in the detector: counted, logged at most every 10 s."""
+        self.freshness.unknown_doms += len(dom_ids)
+        self._unknown_since_log.update(int(d) for d in np.unique(dom_ids)[:100])
+        now = time.monotonic()
+        if now - self._last_unknown_log >= ERROR_LOG_EVERY_S:
+            self.log.warning(
+                "DOM ids not in detector %d (%s): %s (%d unknown frames in total)",
+                self.detector.det_id,
+                self.detector.source,
+                ", ".join(map(str, sorted(self._unknown_since_log)[:20])),
+                self.freshness.unknown_doms,
+            )
+            self._unknown_since_log.clear()
+            self._last_unknown_log = now
+
+    def save_metrics(self, name: str, metrics: dict[str, object]) -> None:
+        """The numbers behind a plot, as JSON for the API (NaN becomes null)."""
+        document = {"process": self.freshness.process, "data_time": self.data_time, **metrics}
+        text = json.dumps(document, default=_json_value, allow_nan=False)
+        atomic_write(self.data_dir / "metrics" / f"{name}.json", text.encode())
+
     def save_figure(self, filename: str, figure: Figure, dpi: int = 100) -> None:
         """Stamp the figure with the time of its data (and STALE if so), write it atomically."""
         start = time.perf_counter()
@@ -112,6 +157,16 @@ class Context:
             render_s=round(time.perf_counter() - start, 4),
             stale=self.stale,
         )
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            return [None if np.isnan(v) else round(float(v), 6) for v in value]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> None:
@@ -183,7 +238,11 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         stale_after_s=args.stale_after if args.stale_after is not None else max(3 * interval_s, 60),
     )
     context = Context(args, freshness, log)
-    monitor = monitor_class(context)
+    try:
+        monitor = monitor_class(context)
+    except Exception as error:  # configuration: say what to fix, let supervisord report it
+        log.error("%s cannot start: %s", monitor_class.name, error)
+        return 2
     record_path = Path(args.data_dir) / "freshness" / f"{monitor_class.name}.json"
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -276,6 +335,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_interval_s: fl
     )
     parser.add_argument(
         "--stale-after", type=float, help="seconds without data before outputs are stale"
+    )
+    parser.add_argument("--detx", help="DETX file (default: $DETX, else the KM3NeT database)")
+    parser.add_argument(
+        "--pipeline", help="pipeline.toml with plot ranges (default: ./pipeline.toml if present)"
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
 

@@ -1,0 +1,106 @@
+"""dom_activity: how long ago each DOM last sent a summary-slice frame.
+
+Times are DAQ times (the slices' own UTC), measured against the newest slice, so a replay at
+any speed shows the truth; if the whole stream stops, the runtime marks the plot stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.daq import DAQFormatError, decode_summaryslice
+from km3mon.monitors.plots import dom_map
+from km3mon.monitors.runtime import Context, Monitor, register_monitor
+
+COLOUR_RANGE_S = 15 * 60
+INACTIVE_AFTER_S = 5 * 60
+
+
+class DOMActivity(Monitor):
+    name = "dom_activity"
+    tags = ("IO_SUM",)
+    help = "time since each DOM last appeared in a summary slice (DU × floor map)"
+    default_interval_s = 30.0
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.detector = context.detector
+        self.last_seen_s = np.full(len(self.detector.dom_ids), np.nan)
+        self.newest_s: float | None = None
+        self.reported_inactive: set[int] = set()
+
+    def consume(self, messages: list[Message]) -> None:
+        for message in messages:
+            if message.tag != "IO_SUM":
+                continue
+            try:
+                summary = decode_summaryslice(message.payload)
+            except DAQFormatError as error:
+                self.context.count_error("summary slice unusable", error)
+                continue
+            time_s = summary.header.timestamp
+            index = self.detector.dom_index(summary.dom_ids)
+            known = index >= 0
+            if not known.all():
+                self.context.count_unknown_doms(summary.dom_ids[~known])
+            self.last_seen_s[index[known]] = np.fmax(self.last_seen_s[index[known]], time_s)
+            self.newest_s = time_s if self.newest_s is None else max(self.newest_s, time_s)
+            self.context.saw_data_at(time_s)
+
+    def inactive_s(self) -> np.ndarray:
+        """Seconds since each DOM's last frame, relative to the newest slice (NaN: never)."""
+        if self.newest_s is None:
+            return np.full_like(self.last_seen_s, np.nan)
+        return self.newest_s - self.last_seen_s
+
+    def render(self) -> None:
+        since = self.inactive_s()
+        optical = self.detector.dom_floor > 0
+        inactive = optical & (np.isnan(since) | (since > INACTIVE_AFTER_S))
+        self._log_changes(inactive)
+        figure = dom_map(
+            self.detector,
+            since,
+            vmin=0,
+            vmax=COLOUR_RANGE_S,
+            label="time since last summary frame [s]",
+            title=f"DOM activity for detector {self.detector.det_id} (via summary slices)\n"
+            f"{int(inactive.sum())} of {int(optical.sum())} DOMs inactive > "
+            f"{INACTIVE_AFTER_S // 60} min (ringed)",
+            marked=inactive,
+            marked_label=f"inactive > {INACTIVE_AFTER_S // 60} min",
+        )
+        self.context.save_figure("dom_activity.png", figure)
+        self.context.save_metrics(
+            "dom_activity",
+            {
+                "dom_id": self.detector.dom_ids,
+                "inactive_s": since,
+                "inactive_dom_ids": self.detector.dom_ids[inactive],
+            },
+        )
+
+    def _log_changes(self, inactive: np.ndarray) -> None:
+        now_inactive = {int(d) for d in self.detector.dom_ids[inactive]}
+        new = now_inactive - self.reported_inactive
+        back = self.reported_inactive - now_inactive
+        if new and self.newest_s is not None:
+            self.log.warning("inactive > %d s: %s", INACTIVE_AFTER_S, self._describe(new))
+        if back:
+            self.log.info("active again: %s", self._describe(back))
+        self.reported_inactive = now_inactive
+
+    def _describe(self, dom_ids: set[int]) -> str:
+        names = []
+        for dom_id in sorted(dom_ids)[:50]:
+            du, floor = self.detector.du_floor(dom_id)
+            names.append(f"{dom_id} (DU{du} F{floor})")
+        more = f" and {len(dom_ids) - 50} more" if len(dom_ids) > 50 else ""
+        return ", ".join(names) + more
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_monitor(subparsers, DOMActivity)

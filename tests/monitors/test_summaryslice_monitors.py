@@ -1,0 +1,131 @@
+"""dom_activity and dom_rates as real processes, fed known summary slices through a ligier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import km3net_testdata
+import numpy as np
+import pytest
+
+from km3mon.controlhost import Client
+from km3mon.daq import DAQHeader, encode_summaryslice
+from km3mon.daq.summaryslice import FRAME_DTYPE, RATES_HZ_LUT, Summaryslice, hz_to_rates
+from km3mon.detector import read_detx
+from tests.conftest import wait_until
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+T0 = 1_700_000_000.0
+UNKNOWN_DOM = 123
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return read_detx(ARCA21)
+
+
+def slice_payload(detector, time_s: float, rates_hz: dict[int, float], skip: set[int]) -> bytes:
+    optical = detector.dom_ids[detector.dom_floor > 0]
+    dom_ids = [d for d in optical if d not in skip] + [UNKNOWN_DOM]
+    frames = np.zeros(len(dom_ids), dtype=FRAME_DTYPE)
+    frames["dom_id"] = dom_ids
+    frames["status"] = np.uint32(1) << 31
+    for row, dom_id in enumerate(dom_ids):
+        frames["rates"][row] = hz_to_rates(np.full(31, rates_hz.get(int(dom_id), 7000.0)))
+    seconds = int(time_s)
+    header = DAQHeader(
+        det_id=133,
+        run=42,
+        frame_index=int((time_s - T0) * 10),
+        utc_seconds=seconds,
+        utc_16ns_cycles=round((time_s - seconds) * 1e9 / 16),
+    )
+    return encode_summaryslice(Summaryslice(header=header, frames=frames))
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, detector) -> None:
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    common = ["--detx", ARCA21, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "0.5"]
+    rates = spawn("dom_rates", *common)
+    activity = spawn("dom_activity", *common)
+    for name in ("dom_rates", "dom_activity"):
+        record = data / "freshness" / f"{name}.json"
+        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+
+    optical = detector.dom_ids[detector.dom_floor > 0]
+    silent, hot = int(optical[5]), int(optical[40])
+    with Client("127.0.0.1", ligier.port) as publisher:
+        for step in range(10):
+            publisher.publish(
+                "IO_SUM", slice_payload(detector, T0 + 0.1 * step, {hot: 20e3}, set())
+            )
+        for step in range(3):  # 400 s later the silent DOM has stopped sending
+            later = T0 + 400 + 0.1 * step
+            publisher.publish("IO_SUM", slice_payload(detector, later, {hot: 20e3}, {silent}))
+
+    inactive_log = f"inactive > 300 s: {silent} (DU"
+    wait_until(lambda: inactive_log in activity.log, timeout_s=20, what="the silent DOM reported")
+    wait_until(
+        lambda: (
+            read_json(data / "metrics" / "dom_activity.json").get("inactive_dom_ids") == [silent]
+        ),
+        what="the silent DOM in the activity metrics",
+    )
+    metrics = read_json(data / "metrics" / "dom_activity.json")
+    since = dict(zip(metrics["dom_id"], metrics["inactive_s"], strict=True))
+    assert since[silent] == pytest.approx(400.2 - 0.9, abs=0.01)
+    assert since[hot] == 0
+    assert metrics["data_time"] == pytest.approx(T0 + 400.2, abs=1e-3)
+
+    expected_normal = 31 * RATES_HZ_LUT[hz_to_rates(np.array([7000.0]))[0]] / 1000
+    expected_hot = 31 * RATES_HZ_LUT[hz_to_rates(np.array([20e3]))[0]] / 1000
+    seen: dict[int, float] = {}
+
+    def rates_rendered() -> bool:
+        metrics = read_json(data / "metrics" / "dom_rates.json")
+        for dom_id, rate in zip(
+            metrics.get("dom_id", []), metrics.get("rate_khz", []), strict=True
+        ):
+            if rate is not None:
+                seen[dom_id] = rate
+        return hot in seen and int(optical[0]) in seen
+
+    wait_until(rates_rendered, what="dom rates")
+    assert seen[int(optical[0])] == pytest.approx(expected_normal, rel=1e-6)
+    assert seen[hot] == pytest.approx(expected_hot, rel=1e-6)
+    assert expected_hot > 400 > expected_normal > 200, "hot above, normal inside [DOMRates]"
+
+    for name in ("dom_rates", "dom_activity"):
+        path = data / "freshness" / f"{name}.json"
+        wait_until(lambda p=path: read_json(p).get("unknown_doms") == 13, what="13 unknown")
+        record = read_json(path)
+        assert record["decode_errors"] == 0
+        assert (plots / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    assert rates.alive() and activity.alive()
+    assert "DOM ids not in detector 133" in rates.log and f"{UNKNOWN_DOM}" in rates.log
+
+
+def test_corrupt_summary_slices_are_counted_and_skipped(ligier, spawn, tmp_path, detector) -> None:
+    data = tmp_path / "data"
+    monitor = spawn("dom_rates", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
+                    "--data-dir", data, "-i", "0.5")  # fmt: skip
+    record = data / "freshness" / "dom_rates.json"
+    wait_until(lambda: read_json(record).get("connected"), what="connected")
+    rng = np.random.default_rng(1)
+    good = slice_payload(detector, T0, {}, set())
+    with Client("127.0.0.1", ligier.port) as publisher:
+        publisher.publish_many([("IO_SUM", rng.bytes(300)) for _ in range(20)])
+        publisher.publish_many([("IO_SUM", good[: len(good) // 2]), ("IO_SUM", good)])
+    wait_until(lambda: read_json(record).get("messages") == 22, what="22 messages")
+    wait_until(lambda: read_json(record).get("decode_errors") == 21, what="21 errors")
+    assert monitor.alive()
+    assert "summary slice unusable" in monitor.log
+    assert monitor.log.count("summary slice unusable") == 1, "rate limited"
