@@ -19,6 +19,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.controlhost.mirror",
     "km3mon.sim.replay",
     "km3mon.sim.detector_manager",
+    "km3mon.monitors.dom_activity",
+    "km3mon.monitors.dom_rates",
+    "km3mon.monitors.pmt_rates",
+    "km3mon.monitors.pmt_hrv",
 )
 
 

@@ -34,7 +34,8 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def save_figure(figure: Figure, path: Path, dpi: int = 100) -> None:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    # zlib level 1: twice as fast as the default for ~20 % larger files; rendering is our hot path.
+    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     atomic_write(path, buffer.getvalue())
 
 

@@ -28,6 +28,7 @@ from km3mon.controlhost import Client, Message
 from km3mon.monitors.output import Freshness, OutputRecord, atomic_write, save_figure, utc
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.figure import Figure
 
     from km3mon.config import PipelineConfig
@@ -146,11 +147,25 @@ class Context:
         text = json.dumps(document, default=_json_value, allow_nan=False)
         atomic_write(self.data_dir / "metrics" / f"{name}.json", text.encode())
 
-    def save_figure(self, filename: str, figure: Figure, dpi: int = 100) -> None:
-        """Stamp the figure with the time of its data (and STALE if so), write it atomically."""
+    def save_figure(
+        self, filename: str, figure: Figure, dpi: int = 100, keep: bool = False
+    ) -> None:
+        """Stamp the figure with the time of its data (and STALE if so), write it atomically.
+
+        ``keep=True`` for figures a monitor reuses: the stamps are removed again after saving.
+        """
         start = time.perf_counter()
-        stamp_figure(figure, self.data_time, self.stale)
-        save_figure(figure, self.plot_dir / filename, dpi=dpi)
+        stamps = stamp_figure(figure, self.data_time, self.stale)
+        try:
+            save_figure(figure, self.plot_dir / filename, dpi=dpi)
+        finally:
+            if keep:
+                for artist in stamps:
+                    artist.remove()
+            else:
+                import matplotlib.pyplot as plt
+
+                plt.close(figure)
         self.freshness.outputs[filename] = OutputRecord(
             rendered_at=time.time(),
             newest_data_at=self.data_time,
@@ -169,22 +184,25 @@ def _json_value(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> None:
+def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> list[Artist]:
     """The time of the newest data on every plot, and a STALE banner in words and colour."""
     text = f"data until {utc(newest_data_at)}\nrendered {utc(time.time())}"
-    figure.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.3")
+    stamps = [figure.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.3")]
     if stale:
-        figure.text(
-            0.5,
-            0.5,
-            f"STALE: no data since {utc(newest_data_at)}",
-            ha="center",
-            va="center",
-            fontsize=20,
-            color="white",
-            bbox={"facecolor": "#b2182b", "alpha": 0.85, "edgecolor": "none"},
-            zorder=1000,
+        stamps.append(
+            figure.text(
+                0.5,
+                0.5,
+                f"STALE: no data since {utc(newest_data_at)}",
+                ha="center",
+                va="center",
+                fontsize=20,
+                color="white",
+                bbox={"facecolor": "#b2182b", "alpha": 0.85, "edgecolor": "none"},
+                zorder=1000,
+            )
         )
+    return stamps
 
 
 class Receiver(threading.Thread):
@@ -308,10 +326,6 @@ def _render(monitor: Monitor, context: Context) -> None:
         monitor.render()
     except Exception:  # a plotting bug must not end the monitor; the record shows the age
         context.log.exception("rendering failed")
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
 
 
 def _state(freshness: Freshness, context: Context) -> str:

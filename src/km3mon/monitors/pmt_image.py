@@ -1,0 +1,223 @@
+"""Shared by pmt_rates and pmt_hrv: a per-DU image of every PMT (rows) against time (columns).
+
+Every monitoring packet counts. Packets are binned by their DAQ time into columns of
+``interval`` seconds; a rolling window keeps the last ``--columns`` of them. One process
+serves all DUs (``-u DU`` restricts it to one, as in the original), so a 230-DU detector
+needs one process. Rows are floor × 31 channels, the channels of a floor ordered by PMT
+direction (top of the band = upward-looking PMTs).
+
+Rendering reuses one figure per DU and spends at most half a render interval per tick;
+DUs not reached are drawn first on the next tick, so a large detector never starves the
+receiver and every plot still carries the time of its data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.daq import DAQFormatError, decode_monitoring_batch
+from km3mon.daq.monitoring import hrv_bits, rates_hz
+from km3mon.monitors.output import utc
+from km3mon.monitors.runtime import Context, Monitor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+
+N_CHANNELS = 31
+RENDER_BUDGET = 0.5  # of the render interval
+
+
+@dataclass
+class DUPlot:
+    figure: Figure
+    image: AxesImage
+    overlay: AxesImage | None
+    rendered_at: float = 0.0
+
+
+class PMTImageMonitor(Monitor):
+    """Accumulates mean rate and HRV fraction per PMT per column; subclasses draw one of them."""
+
+    tags = ("IO_MONIT",)
+    default_interval_s = 20.0
+    filename_pattern: ClassVar[str]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-u", "--du", type=int, help="only this DU (default: all DUs)")
+        parser.add_argument(
+            "--columns", type=int, default=800, help="columns kept (800 × 20 s ≈ 4.4 h)"
+        )
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        detector = self.detector = context.detector
+        self.interval_s = context.freshness.render_interval_s
+        self.n_columns = context.args.columns
+        optical = detector.dom_floor > 0
+        if context.args.du is not None:
+            optical &= detector.dom_du == context.args.du
+            if not optical.any():
+                raise ValueError(f"DU {context.args.du} is not in detector {detector.det_id}")
+        self.dom_index = np.flatnonzero(optical)
+        self.slot_of_dom = np.full(len(detector.dom_ids) + 1, -1)  # last entry: unknown ids
+        self.slot_of_dom[self.dom_index] = np.arange(len(self.dom_index))
+        n = len(self.dom_index)
+        self.rate_sum = np.zeros((n, N_CHANNELS))
+        self.hrv_sum = np.zeros((n, N_CHANNELS))
+        self.packets = np.zeros(n)
+        # float16 rings (kHz and fractions): 4 140 DOMs × 31 × 800 columns fit in 2 × 205 MB.
+        self.rates_khz = np.full((n, N_CHANNELS, self.n_columns), np.nan, dtype=np.float16)
+        self.hrv = np.full((n, N_CHANNELS, self.n_columns), np.nan, dtype=np.float16)
+        self.column_start_s = np.full(self.n_columns, np.nan)
+        self.head = 0  # ring position of the next column to write
+        self.current_column: int | None = None
+        self.rows_by_du = self._rows_by_du()
+        self.plots: dict[int, DUPlot] = {}
+        self.dus = sorted(self.rows_by_du)
+
+    def _rows_by_du(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per DU: the slots of its DOMs and the first image row of each (floor band)."""
+        detector = self.detector
+        rank = detector.channel_order.rank
+        self.row_in_band = (N_CHANNELS - 1) - rank[:N_CHANNELS]
+        rows = {}
+        dus = detector.dom_du[self.dom_index]
+        floors = detector.dom_floor[self.dom_index]
+        for du in np.unique(dus):
+            slots = np.flatnonzero(dus == du)
+            rows[int(du)] = (slots, (floors[slots] - 1) * N_CHANNELS)
+        return rows
+
+    # -- accumulation -------------------------------------------------------------------
+
+    def consume(self, messages: list[Message]) -> None:
+        payloads = [m.payload for m in messages if m.tag == "IO_MONIT"]
+        if not payloads:
+            return
+        try:
+            packets = decode_monitoring_batch(payloads)
+        except DAQFormatError as error:
+            packets = decode_monitoring_batch(payloads, skip_invalid=True)
+            self.context.count_error(
+                "monitoring packets unusable", error, len(payloads) - len(packets)
+            )
+        if not len(packets):
+            return
+        index = self.detector.dom_index(packets["dom_id"])
+        unknown = index < 0
+        if unknown.any():
+            self.context.count_unknown_doms(packets["dom_id"][unknown])
+        slots = self.slot_of_dom[index]  # -1 (unknown) picks the sentinel entry
+        time_s = packets["utc_seconds"] + packets["utc_16ns_cycles"] * 16e-9
+        self.context.saw_data_at(float(time_s.max()))
+        column = np.floor(time_s / self.interval_s).astype(np.int64)
+        use = slots >= 0
+        rates, hrv = rates_hz(packets), hrv_bits(packets)
+        for value in np.unique(column[use]):
+            self._advance_to(int(value))
+            chosen = use & (column == value)
+            np.add.at(self.rate_sum, slots[chosen], rates[chosen])
+            np.add.at(self.hrv_sum, slots[chosen], hrv[chosen])
+            np.add.at(self.packets, slots[chosen], 1)
+
+    def _advance_to(self, column: int) -> None:
+        """Close finished columns; late packets of an already closed column join the open one."""
+        if self.current_column is None:
+            self.current_column = column
+        while column > self.current_column:
+            self._close_column()
+            self.current_column += 1
+            if column - self.current_column > self.n_columns:  # a long gap: skip the empty ones
+                self.current_column = column - self.n_columns
+
+    def _close_column(self) -> None:
+        head = self.head
+        with np.errstate(invalid="ignore", divide="ignore"):
+            counts = self.packets[:, None]
+            self.rates_khz[:, :, head] = np.where(counts > 0, self.rate_sum / counts / 1e3, np.nan)
+            self.hrv[:, :, head] = np.where(counts > 0, self.hrv_sum / counts, np.nan)
+        self.column_start_s[head] = self.current_column * self.interval_s
+        self.head = (head + 1) % self.n_columns
+        self.rate_sum[:] = 0
+        self.hrv_sum[:] = 0
+        self.packets[:] = 0
+
+    @property
+    def chronological(self) -> np.ndarray:
+        """Ring positions from the oldest column to the newest."""
+        return (np.arange(self.n_columns) + self.head) % self.n_columns
+
+    def du_image(self, ring: np.ndarray, du: int) -> np.ndarray:
+        """(floors × 31, columns) image of one DU, oldest column left, from a ring array."""
+        slots, band_start = self.rows_by_du[du]
+        image = np.full((self.detector.n_floors * N_CHANNELS, self.n_columns), np.nan, np.float32)
+        rows = band_start[:, None] + self.row_in_band[None, :]
+        image[rows] = ring[slots][:, :, self.chronological]
+        return image
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render(self) -> None:
+        budget_s = RENDER_BUDGET * self.interval_s
+        start = time.monotonic()
+        order = sorted(
+            self.dus, key=lambda du: self.plots[du].rendered_at if du in self.plots else 0
+        )
+        for du in order:
+            self.render_du(du)
+            if time.monotonic() - start > budget_s:
+                break
+
+    def render_du(self, du: int) -> None:
+        plot = self.plots.get(du) or self._new_plot(du)
+        self.plots[du] = plot
+        self.update_images(plot, du)
+        self._time_axis(plot)
+        plot.figure.axes[0].set_title(self.title(du))
+        self.context.save_figure(self.filename_pattern.format(du=du), plot.figure, keep=True)
+        plot.rendered_at = time.monotonic()
+
+    def _new_plot(self, du: int) -> DUPlot:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(10, 8))
+        n_rows = self.detector.n_floors * N_CHANNELS
+        extent = (-0.5, self.n_columns - 0.5, -0.5, n_rows - 0.5)
+        image, overlay = self.draw_images(axes, extent)
+        axes.set_yticks(np.arange(self.detector.n_floors) * N_CHANNELS + N_CHANNELS / 2)
+        axes.set_yticklabels([f"Floor {f}" for f in range(1, self.detector.n_floors + 1)])
+        axes.set_xlabel(f"UTC time [{self.interval_s:g} s per column]")
+        axes.set_title(self.title(du))
+        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return DUPlot(figure, image, overlay)
+
+    def _time_axis(self, plot: DUPlot) -> None:
+        axes = plot.figure.axes[0]
+        starts = self.column_start_s[self.chronological]
+        known = np.flatnonzero(~np.isnan(starts))
+        if not len(known):
+            axes.set_xticks([])
+            return
+        ticks = np.linspace(known[0], self.n_columns - 1, num=min(10, len(known))).astype(int)
+        labels = [utc(starts[t])[11:16] for t in ticks]
+        axes.set_xticks(ticks, labels)
+
+    # Subclasses: what to draw.
+    def draw_images(
+        self, axes: object, extent: tuple[float, float, float, float]
+    ) -> tuple[AxesImage, AxesImage | None]:
+        raise NotImplementedError
+
+    def update_images(self, plot: DUPlot, du: int) -> None:
+        raise NotImplementedError
+
+    def title(self, du: int) -> str:
+        raise NotImplementedError

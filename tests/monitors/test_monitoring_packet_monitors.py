@@ -1,0 +1,86 @@
+"""pmt_rates and pmt_hrv as real processes, fed known monitoring packets through a ligier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import km3net_testdata
+import numpy as np
+
+from km3mon.controlhost import Client
+from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
+from km3mon.detector import read_detx
+from tests.conftest import wait_until
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+T0 = 1_700_000_000
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def packets_for(
+    detector, time_s: float, hot: tuple[int, int], veto: tuple[int, int]
+) -> list[bytes]:
+    packets = new_packets(len(detector.dom_ids))
+    packets["dom_id"] = detector.dom_ids
+    packets["run"] = 42
+    packets["utc_seconds"] = int(time_s)
+    packets["utc_16ns_cycles"] = int((time_s % 1) * 1e9 / 16)
+    packets["hit_counts"] = 700  # 7 kHz
+    hot_row = int(np.flatnonzero(detector.dom_ids == hot[0])[0])
+    packets["hit_counts"][hot_row, hot[1]] = 5000  # 50 kHz
+    veto_row = int(np.flatnonzero(detector.dom_ids == veto[0])[0])
+    packets["hrv"][veto_row] = 1 << veto[1]
+    return encode_monitoring_batch(packets)
+
+
+def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> None:
+    detector = read_detx(ARCA21)
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    common = ["--detx", ARCA21, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "1",
+              "--columns", "60"]  # fmt: skip
+    rates = spawn("pmt_rates", *common)
+    hrv = spawn("pmt_hrv", *common, "-u", int(detector.dom_du[0]))
+    for name in ("pmt_rates", "pmt_hrv"):
+        record = data / "freshness" / f"{name}.json"
+        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+    optical = detector.dom_ids[detector.dom_floor > 0]
+    hot, veto = (int(optical[100]), 17), (int(optical[3]), 4)
+    with Client("127.0.0.1", ligier.port) as publisher:
+        for step in range(35):  # 3.5 s of DAQ time: three closed 1 s columns
+            payloads = packets_for(detector, T0 + 0.1 * step, hot, veto)
+            publisher.publish_many([("IO_MONIT", p) for p in payloads])
+
+    def flagged() -> list[dict]:
+        return read_json(data / "metrics" / "pmt_rates.json").get("flagged", [])
+
+    wait_until(lambda: len(flagged()) == 2, timeout_s=20, what="the hot PMT and the veto")
+    du, floor = detector.du_floor(hot[0])
+    assert {
+        "kind": "above", "dom_id": hot[0], "du": du, "floor": floor, "channel": 17,
+        "rate_hz": 50000.0, "hrv_fraction": 0.0,
+    } in flagged()  # fmt: skip
+    veto_entry = next(f for f in flagged() if f["kind"] == "hrv")
+    assert (veto_entry["dom_id"], veto_entry["channel"], veto_entry["hrv_fraction"]) == (
+        veto[0], 4, 1.0,
+    )  # fmt: skip
+    medians = read_json(data / "metrics" / "pmt_rates.json")["median_rate_hz"]
+    assert set(medians.values()) == {7000.0}
+    dus = [int(d) for d in detector.dus]
+    wait_until(
+        lambda: all((plots / f"pmt_rates_du{d}.png").exists() for d in dus),
+        timeout_s=90,
+        what="21 plots from one process",
+    )
+    wait_until(lambda: (plots / f"pmt_hrv_du{dus[0]}.png").exists(), what="the HRV plot")
+    assert not (plots / f"pmt_hrv_du{dus[1]}.png").exists(), "-u keeps to one DU"
+    record = read_json(data / "freshness" / "pmt_rates.json")
+    assert record["unknown_doms"] == 0 and record["decode_errors"] == 0
+    assert record["messages"] == 35 * len(detector.dom_ids)
+    assert rates.alive() and hrv.alive()
