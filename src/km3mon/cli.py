@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.dom_rates",
     "km3mon.monitors.pmt_rates",
     "km3mon.monitors.pmt_hrv",
+    "km3mon.monitors.ahrs_calibration",
 )
 
 

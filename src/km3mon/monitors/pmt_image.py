@@ -14,7 +14,6 @@ receiver and every plot still carries the time of its data.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -24,7 +23,7 @@ from km3mon.controlhost import Message
 from km3mon.daq import DAQFormatError, decode_monitoring_batch
 from km3mon.daq.monitoring import hrv_bits, rates_hz
 from km3mon.monitors.output import utc
-from km3mon.monitors.runtime import Context, Monitor
+from km3mon.monitors.runtime import Context, Monitor, RoundRobin
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,7 +38,6 @@ class DUPlot:
     figure: Figure
     image: AxesImage
     overlay: AxesImage | None
-    rendered_at: float = 0.0
 
 
 class PMTImageMonitor(Monitor):
@@ -81,6 +79,7 @@ class PMTImageMonitor(Monitor):
         self.current_column: int | None = None
         self.rows_by_du = self._rows_by_du()
         self.plots: dict[int, DUPlot] = {}
+        self.round_robin = RoundRobin()
         self.dus = sorted(self.rows_by_du)
 
     def _rows_by_du(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -166,15 +165,7 @@ class PMTImageMonitor(Monitor):
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
-        budget_s = RENDER_BUDGET * self.interval_s
-        start = time.monotonic()
-        order = sorted(
-            self.dus, key=lambda du: self.plots[du].rendered_at if du in self.plots else 0
-        )
-        for du in order:
-            self.render_du(du)
-            if time.monotonic() - start > budget_s:
-                break
+        self.round_robin.run(self.dus, self.render_du, RENDER_BUDGET * self.interval_s)
 
     def render_du(self, du: int) -> None:
         plot = self.plots.get(du) or self._new_plot(du)
@@ -183,7 +174,6 @@ class PMTImageMonitor(Monitor):
         self._time_axis(plot)
         plot.figure.axes[0].set_title(self.title(du))
         self.context.save_figure(self.filename_pattern.format(du=du), plot.figure, keep=True)
-        plot.rendered_at = time.monotonic()
 
     def _new_plot(self, du: int) -> DUPlot:
         import matplotlib.pyplot as plt

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -144,7 +145,7 @@ class Context:
     def save_metrics(self, name: str, metrics: dict[str, object]) -> None:
         """The numbers behind a plot, as JSON for the API (NaN becomes null)."""
         document = {"process": self.freshness.process, "data_time": self.data_time, **metrics}
-        text = json.dumps(document, default=_json_value, allow_nan=False)
+        text = json.dumps(_finite(document), default=_json_value, allow_nan=False)
         atomic_write(self.data_dir / "metrics" / f"{name}.json", text.encode())
 
     def save_figure(
@@ -172,6 +173,17 @@ class Context:
             render_s=round(time.perf_counter() - start, 4),
             stale=self.stale,
         )
+
+
+def _finite(value: object) -> object:
+    """NaN and infinities (floats are JSON-serialisable, but not these) become null."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _json_value(value: object) -> object:
@@ -203,6 +215,25 @@ def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> l
             )
         )
     return stamps
+
+
+class RoundRobin:
+    """Renders many outputs (one per DU) within a time budget per tick, oldest first.
+
+    A 230-DU detector has hundreds of plots; drawing them all on every tick would starve
+    the receiver. Outputs not reached in one tick are the first ones on the next.
+    """
+
+    def __init__(self) -> None:
+        self.rendered_at: dict[object, float] = {}
+
+    def run(self, keys: list, render_one: Callable[[object], None], budget_s: float) -> None:
+        start = time.monotonic()
+        for key in sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0)):
+            render_one(key)
+            self.rendered_at[key] = time.monotonic()
+            if self.rendered_at[key] - start > budget_s:
+                break
 
 
 class Receiver(threading.Thread):
