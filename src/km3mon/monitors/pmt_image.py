@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.image import AxesImage
 
+    from km3mon.config import PipelineConfig
+
 N_CHANNELS = 31
 RENDER_BUDGET = 0.5  # of the render interval
 
@@ -53,6 +55,10 @@ class PMTImageMonitor(Monitor):
         parser.add_argument(
             "--columns", type=int, default=800, help="columns kept (800 × 20 s ≈ 4.4 h)"
         )
+
+    @classmethod
+    def configured_interval_s(cls, pipeline: PipelineConfig) -> float | None:
+        return pipeline.pmt_rates.interval_s
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)

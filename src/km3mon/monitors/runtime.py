@@ -57,6 +57,11 @@ class Monitor:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Flags of this monitor beyond the common ones."""
 
+    @classmethod
+    def configured_interval_s(cls, pipeline: PipelineConfig) -> float | None:
+        """The render interval from pipeline.toml, where the original had one there."""
+        return None
+
     def consume(self, messages: list[Message]) -> None:
         """Accumulate one batch; raise only for a batch that cannot be used at all."""
         raise NotImplementedError
@@ -276,7 +281,18 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     log = logging.getLogger(f"km3mon.{monitor_class.name}")
-    interval_s = args.interval if args.interval is not None else monitor_class.default_interval_s
+    from km3mon.config import ConfigError, load_pipeline
+
+    try:
+        pipeline = load_pipeline(args.pipeline)
+    except ConfigError as error:
+        log.error("%s cannot start: %s", monitor_class.name, error)
+        return 2
+    interval_s = (
+        args.interval
+        or monitor_class.configured_interval_s(pipeline)
+        or monitor_class.default_interval_s
+    )
     freshness = Freshness(
         process=monitor_class.name,
         pid=os.getpid(),
@@ -287,6 +303,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         stale_after_s=args.stale_after if args.stale_after is not None else max(3 * interval_s, 60),
     )
     context = Context(args, freshness, log)
+    context.pipeline = pipeline
     try:
         monitor = monitor_class(context)
     except Exception as error:  # configuration: say what to fix, let supervisord report it
