@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.ahrs_calibration",
     "km3mon.monitors.msg_dumper",
     "km3mon.monitors.trigger_rates",
+    "km3mon.monitors.triggermap",
 )
 
 

@@ -1,0 +1,120 @@
+"""triggermap: hits per DOM (``hitmap.png``) and triggered hits per DOM (``triggermap.png``)
+for the last ``[TriggerMap] max_events`` events, DOM × event, log colour scale.
+
+Every event counts; hit counts per DOM come from one ``bincount`` over a batch's hits table.
+Rows are the optical DOMs ordered by DU and floor; run changes are marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.monitors.events import decode_events_and_hits
+from km3mon.monitors.runtime import Context, Monitor, register_monitor
+
+
+class TriggerMap(Monitor):
+    name = "triggermap"
+    tags = ("IO_EVT",)
+    help = "hits and triggered hits per DOM for the last events (hitmap.png, triggermap.png)"
+    default_interval_s = 50.0
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        detector = self.detector = context.detector
+        self.max_events = context.pipeline.trigger_map.max_events
+        optical = np.flatnonzero(detector.dom_floor > 0)
+        order = np.lexsort((detector.dom_floor[optical], detector.dom_du[optical]))
+        self.row_dom = optical[order]  # detector DOM index of each image row
+        self.row_of_dom = np.full(len(detector.dom_ids) + 1, -1)
+        self.row_of_dom[self.row_dom] = np.arange(len(self.row_dom))
+        n_rows = len(self.row_dom)
+        self.hits = np.zeros((n_rows, self.max_events), np.uint16)
+        self.triggered = np.zeros((n_rows, self.max_events), np.uint16)
+        self.runs = np.full(self.max_events, -1, np.int64)
+        self.head = 0
+        self.events_seen = 0
+
+    def consume(self, messages: list[Message]) -> None:
+        payloads = [m.payload for m in messages if m.tag == "IO_EVT"]
+        events, hits = decode_events_and_hits(self.context, payloads)
+        if not len(events):
+            return
+        index = self.detector.dom_index(hits["dom_id"])
+        if (index < 0).any():
+            self.context.count_unknown_doms(hits["dom_id"][index < 0])
+        rows = self.row_of_dom[index]
+        known = rows >= 0
+        n_events, n_rows = len(events), len(self.row_dom)
+        flat = hits["event"][known].astype(np.int64) * n_rows + rows[known]
+        size = n_events * n_rows
+        all_hits = np.bincount(flat, minlength=size).reshape(n_events, n_rows)
+        trig = np.bincount(flat[hits["triggered"][known]], minlength=size).reshape(n_events, n_rows)
+        columns = (self.head + np.arange(n_events)) % self.max_events
+        self.hits[:, columns] = np.minimum(all_hits.T, np.iinfo(np.uint16).max)
+        self.triggered[:, columns] = np.minimum(trig.T, np.iinfo(np.uint16).max)
+        self.runs[columns] = events["run"]
+        self.head = (self.head + n_events) % self.max_events
+        self.events_seen += n_events
+        times = events["utc_seconds"] + events["utc_16ns_cycles"] * 16e-9
+        self.context.saw_data_at(float(times.max()))
+
+    def chronological(self) -> np.ndarray:
+        """Ring columns from the oldest stored event to the newest."""
+        stored = min(self.events_seen, self.max_events)
+        return (self.head - stored + np.arange(stored)) % self.max_events
+
+    def render(self) -> None:
+        columns = self.chronological()
+        for filename, counts, what in (
+            ("hitmap.png", self.hits, "Hits on DOMs"),
+            ("triggermap.png", self.triggered, "Trigger map (triggered hits on DOMs)"),
+        ):
+            self.context.save_figure(filename, self._figure(counts[:, columns], columns, what))
+        self.context.save_metrics(
+            "triggermap",
+            {
+                "events": len(columns),
+                "dom_id": self.detector.dom_ids[self.row_dom],
+                "hits": self.hits[:, columns].sum(axis=1),
+                "triggered_hits": self.triggered[:, columns].sum(axis=1),
+            },
+        )
+
+    def _figure(self, image: np.ndarray, columns: np.ndarray, what: str):
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm
+
+        figure, axes = plt.subplots(figsize=(16, 8))
+        shown = np.where(image > 0, image, np.nan).astype(float)
+        vmax = max(2.0, float(np.nanmax(shown)) if np.isfinite(shown).any() else 2.0)
+        cmap = plt.get_cmap("plasma").with_extremes(bad="white")
+        drawn = axes.imshow(shown, aspect="auto", origin="lower", interpolation="nearest",
+                            cmap=cmap, norm=LogNorm(1, vmax))  # fmt: skip
+        figure.colorbar(drawn, ax=axes, pad=0.01).set_label("number of hits")
+        dus = self.detector.dom_du[self.row_dom]
+        floors = self.detector.dom_floor[self.row_dom]
+        labelled = np.flatnonzero(np.isin(floors, (1, 6, 12)))
+        step = max(1, len(labelled) // 60)
+        axes.set_yticks(labelled[::step], [f"DU{d}-DOM{f}" for d, f in
+                                           zip(dus[labelled][::step], floors[labelled][::step],
+                                               strict=True)], fontsize=6)  # fmt: skip
+        runs = self.runs[columns]
+        for change in np.flatnonzero(np.diff(runs) != 0) + 1:
+            axes.axvline(change - 0.5, color="#ff0f5b", lw=2)
+            axes.text(change, len(self.row_dom) * 0.98, f" RUN {runs[change]}", color="0.3",
+                      rotation=60, va="top", fontsize=8)  # fmt: skip
+        axes.set_xlabel("event (latest on the right)")
+        axes.set_xticks([])
+        axes.set_title(
+            f"{what} for detector {self.detector.det_id}, the last {len(columns)} events"
+        )
+        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return figure
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_monitor(subparsers, TriggerMap)

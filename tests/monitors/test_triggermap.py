@@ -1,0 +1,80 @@
+"""triggermap as a real process: hits per DOM equal the hits that were sent."""
+
+from __future__ import annotations
+
+import json
+
+import km3net_testdata
+import numpy as np
+
+from km3mon.controlhost import Client
+from km3mon.daq import DAQHeader, Event, encode_event
+from km3mon.daq.event import SNAPSHOT_HIT_DTYPE, TRIGGERED_HIT_DTYPE
+from km3mon.detector import read_detx
+from tests.conftest import wait_until
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+
+
+def make_event(number: int, run: int, dom_ids: np.ndarray, rng) -> tuple[bytes, np.ndarray]:
+    """An event with random snapshot hits, every third of them triggered."""
+    n_hits = int(rng.integers(5, 60))
+    snapshot = np.zeros(n_hits, SNAPSHOT_HIT_DTYPE)
+    snapshot["dom_id"] = rng.choice(dom_ids, n_hits)
+    snapshot["channel"] = rng.integers(0, 31, n_hits)
+    snapshot["time_ns"] = np.sort(rng.integers(0, 100_000_000, n_hits))
+    snapshot["tot"] = rng.integers(1, 60, n_hits)
+    chosen = snapshot[::3]
+    triggered = np.zeros(len(chosen), TRIGGERED_HIT_DTYPE)
+    for name in SNAPSHOT_HIT_DTYPE.names:
+        triggered[name] = chosen[name]
+    triggered["trigger_mask"] = 16
+    header = DAQHeader(det_id=133, run=run, frame_index=number, utc_seconds=1_700_000_000 + number,
+                       utc_16ns_cycles=0)  # fmt: skip
+    event = Event(header, number, 16, 0, triggered, snapshot)
+    return encode_event(event), snapshot
+
+
+def test_hits_per_dom_equal_the_sent_hits(ligier, spawn, tmp_path) -> None:
+    detector = read_detx(ARCA21)
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text("[TriggerMap]\nmax_events = 150\n")
+    data = tmp_path / "data"
+    monitor = spawn("triggermap", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
+                    "--data-dir", data, "-i", "1", "--pipeline", pipeline)  # fmt: skip
+    record = data / "freshness" / "triggermap.json"
+    wait_until(lambda: record.exists() and json.loads(record.read_text())["connected"],
+               what="connected")  # fmt: skip
+    rng = np.random.default_rng(7)
+    optical = detector.dom_ids[detector.dom_floor > 0]
+    sent = [make_event(i, 7 if i < 120 else 8, optical, rng) for i in range(200)]
+    corrupt = sent[0][0][:40]
+    with Client("127.0.0.1", ligier.port) as publisher:
+        publisher.publish_many([("IO_EVT", payload) for payload, _ in sent[:100]])
+        publisher.publish("IO_EVT", corrupt)
+        publisher.publish_many([("IO_EVT", payload) for payload, _ in sent[100:]])
+    kept = np.concatenate([hits for _, hits in sent[-150:]])  # only the last 150 events count
+    expected = {int(d): int(n) for d, n in zip(*np.unique(kept["dom_id"], return_counts=True),
+                                                strict=True)}  # fmt: skip
+    expected_triggered = {}
+    for _, hits in sent[-150:]:
+        for dom_id in hits["dom_id"][::3]:
+            expected_triggered[int(dom_id)] = expected_triggered.get(int(dom_id), 0) + 1
+    metrics_path = data / "metrics" / "triggermap.json"
+
+    def counts() -> tuple[dict, dict]:
+        if not metrics_path.exists():
+            return {}, {}
+        metrics = json.loads(metrics_path.read_text())
+        if metrics["events"] != 150:
+            return {}, {}
+        hits = {d: n for d, n in zip(metrics["dom_id"], metrics["hits"], strict=True) if n}
+        trig = {d: n for d, n in zip(metrics["dom_id"], metrics["triggered_hits"], strict=True)
+                if n}  # fmt: skip
+        return hits, trig
+
+    wait_until(lambda: counts() == (expected, expected_triggered), what="counts per DOM")
+    wait_until(lambda: json.loads(record.read_text())["decode_errors"] == 1, what="1 error")
+    for name in ("hitmap.png", "triggermap.png"):
+        assert (tmp_path / "plots" / name).exists()
+    assert monitor.alive()
