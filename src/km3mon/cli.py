@@ -17,6 +17,7 @@ import time
 COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.controlhost.ligier",
     "km3mon.controlhost.mirror",
+    "km3mon.sim.simulator",
     "km3mon.sim.replay",
     "km3mon.sim.detector_manager",
     "km3mon.monitors.dom_activity",
@@ -27,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.msg_dumper",
     "km3mon.monitors.trigger_rates",
     "km3mon.monitors.triggermap",
+    "km3mon.monitors.rttc",
 )
 
 

@@ -70,6 +70,9 @@ class Monitor:
         """Draw and save outputs with ``self.context.save_figure``; called on the clock."""
         raise NotImplementedError
 
+    def poll(self) -> None:
+        """Called about 20 times a second; monitors without tags fetch their data here."""
+
 
 class Context:
     """What the runtime offers a monitor: settings, output, bookkeeping."""
@@ -244,9 +247,12 @@ class RoundRobin:
 class Receiver(threading.Thread):
     """Reads batches from the ligier so that rendering never stalls the socket."""
 
-    def __init__(self, client: Client, freshness: Freshness, stop: threading.Event) -> None:
+    def __init__(
+        self, client: Client, tags: list[str], freshness: Freshness, stop: threading.Event
+    ) -> None:
         super().__init__(name="receiver", daemon=True)
         self.client = client
+        self.tags = tags
         self.freshness = freshness
         self.stop = stop
         self.batches: deque[list[Message]] = deque()
@@ -254,6 +260,8 @@ class Receiver(threading.Thread):
         self.lock = threading.Lock()
 
     def run(self) -> None:
+        self.client.connect()  # retries with backoff until the ligier is there
+        self.client.subscribe(self.tags)
         while not self.stop.is_set():
             batch = self.client.receive_batch(timeout=0.5)
             self.freshness.connected = self.client.connected
@@ -314,25 +322,28 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    client = Client(args.ligier_ip, args.ligier_port, name=monitor_class.name)
     log.warning(
         "%s: %s from %s every %g s into %s",
         monitor_class.name,
-        ", ".join(monitor_class.tags),
+        ", ".join(monitor_class.tags) or "polling",
         freshness.ligier,
         interval_s,
         context.plot_dir,
     )
-    client.connect()
-    client.subscribe(list(monitor_class.tags))
-    freshness.connected = True
-    receiver = Receiver(client, freshness, stop)
-    receiver.start()
+    receiver = None
+    if monitor_class.tags:
+        client = Client(args.ligier_ip, args.ligier_port, name=monitor_class.name)
+        receiver = Receiver(client, list(monitor_class.tags), freshness, stop)
+        receiver.start()
     next_render = time.monotonic() + interval_s
     next_record = 0.0
     rate_count, rate_since = 0, time.monotonic()
     while not stop.is_set():
-        messages = receiver.take()
+        messages = receiver.take() if receiver is not None else []
+        try:
+            monitor.poll()
+        except Exception:  # a bug in polling must not end the monitor
+            log.exception("polling failed")
         if messages:
             now = time.time()
             freshness.messages += len(messages)
@@ -351,14 +362,16 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
             next_record = now_mono + FRESHNESS_EVERY_S
             freshness.message_rate_hz = round(rate_count / max(now_mono - rate_since, 1e-9), 2)
             rate_count, rate_since = 0, now_mono
-            freshness.reconnects = client.reconnects
+            if receiver is not None:
+                freshness.reconnects = receiver.client.reconnects
             freshness.state = _state(freshness, context)
             freshness.write(record_path)
         if not messages:
             stop.wait(0.05)
     freshness.state = "stopped"
     freshness.write(record_path)
-    client.close()
+    if receiver is not None:
+        receiver.client.close()
     log.warning(
         "%s stopped after %d messages (%d dropped, %d errors)",
         monitor_class.name,

@@ -1,0 +1,216 @@
+"""Faults the simulator injects on purpose, so monitors and alerts can be seen to react.
+
+A scenario is named on the command line as ``NAME[@START_S[-END_S]]`` (simulated seconds after
+the start; default from :data:`DEFAULT_START_S` until the end). Its targets (which DOM, DU or
+PMT) are drawn from the detector with a generator seeded by ``--seed`` and the scenario's
+position in the list, so the same command line breaks the same things every time;
+:func:`plan_scenarios` returns them and :meth:`Scenario.describe` says them in words.
+
+While active, a scenario edits the :class:`Effects` of the current timeslice:
+
+==============  ==================================================================================
+silent-dom      one optical DOM sends nothing: no summary frame, no TMCH packet, no hits
+du-loss         every CLB of one DU (base module included) sends nothing
+hot-pmt         one PMT counts :data:`HOT_PMT_FACTOR` x its rate (~0.5 MHz, above any plot range)
+hrv-storm       :data:`HRV_STORM_FRACTION` of the optical DOMs glow (bioluminescence), rates x4-8:
+                most of their PMTs above the high-rate-veto threshold
+trigger-zero    no triggered events (no ``IO_EVT``)
+wr-loss         one DOM loses White Rabbit time sync: WR bit 31 cleared in its summary frame
+                ``status`` and its TMCH ``dom_status[0]``
+==============  ==================================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from km3mon.detector import Detector
+
+DEFAULT_START_S = 10.0
+HOT_PMT_FACTOR = 80.0
+HRV_STORM_FRACTION = 0.25
+HRV_STORM_FACTOR_RANGE = (4.0, 8.0)
+
+
+@dataclass
+class Effects:
+    """What the scenarios change in one timeslice, per CLB in detector DOM order."""
+
+    silent: np.ndarray
+    wr_lost: np.ndarray
+    rate_factor: np.ndarray
+    event_rate_factor: float = 1.0
+
+    @classmethod
+    def neutral(cls, n_clbs: int, n_channels: int) -> Effects:
+        return cls(
+            silent=np.zeros(n_clbs, bool),
+            wr_lost=np.zeros(n_clbs, bool),
+            rate_factor=np.ones((n_clbs, n_channels)),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """One planned fault: its targets as detector DOM indices and ids, and its time span."""
+
+    name: str
+    start_s: float
+    end_s: float | None
+    dom_index: np.ndarray = field(repr=False)
+    dom_ids: tuple[int, ...]
+    du: int | None = None
+    channel: int | None = None
+    factors: np.ndarray | None = field(default=None, repr=False)
+
+    def active(self, elapsed_s: float) -> bool:
+        return elapsed_s >= self.start_s and (self.end_s is None or elapsed_s < self.end_s)
+
+    def apply(self, effects: Effects) -> None:
+        KINDS[self.name].apply(self, effects)
+
+    def describe(self) -> str:
+        until = "the end" if self.end_s is None else f"{self.end_s:g} s"
+        return f"{self.name}: {KINDS[self.name].target(self)}, from {self.start_s:g} s to {until}"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    choose: Callable[[str, float, float | None, Detector, np.random.Generator], Scenario]
+    apply: Callable[[Scenario, Effects], None]
+    target: Callable[[Scenario], str]
+
+
+def _one_dom(
+    name: str, start_s: float, end_s: float | None, detector: Detector, rng: np.random.Generator
+) -> Scenario:
+    optical = np.flatnonzero(detector.n_pmts > 0)
+    index = int(rng.choice(optical))
+    return Scenario(
+        name,
+        start_s,
+        end_s,
+        np.array([index]),
+        (int(detector.dom_ids[index]),),
+        du=int(detector.dom_du[index]),
+    )
+
+
+def _one_du(
+    name: str, start_s: float, end_s: float | None, detector: Detector, rng: np.random.Generator
+) -> Scenario:
+    du = int(rng.choice(detector.dus))
+    index = np.flatnonzero(detector.dom_du == du)
+    return Scenario(name, start_s, end_s, index, tuple(detector.dom_ids[index].tolist()), du=du)
+
+
+def _one_pmt(
+    name: str, start_s: float, end_s: float | None, detector: Detector, rng: np.random.Generator
+) -> Scenario:
+    scenario = _one_dom(name, start_s, end_s, detector, rng)
+    channel = int(rng.integers(detector.n_pmts[scenario.dom_index[0]]))
+    return Scenario(
+        name, start_s, end_s, scenario.dom_index, scenario.dom_ids, scenario.du, channel
+    )
+
+
+def _many_doms(
+    name: str, start_s: float, end_s: float | None, detector: Detector, rng: np.random.Generator
+) -> Scenario:
+    optical = np.flatnonzero(detector.n_pmts > 0)
+    count = max(1, round(HRV_STORM_FRACTION * len(optical)))
+    index = np.sort(rng.choice(optical, count, replace=False))
+    factors = rng.uniform(*HRV_STORM_FACTOR_RANGE, size=(count, 1))
+    return Scenario(
+        name, start_s, end_s, index, tuple(detector.dom_ids[index].tolist()), factors=factors
+    )
+
+
+def _nothing(
+    name: str, start_s: float, end_s: float | None, _detector: Detector, _rng: np.random.Generator
+) -> Scenario:
+    return Scenario(name, start_s, end_s, np.array([], np.int64), ())
+
+
+def _silence(scenario: Scenario, effects: Effects) -> None:
+    effects.silent[scenario.dom_index] = True
+
+
+def _heat_pmt(scenario: Scenario, effects: Effects) -> None:
+    effects.rate_factor[scenario.dom_index[0], scenario.channel] *= HOT_PMT_FACTOR
+
+
+def _glow(scenario: Scenario, effects: Effects) -> None:
+    effects.rate_factor[scenario.dom_index] *= scenario.factors
+
+
+def _stop_triggers(_scenario: Scenario, effects: Effects) -> None:
+    effects.event_rate_factor = 0.0
+
+
+def _lose_white_rabbit(scenario: Scenario, effects: Effects) -> None:
+    effects.wr_lost[scenario.dom_index] = True
+
+
+def _dom_text(scenario: Scenario) -> str:
+    return f"DOM {scenario.dom_ids[0]} of DU {scenario.du}"
+
+
+#: Scenario name -> how its targets are chosen, what it does, how its target reads.
+KINDS: dict[str, _Kind] = {
+    "silent-dom": _Kind(_one_dom, _silence, _dom_text),
+    "du-loss": _Kind(_one_du, _silence, lambda s: f"DU {s.du} ({len(s.dom_ids)} CLBs)"),
+    "hot-pmt": _Kind(_one_pmt, _heat_pmt, lambda s: f"channel {s.channel} of {_dom_text(s)}"),
+    "hrv-storm": _Kind(_many_doms, _glow, lambda s: f"{len(s.dom_ids)} DOMs"),
+    "trigger-zero": _Kind(_nothing, _stop_triggers, lambda s: "all triggers"),
+    "wr-loss": _Kind(_one_dom, _lose_white_rabbit, _dom_text),
+}
+
+
+def parse_scenario_names(values: Iterable[str]) -> list[tuple[str, float, float | None]]:
+    """``["silent-dom@30", "hot-pmt,wr-loss@5-20"]`` -> ``[(name, start_s, end_s), ...]``.
+
+    Raises ValueError naming the bad item and the known scenarios.
+    """
+    parsed = []
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, _, span = item.partition("@")
+            if name not in KINDS:
+                raise ValueError(f"unknown scenario {name!r}; known: {', '.join(KINDS)}")
+            start, _, end = span.partition("-")
+            try:
+                start_s = float(start) if start else DEFAULT_START_S
+                end_s = float(end) if end else None
+            except ValueError:
+                raise ValueError(
+                    f"scenario {item!r}: expected NAME[@START_S[-END_S]] in seconds"
+                ) from None
+            if start_s < 0 or (end_s is not None and end_s <= start_s):
+                raise ValueError(f"scenario {item!r}: need 0 <= START_S < END_S")
+            parsed.append((name, start_s, end_s))
+    return parsed
+
+
+def plan_scenarios(
+    specs: Iterable[tuple[str, float, float | None]], detector: Detector, seed: int
+) -> list[Scenario]:
+    """The scenarios with their targets; scenario ``i`` draws from generator ``(seed, i)``."""
+    return [
+        KINDS[name].choose(name, start_s, end_s, detector, np.random.default_rng([seed, i]))
+        for i, (name, start_s, end_s) in enumerate(specs)
+    ]
+
+
+def effects_at(
+    scenarios: Iterable[Scenario], elapsed_s: float, n_clbs: int, n_channels: int
+) -> Effects:
+    """The combined effects of the scenarios active at ``elapsed_s`` simulated seconds."""
+    effects = Effects.neutral(n_clbs, n_channels)
+    for scenario in scenarios:
+        if scenario.active(elapsed_s):
+            scenario.apply(effects)
+    return effects

@@ -1,0 +1,390 @@
+"""`km3mon simulate`: a live DAQ without a DAQ, publishing a synthetic detector into a ligier.
+
+For the detector of a DETX file, every 100 ms timeslice of the simulated clock yields one
+``IO_SUM`` summary slice (a frame per optical DOM), one ``IO_MONIT`` TMCH packet per CLB (optical
+DOMs and base modules), Poisson-many ``IO_EVT`` muon events and now and then ``MSG`` log lines
+(to ``--log-port``). The physics and encodings live in :mod:`.sim_optical`, :mod:`.sim_events`
+and :mod:`.sim_log`; faults on purpose in :mod:`.scenarios`.
+
+The clock: timeslice ``k`` starts at ``start_utc + k * 100 ms``; it is published at wall time
+``start + k * 100 ms / speed`` (``--max``: as fast as possible); more than ``MAX_LAG_S`` late
+(a stalled ligier), the missed timeslices are left out, not sent in a burst. Run numbers go up every
+``--run-minutes`` of simulated time, the frame index restarts at 1 with each run and counts
+timeslices, every DAQ header carries the simulated UTC time. Everything random comes from
+``--seed``: the same command line gives the same stream (up to the start time). ``--duration``
+counts wall seconds; SIGTERM/SIGINT stop cleanly (exit 0), a second one at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from km3mon.controlhost import Client, ControlHostError, encode_frame
+from km3mon.daq.event import Event, encode_event
+from km3mon.daq.preamble import DAQHeader
+from km3mon.daq.summaryslice import N_CHANNELS
+from km3mon.detector import Detector, DetectorError, read_detx
+from km3mon.sim.scenarios import KINDS, Scenario, effects_at, parse_scenario_names, plan_scenarios
+from km3mon.sim.sim_events import MuonEventGenerator, default_event_rate_hz
+from km3mon.sim.sim_log import LogModel
+from km3mon.sim.sim_optical import TIMESLICE_S, OpticalModel
+
+log = logging.getLogger("km3mon.simulate")
+
+FIRST_RUN = 10_000
+DEFAULT_RUN_MINUTES = 10.0
+SLICES_PER_S = round(1 / TIMESLICE_S)
+CYCLES_PER_SLICE = 6_250_000  # 100 ms in 16 ns cycles
+BEHIND_WARNING_S = 1.0
+BEHIND_WARNING_INTERVAL_S = 10.0
+MAX_LAG_S = 5.0
+INITIAL_RETRY_S = 0.1
+MAX_RETRY_S = 10.0
+
+
+@dataclass(frozen=True)
+class TimesliceOutput:
+    """The ControlHost frames of one timeslice: ``data`` for the DAQ ligier, ``log`` for MSG.
+
+    ``n_frames``: summary frames in the ``IO_SUM``; ``n_packets``: ``IO_MONIT`` packets.
+    """
+
+    header: DAQHeader
+    data: bytes
+    log: bytes
+    n_frames: int
+    n_packets: int
+    n_events: int
+    n_log_lines: int
+
+    @property
+    def n_messages(self) -> int:
+        """Messages in ``data`` and ``log`` together."""
+        return 1 + self.n_packets + self.n_events + self.n_log_lines
+
+
+class Simulator:
+    """The detector's data stream, one timeslice per :meth:`step`.
+
+    ``scenarios`` are ``NAME[@START_S[-END_S]]`` strings (see :mod:`.scenarios`); the planned
+    targets are in :attr:`scenarios`.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        seed: int = 0,
+        scenarios: Sequence[str] = (),
+        run_minutes: float = DEFAULT_RUN_MINUTES,
+        event_rate_hz: float | None = None,
+        start_utc_s: float | None = None,
+        first_run: int = FIRST_RUN,
+    ) -> None:
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if run_minutes <= 0:
+            raise ValueError(f"run_minutes must be positive, got {run_minutes}")
+        self.detector = detector
+        self.scenarios: list[Scenario] = plan_scenarios(
+            parse_scenario_names(scenarios), detector, seed
+        )
+        self.event_rate_hz = (
+            default_event_rate_hz(len(detector.dus)) if event_rate_hz is None else event_rate_hz
+        )
+        if self.event_rate_hz < 0:
+            raise ValueError(f"event rate must be >= 0 Hz, got {self.event_rate_hz}")
+        self.slices_per_run = max(1, round(run_minutes * 60 * SLICES_PER_S))
+        self.first_run = first_run
+        start_utc_s = time.time() if start_utc_s is None else start_utc_s
+        self.first_slice = int(start_utc_s * SLICES_PER_S)
+        self.index = 0
+        self.trigger_counter = 0
+        self._run: int | None = None
+        self._rng = np.random.default_rng([seed, 0])
+        self.optical = OpticalModel(detector, np.random.default_rng([seed, 1]))
+        self.events = MuonEventGenerator(detector, np.random.default_rng([seed, 2]))
+        self.log_model = LogModel(detector.optical_dom_ids, np.random.default_rng([seed, 3]))
+        self._optical_rows = np.flatnonzero(detector.n_pmts > 0)
+
+    @property
+    def elapsed_s(self) -> float:
+        """Simulated seconds from the start to the timeslice :meth:`step` produces next."""
+        return self.index * TIMESLICE_S
+
+    def header(self) -> DAQHeader:
+        """The DAQ header of the next timeslice."""
+        run_index, slice_in_run = divmod(self.index, self.slices_per_run)
+        utc_seconds, tenth = divmod(self.first_slice + self.index, SLICES_PER_S)
+        return DAQHeader(
+            det_id=self.detector.det_id,
+            run=self.first_run + run_index,
+            frame_index=slice_in_run + 1,
+            utc_seconds=utc_seconds,
+            utc_16ns_cycles=tenth * CYCLES_PER_SLICE,
+        )
+
+    def skip(self, n_slices: int) -> None:
+        """Leave out ``n_slices`` timeslices (a gap in the stream, as after a DAQ hiccup)."""
+        self.index += n_slices
+
+    def step(self) -> TimesliceOutput:
+        """Simulate and encode the next timeslice."""
+        elapsed_s = self.elapsed_s
+        header = self.header()
+        n_clbs = len(self.detector.dom_ids)
+        effects = effects_at(self.scenarios, elapsed_s, n_clbs, N_CHANNELS)
+        self.optical.update(elapsed_s, effects.rate_factor)
+
+        summaryslice = self.optical.summaryslice(header, effects.silent, effects.wr_lost)
+        monitoring = self.optical.monitoring_frames(
+            header, elapsed_s, effects.silent, effects.wr_lost
+        )
+        frames = [encode_frame("IO_SUM", summaryslice), monitoring]
+        n_events = self._rng.poisson(self.event_rate_hz * TIMESLICE_S * effects.event_rate_factor)
+        previous_run, self._run = self._run, header.run
+        if header.run != previous_run:
+            self.trigger_counter = 0
+        alive = ~effects.silent[self._optical_rows]
+        dom_rates_hz = self.optical.rates_hz[self._optical_rows].sum(axis=1)
+        for event in self.events.generate(n_events, alive, dom_rates_hz):
+            self.trigger_counter += 1
+            payload = encode_event(
+                Event(
+                    header,
+                    self.trigger_counter,
+                    event.trigger_mask,
+                    event.overlays,
+                    event.triggered_hits,
+                    event.snapshot_hits,
+                )
+            )
+            frames.append(encode_frame("IO_EVT", payload))
+
+        utc_s = header.timestamp
+        lines = []
+        if header.run != previous_run:
+            lines += self.log_model.run_change(utc_s, previous_run, header.run)
+        lines += self.log_model.lines(utc_s, TIMESLICE_S, header.run, header.frame_index)
+        self.index += 1
+        n_clbs_alive = int((~effects.silent).sum())
+        return TimesliceOutput(
+            header=header,
+            data=b"".join(frames),
+            log=b"".join(encode_frame("MSG", line.encode()) for line in lines),
+            n_frames=int(alive.sum()),
+            n_packets=n_clbs_alive,
+            n_events=len(frames) - 2,
+            n_log_lines=len(lines),
+        )
+
+
+@dataclass
+class RunStats:
+    timeslices: int = 0
+    skipped: int = 0
+    messages: int = 0
+    events: int = 0
+    log_lines: int = 0
+    bytes: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+def run_simulation(
+    simulator: Simulator,
+    send_data: Callable[[bytes], None],
+    send_log: Callable[[bytes], None],
+    *,
+    speed: float | None,
+    duration_s: float | None,
+    stop: threading.Event,
+    max_lag_s: float = MAX_LAG_S,
+) -> RunStats:
+    """Publish timeslices paced at ``speed`` (None: no pacing) until ``stop`` or ``duration_s``.
+
+    More than ``max_lag_s`` behind the clock (a stalled ligier connection, a stopped process),
+    the missed timeslices are left out, as a DAQ would lose them, instead of sent in a burst.
+    """
+    stats = RunStats()
+    start = time.monotonic()
+    cpu_start = time.process_time()
+    warned_at = -BEHIND_WARNING_INTERVAL_S
+    while not stop.is_set():
+        now = time.monotonic()
+        if duration_s is not None and now - start >= duration_s:
+            break
+        if speed is not None:
+            due = start + (stats.timeslices + stats.skipped) * TIMESLICE_S / speed
+            delay = due - now
+            if delay > 0:
+                if duration_s is not None:
+                    delay = min(delay, start + duration_s - now)
+                stop.wait(delay)
+                continue
+            if -delay > max_lag_s:
+                skipped = int(-delay * speed / TIMESLICE_S)
+                simulator.skip(skipped)
+                stats.skipped += skipped
+                log.warning(
+                    "%.1f s behind the simulated clock: left out %d timeslices", -delay, skipped
+                )
+            elif -delay > BEHIND_WARNING_S and now - warned_at > BEHIND_WARNING_INTERVAL_S:
+                warned_at = now
+                log.warning("%.1f s behind the simulated clock: cannot keep up", -delay)
+        output = simulator.step()
+        send_data(output.data)
+        if output.log:
+            send_log(output.log)
+        stats.timeslices += 1
+        stats.messages += output.n_messages
+        stats.events += output.n_events
+        stats.log_lines += output.n_log_lines
+        stats.bytes += len(output.data) + len(output.log)
+    stats.wall_s = time.monotonic() - start
+    stats.cpu_s = time.process_time() - cpu_start
+    return stats
+
+
+def _connect(client: Client, stop: threading.Event) -> bool:
+    """Connect, retrying with backoff until connected (True) or asked to stop (False)."""
+    client.reconnect = False
+    delay_s = INITIAL_RETRY_S
+    try:
+        while not stop.is_set():
+            try:
+                client.connect()
+                return True
+            except ControlHostError as error:
+                log.warning("%s; retrying in %.1f s", error, delay_s)
+                stop.wait(delay_s)
+                delay_s = min(2 * delay_s, MAX_RETRY_S)
+        return False
+    finally:
+        client.reconnect = True
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="publish a simulated detector (IO_SUM, IO_MONIT, IO_EVT, MSG) into a ligier",
+        description="Simulate the DAQ stream of the detector in a DETX file, in real time "
+        "(or faster), with optional faults (scenarios: "
+        + ", ".join(KINDS)
+        + "; NAME[@START_S[-END_S]], simulated seconds).",
+    )
+    parser.add_argument("--detx", required=True, help="detector geometry (DETX file)")
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="ligier host (127.0.0.1)")
+    parser.add_argument("-p", "--port", type=int, default=5553, help="ligier port (5553)")
+    parser.add_argument("--log-host", help="host of the log ligier for MSG (default: --host)")
+    parser.add_argument("--log-port", type=int, help="port of the log ligier (default: --port)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="clock speed-up (1 = real time)")
+    pace.add_argument("--max", action="store_true", help="as fast as possible, no pacing")
+    parser.add_argument("--duration", type=float, help="stop after this many wall seconds")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="fault to inject, repeatable or comma separated: " + ", ".join(KINDS),
+    )
+    parser.add_argument(
+        "--run-minutes",
+        type=float,
+        default=DEFAULT_RUN_MINUTES,
+        help=f"simulated minutes per run ({DEFAULT_RUN_MINUTES:g})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument(
+        "--event-rate", type=float, help="mean trigger rate in Hz (default: 10 + 2 per DU)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from km3mon.cli import setup_logging
+
+    setup_logging()
+    if not args.max and args.speed <= 0:
+        log.error("--speed must be positive (use --max for no pacing)")
+        return 2
+    try:
+        detector = read_detx(args.detx)
+        simulator = Simulator(
+            detector,
+            seed=args.seed,
+            scenarios=args.scenario,
+            run_minutes=args.run_minutes,
+            event_rate_hz=args.event_rate,
+        )
+    except (DetectorError, ValueError) as error:
+        log.error("%s", error)
+        return 2
+    log.info(
+        "simulating detector %d: %d DUs, %d CLBs (%d optical), %.0f Hz events, "
+        "run %d, seed %d, speed %s",
+        detector.det_id,
+        len(detector.dus),
+        len(detector.dom_ids),
+        len(detector.optical_dom_ids),
+        simulator.event_rate_hz,
+        simulator.first_run,
+        args.seed,
+        "max" if args.max else f"{args.speed:g}x",
+    )
+    for scenario in simulator.scenarios:
+        log.info("scenario %s", scenario.describe())
+
+    stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        if stop.is_set():  # a second signal: stuck reconnecting, give up at once
+            raise KeyboardInterrupt
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
+    log_address = (args.log_host or args.host, args.log_port or args.port)
+    data_client = Client(args.host, args.port, name="simulator")
+    log_client = (
+        data_client
+        if log_address == (args.host, args.port)
+        else Client(*log_address, name="simulator-log")
+    )
+    try:
+        if not all(_connect(client, stop) for client in {data_client, log_client}):
+            return 0
+        stats = run_simulation(
+            simulator,
+            data_client.send_raw,
+            log_client.send_raw,
+            speed=None if args.max else args.speed,
+            duration_s=args.duration,
+            stop=stop,
+        )
+    finally:
+        data_client.close()
+        log_client.close()
+    log.info(
+        "stopped after %d timeslices (%d left out, %.1f s simulated) in %.1f s: %d messages, "
+        "%d events, %d log lines, %.1f MB, CPU %.0f %%",
+        stats.timeslices,
+        stats.skipped,
+        (stats.timeslices + stats.skipped) * TIMESLICE_S,
+        stats.wall_s,
+        stats.messages,
+        stats.events,
+        stats.log_lines,
+        stats.bytes / 1e6,
+        100 * stats.cpu_s / max(stats.wall_s, 1e-9),
+    )
+    return 0

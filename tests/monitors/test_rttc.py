@@ -1,0 +1,47 @@
+"""rttc against the Detector Manager stand-in: injected values, outage, recovery."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from km3mon.sim.detector_manager import WhiteRabbitModel
+from tests.conftest import free_port, wait_for_port, wait_until
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_rttc_plots_injected_values_and_survives_an_outage(spawn, tmp_path) -> None:
+    dm_port = free_port()
+    manager = spawn("detector-manager", "--dus", "1-3", "--seed", "4", "-p", dm_port)
+    wait_for_port(dm_port)
+    data = tmp_path / "data"
+    monitor = spawn("rttc", "-l", "127.0.0.1", "--dm-port", dm_port, "-o", tmp_path / "plots",
+                    "--data-dir", data, "-i", "0.3", "--stale-after", "2")  # fmt: skip
+    metrics_path = data / "metrics" / "rttc.json"
+    record = data / "freshness" / "rttc.json"
+    wait_until(lambda: read_json(record).get("messages", 0) >= 5, what="five polls")
+    wait_until(lambda: read_json(metrics_path).get("dus"), what="metrics")
+    truth = WhiteRabbitModel([1, 2, 3], seed=4)
+    for du, entry in read_json(metrics_path)["dus"].items():
+        assert abs(entry["rttc_ps"] - truth.rttc(int(du), entry["time"])) < 30  # noise: 4 ps
+        assert entry["spread_ps"] < 20
+    assert (tmp_path / "plots" / "rttc.png").exists()
+
+    manager.stop()
+    wait_until(lambda: "Detector Manager not usable" in monitor.log, what="the outage logged")
+    wait_until(lambda: read_json(record).get("state") == "disconnected", what="disconnected")
+    wait_until(lambda: read_json(record)["outputs"]["rttc.png"]["stale"], what="a stale plot")
+    assert monitor.alive()
+    polls = read_json(record)["messages"]
+    spawn("detector-manager", "--dus", "1-3", "--seed", "4", "-p", dm_port)
+    start = time.monotonic()
+    wait_until(lambda: read_json(record).get("messages", 0) > polls, timeout_s=30, what="recovery")
+    assert time.monotonic() - start < 20
+    assert "retrying in 1 s" in monitor.log and "retrying in 2 s" in monitor.log

@@ -1,0 +1,130 @@
+"""`km3mon simulate` as a real process publishing into a real ligier on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from km3mon import daq
+from km3mon.controlhost import Client, Message
+from km3mon.sim.simulator import Simulator
+from tests.conftest import KM3MON, free_port, wait_until
+from tests.sim.test_simulator_support import ORCA6_DETX, orca6
+
+TAGS = ["IO_SUM", "IO_MONIT", "IO_EVT", "MSG"]
+
+
+class Subscriber:
+    """Collects every message of ``TAGS`` from a ligier in a background thread."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[Message] = []
+        self._stop = threading.Event()
+        self._client = Client("127.0.0.1", port, name="test-subscriber")
+        self._client.connect()
+        self._client.subscribe(TAGS, mode="all")
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+        time.sleep(0.3)  # the ligier has the subscription before anything is published
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            self.messages.extend(self._client.receive_batch(timeout=0.1))
+
+    def tags(self) -> Counter:
+        return Counter(m.tag for m in self.messages)
+
+    def stop(self) -> None:
+        time.sleep(0.3)  # what is in flight arrives
+        self._stop.set()
+        self._thread.join(5)
+        self._client.close()
+
+
+@contextmanager
+def subscribed(port: int) -> Iterator[Subscriber]:
+    subscriber = Subscriber(port)
+    try:
+        yield subscriber
+    finally:
+        subscriber.stop()
+
+
+def test_stream_through_a_ligier_decodes_and_shows_the_scenario(start_ligier, spawn) -> None:
+    ligier = start_ligier()
+    arguments = ["--seed", "5", "--scenario", "silent-dom@10"]
+    with subscribed(ligier.port) as subscriber:
+        process = spawn(
+            "simulate", "--detx", ORCA6_DETX, "-p", ligier.port, "--speed", "10",
+            "--duration", "3", *arguments,
+        )  # fmt: skip
+        assert process.popen.wait(30) == 0
+    counts = subscriber.tags()
+    assert set(counts) == set(TAGS)
+    n_slices = counts["IO_SUM"]  # 10 per wall second at speed 10, unless the machine is busy
+    assert 150 <= n_slices <= 301
+    assert counts["IO_MONIT"] == 114 * n_slices - (n_slices - 100)  # minus the silent DOM
+    decoded = [daq.decode(m.tag, m.payload) for m in subscriber.messages]  # raises if bad
+
+    planned = Simulator(orca6(), seed=5, scenarios=["silent-dom@10"]).scenarios[0]
+    assert f"scenario {planned.describe()}" in process.log
+    silent = planned.dom_ids[0]
+    slices = [obj for obj in decoded if isinstance(obj, daq.Summaryslice)]
+    assert [s.header.frame_index for s in slices] == list(range(1, len(slices) + 1))
+    utc = np.array([s.header.timestamp for s in slices])
+    assert np.allclose(np.diff(utc), 0.1)
+    with_silent = [bool(np.isin(silent, s.dom_ids)) for s in slices]
+    assert with_silent == [True] * 100 + [False] * (n_slices - 100)
+    assert "stopped after" in process.log
+
+
+def test_sigterm_stops_cleanly(start_ligier, spawn) -> None:
+    ligier = start_ligier()
+    with subscribed(ligier.port) as subscriber:
+        process = spawn("simulate", "--detx", ORCA6_DETX, "-p", ligier.port)
+        wait_until(lambda: subscriber.tags()["IO_SUM"] >= 2, 20, "two summary slices")
+        assert process.stop() == 0
+    assert "stopped after" in process.log
+
+
+def test_log_lines_go_to_the_log_ligier(start_ligier, spawn) -> None:
+    data_ligier, log_ligier = start_ligier(), start_ligier()
+    with subscribed(data_ligier.port) as data, subscribed(log_ligier.port) as logs:
+        process = spawn(
+            "simulate", "--detx", ORCA6_DETX, "-p", data_ligier.port,
+            "--log-port", log_ligier.port, "--speed", "20", "--duration", "2",
+        )  # fmt: skip
+        assert process.popen.wait(30) == 0
+    assert set(logs.tags()) == {"MSG"} and logs.tags()["MSG"] >= 4
+    assert "MSG" not in data.tags() and data.tags()["IO_SUM"] > 0
+    for message in logs.messages:
+        assert daq.decode("MSG", message.payload).source is not None
+
+
+def test_waits_for_a_ligier_that_is_not_there_yet_and_stops_on_sigterm(spawn) -> None:
+    process = spawn("simulate", "--detx", ORCA6_DETX, "-p", free_port())
+    wait_until(lambda: "retrying" in process.log, 20, "a retry message")
+    assert process.stop() == 0
+
+
+def test_bad_input_exits_2_with_a_clear_message(tmp_path) -> None:
+    cases = [
+        (["--detx", str(tmp_path / "missing.detx")], "cannot read DETX file"),
+        (["--detx", ORCA6_DETX, "--scenario", "dead-dom"], "unknown scenario 'dead-dom'"),
+        (["--detx", ORCA6_DETX, "--speed", "0"], "--speed must be positive"),
+    ]
+    for arguments, message in cases:
+        result = subprocess.run(
+            [*KM3MON, "simulate", "-p", str(free_port()), *arguments],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
