@@ -34,13 +34,20 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
-def wait_until(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "") -> None:
+def wait_until(
+    condition: Callable[[], object],
+    timeout_s: float = 10.0,
+    what: str = "",
+    show: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition``; on timeout say what was awaited and, with ``show``, what was seen."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.02)
-    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}")
+    seen = f"; last seen: {show()!r}" if show is not None else ""
+    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}{seen}")
 
 
 class Process:

@@ -15,9 +15,10 @@ import argparse
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError, decode_monitoring_batch
 from km3mon.detector import DetectorError, fit_ahrs, load_ahrs_calibration
 from km3mon.detector.ahrs import IDENTITY_CONSTANTS, AHRSCalibration
+from km3mon.monitors.binning import OpticalSlots, TimeRing
+from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
 
@@ -44,18 +45,13 @@ class AHRSMonitor(Monitor):
         self.calibration = self._load_calibration(context.args)
         hours = context.pipeline.calibrate_ahrs.time_range_h
         self.bin_s = hours * 3600 / N_BINS
-        optical = np.flatnonzero(detector.dom_floor > 0)
-        self.dom_index = optical
-        self.slot_of_dom = np.full(len(detector.dom_ids) + 1, -1)
-        self.slot_of_dom[optical] = np.arange(len(optical))
-        n = len(optical)
+        self.slots = OpticalSlots(detector)  # base modules have no compass
+        n = len(self.slots)
         # Per open bin: sums of cos/sin (circular) or values, and packet counts.
         self.sums = {name: np.zeros((n, 2)) for name in ANGLES}
         self.counts = np.zeros(n)
         self.series = {name: np.full((n, N_BINS), np.nan, np.float32) for name in ANGLES}
-        self.bin_start_s = np.full(N_BINS, np.nan)
-        self.head = 0
-        self.current_bin: int | None = None
+        self.ring = TimeRing(self.bin_s, N_BINS, self._close_bin)
         self.uncalibrated_packets = 0
         self.round_robin = RoundRobin()
 
@@ -74,29 +70,17 @@ class AHRSMonitor(Monitor):
     # -- accumulation -------------------------------------------------------------------
 
     def consume(self, messages: list[Message]) -> None:
-        payloads = [m.payload for m in messages if m.tag == "IO_MONIT"]
-        if not payloads:
-            return
-        try:
-            packets = decode_monitoring_batch(payloads)
-        except DAQFormatError as error:
-            packets = decode_monitoring_batch(payloads, skip_invalid=True)
-            self.context.count_error(
-                "monitoring packets unusable", error, len(payloads) - len(packets)
-            )
-        index = self.detector.dom_index(packets["dom_id"])
-        if (index < 0).any():
-            self.context.count_unknown_doms(packets["dom_id"][index < 0])
-        slots = self.slot_of_dom[index]
-        packets, slots = packets[slots >= 0], slots[slots >= 0]  # base modules: no compass
+        packets = decode_monitoring(self.context, messages)
+        slots = self.slots.of(self.context.dom_index(packets["dom_id"]))
+        packets, slots = packets[slots >= 0], slots[slots >= 0]
         if not len(packets):
             return
         angles = self._orientation(packets)
-        time_s = packets["utc_seconds"] + packets["utc_16ns_cycles"] * 16e-9
+        time_s = packet_times_s(packets)
         self.context.saw_data_at(float(time_s.max()))
-        bins = np.floor(time_s / self.bin_s).astype(np.int64)
-        for value in np.unique(bins):
-            self._advance_to(int(value))
+        bins = self.ring.numbers(time_s)
+        for value in np.unique(bins).tolist():
+            self.ring.advance_to(value)
             chosen = bins == value
             for name in ANGLES:
                 degrees = angles[name][chosen]
@@ -121,23 +105,11 @@ class AHRSMonitor(Monitor):
             self.uncalibrated_packets += int((~fitted.calibrated).sum())
         return {"yaw": yaw, "pitch": pitch, "roll": roll}
 
-    def _advance_to(self, bin_number: int) -> None:
-        if self.current_bin is None:
-            self.current_bin = bin_number
-        while bin_number > self.current_bin:
-            self._close_bin()
-            self.current_bin += 1
-            if bin_number - self.current_bin > N_BINS:
-                self.current_bin = bin_number - N_BINS
-
-    def _close_bin(self) -> None:
+    def _close_bin(self, position: int) -> None:
         with np.errstate(invalid="ignore", divide="ignore"):
             for name in ANGLES:
-                self.series[name][:, self.head] = self._mean(name)
+                self.series[name][:, position] = self._mean(name)
                 self.sums[name][:] = 0
-        assert self.current_bin is not None
-        self.bin_start_s[self.head] = self.current_bin * self.bin_s
-        self.head = (self.head + 1) % N_BINS
         self.counts[:] = 0
 
     def _mean(self, name: str) -> np.ndarray:
@@ -162,12 +134,12 @@ class AHRSMonitor(Monitor):
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
 
-        chronological = (np.arange(N_BINS) + self.head) % N_BINS
-        times = self.bin_start_s[chronological] + self.bin_s / 2
+        chronological = self.ring.chronological()
+        times = self.ring.starts_s[chronological] + self.bin_s / 2
         has_time = ~np.isnan(times)
         dates = times[has_time].astype("datetime64[s]")
-        slots = np.flatnonzero(self.detector.dom_du[self.dom_index] == du)
-        floors = self.detector.dom_floor[self.dom_index[slots]]
+        slots = np.flatnonzero(self.detector.dom_du[self.slots.dom_index] == du)
+        floors = self.detector.dom_floor[self.slots.dom_index[slots]]
         colours = plt.get_cmap("viridis")(np.linspace(0, 1, max(self.detector.n_floors, 2)))
         state = "calibrated" if self.calibration is not None else "UNCALIBRATED"
         for name in ANGLES:
@@ -191,15 +163,14 @@ class AHRSMonitor(Monitor):
 
     def latest(self) -> dict[str, object]:
         """Newest closed bin per DOM, for the API and for checks against the injected truth."""
-        newest = (self.head - 1) % N_BINS
+        newest = self.ring.newest
+        start = float(self.ring.starts_s[newest])
         return {
             "calibrated": self.calibration is not None,
             "uncalibrated_packets": self.uncalibrated_packets,
-            "bin_start": self.bin_start_s[newest],
-            "bin_start_utc": utc(self.bin_start_s[newest])
-            if not np.isnan(self.bin_start_s[newest])
-            else None,
-            "dom_id": self.detector.dom_ids[self.dom_index],
+            "bin_start": start,
+            "bin_start_utc": utc(start) if np.isfinite(start) else None,
+            "dom_id": self.detector.dom_ids[self.slots.dom_index],
             **{f"{name}_deg": self.series[name][:, newest] for name in ANGLES},
         }
 

@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError, decode_summaryslice
+from km3mon.monitors.decoding import decode_summaryslices
 from km3mon.monitors.plots import dom_map
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
@@ -33,20 +33,11 @@ class DOMActivity(Monitor):
         self.reported_inactive: set[int] = set()
 
     def consume(self, messages: list[Message]) -> None:
-        for message in messages:
-            if message.tag != "IO_SUM":
-                continue
-            try:
-                summary = decode_summaryslice(message.payload)
-            except DAQFormatError as error:
-                self.context.count_error("summary slice unusable", error)
-                continue
+        for summary in decode_summaryslices(self.context, messages):
             time_s = summary.header.timestamp
-            index = self.detector.dom_index(summary.dom_ids)
-            known = index >= 0
-            if not known.all():
-                self.context.count_unknown_doms(summary.dom_ids[~known])
-            self.last_seen_s[index[known]] = np.fmax(self.last_seen_s[index[known]], time_s)
+            index = self.context.dom_index(summary.dom_ids)
+            index = index[index >= 0]
+            self.last_seen_s[index] = np.fmax(self.last_seen_s[index], time_s)
             self.newest_s = time_s if self.newest_s is None else max(self.newest_s, time_s)
             self.context.saw_data_at(time_s)
 

@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError, decode_summaryslice
+from km3mon.monitors.decoding import decode_summaryslices
 from km3mon.monitors.plots import dom_map
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
@@ -32,18 +32,9 @@ class DOMRates(Monitor):
         self.last_slices = 0
 
     def consume(self, messages: list[Message]) -> None:
-        for message in messages:
-            if message.tag != "IO_SUM":
-                continue
-            try:
-                summary = decode_summaryslice(message.payload)
-            except DAQFormatError as error:
-                self.context.count_error("summary slice unusable", error)
-                continue
-            index = self.detector.dom_index(summary.dom_ids)
+        for summary in decode_summaryslices(self.context, messages):
+            index = self.context.dom_index(summary.dom_ids)
             known = index >= 0
-            if not known.all():
-                self.context.count_unknown_doms(summary.dom_ids[~known])
             dom_khz = summary.rates_hz.sum(axis=1) / 1000.0
             np.add.at(self.sum_khz, index[known], dom_khz[known])
             np.add.at(self.frames, index[known], 1)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError, decode_monitoring_batch
 from km3mon.daq.monitoring import hrv_bits, rates_hz
+from km3mon.monitors.binning import OpticalSlots, TimeRing
+from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin
 
@@ -65,24 +66,15 @@ class PMTImageMonitor(Monitor):
         detector = self.detector = context.detector
         self.interval_s = context.freshness.render_interval_s
         self.n_columns = context.args.columns
-        optical = detector.dom_floor > 0
-        if context.args.du is not None:
-            optical &= detector.dom_du == context.args.du
-            if not optical.any():
-                raise ValueError(f"DU {context.args.du} is not in detector {detector.det_id}")
-        self.dom_index = np.flatnonzero(optical)
-        self.slot_of_dom = np.full(len(detector.dom_ids) + 1, -1)  # last entry: unknown ids
-        self.slot_of_dom[self.dom_index] = np.arange(len(self.dom_index))
-        n = len(self.dom_index)
+        self.slots = OpticalSlots(detector, context.args.du)
+        n = len(self.slots)
         self.rate_sum = np.zeros((n, N_CHANNELS))
         self.hrv_sum = np.zeros((n, N_CHANNELS))
         self.packets = np.zeros(n)
         # float16 rings (kHz and fractions): 4 140 DOMs × 31 × 800 columns fit in 2 × 205 MB.
         self.rates_khz = np.full((n, N_CHANNELS, self.n_columns), np.nan, dtype=np.float16)
         self.hrv = np.full((n, N_CHANNELS, self.n_columns), np.nan, dtype=np.float16)
-        self.column_start_s = np.full(self.n_columns, np.nan)
-        self.head = 0  # ring position of the next column to write
-        self.current_column: int | None = None
+        self.ring = TimeRing(self.interval_s, self.n_columns, self._close_column)
         self.rows_by_du = self._rows_by_du()
         self.plots: dict[int, DUPlot] = {}
         self.round_robin = RoundRobin()
@@ -94,8 +86,8 @@ class PMTImageMonitor(Monitor):
         rank = detector.channel_order.rank
         self.row_in_band = (N_CHANNELS - 1) - rank[:N_CHANNELS]
         rows = {}
-        dus = detector.dom_du[self.dom_index]
-        floors = detector.dom_floor[self.dom_index]
+        dus = detector.dom_du[self.slots.dom_index]
+        floors = detector.dom_floor[self.slots.dom_index]
         for du in np.unique(dus):
             slots = np.flatnonzero(dus == du)
             rows[int(du)] = (slots, (floors[slots] - 1) * N_CHANNELS)
@@ -104,68 +96,39 @@ class PMTImageMonitor(Monitor):
     # -- accumulation -------------------------------------------------------------------
 
     def consume(self, messages: list[Message]) -> None:
-        payloads = [m.payload for m in messages if m.tag == "IO_MONIT"]
-        if not payloads:
-            return
-        try:
-            packets = decode_monitoring_batch(payloads)
-        except DAQFormatError as error:
-            packets = decode_monitoring_batch(payloads, skip_invalid=True)
-            self.context.count_error(
-                "monitoring packets unusable", error, len(payloads) - len(packets)
-            )
+        packets = decode_monitoring(self.context, messages)
         if not len(packets):
             return
-        index = self.detector.dom_index(packets["dom_id"])
-        unknown = index < 0
-        if unknown.any():
-            self.context.count_unknown_doms(packets["dom_id"][unknown])
-        slots = self.slot_of_dom[index]  # -1 (unknown) picks the sentinel entry
-        time_s = packets["utc_seconds"] + packets["utc_16ns_cycles"] * 16e-9
+        slots = self.slots.of(self.context.dom_index(packets["dom_id"]))
+        time_s = packet_times_s(packets)
         self.context.saw_data_at(float(time_s.max()))
-        column = np.floor(time_s / self.interval_s).astype(np.int64)
+        columns = self.ring.numbers(time_s)
         use = slots >= 0
         rates, hrv = rates_hz(packets), hrv_bits(packets)
-        for value in np.unique(column[use]):
-            self._advance_to(int(value))
-            chosen = use & (column == value)
+        for column in np.unique(columns[use]).tolist():
+            self.ring.advance_to(column)
+            chosen = use & (columns == column)
             np.add.at(self.rate_sum, slots[chosen], rates[chosen])
             np.add.at(self.hrv_sum, slots[chosen], hrv[chosen])
             np.add.at(self.packets, slots[chosen], 1)
 
-    def _advance_to(self, column: int) -> None:
-        """Close finished columns; late packets of an already closed column join the open one."""
-        if self.current_column is None:
-            self.current_column = column
-        while column > self.current_column:
-            self._close_column()
-            self.current_column += 1
-            if column - self.current_column > self.n_columns:  # a long gap: skip the empty ones
-                self.current_column = column - self.n_columns
-
-    def _close_column(self) -> None:
-        head = self.head
+    def _close_column(self, position: int) -> None:
         with np.errstate(invalid="ignore", divide="ignore"):
             counts = self.packets[:, None]
-            self.rates_khz[:, :, head] = np.where(counts > 0, self.rate_sum / counts / 1e3, np.nan)
-            self.hrv[:, :, head] = np.where(counts > 0, self.hrv_sum / counts, np.nan)
-        self.column_start_s[head] = self.current_column * self.interval_s
-        self.head = (head + 1) % self.n_columns
+            self.rates_khz[:, :, position] = np.where(
+                counts > 0, self.rate_sum / counts / 1e3, np.nan
+            )
+            self.hrv[:, :, position] = np.where(counts > 0, self.hrv_sum / counts, np.nan)
         self.rate_sum[:] = 0
         self.hrv_sum[:] = 0
         self.packets[:] = 0
-
-    @property
-    def chronological(self) -> np.ndarray:
-        """Ring positions from the oldest column to the newest."""
-        return (np.arange(self.n_columns) + self.head) % self.n_columns
 
     def du_image(self, ring: np.ndarray, du: int) -> np.ndarray:
         """(floors × 31, columns) image of one DU, oldest column left, from a ring array."""
         slots, band_start = self.rows_by_du[du]
         image = np.full((self.detector.n_floors * N_CHANNELS, self.n_columns), np.nan, np.float32)
         rows = band_start[:, None] + self.row_in_band[None, :]
-        image[rows] = ring[slots][:, :, self.chronological]
+        image[rows] = ring[slots][:, :, self.ring.chronological()]
         return image
 
     # -- rendering ----------------------------------------------------------------------
@@ -197,7 +160,7 @@ class PMTImageMonitor(Monitor):
 
     def _time_axis(self, plot: DUPlot) -> None:
         axes = plot.figure.axes[0]
-        starts = self.column_start_s[self.chronological]
+        starts = self.ring.starts_s[self.ring.chronological()]
         known = np.flatnonzero(~np.isnan(starts))
         if not len(known):
             axes.set_xticks([])

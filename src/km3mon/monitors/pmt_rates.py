@@ -67,7 +67,7 @@ class PMTRates(PMTImageMonitor):
 
     def newest_column_summary(self) -> dict[str, object]:
         """Per DU the median rate of the newest column and the PMTs out of range or in HRV."""
-        newest = (self.head - 1) % self.n_columns
+        newest = self.ring.newest
         rates_hz = self.rates_khz[:, :, newest].astype(np.float64) * 1e3
         hrv = self.hrv[:, :, newest].astype(np.float64)
         low, high = self.settings.lowest_rate_hz, self.settings.highest_rate_hz
@@ -78,7 +78,7 @@ class PMTRates(PMTImageMonitor):
             ("hrv", hrv > self.settings.hrv_ratio_threshold),
         ):
             for slot, channel in zip(*np.nonzero(mask), strict=True):
-                dom = self.dom_index[slot]
+                dom = self.slots.dom_index[slot]
                 flagged.append(
                     {
                         "kind": kind,
@@ -98,7 +98,7 @@ class PMTRates(PMTImageMonitor):
                 for du in self.dus
             }
         return {
-            "column_start": float(self.column_start_s[newest]),
+            "column_start": float(self.ring.starts_s[newest]),
             "median_rate_hz": median,
             "flagged": flagged[:1000],
             "n_channels": N_CHANNELS,

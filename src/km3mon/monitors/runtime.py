@@ -134,6 +134,14 @@ class Context:
             self._last_error_log = now
             self._errors_since_log = 0
 
+    def dom_index(self, dom_ids: np.ndarray) -> np.ndarray:
+        """Detector index of each DOM id; ids not in the detector are -1, counted and logged."""
+        index = self.detector.dom_index(dom_ids)
+        unknown = index < 0
+        if unknown.any():
+            self.count_unknown_doms(np.asarray(dom_ids)[unknown])
+        return index
+
     def count_unknown_doms(self, dom_ids: np.ndarray) -> None:
         """DOM ids that are not in the detector: counted, logged at most every 10 s."""
         self.freshness.unknown_doms += len(dom_ids)

@@ -16,9 +16,13 @@ import numpy as np
 
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError, decode_summaryslice
 from km3mon.daq.triggers import trigger_mask
-from km3mon.monitors.events import decode_events
+from km3mon.monitors.decoding import (
+    decode_events_and_hits,
+    decode_summaryslices,
+    packet_times_s,
+    payloads_of,
+)
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 TYPES = ("Overall", "3DMuon", "MXShower", "3DShower")
@@ -74,19 +78,12 @@ class TriggerRates(Monitor):
         return rows
 
     def consume(self, messages: list[Message]) -> None:
-        events = decode_events(self.context, [m.payload for m in messages if m.tag == "IO_EVT"])
+        events, _ = decode_events_and_hits(self.context, payloads_of(messages, "IO_EVT"))
         clock: list[tuple[float, int]] = []  # (DAQ time, run) of every usable message
-        for message in messages:
-            if message.tag != "IO_SUM":
-                continue
-            try:
-                header = decode_summaryslice(message.payload).header
-            except DAQFormatError as error:
-                self.context.count_error("summary slice unusable", error)
-                continue
-            clock.append((header.timestamp, header.run))
-            self.det_id = header.det_id
-        event_times = events["utc_seconds"] + events["utc_16ns_cycles"] * 16e-9
+        for summary in decode_summaryslices(self.context, messages):
+            clock.append((summary.header.timestamp, summary.header.run))
+            self.det_id = summary.header.det_id
+        event_times = packet_times_s(events)
         clock += zip(event_times.tolist(), events["run"].tolist(), strict=True)
         if not clock:
             return

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.monitors.events import decode_events_and_hits
+from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 
@@ -39,13 +39,11 @@ class TriggerMap(Monitor):
         self.events_seen = 0
 
     def consume(self, messages: list[Message]) -> None:
-        payloads = [m.payload for m in messages if m.tag == "IO_EVT"]
+        payloads = payloads_of(messages, "IO_EVT")
         events, hits = decode_events_and_hits(self.context, payloads)
         if not len(events):
             return
-        index = self.detector.dom_index(hits["dom_id"])
-        if (index < 0).any():
-            self.context.count_unknown_doms(hits["dom_id"][index < 0])
+        index = self.context.dom_index(hits["dom_id"])
         rows = self.row_of_dom[index]
         known = rows >= 0
         n_events, n_rows = len(events), len(self.row_dom)
@@ -59,8 +57,7 @@ class TriggerMap(Monitor):
         self.runs[columns] = events["run"]
         self.head = (self.head + n_events) % self.max_events
         self.events_seen += n_events
-        times = events["utc_seconds"] + events["utc_16ns_cycles"] * 16e-9
-        self.context.saw_data_at(float(times.max()))
+        self.context.saw_data_at(float(packet_times_s(events).max()))
 
     def chronological(self) -> np.ndarray:
         """Ring columns from the oldest stored event to the newest."""

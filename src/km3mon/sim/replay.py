@@ -19,6 +19,7 @@ from pathlib import Path
 from km3mon.controlhost import Client, encode_frame
 from km3mon.daq import DAQFormatError, decode
 from km3mon.daq.files import RecordedMessage, iter_file
+from km3mon.sim.publishing import add_publishing_arguments, speed_of
 
 log = logging.getLogger("km3mon.replay")
 
@@ -142,11 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(or faster), each payload under its ControlHost tag.",
     )
     parser.add_argument("files", metavar="FILE", nargs="+", type=Path)
-    parser.add_argument("-H", "--host", default="127.0.0.1", help="ligier host (127.0.0.1)")
-    parser.add_argument("-p", "--port", type=int, default=5553, help="ligier port (5553)")
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, default=1.0, help="time compression (1 = real time)")
-    pace.add_argument("--max", action="store_true", help="as fast as possible, no pacing")
+    add_publishing_arguments(parser, "time compression")
     parser.add_argument("--loop", action="store_true", help="start over after the last file")
     parser.add_argument("-m", "--tags", help="only these tags (comma separated)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
@@ -157,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
     from km3mon.cli import setup_logging
 
     setup_logging()
-    if not args.max and args.speed <= 0:
-        log.error("--speed must be positive (use --max for no pacing)")
+    try:
+        pacer = Pacer(speed_of(args))
+    except ValueError as error:
+        log.error("%s", error)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tags = {t.strip() for t in args.tags.split(",")} if args.tags else None
-    pacer = Pacer(None if args.max else args.speed)
     progress = Progress(enabled=not args.no_progress and sys.stderr.isatty())
     failures = 0
     with Client(args.host, args.port, name="replay") as client:

@@ -32,6 +32,7 @@ from km3mon.daq.event import Event, encode_event
 from km3mon.daq.preamble import DAQHeader
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector, DetectorError, read_detx
+from km3mon.sim.publishing import add_publishing_arguments, speed_of
 from km3mon.sim.scenarios import KINDS, Scenario, effects_at, parse_scenario_names, plan_scenarios
 from km3mon.sim.sim_events import MuonEventGenerator, default_event_rate_hz
 from km3mon.sim.sim_log import LogModel
@@ -282,13 +283,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         + "; NAME[@START_S[-END_S]], simulated seconds).",
     )
     parser.add_argument("--detx", required=True, help="detector geometry (DETX file)")
-    parser.add_argument("-H", "--host", default="127.0.0.1", help="ligier host (127.0.0.1)")
-    parser.add_argument("-p", "--port", type=int, default=5553, help="ligier port (5553)")
+    add_publishing_arguments(parser, "clock speed-up")
     parser.add_argument("--log-host", help="host of the log ligier for MSG (default: --host)")
     parser.add_argument("--log-port", type=int, help="port of the log ligier (default: --port)")
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, default=1.0, help="clock speed-up (1 = real time)")
-    pace.add_argument("--max", action="store_true", help="as fast as possible, no pacing")
     parser.add_argument("--duration", type=float, help="stop after this many wall seconds")
     parser.add_argument(
         "--scenario",
@@ -314,10 +311,8 @@ def run(args: argparse.Namespace) -> int:
     from km3mon.cli import setup_logging
 
     setup_logging()
-    if not args.max and args.speed <= 0:
-        log.error("--speed must be positive (use --max for no pacing)")
-        return 2
     try:
+        speed = speed_of(args)
         detector = read_detx(args.detx)
         simulator = Simulator(
             detector,
@@ -367,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
             simulator,
             data_client.send_raw,
             log_client.send_raw,
-            speed=None if args.max else args.speed,
+            speed=speed,
             duration_s=args.duration,
             stop=stop,
         )

@@ -1,0 +1,72 @@
+"""Accumulating per-DOM values into fixed-width bins of DAQ time, kept in a ring.
+
+pmt_rates, pmt_hrv and ahrs_calibration all sum packets of the open bin and turn the sums
+into means when DAQ time moves past it; the ring keeps the last ``size`` bins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from km3mon.detector import Detector
+
+
+class TimeRing:
+    """Bins of ``width_s`` seconds; ``close(position)`` stores the open bin's means there."""
+
+    def __init__(self, width_s: float, size: int, close: Callable[[int], None]) -> None:
+        self.width_s = width_s
+        self.size = size
+        self.starts_s = np.full(size, np.nan)
+        self.head = 0  # ring position the open bin will be stored at
+        self.current: int | None = None
+        self._close = close
+
+    def numbers(self, times_s: np.ndarray) -> np.ndarray:
+        return np.floor(np.asarray(times_s) / self.width_s).astype(np.int64)
+
+    def advance_to(self, number: int) -> None:
+        """Close every bin before ``number``; a long gap skips the empty ones. Late data join
+        the open bin."""
+        if self.current is None:
+            self.current = number
+        while number > self.current:
+            self._close(self.head)
+            self.starts_s[self.head] = self.current * self.width_s
+            self.head = (self.head + 1) % self.size
+            self.current += 1
+            if number - self.current > self.size:
+                self.current = number - self.size
+
+    @property
+    def newest(self) -> int:
+        """Ring position of the newest closed bin."""
+        return (self.head - 1) % self.size
+
+    def chronological(self) -> np.ndarray:
+        """Ring positions from the oldest bin to the newest."""
+        return (np.arange(self.size) + self.head) % self.size
+
+
+class OpticalSlots:
+    """Dense row numbers ("slots") for the optical DOMs of a detector, optionally of one DU."""
+
+    def __init__(self, detector: Detector, du: int | None = None) -> None:
+        chosen = detector.dom_floor > 0
+        if du is not None:
+            chosen &= detector.dom_du == du
+            if not chosen.any():
+                raise ValueError(f"DU {du} is not in detector {detector.det_id}")
+        self.dom_index = np.flatnonzero(chosen)
+        # one extra entry at the end: index -1 (a foreign DOM) lands there, as "no slot"
+        self._slot_of_index = np.full(len(detector.dom_ids) + 1, -1)
+        self._slot_of_index[self.dom_index] = np.arange(len(self.dom_index))
+
+    def __len__(self) -> int:
+        return len(self.dom_index)
+
+    def of(self, dom_index: np.ndarray) -> np.ndarray:
+        """Slot of each detector DOM index (-1 for DOMs not covered, and for -1 itself)."""
+        return self._slot_of_index[dom_index]
