@@ -10,21 +10,19 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
-from km3mon.controlhost.client import DEFAULT_PORT, READ_SIZE, Backoff
+from km3mon.controlhost.client import DEFAULT_PORT, ClientBase
 from km3mon.controlhost.prefix import (
-    DEFAULT_MAX_MESSAGE_SIZE,
     ControlHostError,
-    FrameDecoder,
     Message,
     encode_frame,
 )
-from km3mon.controlhost.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """A connection to a ligier for asyncio code.
 
     >>> async with AsyncClient("127.0.0.1", 5553) as client:   # doctest: +SKIP
@@ -33,34 +31,10 @@ class AsyncClient:
     ...         ...
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
-        *,
-        name: str | None = None,
-        reconnect: bool = True,
-        backoff_initial_s: float = 0.1,
-        backoff_max_s: float = 10.0,
-        connect_timeout_s: float = 5.0,
-        read_size: int = READ_SIZE,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.name = name
-        self.reconnect = reconnect
-        self.connect_timeout_s = connect_timeout_s
-        self.read_size = read_size
-        self.subscription = Subscription()
-        self.messages_received = 0
-        self.bytes_received = 0
-        self.reconnects = 0
-        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
-        self._decoder = FrameDecoder(max_message_size)
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **options: Any) -> None:
+        super().__init__(host, port, **options)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._closed = False
 
     @property
     def connected(self) -> bool:
@@ -76,15 +50,8 @@ class AsyncClient:
                     raise ControlHostError(
                         f"cannot connect to ligier {self.host}:{self.port}: {error}"
                     ) from error
-                delay = self._backoff.step()
-                log.warning(
-                    "cannot connect to ligier %s:%d (%s); retrying in %.1f s",
-                    self.host,
-                    self.port,
-                    error or type(error).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                reason = str(error) or type(error).__name__
+                await asyncio.sleep(self._next_delay(reason, lost=False))
         return self
 
     async def _open(self) -> None:
@@ -98,13 +65,8 @@ class AsyncClient:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._reader, self._writer = reader, writer
         self._decoder.reset()
-        greeting = []
-        if self.name:
-            greeting.append(encode_frame("_MyId", self.name.encode()))
-        if self.subscription:
-            greeting += [self.subscription.frame(), encode_frame("_Always")]
-        if greeting:
-            writer.write(b"".join(greeting))
+        if greeting := self._greeting():
+            writer.write(greeting)
             await writer.drain()
         if self.reconnects:
             log.info("reconnected to ligier %s:%d", self.host, self.port)
@@ -117,15 +79,7 @@ class AsyncClient:
         if not self.reconnect:
             raise ControlHostError(f"connection to ligier {self.host}:{self.port} lost: {reason}")
         self.reconnects += 1
-        delay = self._backoff.step()
-        log.warning(
-            "connection to ligier %s:%d lost (%s); reconnecting in %.1f s",
-            self.host,
-            self.port,
-            reason,
-            delay,
-        )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(self._next_delay(reason, lost=True))
         await self.connect()
 
     def _drop(self) -> None:
@@ -169,11 +123,11 @@ class AsyncClient:
 
     async def subscribe(self, tags: str | Iterable[str], mode: str = "any") -> None:
         self.subscription.add(tags, mode)
-        await self.send_raw(self.subscription.frame() + encode_frame("_Always"))
+        await self.send_raw(self._subscription_frames())
 
     async def unsubscribe(self, tags: str | Iterable[str]) -> None:
         self.subscription.remove(tags)
-        await self.send_raw(self.subscription.frame() + encode_frame("_Always"))
+        await self.send_raw(self._subscription_frames())
 
     async def receive_batch(self) -> list[Message]:
         """Every message completed by the next read(s); never empty."""

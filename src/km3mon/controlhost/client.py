@@ -14,6 +14,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from km3mon.controlhost.prefix import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -47,18 +48,8 @@ class Backoff:
         return delay
 
 
-class Client:
-    """A connection to a ligier (JLigier or ``km3mon ligier``).
-
-    >>> with Client("127.0.0.1", 5553, name="dom_rates") as client:   # doctest: +SKIP
-    ...     client.subscribe(["IO_SUM"])
-    ...     for batch in client.iter_batches(timeout=1.0):
-    ...         process(batch)
-
-    With ``reconnect=True`` (default) every method survives a lost dispatcher: it waits
-    (backoff from ``backoff_initial_s`` to ``backoff_max_s``), reconnects, sends the
-    nickname and the subscription again. Messages in flight during the outage are lost.
-    """
+class ClientBase:
+    """What both clients share: where to connect, the subscription, counters, backoff."""
 
     def __init__(
         self,
@@ -78,17 +69,60 @@ class Client:
         self.name = name
         self.reconnect = reconnect
         self.connect_timeout_s = connect_timeout_s
+        self.read_size = read_size
         self.subscription = Subscription()
         self.always = True
         self.messages_received = 0
         self.bytes_received = 0
         self.reconnects = 0
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
-        self._socket: socket.socket | None = None
         self._decoder = FrameDecoder(max_message_size)
-        self._ready: deque[Message] = deque()
-        self._read_buffer = bytearray(read_size)
         self._closed = False
+
+    def _greeting(self) -> bytes:
+        """Sent on every (re)connection: nickname, subscription, delivery mode."""
+        frames = []
+        if self.name:
+            frames.append(encode_frame("_MyId", self.name.encode()))
+        if self.subscription:
+            frames.append(self._subscription_frames())
+        return b"".join(frames)
+
+    def _subscription_frames(self) -> bytes:
+        frames = self.subscription.frame()
+        return frames + encode_frame("_Always") if self.always else frames
+
+    def _next_delay(self, reason: str, *, lost: bool) -> float:
+        """Log a lost connection or a failed attempt; return the wait before the next try."""
+        delay = self._backoff.step()
+        address = f"ligier {self.host}:{self.port}"
+        if lost:
+            log.warning(
+                "connection to %s lost (%s); reconnecting in %.1f s", address, reason, delay
+            )
+        else:
+            log.warning("cannot connect to %s (%s); retrying in %.1f s", address, reason, delay)
+        return delay
+
+
+class Client(ClientBase):
+    """A connection to a ligier (JLigier or ``km3mon ligier``).
+
+    >>> with Client("127.0.0.1", 5553, name="dom_rates") as client:   # doctest: +SKIP
+    ...     client.subscribe(["IO_SUM"])
+    ...     for batch in client.iter_batches(timeout=1.0):
+    ...         process(batch)
+
+    With ``reconnect=True`` (default) every method survives a lost dispatcher: it waits
+    (backoff from ``backoff_initial_s`` to ``backoff_max_s``), reconnects, sends the
+    nickname and the subscription again. Messages in flight during the outage are lost.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **options: Any) -> None:
+        super().__init__(host, port, **options)
+        self._socket: socket.socket | None = None
+        self._ready: deque[Message] = deque()
+        self._read_buffer = bytearray(self.read_size)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -107,15 +141,7 @@ class Client:
                     raise ControlHostError(
                         f"cannot connect to ligier {self.host}:{self.port}: {error}"
                     ) from error
-                delay = self._backoff.step()
-                log.warning(
-                    "cannot connect to ligier %s:%d (%s); retrying in %.1f s",
-                    self.host,
-                    self.port,
-                    error,
-                    delay,
-                )
-                time.sleep(delay)
+                time.sleep(self._next_delay(str(error), lost=False))
         return self
 
     def _open(self) -> None:
@@ -125,15 +151,8 @@ class Client:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self._socket = sock
         self._decoder.reset()
-        greeting = []
-        if self.name:
-            greeting.append(encode_frame("_MyId", self.name.encode()))
-        if self.subscription:
-            greeting.append(self.subscription.frame())
-            if self.always:
-                greeting.append(encode_frame("_Always"))
-        if greeting:
-            sock.sendall(b"".join(greeting))
+        if greeting := self._greeting():
+            sock.sendall(greeting)
         if self.reconnects or self._backoff.next_delay != self._backoff.initial:
             log.info(
                 "connected to ligier %s:%d%s",
@@ -151,15 +170,7 @@ class Client:
         if not self.reconnect:
             raise ControlHostError(f"connection to ligier {self.host}:{self.port} lost: {reason}")
         self.reconnects += 1
-        delay = self._backoff.step()
-        log.warning(
-            "connection to ligier %s:%d lost (%s); reconnecting in %.1f s",
-            self.host,
-            self.port,
-            reason,
-            delay,
-        )
-        time.sleep(delay)
+        time.sleep(self._next_delay(reason, lost=True))
         self.connect()
 
     def _drop_socket(self) -> None:
@@ -214,10 +225,7 @@ class Client:
         self._send_subscription()
 
     def _send_subscription(self) -> None:
-        frames = self.subscription.frame()
-        if self.always:
-            frames += encode_frame("_Always")
-        self.send_raw(frames)
+        self.send_raw(self._subscription_frames())
 
     def request_one(self) -> None:
         """On-request delivery: switch ``_Always`` off for reconnects and ask for one message."""
