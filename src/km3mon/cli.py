@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.trigger_rates",
     "km3mon.monitors.triggermap",
     "km3mon.monitors.rttc",
+    "km3mon.monitors.ztplot",
 )
 
 

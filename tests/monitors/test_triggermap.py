@@ -8,31 +8,11 @@ import km3net_testdata
 import numpy as np
 
 from km3mon.controlhost import Client
-from km3mon.daq import DAQHeader, Event, encode_event
-from km3mon.daq.event import SNAPSHOT_HIT_DTYPE, TRIGGERED_HIT_DTYPE
 from km3mon.detector import read_detx
 from tests.conftest import wait_until
+from tests.monitors.daqfakes import make_event
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
-
-
-def make_event(number: int, run: int, dom_ids: np.ndarray, rng) -> tuple[bytes, np.ndarray]:
-    """An event with random snapshot hits, every third of them triggered."""
-    n_hits = int(rng.integers(5, 60))
-    snapshot = np.zeros(n_hits, SNAPSHOT_HIT_DTYPE)
-    snapshot["dom_id"] = rng.choice(dom_ids, n_hits)
-    snapshot["channel"] = rng.integers(0, 31, n_hits)
-    snapshot["time_ns"] = np.sort(rng.integers(0, 100_000_000, n_hits))
-    snapshot["tot"] = rng.integers(1, 60, n_hits)
-    chosen = snapshot[::3]
-    triggered = np.zeros(len(chosen), TRIGGERED_HIT_DTYPE)
-    for name in SNAPSHOT_HIT_DTYPE.names:
-        triggered[name] = chosen[name]
-    triggered["trigger_mask"] = 16
-    header = DAQHeader(det_id=133, run=run, frame_index=number, utc_seconds=1_700_000_000 + number,
-                       utc_16ns_cycles=0)  # fmt: skip
-    event = Event(header, number, 16, 0, triggered, snapshot)
-    return encode_event(event), snapshot
 
 
 def test_hits_per_dom_equal_the_sent_hits(ligier, spawn, tmp_path) -> None:

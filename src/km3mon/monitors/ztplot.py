@@ -1,0 +1,226 @@
+"""ztplot: z versus time of the calibrated hits of a selected event, one panel per DU.
+
+Events qualify with triggered hits on at least ``[ZTPlot] min_dus`` DUs and ``min_doms``
+DOMs. ``ztplot.png`` shows at most one event per minute of event time; an event that enters
+the top 10 by number of hits or by overlays is always drawn, and kept with its raw payload in
+``plots/event_selection/`` and a row in ``data/event_selection.sqlite3`` (WAL), so the top 10
+survives restarts. Events falling out of both top-10 lists are deleted with their files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.daq import DAQFormatError, Event, decode_event
+from km3mon.daq.triggers import trigger_names
+from km3mon.detector import Database, RunCalibration
+from km3mon.monitors.output import atomic_write, utc
+from km3mon.monitors.runtime import Context, Monitor, register_monitor
+
+PLOT_EVERY_S = 60.0
+TOP = 10
+RANKINGS = ("n_hits", "overlays")
+
+
+@dataclass
+class Candidate:
+    event: Event
+    payload: bytes
+    n_hits: int
+    n_triggered: int
+
+    @property
+    def name(self) -> str:
+        h = self.event.header
+        return f"ztplot_{h.det_id}_{h.run}_FI{h.frame_index}_TC{self.event.trigger_counter}"
+
+
+class EventSelection:
+    """The top-10 events by hits and by overlays, in SQLite (WAL) and as files."""
+
+    def __init__(self, database_path: Path, folder: Path) -> None:
+        self.folder = folder
+        database_path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(database_path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS event_selection (name TEXT PRIMARY KEY, det_id INT, "
+            "run INT, frame_index INT, trigger_counter INT, utc REAL, n_hits INT, "
+            "n_triggered INT, overlays INT, triggers TEXT)"
+        )
+        self.db.commit()
+
+    def threshold(self, ranking: str) -> int:
+        """The value an event must beat to enter the top 10 of ``ranking``."""
+        rows = self.db.execute(
+            f"SELECT {ranking} FROM event_selection ORDER BY {ranking} DESC LIMIT ?", (TOP,)
+        ).fetchall()
+        return rows[-1][0] if len(rows) == TOP else -1
+
+    def qualifies(self, candidate: Candidate) -> bool:
+        return candidate.n_hits > self.threshold("n_hits") or (
+            candidate.event.overlays > self.threshold("overlays")
+        )
+
+    def add(self, candidate: Candidate) -> None:
+        h = candidate.event.header
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO event_selection VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (candidate.name, h.det_id, h.run, h.frame_index, candidate.event.trigger_counter,
+                 h.timestamp, candidate.n_hits, candidate.n_triggered, candidate.event.overlays,
+                 " ".join(trigger_names(candidate.event.trigger_mask))),
+            )  # fmt: skip
+        atomic_write(self.folder / f"{candidate.name}.dat", candidate.payload)
+        self._prune()
+
+    def _prune(self) -> None:
+        keep = set()
+        for ranking in RANKINGS:
+            keep.update(
+                name
+                for (name,) in self.db.execute(
+                    f"SELECT name FROM event_selection ORDER BY {ranking} DESC LIMIT ?", (TOP,)
+                )
+            )
+        stored = {name for (name,) in self.db.execute("SELECT name FROM event_selection")}
+        with self.db:
+            for name in stored - keep:
+                self.db.execute("DELETE FROM event_selection WHERE name = ?", (name,))
+                for suffix in (".png", ".dat"):
+                    (self.folder / f"{name}{suffix}").unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        return [name for (name,) in self.db.execute("SELECT name FROM event_selection")]
+
+
+class ZTPlot(Monitor):
+    name = "ztplot"
+    tags = ("IO_EVT",)
+    help = "z-t plot of calibrated hits of selected events, one panel per DU; top-10 kept"
+    default_interval_s = 5.0
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.settings = context.pipeline.ztplot
+        from_file = context.args.detx or os.environ.get("DETX")
+        self.calibration = RunCalibration(
+            context.detector, database=None if from_file else Database()
+        )
+        self.selection = EventSelection(
+            context.data_dir / "event_selection.sqlite3", context.plot_dir / "event_selection"
+        )
+        self.last_plotted_s = -np.inf
+        self.to_plot: Candidate | None = None
+        self.new_top: list[Candidate] = []
+        self.selected = 0
+
+    def consume(self, messages: list[Message]) -> None:
+        for message in messages:
+            if message.tag != "IO_EVT":
+                continue
+            try:
+                event = decode_event(message.payload)
+                triggered = event.hits[event.hits["triggered"]]
+            except DAQFormatError as error:
+                self.context.count_error("event unusable", error)
+                continue
+            self.context.saw_data_at(event.header.timestamp)
+            index = self.context.dom_index(triggered["dom_id"])
+            dus = self.context.detector.dom_du[index[index >= 0]]
+            if (
+                len(np.unique(dus)) < self.settings.min_dus
+                or len(np.unique(triggered["dom_id"][index >= 0])) < self.settings.min_doms
+            ):
+                continue
+            self.selected += 1
+            candidate = Candidate(event, message.payload, len(event.hits), len(triggered))
+            if self.selection.qualifies(candidate):
+                self.selection.add(candidate)
+                self.new_top.append(candidate)
+            if event.header.timestamp - self.last_plotted_s >= PLOT_EVERY_S:
+                self.to_plot = candidate
+                self.last_plotted_s = event.header.timestamp
+
+    def render(self) -> None:
+        for candidate in self.new_top:
+            if candidate.name in self.selection.names():  # may have dropped out again
+                figure, _ = self.figure(candidate)
+                self.context.save_figure(f"event_selection/{candidate.name}.png", figure)
+        self.new_top.clear()
+        if self.to_plot is None:
+            return
+        figure, hits = self.figure(self.to_plot)
+        self.context.save_figure("ztplot.png", figure)
+        h = self.to_plot.event.header
+        self.context.save_metrics(
+            "ztplot",
+            {
+                "run": h.run,
+                "frame_index": h.frame_index,
+                "trigger_counter": self.to_plot.event.trigger_counter,
+                "selected_events": self.selected,
+                "top10": self.selection.names(),
+                "hits": {
+                    name: hits[name]
+                    for name in ("dom_id", "channel", "du", "pos_z_m", "time_ns", "triggered")
+                },
+            },
+        )
+        self.to_plot = None
+
+    def figure(self, candidate: Candidate):
+        """The z-t figure of one event, and the calibrated hits it shows."""
+        import matplotlib.pyplot as plt
+
+        event = candidate.event
+        hits = self.calibration.apply(event.hits, event.header.run)
+        hits = hits[hits["calibrated"]]
+        offset = hits["time_ns"][hits["triggered"]].min() if hits["triggered"].any() else 0.0
+        dus = np.unique(hits["du"])
+        columns = int(np.ceil(np.sqrt(len(dus))))
+        rows = int(np.ceil(len(dus) / columns))
+        figure, axes_grid = plt.subplots(
+            rows, columns, figsize=(16, 16 * rows / max(columns, 1)), sharey=True, squeeze=False
+        )
+        detector = self.calibration.detector
+        top_z = float(np.nanmax(detector.pmt_pos_m[:, 2])) + 10 if len(detector.pmt_pos_m) else 1
+        for axes, du in zip(axes_grid.flat, dus, strict=False):
+            on_du = hits[hits["du"] == du]
+            _, inverse, counts = np.unique(on_du["dom_id"], return_inverse=True, return_counts=True)
+            multiplicity = counts[inverse]
+            for z in detector.dom_pos_m[(detector.dom_du == du) & (detector.dom_floor > 0), 2]:
+                axes.axhline(z, lw=1, color="0.8", ls="--", zorder=0)
+            axes.scatter(on_du["time_ns"] - offset, on_du["pos_z_m"], s=30 * multiplicity,
+                         color="#09A9DE", alpha=0.5, label="hits (size: hits per DOM)")  # fmt: skip
+            triggered = on_du[on_du["triggered"]]
+            axes.scatter(triggered["time_ns"] - offset, triggered["pos_z_m"], marker="+",
+                         color="#d7191c", s=60, label="triggered hits")  # fmt: skip
+            axes.set_title(f"DU {du}")
+            axes.set_ylim(0, top_z)
+            axes.set_yticks(np.arange(0, top_z, self.settings.ytick_distance_m))
+            axes.set_xlabel("time − first triggered hit [ns]")
+            axes.set_ylabel("z [m]")
+        for axes in list(axes_grid.flat)[len(dus) :]:
+            axes.set_visible(False)
+        axes_grid.flat[0].legend(loc="upper left", fontsize=8)
+        h = event.header
+        figure.suptitle(
+            f"Detector {h.det_id}, run {h.run}, frame index {h.frame_index}, trigger counter "
+            f"{event.trigger_counter}, overlays {event.overlays}, "
+            f"{'/'.join(trigger_names(event.trigger_mask)) or 'no known trigger'}\n"
+            f"{utc(h.timestamp)}: {candidate.n_hits} hits, {candidate.n_triggered} triggered"
+        )
+        figure.tight_layout(rect=(0, 0.02, 1, 0.97))
+        return figure, hits
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_monitor(subparsers, ZTPlot)

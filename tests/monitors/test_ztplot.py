@@ -1,0 +1,97 @@
+"""ztplot as a real process: calibrated positions and times, selection, a top 10 that persists."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import km3net_testdata
+import numpy as np
+
+from km3mon.controlhost import Client
+from km3mon.daq import decode_event
+from km3mon.detector import calibrate_hits, read_detx
+from tests.conftest import wait_until
+from tests.monitors.daqfakes import make_event
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def start(spawn, ligier, tmp_path):
+    (tmp_path / "data" / "freshness" / "ztplot.json").unlink(missing_ok=True)  # a previous run's
+    process = spawn("ztplot", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
+                    "--data-dir", tmp_path / "data", "-i", "0.5")  # fmt: skip
+    record = tmp_path / "data" / "freshness" / "ztplot.json"
+    wait_until(lambda: read_json(record).get("connected"), what="ztplot connected")
+    return process
+
+
+def stored(tmp_path: Path) -> set[str]:
+    path = tmp_path / "data" / "event_selection.sqlite3"
+    if not path.exists():
+        return set()
+    with sqlite3.connect(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM event_selection")}
+
+
+def test_calibrated_hits_selection_and_persistent_top10(ligier, spawn, tmp_path) -> None:
+    detector = read_detx(ARCA21)
+    monitor = start(spawn, ligier, tmp_path)
+    rng = np.random.default_rng(11)
+    optical = detector.dom_ids[detector.dom_floor > 0]
+    t0 = 1_700_000_000
+    sent = [
+        make_event(
+            i,
+            5,
+            optical,
+            rng,
+            n_hits=20 + 7 * ((i * 37) % 30),
+            overlays=(i * 11) % 23,
+            time_s=t0 + 10 * i,
+        )
+        for i in range(30)
+    ]
+    too_small = make_event(99, 5, optical[:2], rng, n_hits=30, time_s=t0 + 400)  # 2 DOMs only
+    with Client("127.0.0.1", ligier.port) as publisher:
+        publisher.publish_many([("IO_EVT", payload) for payload, _ in sent])
+        publisher.publish("IO_EVT", too_small[0])
+    events = [decode_event(payload) for payload, _ in sent]
+    by_hits = sorted(range(30), key=lambda i: len(events[i].hits), reverse=True)[:10]
+    by_overlays = sorted(range(30), key=lambda i: events[i].overlays, reverse=True)[:10]
+    expected = {f"ztplot_133_5_FI{i}_TC{i}" for i in set(by_hits) | set(by_overlays)}
+    wait_until(
+        lambda: stored(tmp_path) == expected, what="the top 10s", show=lambda: stored(tmp_path)
+    )
+    selection = tmp_path / "plots" / "event_selection"
+    for name in expected:
+        wait_until(lambda n=name: (selection / f"{n}.png").exists(), 90, f"{name}.png")
+        assert (selection / f"{name}.dat").read_bytes() == sent[int(name.split("_TC")[1])][0]
+    assert len(list(selection.iterdir())) == 2 * len(expected), "dropped-out events deleted"
+
+    metrics_path = tmp_path / "data" / "metrics" / "ztplot.json"
+    wait_until(lambda: read_json(metrics_path).get("selected_events") == 30, what="selection")
+    metrics = read_json(metrics_path)
+    shown = events[metrics["frame_index"]]
+    calibrated = calibrate_hits(detector, shown.hits)
+    assert metrics["hits"]["dom_id"] == calibrated["dom_id"].tolist()
+    assert np.allclose(metrics["hits"]["pos_z_m"], calibrated["pos_z_m"])
+    assert np.allclose(metrics["hits"]["time_ns"], calibrated["time_ns"])
+    assert metrics["hits"]["triggered"] == calibrated["triggered"].tolist()
+    assert (tmp_path / "plots" / "ztplot.png").exists()
+
+    monitor.stop()
+    start(spawn, ligier, tmp_path)
+    big = make_event(500, 6, optical, rng, n_hits=2000, time_s=t0 + 1000)
+    with Client("127.0.0.1", ligier.port) as publisher:
+        publisher.publish("IO_EVT", big[0])
+    wait_until(lambda: "ztplot_133_6_FI500_TC500" in stored(tmp_path), what="the new top event")
+    assert len(stored(tmp_path) & expected) >= len(expected) - 1, "the old top 10 survived"
