@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,60 @@ def test_silent_dom_and_hot_pmt_show_up(ligier, spawn, tmp_path) -> None:
     others = [r for d, r in by_dom.items() if r is not None and d != hot.dom_ids[0]]
     assert by_dom[hot.dom_ids[0]] > max(others), "the hot PMT lifts its DOM's summed rate"
     assert simulator.alive() or simulator.popen.returncode == 0
+
+
+@pytest.mark.slow
+def test_trigger_rates_count_simulated_events_and_show_a_zero_rate(ligier, spawn, tmp_path) -> None:
+    import csv
+    import threading
+
+    import numpy as np
+
+    from km3mon.controlhost import Client
+    from km3mon.daq import decode_events_hits
+    from km3mon.daq.triggers import trigger_mask
+
+    detx = tmp_path / "two_dus.detx"
+    detx.write_text(synthetic_detx(2))
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text("[TriggerRate]\ninterval = 10\n")
+    data = tmp_path / "data"
+    spawn("trigger_rates", "-p", ligier.port, "-o", tmp_path / "plots", "--data-dir", data,
+          "--pipeline", pipeline)  # fmt: skip
+    record = data / "freshness" / "trigger_rates.json"
+    wait_until(lambda: read_json(record).get("connected"), what="trigger_rates connected")
+    received: list[bytes] = []
+    collector = Client("127.0.0.1", ligier.port).connect()
+    collector.subscribe("IO_EVT")
+    done = threading.Event()
+
+    def collect() -> None:
+        while not done.is_set():
+            received.extend(m.payload for m in collector.receive_batch(timeout=0.2))
+
+    thread = threading.Thread(target=collect)
+    thread.start()
+    simulator = spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "20",
+                      "--seed", 5, "--event-rate", "20", "--scenario", "trigger-zero@60",
+                      "--duration", "6")  # fmt: skip
+    wait_until(lambda: not simulator.alive(), timeout_s=30, what="the simulation to end")
+    time.sleep(1)
+    done.set()
+    thread.join()
+    collector.close()
+    events, _ = decode_events_hits(received)
+    times = events["utc_seconds"] + events["utc_16ns_cycles"] * 16e-9
+    bins = (times // 10).astype(int)
+    path = data / "trigger_rates.csv"
+    wait_until(lambda: len(list(csv.DictReader(path.open()))) >= 8, what="8 closed intervals")
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        in_bin = events[bins == int(float(row["timestamp"])) // 10]
+        assert float(row["Overall"]) * 10 == pytest.approx(len(in_bin))
+        for name in ("3DMuon", "MXShower", "3DShower"):
+            fired = np.count_nonzero(in_bin["trigger_mask"] & np.uint64(trigger_mask(name)))
+            assert float(row[name]) * 10 == pytest.approx(fired)
+    first = float(rows[0]["timestamp"])
+    after_zero = [r for r in rows if float(r["timestamp"]) >= first + 70]
+    assert after_zero and all(float(r["Overall"]) == 0 for r in after_zero), "zero, not a gap"
+    assert any(float(r["Overall"]) > 0 for r in rows)
