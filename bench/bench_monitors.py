@@ -1,5 +1,6 @@
-"""Monitors at full detector rate: simulator → ligier → dom_activity, dom_rates, pmt_rates,
-pmt_hrv, ahrs_calibration, all real processes on loopback, real time.
+"""Monitors at full detector rate: simulator → ligier → monitors, all real processes on
+loopback, in real time. ``--set optical``: dom_activity, dom_rates, pmt_rates, pmt_hrv,
+ahrs_calibration; ``--set events``: trigger_rates, triggermap, ztplot (``--event-rate 500``).
 
 Reports per process its CPU share, messages in, drops (its own and the ligier's for it),
 decode errors and render times; and, as the peer, what the original design would cost:
@@ -7,6 +8,7 @@ one pmt_rates process per DU, each decoding the whole IO_MONIT stream with km3pi
 ``TMCHData``.
 
     .venv/bin/python bench/bench_monitors.py --dus 230 --duration 60
+    .venv/bin/python bench/bench_monitors.py --dus 230 --set events --event-rate 500
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ import time
 from pathlib import Path
 
 KM3MON = [sys.executable, "-m", "km3mon"]
-MONITORS = {
-    "dom_activity": ["-i", "30"],
-    "dom_rates": ["-i", "30"],
-    "pmt_rates": ["-i", "20"],
-    "pmt_hrv": ["-i", "20"],
-    "ahrs_calibration": ["-i", "60"],
+#: Monitor sets and their production render intervals.
+SETS = {
+    "optical": {
+        "dom_activity": ["-i", "30"],
+        "dom_rates": ["-i", "30"],
+        "pmt_rates": ["-i", "20"],
+        "pmt_hrv": ["-i", "20"],
+        "ahrs_calibration": ["-i", "60"],
+    },
+    "events": {"trigger_rates": ["-i", "60"], "triggermap": ["-i", "50"], "ztplot": []},
 }
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -89,7 +95,9 @@ def km3pipe_us_per_packet(n: int = 20000) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def run(dus: int, duration_s: float, warmup_s: float) -> dict:
+def run(
+    dus: int, duration_s: float, warmup_s: float, monitors: dict, event_rate: float | None
+) -> dict:
     from km3mon.sim.sim_geometry import synthetic_detx
 
     folder = Path(tempfile.mkdtemp(prefix="km3mon-bench-"))
@@ -109,11 +117,12 @@ def run(dus: int, duration_s: float, warmup_s: float) -> dict:
     try:
         start("ligier", "ligier", "-P", port, "--host", "127.0.0.1")
         wait_for_port(port)
-        for name, extra in MONITORS.items():
+        for name, extra in monitors.items():
             start(name, name, "--detx", detx, "-p", port, "-o", folder / "plots",
                   "--data-dir", folder / "data", *extra)  # fmt: skip
         time.sleep(3)
-        start("simulator", "simulate", "--detx", detx, "-p", port, "--seed", 1)
+        rate = ["--event-rate", event_rate] if event_rate else []
+        start("simulator", "simulate", "--detx", detx, "-p", port, "--seed", 1, *rate)
         time.sleep(warmup_s)
         before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
         t0 = time.monotonic()
@@ -173,6 +182,8 @@ def report(result: dict, km3pipe_us: float) -> str:
             f"{row.get('rate_hz', '-')} | {row.get('dropped', '-')} | {row.get('errors', '-')} | "
             f"{row.get('outputs', '-')} | {render} |"
         )
+    if "pmt_rates" not in result["rows"]:
+        return "\n".join(lines)
     ours = result["rows"]["pmt_rates"]["cpu"]
     original = km3pipe_us * 1e-6 * packets_per_s * dus
     lines += [
@@ -191,9 +202,11 @@ def main() -> int:
     parser.add_argument("--dus", type=int, default=230)
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring")
+    parser.add_argument("--set", choices=SETS, default="optical", help="which monitors")
+    parser.add_argument("--event-rate", type=float, help="simulated trigger rate in Hz")
     args = parser.parse_args()
     km3pipe_us = km3pipe_us_per_packet()
-    result = run(args.dus, args.duration, args.warmup)
+    result = run(args.dus, args.duration, args.warmup, SETS[args.set], args.event_rate)
     print(report(result, km3pipe_us))
     print(f"\n(plots and logs in {result['folder']})")
     return 0

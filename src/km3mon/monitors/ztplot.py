@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from km3mon.monitors.output import atomic_write, utc
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 PLOT_EVERY_S = 60.0
+RENDER_BUDGET = 0.5  # of the render interval, for top-10 plots
 TOP = 10
 RANKINGS = ("n_hits", "overlays")
 
@@ -150,11 +152,7 @@ class ZTPlot(Monitor):
                 self.last_plotted_s = event.header.timestamp
 
     def render(self) -> None:
-        for candidate in self.new_top:
-            if candidate.name in self.selection.names():  # may have dropped out again
-                figure, _ = self.figure(candidate)
-                self.context.save_figure(f"event_selection/{candidate.name}.png", figure)
-        self.new_top.clear()
+        self._render_new_top(budget_s=RENDER_BUDGET * self.context.freshness.render_interval_s)
         if self.to_plot is None:
             return
         figure, hits = self.figure(self.to_plot)
@@ -175,6 +173,16 @@ class ZTPlot(Monitor):
             },
         )
         self.to_plot = None
+
+    def _render_new_top(self, budget_s: float) -> None:
+        """Plots of new top-10 events, newest first, within a time budget; the rest next tick."""
+        start = time.monotonic()
+        kept = set(self.selection.names())
+        self.new_top = [c for c in self.new_top if c.name in kept]  # some dropped out again
+        while self.new_top and time.monotonic() - start < budget_s:
+            candidate = self.new_top.pop()
+            figure, _ = self.figure(candidate)
+            self.context.save_figure(f"event_selection/{candidate.name}.png", figure)
 
     def figure(self, candidate: Candidate):
         """The z-t figure of one event, and the calibrated hits it shows."""
