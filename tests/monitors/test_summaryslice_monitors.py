@@ -10,38 +10,17 @@ import numpy as np
 import pytest
 
 from km3mon.controlhost import Client
-from km3mon.daq import DAQHeader, encode_summaryslice
-from km3mon.daq.summaryslice import FRAME_DTYPE, RATES_HZ_LUT, Summaryslice, hz_to_rates
+from km3mon.daq.summaryslice import RATES_HZ_LUT, hz_to_rates
 from km3mon.detector import read_detx
 from tests.conftest import wait_until
+from tests.monitors.daqfakes import T0, UNKNOWN_DOM, slice_payload
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
-T0 = 1_700_000_000.0
-UNKNOWN_DOM = 123
 
 
 @pytest.fixture(scope="module")
 def detector():
     return read_detx(ARCA21)
-
-
-def slice_payload(detector, time_s: float, rates_hz: dict[int, float], skip: set[int]) -> bytes:
-    optical = detector.dom_ids[detector.dom_floor > 0]
-    dom_ids = [d for d in optical if d not in skip] + [UNKNOWN_DOM]
-    frames = np.zeros(len(dom_ids), dtype=FRAME_DTYPE)
-    frames["dom_id"] = dom_ids
-    frames["status"] = np.uint32(1) << 31
-    for row, dom_id in enumerate(dom_ids):
-        frames["rates"][row] = hz_to_rates(np.full(31, rates_hz.get(int(dom_id), 7000.0)))
-    seconds = int(time_s)
-    header = DAQHeader(
-        det_id=133,
-        run=42,
-        frame_index=int((time_s - T0) * 10),
-        utc_seconds=seconds,
-        utc_16ns_cycles=round((time_s - seconds) * 1e9 / 16),
-    )
-    return encode_summaryslice(Summaryslice(header=header, frames=frames))
 
 
 def read_json(path: Path) -> dict:

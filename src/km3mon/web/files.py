@@ -1,0 +1,25 @@
+"""Serving files from ``plots/`` and ``logs/`` without ever leaving them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def safe_path(folder: Path, name: str, suffixes: tuple[str, ...]) -> Path | None:
+    """``folder/name`` if it is a plain file inside ``folder`` with an allowed suffix.
+
+    Refuses absolute names, ``..``, backslashes, NULs, hidden files (our temporary files) and
+    symbolic links pointing out of the folder (the resolved path must stay inside).
+    """
+    if not name or "\x00" in name or "\\" in name or name.startswith("/"):
+        return None
+    parts = Path(name).parts
+    if any(part in ("..", ".") or part.startswith(".") for part in parts):
+        return None
+    if Path(name).suffix not in suffixes:
+        return None
+    root = folder.resolve()
+    candidate = (folder / name).resolve()
+    if root not in candidate.parents or not candidate.is_file():
+        return None
+    return candidate

@@ -1,0 +1,80 @@
+"""Which plots each page shows: rows of plot names, ``*`` expanded against ``plots/``.
+
+The defaults are the original km3mon's pages (shared/docs/reference-km3mon.md §2.1).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+Rows = list[list[str]]
+
+
+@dataclass(frozen=True)
+class Page:
+    slug: str
+    title: str
+    rows: Rows
+    note: str = ""
+
+
+DEFAULT_PAGES: tuple[Page, ...] = (
+    Page(
+        "index",
+        "Overview",
+        [
+            ["dom_activity", "dom_rates"],
+            ["pmt_rates_du*"],
+            ["trigger_rates"],
+            ["ztplot", "triggermap"],
+        ],
+    ),
+    Page(
+        "compact",
+        "Compact",
+        [
+            ["dom_activity", "dom_rates"],
+            ["trigger_rates", "trigger_rates_lin"],
+            ["ztplot", "triggermap"],
+        ],
+    ),
+    Page("trigger", "Trigger", [["trigger_rates"], ["trigger_rates_lin"], ["hitmap"]]),
+    Page("pmt", "PMT", [["pmt_rates_du*"], ["pmt_hrv_du*"]]),
+    Page("ahrs", "AHRS", [["yaw_calib_du*"], ["pitch_calib_du*"], ["roll_calib_du*"]]),
+    Page(
+        "rttc",
+        "RTTC",
+        [["rttc"]],
+        "Cable round-trip time of each DU's base CLB. RTTC = wr_mu − (TX slave + RX slave + TX "
+        "master + RX master); the red line is the median of the past 24 hours, the band its "
+        "robust spread.",
+    ),
+    Page("k40", "K40", [["intradom"], ["angular_k40rate_distribution"]]),
+    Page("reco", "Reco", [["time_residuals", "ztplot_roy"]]),
+    Page("sn", "SN", [["sn_bg_histogram", "sn_pk_history"]]),
+)
+
+
+def expand(rows: Rows, plot_dir: Path) -> Rows:
+    """Rows with wildcard names replaced by the matching PNGs (sorted naturally), every time."""
+    available = sorted(p.stem for p in plot_dir.glob("*.png")) if plot_dir.is_dir() else []
+    expanded = []
+    for row in rows:
+        names: list[str] = []
+        for name in row:
+            if "*" in name:
+                names += sorted(fnmatch.filter(available, name), key=_natural)
+            else:
+                names.append(name)
+        if names:
+            expanded.append(names)
+    return expanded
+
+
+def _natural(name: str) -> tuple:
+    """``pmt_rates_du9`` before ``pmt_rates_du10``."""
+    head = name.rstrip("0123456789")
+    tail = name[len(head) :]
+    return (head, int(tail) if tail else -1)

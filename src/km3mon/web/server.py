@@ -1,0 +1,60 @@
+"""`km3mon webserver`: the dashboard on uvicorn, reading ``plots/``, ``data/`` and
+``pipeline.toml`` from its working folder like the original.
+
+With ``[WebServer] username/password`` set every route needs them; without, the server binds
+to 127.0.0.1 only (unless ``--host`` is given explicitly) and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("km3mon.webserver")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "webserver",
+        help="the dashboard: pages of plots, status, JSON API, Prometheus metrics",
+        description="Serve the dashboard from plots/ and data/ of the working folder.",
+    )
+    parser.add_argument("-p", "--port", type=int, default=8081, help="port (8081)")
+    parser.add_argument("--host", help="address (default 0.0.0.0 with auth, else 127.0.0.1)")
+    parser.add_argument("--plots", type=Path, default=Path("plots"), help="plot folder")
+    parser.add_argument("--data", type=Path, default=Path("data"), help="data folder")
+    parser.add_argument("--pipeline", help="pipeline.toml (default: ./pipeline.toml if present)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from km3mon.cli import setup_logging
+    from km3mon.config import ConfigError, load_pipeline
+    from km3mon.web.app import Site, create_app
+
+    setup_logging()
+    try:
+        settings = load_pipeline(args.pipeline).web_server
+    except ConfigError as error:
+        log.error("cannot start: %s", error)
+        return 2
+    username = settings.username
+    password = settings.password.reveal() if settings.password else None
+    protected = bool(username and password)
+    host = args.host or ("0.0.0.0" if protected else "127.0.0.1")
+    if not protected:
+        log.warning(
+            "no [WebServer] username/password in pipeline.toml: the dashboard is OPEN, "
+            "listening on %s only%s",
+            host,
+            "" if args.host else " (give --host to change that)",
+        )
+    app = create_app(
+        Site(plot_dir=args.plots, data_dir=args.data), username=username, password=password
+    )
+    log.warning("dashboard on http://%s:%d/", host, args.port)
+    uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)
+    return 0
