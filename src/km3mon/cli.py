@@ -31,6 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.rttc",
     "km3mon.monitors.ztplot",
     "km3mon.web.server",
+    "km3mon.daq.inspect",
+    "km3mon.daq.record",
 )
 
 
