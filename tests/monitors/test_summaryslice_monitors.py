@@ -41,14 +41,12 @@ def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, 
 
     optical = detector.dom_ids[detector.dom_floor > 0]
     silent, hot = int(optical[5]), int(optical[40])
-    with Client("127.0.0.1", ligier.port) as publisher:
-        for step in range(10):
-            publisher.publish(
-                "IO_SUM", slice_payload(detector, T0 + 0.1 * step, {hot: 20e3}, set())
-            )
-        for step in range(3):  # 400 s later the silent DOM has stopped sending
-            later = T0 + 400 + 0.1 * step
-            publisher.publish("IO_SUM", slice_payload(detector, later, {hot: 20e3}, {silent}))
+    slices = [slice_payload(detector, T0 + 0.1 * step, {hot: 20e3}, set()) for step in range(10)]
+    slices += [  # 400 s later the silent DOM has stopped sending
+        slice_payload(detector, T0 + 400 + 0.1 * step, {hot: 20e3}, {silent}) for step in range(3)
+    ]
+    with Client("127.0.0.1", ligier.port) as publisher:  # one batch: no render in between
+        publisher.publish_many([("IO_SUM", payload) for payload in slices])
 
     inactive_log = f"inactive > 300 s: {silent} (DU"
     wait_until(lambda: inactive_log in activity.log, timeout_s=20, what="the silent DOM reported")

@@ -75,10 +75,12 @@ class DOMActivity(Monitor):
         )
 
     def _log_changes(self, inactive: np.ndarray) -> None:
+        if self.newest_s is None:
+            return  # no data yet: nothing is known about any DOM
         now_inactive = {int(d) for d in self.detector.dom_ids[inactive]}
         new = now_inactive - self.reported_inactive
         back = self.reported_inactive - now_inactive
-        if new and self.newest_s is not None:
+        if new:
             self.log.warning("inactive > %d s: %s", INACTIVE_AFTER_S, self._describe(new))
         if back:
             self.log.info("active again: %s", self._describe(back))

@@ -1,0 +1,148 @@
+"""The dashboard in a real headless browser (Debian's chromium via chromedriver and Selenium).
+
+Screenshots go to ``test-artifacts/`` in the repository (ignored by git, kept by CI).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from km3mon.monitors.output import Freshness, OutputRecord
+from tests.conftest import REPO, free_port, wait_for_port, wait_until
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+ARTIFACTS = REPO / "test-artifacts"
+AUTH = ("shifter", "s3cret")
+
+pytestmark = pytest.mark.skipif(
+    (CHROMIUM is None or CHROMEDRIVER is None) and not os.environ.get("CI"),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+
+
+def png(colour: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(4, 3))
+    axes.set_facecolor(colour)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_record(data: Path, stale: bool) -> None:
+    now = time.time()
+    record = Freshness("dom_rates", 1, now, "127.0.0.1:5553", ["IO_SUM"], 1.0, 3.0,
+                       state="stale" if stale else "running",
+                       last_message_at=now - (600 if stale else 0))  # fmt: skip
+    for name in ("dom_rates.png", "dom_activity.png"):
+        record.outputs[name] = OutputRecord(now, now - (600 if stale else 0), 0.1, stale)
+    record.write(data / "freshness" / "dom_rates.json")
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    token = base64.b64encode(":".join(AUTH).encode()).decode()
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
+    )
+    yield driver
+    driver.quit()
+
+
+def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browser) -> None:
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    plots.mkdir()
+    overview = (
+        "dom_activity",
+        "dom_rates",
+        "trigger_rates",
+        "pmt_rates_du1",
+        "ztplot",
+        "triggermap",
+    )
+    for name in overview:
+        (plots / f"{name}.png").write_bytes(png("#a6cee3"))
+    write_record(data, stale=False)
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
+    port = free_port()
+    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
+          "--pipeline", pipeline)  # fmt: skip
+    wait_for_port(port)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    browser.get(f"http://127.0.0.1:{port}/")
+    loaded = "return [...document.images].map(i => i.complete && i.naturalWidth > 0)"
+
+    def all_loaded() -> bool:
+        states = browser.execute_script(loaded)
+        return len(states) == len(overview) and all(states)
+
+    wait_until(all_loaded, what="all plot images loaded")
+    wait_until(lambda: "fresh (data" in badge(browser, "dom_rates"), what="a live badge")
+    browser.save_screenshot(str(ARTIFACTS / "overview.png"))
+
+    before = plot_src(browser, "dom_rates")
+    (plots / "dom_rates.png").write_bytes(png("#fb9a99"))  # the monitor redraws it
+    wait_until(lambda: plot_src(browser, "dom_rates") != before, timeout_s=5,
+               what="the panel to reload its image")  # fmt: skip
+    wait_until(lambda: browser.execute_script(
+        "const i = document.querySelector('img[data-plot=\"dom_rates\"]');"
+        "return i.complete && i.naturalWidth > 0"), what="the new image loaded")  # fmt: skip
+
+    write_record(data, stale=True)  # the stream stopped
+    wait_until(lambda: "STALE" in badge(browser, "dom_rates"), timeout_s=5, what="a stale badge")
+    assert "stale" in panel_class(browser, "dom_rates")
+    browser.save_screenshot(str(ARTIFACTS / "overview-stale.png"))
+
+    browser.get(f"http://127.0.0.1:{port}/status")
+    assert "dom_rates" in browser.page_source
+    browser.save_screenshot(str(ARTIFACTS / "status.png"))
+
+
+def badge(browser, name: str) -> str:
+    return browser.execute_script(
+        f"return document.querySelector('[data-badge=\"{name}\"]').textContent"
+    )
+
+
+def panel_class(browser, name: str) -> str:
+    return browser.execute_script(
+        f"return document.querySelector('.panel[data-name=\"{name}\"]').className"
+    )
+
+
+def plot_src(browser, name: str) -> str:
+    return browser.execute_script(f"return document.querySelector('img[data-plot=\"{name}\"]').src")
