@@ -146,3 +146,35 @@ def panel_class(browser, name: str) -> str:
 
 def plot_src(browser, name: str) -> str:
     return browser.execute_script(f"return document.querySelector('img[data-plot=\"{name}\"]').src")
+
+
+def test_log_viewer_shows_a_new_line_within_two_seconds(spawn, tmp_path, browser) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "MSG.log"
+    log.write_text("".join(f"MSG.log [DataQueue]: 11:59 Q0 INFO line {i}\n" for i in range(500)))
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
+    port = free_port()
+    spawn("weblog", "-p", port, "--host", "127.0.0.1", "-f", log, "--pipeline", pipeline)
+    wait_for_port(port)
+    browser.get(f"http://127.0.0.1:{port}/")
+    count = "return document.getElementById('log').childElementCount"
+    wait_until(lambda: browser.execute_script(count) == 200, what="the last 200 lines")
+    with log.open("a") as stream:
+        stream.write("MSG.log [DataFilter]: 12:00 F0 ERROR something broke\n")
+    written = time.monotonic()
+    last = "return document.getElementById('log').lastElementChild.textContent"
+    wait_until(lambda: "something broke" in browser.execute_script(last), timeout_s=2,
+               what="the new line in the browser")  # fmt: skip
+    assert time.monotonic() - written < 2
+    style = browser.execute_script(
+        "return document.getElementById('log').lastElementChild.getAttribute('style')"
+    )
+    assert "font-weight: bold" in style, "ERROR lines are red and bold"
+    os.replace(log, logs / "MSG_2026-11-23.log")  # the midnight rotation
+    log.write_text("MSG.log [DataWriter]: 00:00 W0 STATUS new day\n")
+    wait_until(lambda: "new day" in browser.execute_script(last), timeout_s=3,
+               what="a line of the new file")  # fmt: skip
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "weblog.png"))

@@ -75,5 +75,5 @@ def test_without_credentials_it_listens_on_loopback_only(spawn, tmp_path: Path) 
     server = spawn("webserver", "-p", port, "--plots", tmp_path / "plots", "--data",
                    tmp_path / "data", "--pipeline", tmp_path / "empty.toml")  # fmt: skip
     wait_for_port(port)
-    assert "the dashboard is OPEN, listening on 127.0.0.1 only" in server.log
+    assert "OPEN to anyone who can reach 127.0.0.1 (loopback only" in server.log
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200

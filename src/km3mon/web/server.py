@@ -28,33 +28,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def credentials_and_host(
+    pipeline: str | None, host: str | None, logger: logging.Logger
+) -> tuple[str | None, str | None, str]:
+    """``[WebServer]`` credentials and the address to bind: loopback only when there are none.
+
+    Raises ConfigError for an unreadable or invalid pipeline.toml.
+    """
+    from km3mon.config import load_pipeline
+
+    settings = load_pipeline(pipeline).web_server
+    username = settings.username
+    password = settings.password.reveal() if settings.password else None
+    protected = bool(username and password)
+    address = host or ("0.0.0.0" if protected else "127.0.0.1")
+    if not protected:
+        logger.warning(
+            "no [WebServer] username/password in pipeline.toml: OPEN to anyone who can reach %s%s",
+            address,
+            "" if host else " (loopback only; give --host to change that)",
+        )
+    return username, password, address
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from km3mon.cli import setup_logging
-    from km3mon.config import ConfigError, load_pipeline
+    from km3mon.config import ConfigError
     from km3mon.web.app import Site, create_app
 
     setup_logging()
     try:
-        settings = load_pipeline(args.pipeline).web_server
+        username, password, host = credentials_and_host(args.pipeline, args.host, log)
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 2
-    username = settings.username
-    password = settings.password.reveal() if settings.password else None
-    protected = bool(username and password)
-    host = args.host or ("0.0.0.0" if protected else "127.0.0.1")
-    if not protected:
-        log.warning(
-            "no [WebServer] username/password in pipeline.toml: the dashboard is OPEN, "
-            "listening on %s only%s",
-            host,
-            "" if args.host else " (give --host to change that)",
-        )
-    app = create_app(
-        Site(plot_dir=args.plots, data_dir=args.data), username=username, password=password
-    )
+    site = Site(plot_dir=args.plots, data_dir=args.data)
+    app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)
     uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)
     return 0

@@ -1,0 +1,205 @@
+"""`km3mon weblog`: the live DAQ log (``logs/MSG.log``) in the browser, behind the same auth.
+
+Replaces the original's unauthenticated frontail. The page loads the last lines, then new
+lines are pushed as server-sent events; the browser keeps the newest 10 000, can pause,
+filter and highlight (rules like frontail.json's, overridable with ``--rules FILE``). The
+server follows the file across the daily rotation (a new inode or a shorter file means a new
+file: it starts reading that one from its beginning). Archived ``MSG_*.log`` files are listed
+with their error and warning counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from km3mon.web.auth import BasicAuth
+from km3mon.web.files import safe_path
+
+log = logging.getLogger("km3mon.weblog")
+
+FIRST_LINES = 200
+KEEP_LINES = 10_000
+POLL_S = 0.25
+#: Highlighting as in the original frontail.json: (substring, CSS), first match wins per kind.
+DEFAULT_RULES = {
+    "lines": [
+        {"match": "ERROR", "style": "color: #b2182b; font-weight: bold"},
+        {"match": "ALERT", "style": "color: #c51b7d; font-weight: bold"},
+        {"match": "WARNING", "style": "color: #b35806"},
+        {"match": "STATUS", "style": "color: #2166ac"},
+    ],
+    "words": {
+        "[DataFilter]": "background: #c7e9c0",
+        "[DataQueue]": "background: #fdd0a2",
+        "[DataWriter]": "background: #c6dbef",
+        "[AcousticDataFilter]": "background: #dadaeb",
+    },
+}
+
+
+class LogFollower:
+    """Reads what is appended to a file, and notices when the file is replaced (rotation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.inode: int | None = None
+        self.offset = 0
+        self.rest = b""
+
+    def tail(self, count: int) -> list[str]:
+        """The last ``count`` lines now; reading continues after them."""
+        try:
+            data = self.path.read_bytes()
+            self.inode = os.stat(self.path).st_ino
+        except OSError:
+            return []
+        self.offset = len(data)
+        complete, _, self.rest = data.rpartition(b"\n")
+        self.offset -= len(self.rest)
+        self.rest = b""
+        lines = complete.decode("utf-8", "replace").splitlines()
+        return lines[-count:]
+
+    def new_lines(self) -> list[str]:
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return []
+        if status.st_ino != self.inode or status.st_size < self.offset:
+            self.inode, self.offset, self.rest = status.st_ino, 0, b""  # rotated: a new file
+        if status.st_size == self.offset:
+            return []
+        with self.path.open("rb") as stream:
+            stream.seek(self.offset)
+            data = stream.read(status.st_size - self.offset)
+        self.offset += len(data)
+        data = self.rest + data
+        complete, _, self.rest = data.rpartition(b"\n")
+        if not complete and not data.endswith(b"\n"):
+            self.rest = data
+            return []
+        return complete.decode("utf-8", "replace").splitlines()
+
+
+def count_levels(path: Path) -> dict[str, int]:
+    errors = warnings = 0
+    with path.open("rb") as stream:
+        for line in stream:
+            errors += b"ERROR" in line
+            warnings += b"WARNING" in line
+    return {"errors": errors, "warnings": warnings}
+
+
+def create_weblog(
+    log_file: Path,
+    *,
+    rules: dict | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    poll_s: float = POLL_S,
+):
+    folder = log_file.parent
+    rules = rules or DEFAULT_RULES
+    counts_cache: dict[tuple[str, float], dict[str, int]] = {}
+
+    template = Environment(
+        loader=PackageLoader("km3mon.web", "templates"), autoescape=select_autoescape()
+    ).get_template("weblog.html")
+
+    async def page(request: Request) -> Response:
+        html = template.render(rules=rules, keep=KEEP_LINES)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    async def stream(request: Request) -> Response:
+        return StreamingResponse(
+            follow(request), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    async def follow(request: Request) -> AsyncIterator[str]:
+        follower = LogFollower(log_file)
+        yield f"event: lines\ndata: {json.dumps(follower.tail(FIRST_LINES))}\n\n"
+        while not await request.is_disconnected():
+            lines = follower.new_lines()
+            if lines:
+                yield f"event: lines\ndata: {json.dumps(lines)}\n\n"
+            else:
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(poll_s)
+
+    async def archives(request: Request) -> Response:
+        listing = []
+        pattern = f"{log_file.stem}_*{log_file.suffix}"
+        for path in sorted(folder.glob(pattern), reverse=True):
+            key = (path.name, path.stat().st_mtime)
+            if key not in counts_cache:
+                counts_cache[key] = count_levels(path)
+            listing.append({"name": path.name, "bytes": path.stat().st_size, **counts_cache[key]})
+        return JSONResponse(listing)
+
+    async def archive_file(request: Request) -> Response:
+        path = safe_path(folder, request.path_params["name"], (".log",))
+        if path is None:
+            return PlainTextResponse("no such log\n", status_code=404)
+        return FileResponse(path, media_type="text/plain; charset=utf-8")
+
+    routes = [
+        Route("/", page),
+        Route("/stream", stream),
+        Route("/archives", archives),
+        Route("/logs/{name}", archive_file),
+    ]
+    app = Starlette(routes=routes)
+    if username and password:
+        return BasicAuth(app, username=username, password=password)
+    return app
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "weblog", help="live DAQ log viewer (logs/MSG.log) with the dashboard's auth"
+    )
+    parser.add_argument("-p", "--port", type=int, default=8082, help="port (8082)")
+    parser.add_argument("-f", "--file", type=Path, default=Path("logs/MSG.log"))
+    parser.add_argument("--host", help="address (default 0.0.0.0 with auth, else 127.0.0.1)")
+    parser.add_argument("--rules", type=Path, help="highlight rules (JSON, like frontail.json)")
+    parser.add_argument("--pipeline", help="pipeline.toml (default: ./pipeline.toml if present)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from km3mon.cli import setup_logging
+    from km3mon.config import ConfigError
+    from km3mon.web.server import credentials_and_host
+
+    setup_logging()
+    try:
+        rules = json.loads(args.rules.read_text()) if args.rules else None
+        username, password, host = credentials_and_host(args.pipeline, args.host, log)
+    except (OSError, ValueError, ConfigError) as error:
+        log.error("cannot start: %s", error)
+        return 2
+    app = create_weblog(args.file, rules=rules, username=username, password=password)
+    log.warning("DAQ log viewer for %s on http://%s:%d/", args.file, host, args.port)
+    uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)
+    return 0
