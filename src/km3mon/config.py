@@ -191,6 +191,9 @@ class PipelineConfig:
     trigger_map: TriggerMapSection = field(default_factory=TriggerMapSection)
     ztplot: ZTPlotSection = field(default_factory=ZTPlotSection)
     calibrate_ahrs: CalibrateAHRSSection = field(default_factory=CalibrateAHRSSection)
+    #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
+    #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
+    layouts: dict[str, list[list[str]]] = field(default_factory=dict)
 
     #: TOML section name → attribute.
     SECTIONS: typing.ClassVar[dict[str, str]] = {
@@ -209,6 +212,9 @@ class PipelineConfig:
         kinds = typing.get_type_hints(cls)
         sections = {}
         for section, table in document.items():
+            if section == "Layouts":
+                sections["layouts"] = _layouts(table, source)
+                continue
             attribute = cls.SECTIONS.get(section)
             if attribute is None:
                 log.warning("%s: unknown section [%s] ignored", source, section)
@@ -220,6 +226,22 @@ class PipelineConfig:
             except ConfigError as err:
                 raise ConfigError(f"{source}: {err}") from None
         return cls(**sections)
+
+
+def _layouts(table: Any, source: str) -> dict[str, list[list[str]]]:
+    """``[Layouts]``: every value a list of rows, every row a list of plot names."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [Layouts] must be a table, got {table!r}")
+    for page, rows in table.items():
+        if not (
+            isinstance(rows, list)
+            and all(isinstance(row, list) and all(isinstance(n, str) for n in row) for row in rows)
+        ):
+            raise ConfigError(
+                f"{source}: [Layouts] {page} must be a list of rows of plot names, "
+                f'e.g. [["dom_activity", "dom_rates"], ["pmt_rates_du*"]], got {rows!r}'
+            )
+    return {str(page): [list(row) for row in rows] for page, rows in table.items()}
 
 
 def _section(cls: type, section: str, table: Mapping[str, Any], source: str) -> Any:

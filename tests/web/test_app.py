@@ -145,3 +145,36 @@ def test_no_environment_leaks_into_pages(site: Site) -> None:
     os.environ.setdefault("KM3MON_TEST_SECRET", "do-not-show")
     client = TestClient(create_app(site))
     assert "do-not-show" not in client.get("/status").text
+
+
+def test_layouts_from_pipeline_toml(site: Site, tmp_path: Path) -> None:
+    from km3mon.config import ConfigError, load_pipeline
+    from km3mon.web.layouts import configured_pages
+
+    config = tmp_path / "layouts.toml"
+    config.write_text('[Layouts]\nindex = [["rttc"], ["pmt_rates_du*"]]\nwall = [["ztplot"]]\n')
+    pages = configured_pages(load_pipeline(config).layouts)
+    client = TestClient(create_app(Site(site.plot_dir, site.data_dir, pages=pages)))
+    overview = client.get("/").text
+    assert 'data-plot="rttc"' in overview and 'data-plot="dom_rates"' not in overview
+    assert 'data-plot="ztplot"' in client.get("/wall.html").text
+    assert "Wall" in overview, "new pages appear in the navigation"
+    config.write_text('[Layouts]\nindex = ["dom_rates"]\n')
+    with pytest.raises(ConfigError, match=r"\[Layouts\] index must be a list of rows"):
+        load_pipeline(config)
+
+
+def test_logs_page_lists_archives_with_counts(site: Site, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "MSG.log").write_text("today\n")
+    (logs / "MSG_2026-11-22.log").write_text("a ERROR x\nb WARNING y\nc ERROR z\n")
+    (logs / "other.txt").write_text("not a log")
+    app = create_app(Site(site.plot_dir, site.data_dir, log_dir=logs, weblog_port=8082))
+    client = TestClient(app)
+    page = client.get("/logs.html").text
+    assert "MSG_2026-11-22.log" in page and "<td>2</td><td>1</td>" in page
+    assert "http://testserver:8082/" in page
+    assert "c ERROR z" in client.get("/logs/MSG_2026-11-22.log").text
+    for attempt in ("/logs/other.txt", "/logs/..%2Fpipeline.toml", "/logs/%2Fetc%2Fpasswd"):
+        assert client.get(attempt).status_code == 404, attempt

@@ -31,7 +31,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from km3mon.web.auth import BasicAuth
-from km3mon.web.files import safe_path
+from km3mon.web.files import archived_logs, safe_path
 from km3mon.web.freshness import panel_states, process_state, read_records
 from km3mon.web.layouts import DEFAULT_PAGES, Page, expand
 
@@ -45,6 +45,8 @@ class Site:
 
     plot_dir: Path
     data_dir: Path
+    log_dir: Path | None = None
+    weblog_port: int | None = None
     pages: tuple[Page, ...] = DEFAULT_PAGES
     title: str = "km3mon"
     event_poll_s: float = EVENT_POLL_S
@@ -87,6 +89,23 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         processes = [process_state(r) for r in read_records(site.data_dir).values()]
         return render("status.html", processes=processes, now=time.time())
 
+    counts_cache: dict = {}
+
+    async def logs_page(request: Request) -> Response:
+        archives = archived_logs(site.log_dir, counts_cache) if site.log_dir else []
+        live = f"http://{request.url.hostname}:{site.weblog_port}/" if site.weblog_port else None
+        return render("logs.html", archives=archives, live=live)
+
+    async def log_file(request: Request) -> Response:
+        path = (
+            safe_path(site.log_dir, request.path_params["name"], (".log",))
+            if site.log_dir
+            else None
+        )
+        if path is None:
+            return PlainTextResponse("no such log\n", status_code=404)
+        return FileResponse(path, media_type="text/plain; charset=utf-8")
+
     async def api_status(request: Request) -> Response:
         records = read_records(site.data_dir)
         return JSONResponse(
@@ -117,6 +136,8 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         Route("/index.html", page),
         Route("/status", status_page),
         Route("/status.html", status_page),
+        Route("/logs.html", logs_page),
+        Route("/logs/{name}", log_file),
         Route("/api/status", api_status),
         Route("/api/metrics/{name}", api_metrics),
         Route("/metrics", prometheus),

@@ -23,3 +23,25 @@ def safe_path(folder: Path, name: str, suffixes: tuple[str, ...]) -> Path | None
     if root not in candidate.parents or not candidate.is_file():
         return None
     return candidate
+
+
+def count_levels(path: Path) -> dict[str, int]:
+    """Lines with ERROR and with WARNING in a DAQ log file."""
+    errors = warnings = 0
+    with path.open("rb") as stream:
+        for line in stream:
+            errors += b"ERROR" in line
+            warnings += b"WARNING" in line
+    return {"errors": errors, "warnings": warnings}
+
+
+def archived_logs(folder: Path, cache: dict) -> list[dict[str, object]]:
+    """``MSG_*.log`` newest first, with size and level counts (cached per file version)."""
+    listing = []
+    for path in sorted(folder.glob("MSG_*.log"), reverse=True):
+        status = path.stat()
+        key = (path.name, status.st_mtime, status.st_size)
+        if key not in cache:
+            cache[key] = count_levels(path)
+        listing.append({"name": path.name, "bytes": status.st_size, **cache[key]})
+    return listing

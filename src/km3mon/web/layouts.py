@@ -78,3 +78,13 @@ def _natural(name: str) -> tuple:
     head = name.rstrip("0123456789")
     tail = name[len(head) :]
     return (head, int(tail) if tail else -1)
+
+
+def configured_pages(layouts: dict[str, list[list[str]]]) -> tuple[Page, ...]:
+    """The default pages with rows replaced, and new pages added, from ``[Layouts]``."""
+    pages = {page.slug: page for page in DEFAULT_PAGES}
+    for slug, rows in layouts.items():
+        old = pages.get(slug)
+        title = old.title if old else slug.replace("_", " ").title()
+        pages[slug] = Page(slug, title, rows, old.note if old else "")
+    return tuple(pages.values())

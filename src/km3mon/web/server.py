@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from km3mon.config import WebServerSection
 
 log = logging.getLogger("km3mon.webserver")
 
@@ -24,20 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="address (default 0.0.0.0 with auth, else 127.0.0.1)")
     parser.add_argument("--plots", type=Path, default=Path("plots"), help="plot folder")
     parser.add_argument("--data", type=Path, default=Path("data"), help="data folder")
+    parser.add_argument("--logs", type=Path, default=Path("logs"), help="DAQ log folder")
+    parser.add_argument(
+        "--weblog-port", type=int, help="port of `km3mon weblog`, linked from the logs page"
+    )
     parser.add_argument("--pipeline", help="pipeline.toml (default: ./pipeline.toml if present)")
     parser.set_defaults(func=run)
 
 
 def credentials_and_host(
-    pipeline: str | None, host: str | None, logger: logging.Logger
+    settings: WebServerSection, host: str | None, logger: logging.Logger
 ) -> tuple[str | None, str | None, str]:
-    """``[WebServer]`` credentials and the address to bind: loopback only when there are none.
-
-    Raises ConfigError for an unreadable or invalid pipeline.toml.
-    """
-    from km3mon.config import load_pipeline
-
-    settings = load_pipeline(pipeline).web_server
+    """``[WebServer]`` credentials and the address to bind: loopback only when there are none."""
     username = settings.username
     password = settings.password.reveal() if settings.password else None
     protected = bool(username and password)
@@ -55,16 +57,24 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from km3mon.cli import setup_logging
-    from km3mon.config import ConfigError
+    from km3mon.config import ConfigError, load_pipeline
     from km3mon.web.app import Site, create_app
+    from km3mon.web.layouts import configured_pages
 
     setup_logging()
     try:
-        username, password, host = credentials_and_host(args.pipeline, args.host, log)
+        pipeline = load_pipeline(args.pipeline)
     except ConfigError as error:
         log.error("cannot start: %s", error)
         return 2
-    site = Site(plot_dir=args.plots, data_dir=args.data)
+    username, password, host = credentials_and_host(pipeline.web_server, args.host, log)
+    site = Site(
+        plot_dir=args.plots,
+        data_dir=args.data,
+        log_dir=args.logs,
+        weblog_port=args.weblog_port,
+        pages=configured_pages(pipeline.layouts),
+    )
     app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)
     uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)

@@ -32,7 +32,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from km3mon.web.auth import BasicAuth
-from km3mon.web.files import safe_path
+from km3mon.web.files import archived_logs, safe_path
 
 log = logging.getLogger("km3mon.weblog")
 
@@ -100,15 +100,6 @@ class LogFollower:
         return complete.decode("utf-8", "replace").splitlines()
 
 
-def count_levels(path: Path) -> dict[str, int]:
-    errors = warnings = 0
-    with path.open("rb") as stream:
-        for line in stream:
-            errors += b"ERROR" in line
-            warnings += b"WARNING" in line
-    return {"errors": errors, "warnings": warnings}
-
-
 def create_weblog(
     log_file: Path,
     *,
@@ -119,7 +110,7 @@ def create_weblog(
 ):
     folder = log_file.parent
     rules = rules or DEFAULT_RULES
-    counts_cache: dict[tuple[str, float], dict[str, int]] = {}
+    counts_cache: dict = {}
 
     template = Environment(
         loader=PackageLoader("km3mon.web", "templates"), autoescape=select_autoescape()
@@ -146,14 +137,7 @@ def create_weblog(
             await asyncio.sleep(poll_s)
 
     async def archives(request: Request) -> Response:
-        listing = []
-        pattern = f"{log_file.stem}_*{log_file.suffix}"
-        for path in sorted(folder.glob(pattern), reverse=True):
-            key = (path.name, path.stat().st_mtime)
-            if key not in counts_cache:
-                counts_cache[key] = count_levels(path)
-            listing.append({"name": path.name, "bytes": path.stat().st_size, **counts_cache[key]})
-        return JSONResponse(listing)
+        return JSONResponse(archived_logs(folder, counts_cache))
 
     async def archive_file(request: Request) -> Response:
         path = safe_path(folder, request.path_params["name"], (".log",))
@@ -189,16 +173,17 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from km3mon.cli import setup_logging
-    from km3mon.config import ConfigError
+    from km3mon.config import ConfigError, load_pipeline
     from km3mon.web.server import credentials_and_host
 
     setup_logging()
     try:
         rules = json.loads(args.rules.read_text()) if args.rules else None
-        username, password, host = credentials_and_host(args.pipeline, args.host, log)
+        settings = load_pipeline(args.pipeline).web_server
     except (OSError, ValueError, ConfigError) as error:
         log.error("cannot start: %s", error)
         return 2
+    username, password, host = credentials_and_host(settings, args.host, log)
     app = create_weblog(args.file, rules=rules, username=username, password=password)
     log.warning("DAQ log viewer for %s on http://%s:%d/", args.file, host, args.port)
     uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)
