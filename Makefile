@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install test test-fast lint bench clean
+.PHONY: all install test test-fast lint clean demo start stop status
 
 all: install
 
@@ -26,8 +26,19 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
-bench: install
-	$(PY) bench/run_all.py
+# Operations (supervisord in WORKDIR, default: here). `source setenv.sh` before `make start`.
+WORKDIR ?= .
+demo: install
+	$(VENV)/bin/km3mon demo $(DEMO_ARGS)
+
+start: install
+	@$(VENV)/bin/km3mon start --dir $(WORKDIR)
+
+stop:
+	@$(VENV)/bin/km3mon stop --dir $(WORKDIR)
+
+status:
+	@$(VENV)/bin/km3mon status --dir $(WORKDIR)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

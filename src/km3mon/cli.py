@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.ztplot",
     "km3mon.web.server",
     "km3mon.web.weblog",
+    "km3mon.ops",
+    "km3mon.demo",
     "km3mon.daq.inspect",
     "km3mon.daq.record",
 )

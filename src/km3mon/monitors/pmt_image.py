@@ -165,9 +165,12 @@ class PMTImageMonitor(Monitor):
         if not len(known):
             axes.set_xticks([])
             return
-        ticks = np.linspace(known[0], self.n_columns - 1, num=min(10, len(known))).astype(int)
-        labels = [utc(starts[t])[11:16] for t in ticks]
-        axes.set_xticks(ticks, labels)
+        # Until the window has filled, show only the columns that have data.
+        axes.set_xlim(known[0] - 0.5, self.n_columns - 0.5)
+        ticks = np.unique(np.linspace(known[0], self.n_columns - 1, num=8).astype(int))
+        span_s = starts[ticks[-1]] - starts[ticks[0]]
+        labels = [utc(starts[t])[11:19 if span_s < 600 else 16] for t in ticks]
+        axes.set_xticks(ticks, labels, rotation=30)
 
     # Subclasses: what to draw.
     def draw_images(

@@ -37,7 +37,7 @@ class DetectorManagerError(Exception):
 class RTTC(Monitor):
     name = "rttc"
     tags = ()
-    help = "cable round-trip time per DU base CLB from the Detector Manager (-l DM_IP)"
+    help = "cable round-trip time per DU base CLB from the Detector Manager (-l DM_IP[:PORT])"
     default_interval_s = 10.0
 
     @classmethod
@@ -46,7 +46,8 @@ class RTTC(Monitor):
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
-        self.url = f"http://{context.args.ligier_ip}:{context.args.dm_port}"
+        host, _, port = context.args.ligier_ip.partition(":")  # -l HOST or -l HOST:PORT
+        self.url = f"http://{host}:{port or context.args.dm_port}"
         context.freshness.ligier = f"Detector Manager {self.url}"
         self.interval_s = context.freshness.render_interval_s
         self.csv_path = context.data_dir / "rttc.csv"
