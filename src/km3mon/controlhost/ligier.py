@@ -138,8 +138,7 @@ class Connection(asyncio.Protocol):
     # -- asyncio protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -201,9 +200,18 @@ class Connection(asyncio.Protocol):
         end = len(data)
         pos = 0
         run_tag: Tag | None = None
+        run_raw: bytes | None = None
         run_start = run_count = 0
         while end - pos >= PREFIX_SIZE:
             raw_tag, size, reserved = unpack_from(data, pos)
+            if raw_tag == run_raw and not reserved and 0 <= size <= max_size:
+                # Fast path: the next canonical frame of the current same-tag run.
+                frame_end = pos + PREFIX_SIZE + size
+                if frame_end > end:
+                    break
+                run_count += 1
+                pos = frame_end
+                continue
             tag = tags.get(raw_tag)
             if tag is None:
                 tag = dispatcher.learn_tag(raw_tag, size, self)
@@ -222,13 +230,13 @@ class Connection(asyncio.Protocol):
                 if run_count:
                     self._publish(run_tag, data, run_start, pos, run_count)  # type: ignore[arg-type]
                     run_count = 0
-                    run_tag = None
+                    run_tag = run_raw = None
                 if tag.control:
                     self._control(tag.name, data[pos + PREFIX_SIZE : frame_end])
                     if self.closing:
                         return
                 elif canonical:
-                    run_tag, run_start, run_count = tag, pos, 1
+                    run_tag, run_raw, run_start, run_count = tag, raw_tag, pos, 1
                 else:
                     rebuilt = encode_frame(tag.name, data[pos + PREFIX_SIZE : frame_end])
                     self._publish(tag, rebuilt, 0, len(rebuilt), 1)

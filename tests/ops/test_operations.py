@@ -1,0 +1,189 @@
+"""Operating the suite as operators do: templates, make start / status / stop, make demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import km3net_testdata
+import pytest
+
+from tests.conftest import KM3MON, REPO, free_port, wait_for_port, wait_until
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+OVERVIEW = ("dom_activity", "dom_rates", "pmt_rates_du5", "trigger_rates", "ztplot", "triggermap")
+PROGRAMS = ("ligiers:monitoring_ligier", "ligiers:ligiermirror", "logging:msg_dumper",
+            "logging:weblog", "monitoring_process:dom_rates", "monitoring_process:ztplot",
+            "webserver")  # fmt: skip
+
+
+def make(*args: str, env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "-C", str(REPO), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout_s)  # fmt: skip
+
+
+def setenv(ports: dict[str, int]) -> dict[str, str]:
+    """What `source setenv.sh` gives, for a setup on this machine."""
+    return {
+        "DETECTOR_ID": "133",
+        "DAQ_LIGIER_IP": "127.0.0.1",
+        "DAQ_LIGIER_PORT": str(ports["daq"]),
+        "TAGS_TO_MIRROR": "IO_EVT, IO_SUM, IO_MONIT",
+        "LOG_LIGIER_IP": "127.0.0.1",
+        "LOG_LIGIER_PORT": str(ports["log"]),
+        "LIGIER_CMD": "km3mon ligier --host 127.0.0.1",
+        "MONITORING_LIGIER_PORT": str(ports["monitoring"]),
+        "DETECTOR_MANAGER_IP": f"127.0.0.1:{ports['dm']}",
+        "WEBSERVER_PORT": str(ports["web"]),
+        "LOGGING_PORT": str(ports["logging"]),
+        "DETX": ARCA21,
+        "ROYFIT_TIMERES": "data/time_residuals.csv",
+    }
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Pids of processes whose working folder is ``folder`` (supervisord and its children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def fresh(folder: Path, name: str) -> bool:
+    for record_path in (folder / "data" / "freshness").glob("*.json"):
+        try:
+            output = json.loads(record_path.read_text())["outputs"].get(f"{name}.png")
+        except (OSError, ValueError, KeyError):
+            continue
+        if output and not output["stale"] and time.time() - output["rendered_at"] < 120:
+            return True
+    return False
+
+
+def program_pid(folder: Path, program: str) -> int | None:
+    result = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "pid", program],
+                            cwd=folder, capture_output=True, text=True)  # fmt: skip
+    return int(result.stdout) if result.stdout.strip().isdigit() and int(result.stdout) else None
+
+
+@pytest.mark.slow
+def test_make_start_status_restart_and_stop(spawn, tmp_path: Path) -> None:
+    folder = tmp_path / "shore_station"
+    folder.mkdir()
+    shutil.copy(REPO / "supervisord_template.conf", folder / "supervisord.conf")
+    (folder / "pipeline.toml").write_text(
+        '[WebServer]\nusername = "op"\npassword = "pw"\n[PMTRates]\ninterval = 5\n'
+        "[TriggerRate]\ninterval = 10\n"
+    )
+    ports = {name: free_port() for name in ("daq", "log", "monitoring", "web", "logging", "dm")}
+    # The shore station: a DAQ ligier fed by the simulator, a log ligier, the Detector Manager.
+    for name in ("daq", "log"):
+        spawn("ligier", "-P", ports[name], "--host", "127.0.0.1", name=f"{name}_ligier")
+        wait_for_port(ports[name])
+    spawn("simulate", "--detx", ARCA21, "-p", ports["daq"], "--log-port", ports["log"])
+    spawn("detector-manager", "--detx", ARCA21, "-p", ports["dm"])
+    env = {**os.environ, **setenv(ports), "WORKDIR": str(folder)}
+    try:
+        result = make("start", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "started" in result.stdout
+        again = make("start", env=env)
+        assert again.returncode != 0 and "already running" in again.stderr
+
+        def status() -> str:
+            return make("status", env=env).stdout
+
+        def all_running() -> bool:
+            lines = {line.split()[0]: line.split()[1] for line in status().splitlines() if line}
+            return all(lines.get(program) == "RUNNING" for program in PROGRAMS)
+
+        def stale_overview() -> list[str]:
+            return [name for name in OVERVIEW if not fresh(folder, name)]
+
+        wait_until(all_running, 60, "every program RUNNING", show=status)
+        wait_until(lambda: not stale_overview(), 150, "fresh overview plots", show=stale_overview)
+        base = f"http://127.0.0.1:{ports['web']}"
+        assert httpx.get(f"{base}/", timeout=10).status_code == 401
+        page = httpx.get(f"{base}/", auth=("op", "pw"), timeout=10).text
+        for name in OVERVIEW:
+            assert f'data-plot="{name}"' in page
+            response = httpx.get(f"{base}/plots/{name}.png", auth=("op", "pw"), timeout=10)
+            assert response.status_code == 200 and response.content[:4] == b"\x89PNG"
+
+        victim = program_pid(folder, "monitoring_process:dom_rates")
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.time()
+
+        def restarted() -> bool:
+            return program_pid(folder, "monitoring_process:dom_rates") not in (None, victim)
+
+        def redrawn() -> bool:
+            record = json.loads((folder / "data" / "freshness" / "dom_rates.json").read_text())
+            output = record["outputs"].get("dom_rates.png")  # a new process starts empty
+            return output is not None and output["rendered_at"] > killed_at
+
+        wait_until(restarted, 30, "supervisord to restart dom_rates", show=status)
+        wait_until(redrawn, 90, "dom_rates fresh again")
+    finally:
+        stopped = make("stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_until(lambda: not processes_in(folder), timeout_s=15, what="no process of ours left",
+               show=lambda: processes_in(folder))  # fmt: skip
+
+
+def test_start_refuses_what_would_fail_later(tmp_path: Path) -> None:
+    folder = tmp_path / "setup"
+    folder.mkdir()
+    base_env = {k: v for k, v in os.environ.items() if k not in ("DETECTOR_ID", "DETX")}
+
+    def start(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([*KM3MON, "start", "--dir", str(folder)], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    result = start(base_env)
+    assert result.returncode == 1 and "source setenv.sh" in result.stderr
+    ports = {name: free_port() for name in ("daq", "log", "monitoring", "web", "logging", "dm")}
+    env = {**base_env, **setenv(ports)}
+    result = start(env)
+    assert (
+        result.returncode == 1 and "cp supervisord_template.conf supervisord.conf" in result.stderr
+    )
+    shutil.copy(REPO / "supervisord_template.conf", folder / "supervisord.conf")
+    result = start({**env, "DETX": "missing.detx"})
+    assert result.returncode == 1 and "DETX=missing.detx does not exist" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["web"]))
+        taken.listen()
+        result = start(env)
+    assert result.returncode == 1
+    assert f"port {ports['web']} (WEBSERVER_PORT) is already in use" in result.stderr
+    assert not processes_in(folder)
+
+
+@pytest.mark.slow
+def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "demo", f"DEMO_ARGS=--dir {folder} --duration 110"],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dashboard: http://127.0.0.1:" in result.stdout and "password" in result.stdout
+    assert "all overview plots are there after" in result.stdout
+    seconds = float(result.stdout.split("are there after ")[1].split(" s")[0])
+    assert seconds < 90, f"first overview after {seconds} s"
+    assert not processes_in(folder)
