@@ -17,7 +17,7 @@ import numpy as np
 from km3mon.controlhost import Message
 from km3mon.detector import DetectorError, fit_ahrs, load_ahrs_calibration
 from km3mon.detector.ahrs import IDENTITY_CONSTANTS, AHRSCalibration
-from km3mon.monitors.binning import OpticalSlots, TimeRing
+from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
@@ -89,8 +89,8 @@ class AHRSMonitor(Monitor):
                     pair = np.stack([np.cos(radians), np.sin(radians)], axis=1)
                 else:
                     pair = np.stack([degrees, np.zeros_like(degrees)], axis=1)
-                np.add.at(self.sums[name], slots[chosen], pair)
-            np.add.at(self.counts, slots[chosen], 1)
+                add_rows(self.sums[name], slots[chosen], pair)
+            add_rows(self.counts, slots[chosen], np.ones(int(chosen.sum())))
 
     def _orientation(self, packets: np.ndarray) -> dict[str, np.ndarray]:
         a = packets["A"].astype(np.float64)
@@ -126,8 +126,11 @@ class AHRSMonitor(Monitor):
 
     def render(self) -> None:
         dus = [int(du) for du in self.detector.dus]
-        budget_s = 0.5 * self.context.freshness.render_interval_s
-        self.round_robin.run(dus, self.render_du, budget_s)
+        interval_s = self.context.freshness.render_interval_s
+        done = self.round_robin.run(dus, self.render_du, 0.25 * interval_s)
+        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s(
+            len(dus), done, interval_s
+        )
         self.context.save_metrics("ahrs_calibration", self.latest())
 
     def render_du(self, du: int) -> None:

@@ -70,3 +70,14 @@ class OpticalSlots:
     def of(self, dom_index: np.ndarray) -> np.ndarray:
         """Slot of each detector DOM index (-1 for DOMs not covered, and for -1 itself)."""
         return self._slot_of_index[dom_index]
+
+
+def add_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """``target[rows] += values`` with repeated rows summed (like ``np.add.at``, ~10× faster).
+
+    ``target`` is (n, k) or (n,), ``values`` (m, k) or (m,), ``rows`` (m,) indices into target.
+    """
+    width = target.shape[1] if target.ndim == 2 else 1
+    flat = (rows[:, None] * width + np.arange(width)).ravel()
+    sums = np.bincount(flat, weights=np.asarray(values, np.float64).ravel(), minlength=target.size)
+    target += sums.reshape(target.shape)

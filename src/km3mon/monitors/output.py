@@ -71,6 +71,9 @@ class Freshness:
     tags: list[str]
     render_interval_s: float
     stale_after_s: float
+    #: Seconds between two redraws of the same output, when a monitor cycles through many
+    #: outputs (one per DU) within a time budget; 0 means every render interval.
+    redraw_interval_s: float = 0.0
     state: str = "starting"
     updated_at: float = 0.0
     connected: bool = False

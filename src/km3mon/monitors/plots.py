@@ -49,8 +49,9 @@ def dom_map(
     inside = ~missing & ~under & ~over
 
     n_dus = len(detector.dus)
-    figure, axes = plt.subplots(figsize=(max(8.0, 2 + 0.35 * n_dus), 6.5))
-    size = 90 if n_dus <= 40 else max(12, 3600 / n_dus)
+    width_in = min(20.0, max(8.0, 2 + 0.35 * n_dus))  # 230 DUs still fit a screen
+    figure, axes = plt.subplots(figsize=(width_in, 6.5))
+    size = 90 if n_dus <= 40 else max(4.0, 90 * 40 / n_dus)
     points = axes.scatter(
         du[inside], floor[inside], c=values[inside], s=size, marker="s", cmap=cmap,
         vmin=vmin, vmax=vmax,

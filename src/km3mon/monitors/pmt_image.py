@@ -21,7 +21,7 @@ import numpy as np
 
 from km3mon.controlhost import Message
 from km3mon.daq.monitoring import hrv_bits, rates_hz
-from km3mon.monitors.binning import OpticalSlots, TimeRing
+from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from km3mon.config import PipelineConfig
 
 N_CHANNELS = 31
-RENDER_BUDGET = 0.5  # of the render interval
+RENDER_BUDGET = 0.25  # of the render interval: the rest is for decoding at full rate
 
 
 @dataclass
@@ -108,9 +108,9 @@ class PMTImageMonitor(Monitor):
         for column in np.unique(columns[use]).tolist():
             self.ring.advance_to(column)
             chosen = use & (columns == column)
-            np.add.at(self.rate_sum, slots[chosen], rates[chosen])
-            np.add.at(self.hrv_sum, slots[chosen], hrv[chosen])
-            np.add.at(self.packets, slots[chosen], 1)
+            add_rows(self.rate_sum, slots[chosen], rates[chosen])
+            add_rows(self.hrv_sum, slots[chosen], hrv[chosen])
+            add_rows(self.packets, slots[chosen], np.ones(int(chosen.sum())))
 
     def _close_column(self, position: int) -> None:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -134,7 +134,10 @@ class PMTImageMonitor(Monitor):
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
-        self.round_robin.run(self.dus, self.render_du, RENDER_BUDGET * self.interval_s)
+        done = self.round_robin.run(self.dus, self.render_du, RENDER_BUDGET * self.interval_s)
+        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s(
+            len(self.dus), done, self.interval_s
+        )
 
     def render_du(self, du: int) -> None:
         plot = self.plots.get(du) or self._new_plot(du)
@@ -142,7 +145,9 @@ class PMTImageMonitor(Monitor):
         self.update_images(plot, du)
         self._time_axis(plot)
         plot.figure.axes[0].set_title(self.title(du))
-        self.context.save_figure(self.filename_pattern.format(du=du), plot.figure, keep=True)
+        self.context.save_figure(
+            self.filename_pattern.format(du=du), plot.figure, dpi=80, keep=True
+        )
 
     def _new_plot(self, du: int) -> DUPlot:
         import matplotlib.pyplot as plt

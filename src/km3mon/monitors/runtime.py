@@ -243,13 +243,22 @@ class RoundRobin:
     def __init__(self) -> None:
         self.rendered_at: dict[object, float] = {}
 
-    def run(self, keys: list, render_one: Callable[[object], None], budget_s: float) -> None:
+    def run(self, keys: list, render_one: Callable[[object], None], budget_s: float) -> int:
+        """Render the longest-waiting outputs until the budget is spent; returns how many."""
         start = time.monotonic()
+        done = 0
         for key in sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0)):
             render_one(key)
+            done += 1
             self.rendered_at[key] = time.monotonic()
             if self.rendered_at[key] - start > budget_s:
                 break
+        return done
+
+    @staticmethod
+    def redraw_interval_s(n_keys: int, per_tick: int, tick_s: float) -> float:
+        """How long until every output has been redrawn once, at ``per_tick`` per tick."""
+        return tick_s * -(-n_keys // max(per_tick, 1))
 
 
 class Receiver(threading.Thread):

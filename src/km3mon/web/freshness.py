@@ -63,7 +63,8 @@ def panel_states(
     panels = {}
     for process, record in records.items():
         verdict = process_state(record, now)
-        late_after = record.get("render_interval_s", 60.0) * 2 + GRACE_S
+        cadence = max(record.get("render_interval_s", 60.0), record.get("redraw_interval_s", 0))
+        late_after = cadence * 2 + GRACE_S
         for name, output in record.get("outputs", {}).items():
             rendered = output.get("rendered_at")
             newest = output.get("newest_data_at")
