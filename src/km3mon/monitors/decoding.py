@@ -21,16 +21,18 @@ def payloads_of(messages: list[Message], tag: str) -> list[bytes]:
 
 def decode_events_and_hits(
     context: Context, payloads: list[bytes]
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(events, hits)`` tables of every decodable ``IO_EVT`` payload."""
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(events, hits, kept)``: tables of every decodable ``IO_EVT`` payload, and for each
+    event row the index of its payload in ``payloads``."""
     if not payloads:
-        return np.zeros(0, EVENTS_DTYPE), np.zeros(0, HITS_DTYPE)
+        return np.zeros(0, EVENTS_DTYPE), np.zeros(0, HITS_DTYPE), []
     try:
-        return decode_events_hits(payloads)
+        events, hits = decode_events_hits(payloads)
+        return events, hits, list(range(len(payloads)))
     except DAQFormatError:
         pass
-    events, hits = [], []
-    for payload in payloads:
+    events, hits, kept = [], [], []
+    for index, payload in enumerate(payloads):
         try:
             one_event, its_hits = decode_events_hits([payload])
         except DAQFormatError as error:
@@ -40,9 +42,10 @@ def decode_events_and_hits(
         its_hits["event"] = len(events)
         events.append(one_event)
         hits.append(its_hits)
+        kept.append(index)
     if not events:
-        return np.zeros(0, EVENTS_DTYPE), np.zeros(0, HITS_DTYPE)
-    return np.concatenate(events), np.concatenate(hits)
+        return np.zeros(0, EVENTS_DTYPE), np.zeros(0, HITS_DTYPE), []
+    return np.concatenate(events), np.concatenate(hits), kept
 
 
 def decode_summaryslices(context: Context, messages: list[Message]) -> list[Summaryslice]:

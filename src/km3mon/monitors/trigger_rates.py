@@ -78,7 +78,7 @@ class TriggerRates(Monitor):
         return rows
 
     def consume(self, messages: list[Message]) -> None:
-        events, _ = decode_events_and_hits(self.context, payloads_of(messages, "IO_EVT"))
+        events, _, _ = decode_events_and_hits(self.context, payloads_of(messages, "IO_EVT"))
         clock: list[tuple[float, int]] = []  # (DAQ time, run) of every usable message
         for summary in decode_summaryslices(self.context, messages):
             clock.append((summary.header.timestamp, summary.header.run))

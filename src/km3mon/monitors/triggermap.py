@@ -40,7 +40,7 @@ class TriggerMap(Monitor):
 
     def consume(self, messages: list[Message]) -> None:
         payloads = payloads_of(messages, "IO_EVT")
-        events, hits = decode_events_and_hits(self.context, payloads)
+        events, hits, _ = decode_events_and_hits(self.context, payloads)
         if not len(events):
             return
         index = self.context.dom_index(hits["dom_id"])

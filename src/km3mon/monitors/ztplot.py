@@ -14,34 +14,46 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError, Event, decode_event
+from km3mon.daq import Event, decode_event
 from km3mon.daq.triggers import trigger_names
 from km3mon.detector import Database, RunCalibration
+from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
 from km3mon.monitors.output import atomic_write, utc
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 PLOT_EVERY_S = 60.0
-RENDER_BUDGET = 0.5  # of the render interval, for top-10 plots
+RENDER_BUDGET = 0.2  # of the render interval, for top-10 plots
 TOP = 10
 RANKINGS = ("n_hits", "overlays")
 
 
 @dataclass
 class Candidate:
-    event: Event
+    """A selected event: its numbers from the batch tables, the full event decoded on demand."""
+
     payload: bytes
+    row: np.void  # one EVENTS_DTYPE row
     n_hits: int
     n_triggered: int
 
     @property
+    def overlays(self) -> int:
+        return int(self.row["overlays"])
+
+    @property
     def name(self) -> str:
-        h = self.event.header
-        return f"ztplot_{h.det_id}_{h.run}_FI{h.frame_index}_TC{self.event.trigger_counter}"
+        r = self.row
+        return f"ztplot_{r['det_id']}_{r['run']}_FI{r['frame_index']}_TC{r['trigger_counter']}"
+
+    @cached_property
+    def event(self) -> Event:
+        return decode_event(self.payload)
 
 
 class EventSelection:
@@ -59,7 +71,9 @@ class EventSelection:
         )
         self.db.commit()
 
-    def threshold(self, ranking: str) -> int:
+        self.thresholds = {ranking: self._threshold(ranking) for ranking in RANKINGS}
+
+    def _threshold(self, ranking: str) -> int:
         """The value an event must beat to enter the top 10 of ``ranking``."""
         rows = self.db.execute(
             f"SELECT {ranking} FROM event_selection ORDER BY {ranking} DESC LIMIT ?", (TOP,)
@@ -67,21 +81,23 @@ class EventSelection:
         return rows[-1][0] if len(rows) == TOP else -1
 
     def qualifies(self, candidate: Candidate) -> bool:
-        return candidate.n_hits > self.threshold("n_hits") or (
-            candidate.event.overlays > self.threshold("overlays")
+        return (
+            candidate.n_hits > self.thresholds["n_hits"]
+            or candidate.overlays > self.thresholds["overlays"]
         )
 
-    def add(self, candidate: Candidate) -> None:
-        h = candidate.event.header
+    def add(self, candidate: Candidate, utc_s: float) -> None:
+        r = candidate.row
         with self.db:
             self.db.execute(
                 "INSERT OR REPLACE INTO event_selection VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (candidate.name, h.det_id, h.run, h.frame_index, candidate.event.trigger_counter,
-                 h.timestamp, candidate.n_hits, candidate.n_triggered, candidate.event.overlays,
-                 " ".join(trigger_names(candidate.event.trigger_mask))),
+                (candidate.name, int(r["det_id"]), int(r["run"]), int(r["frame_index"]),
+                 int(r["trigger_counter"]), utc_s, candidate.n_hits, candidate.n_triggered,
+                 candidate.overlays, " ".join(trigger_names(int(r["trigger_mask"])))),
             )  # fmt: skip
         atomic_write(self.folder / f"{candidate.name}.dat", candidate.payload)
         self._prune()
+        self.thresholds = {ranking: self._threshold(ranking) for ranking in RANKINGS}
 
     def _prune(self) -> None:
         keep = set()
@@ -123,33 +139,36 @@ class ZTPlot(Monitor):
         self.to_plot: Candidate | None = None
         self.new_top: list[Candidate] = []
         self.selected = 0
+        self.detector = context.detector
 
     def consume(self, messages: list[Message]) -> None:
-        for message in messages:
-            if message.tag != "IO_EVT":
-                continue
-            try:
-                event = decode_event(message.payload)
-                triggered = event.hits[event.hits["triggered"]]
-            except DAQFormatError as error:
-                self.context.count_error("event unusable", error)
-                continue
-            self.context.saw_data_at(event.header.timestamp)
-            index = self.context.dom_index(triggered["dom_id"])
-            dus = self.context.detector.dom_du[index[index >= 0]]
-            if (
-                len(np.unique(dus)) < self.settings.min_dus
-                or len(np.unique(triggered["dom_id"][index >= 0])) < self.settings.min_doms
-            ):
-                continue
+        payloads = payloads_of(messages, "IO_EVT")
+        events, hits, kept = decode_events_and_hits(self.context, payloads)
+        if not len(events):
+            return
+        times = packet_times_s(events)
+        self.context.saw_data_at(float(times.max()))
+        triggered = hits[hits["triggered"]]
+        index = self.context.dom_index(triggered["dom_id"])
+        known = index >= 0
+        event_of_hit = triggered["event"][known].astype(np.int64)
+        n_doms = distinct_per_event(event_of_hit, triggered["dom_id"][known], len(events))
+        n_dus = distinct_per_event(event_of_hit, self.detector.dom_du[index[known]], len(events))
+        passing = (n_dus >= self.settings.min_dus) & (n_doms >= self.settings.min_doms)
+        for row in np.flatnonzero(passing).tolist():
             self.selected += 1
-            candidate = Candidate(event, message.payload, len(event.hits), len(triggered))
+            candidate = Candidate(
+                payloads[kept[row]],
+                events[row],
+                int(events["n_snapshot"][row]),
+                int(events["n_triggered"][row]),
+            )
             if self.selection.qualifies(candidate):
-                self.selection.add(candidate)
+                self.selection.add(candidate, float(times[row]))
                 self.new_top.append(candidate)
-            if event.header.timestamp - self.last_plotted_s >= PLOT_EVERY_S:
+            if times[row] - self.last_plotted_s >= PLOT_EVERY_S:
                 self.to_plot = candidate
-                self.last_plotted_s = event.header.timestamp
+                self.last_plotted_s = float(times[row])
 
     def render(self) -> None:
         self._render_new_top(budget_s=RENDER_BUDGET * self.context.freshness.render_interval_s)
@@ -157,13 +176,13 @@ class ZTPlot(Monitor):
             return
         figure, hits = self.figure(self.to_plot)
         self.context.save_figure("ztplot.png", figure)
-        h = self.to_plot.event.header
+        row = self.to_plot.row
         self.context.save_metrics(
             "ztplot",
             {
-                "run": h.run,
-                "frame_index": h.frame_index,
-                "trigger_counter": self.to_plot.event.trigger_counter,
+                "run": int(row["run"]),
+                "frame_index": int(row["frame_index"]),
+                "trigger_counter": int(row["trigger_counter"]),
                 "selected_events": self.selected,
                 "top10": self.selection.names(),
                 "hits": {
@@ -228,6 +247,14 @@ class ZTPlot(Monitor):
         )
         figure.tight_layout(rect=(0, 0.02, 1, 0.97))
         return figure, hits
+
+
+def distinct_per_event(event: np.ndarray, value: np.ndarray, n_events: int) -> np.ndarray:
+    """How many distinct ``value``s each event has (rows given by ``event``)."""
+    if not len(event):
+        return np.zeros(n_events, np.int64)
+    pairs = np.unique(np.stack([event, value.astype(np.int64)]), axis=1)
+    return np.bincount(pairs[0], minlength=n_events)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
