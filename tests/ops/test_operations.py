@@ -80,6 +80,7 @@ def program_pid(folder: Path, program: str) -> int | None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_make_start_status_restart_and_stop(spawn, tmp_path: Path) -> None:
     folder = tmp_path / "shore_station"
     folder.mkdir()
@@ -122,6 +123,14 @@ def test_make_start_status_restart_and_stop(spawn, tmp_path: Path) -> None:
             assert f'data-plot="{name}"' in page
             response = httpx.get(f"{base}/plots/{name}.png", auth=("op", "pw"), timeout=10)
             assert response.status_code == 200 and response.content[:4] == b"\x89PNG"
+
+        processes = httpx.get(f"{base}/api/status", auth=("op", "pw"), timeout=10).json()
+        processes = processes["processes"]
+        assert processes["dom_rates"]["supervisor"]["state"] == "RUNNING"
+        assert processes["dom_rates"]["state"] == "running"
+        assert processes["monitoring_ligier"]["supervisor"]["state"] == "RUNNING"
+        status_page = httpx.get(f"{base}/status", auth=("op", "pw"), timeout=10).text
+        assert "RUNNING" in status_page and "ligiermirror" in status_page
 
         victim = program_pid(folder, "monitoring_process:dom_rates")
         assert victim is not None
@@ -175,6 +184,7 @@ def test_start_refuses_what_would_fail_later(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     result = subprocess.run(
@@ -186,4 +196,28 @@ def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
     assert "all overview plots are there after" in result.stdout
     seconds = float(result.stdout.split("are there after ")[1].split(" s")[0])
     assert seconds < 90, f"first overview after {seconds} s"
+    assert not processes_in(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_demo_on_a_recording_instead_of_the_simulator(ligier, spawn, tmp_path: Path) -> None:
+    recording = tmp_path / "arca21.ch"
+    simulator = spawn("simulate", "--detx", ARCA21, "-p", ligier.port, "--duration", "14")
+    record = subprocess.run(
+        [*KM3MON, "record", "-p", str(ligier.port), "-m", "IO_EVT, IO_SUM, IO_MONIT, MSG",
+         "-o", str(recording), "--duration", "12"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert record.returncode == 0, record.stderr
+    simulator.stop()
+    folder = tmp_path / "replay_demo"
+    result = subprocess.run(
+        [*KM3MON, "demo", "--dir", str(folder), "--detx", ARCA21, "--replay", str(recording),
+         "--duration", "75"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all overview plots are there" in result.stdout
+    assert "replay" in (folder / "supervisord.conf").read_text()
     assert not processes_in(folder)

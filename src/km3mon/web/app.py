@@ -34,6 +34,7 @@ from km3mon.web.auth import BasicAuth
 from km3mon.web.files import archived_logs, safe_path
 from km3mon.web.freshness import panel_states, process_state, read_records
 from km3mon.web.layouts import DEFAULT_PAGES, Page, expand
+from km3mon.web.supervisor import supervisor_states
 
 EVENT_POLL_S = 1.0
 NO_CACHE = {"Cache-Control": "no-store"}
@@ -47,6 +48,7 @@ class Site:
     data_dir: Path
     log_dir: Path | None = None
     weblog_port: int | None = None
+    supervisor_socket: Path | None = None
     pages: tuple[Page, ...] = DEFAULT_PAGES
     title: str = "km3mon"
     event_poll_s: float = EVENT_POLL_S
@@ -86,7 +88,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         return FileResponse(path, headers=NO_CACHE)
 
     async def status_page(request: Request) -> Response:
-        processes = [process_state(r) for r in read_records(site.data_dir).values()]
+        processes = merged_processes(site)
         return render("status.html", processes=processes, now=time.time())
 
     counts_cache: dict = {}
@@ -111,7 +113,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         return JSONResponse(
             {
                 "time": time.time(),
-                "processes": {name: process_state(r) for name, r in records.items()},
+                "processes": {p["process"]: p for p in merged_processes(site, records)},
                 "panels": {k: v.as_dict() for k, v in panel_states(records).items()},
             }
         )
@@ -150,6 +152,21 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
     if username and password:
         return BasicAuth(app, username=username, password=password)
     return app
+
+
+def merged_processes(site: Site, records: dict | None = None) -> list[dict]:
+    """Every process: supervisord's state when it runs, with the freshness record's numbers."""
+    records = read_records(site.data_dir) if records is None else records
+    states = supervisor_states(site.supervisor_socket)
+    merged = {
+        name: {**process_state(record), "supervisor": None} for name, record in records.items()
+    }
+    for name, state in (states or {}).items():
+        entry = merged.setdefault(name, {"process": name, "state": "no record", "ok": False})
+        entry["supervisor"] = state
+        if state["state"] != "RUNNING":
+            entry["ok"] = False
+    return sorted(merged.values(), key=lambda p: p["process"])
 
 
 async def event_stream(site: Site, request: Request) -> AsyncIterator[str]:

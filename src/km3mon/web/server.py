@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weblog-port", type=int, help="port of `km3mon weblog`, linked from the logs page"
     )
+    parser.add_argument(
+        "--supervisor-socket",
+        type=Path,
+        default=Path("pids/supervisor.sock"),
+        help="supervisord's control socket, for process states (pids/supervisor.sock)",
+    )
     parser.add_argument("--pipeline", help="pipeline.toml (default: ./pipeline.toml if present)")
     parser.set_defaults(func=run)
 
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         log_dir=args.logs,
         weblog_port=args.weblog_port,
         pages=configured_pages(pipeline.layouts),
+        supervisor_socket=args.supervisor_socket,
     )
     app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)

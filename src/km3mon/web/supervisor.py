@@ -1,0 +1,29 @@
+"""Process states from supervisord's XML-RPC interface (its control socket in ``pids/``)."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+
+
+def supervisor_states(socket_path: Path | None) -> dict[str, dict[str, Any]] | None:
+    """``{program: {"group", "state", "description"}}``, or None when supervisord is not there."""
+    if socket_path is None or not socket_path.exists():
+        return None
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+    try:
+        infos = proxy.supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error):
+        return None
+    return {
+        info["name"]: {
+            "group": info["group"],
+            "state": info["statename"],
+            "description": info["description"],
+        }
+        for info in infos
+    }
