@@ -30,8 +30,8 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from km3mon.web.auth import BasicAuth
-from km3mon.web.files import archived_logs, safe_path
+from km3mon.web.auth import protect
+from km3mon.web.files import archived_logs, log_file_response, safe_path
 from km3mon.web.freshness import panel_states, process_state, read_records
 from km3mon.web.layouts import DEFAULT_PAGES, Page, expand
 from km3mon.web.supervisor import supervisor_states
@@ -99,14 +99,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         return render("logs.html", archives=archives, live=live)
 
     async def log_file(request: Request) -> Response:
-        path = (
-            safe_path(site.log_dir, request.path_params["name"], (".log",))
-            if site.log_dir
-            else None
-        )
-        if path is None:
-            return PlainTextResponse("no such log\n", status_code=404)
-        return FileResponse(path, media_type="text/plain; charset=utf-8")
+        return log_file_response(site.log_dir, request.path_params["name"])
 
     async def api_status(request: Request) -> Response:
         records = read_records(site.data_dir)
@@ -148,10 +141,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         Route("/plot/{name}", single_plot),
         Route("/{slug}.html", page),
     ]
-    app = Starlette(routes=routes)
-    if username and password:
-        return BasicAuth(app, username=username, password=password)
-    return app
+    return protect(Starlette(routes=routes), username, password)
 
 
 def merged_processes(site: Site, records: dict | None = None) -> list[dict]:

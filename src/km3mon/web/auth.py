@@ -35,3 +35,10 @@ class BasicAuth:
     def _allowed(self, scope: Scope) -> bool:
         given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         return hmac.compare_digest(given, self._expected)
+
+
+def protect(app: ASGIApp, username: str | None, password: str | None) -> ASGIApp:
+    """``app`` behind Basic auth when credentials are configured, else as it is."""
+    if username and password:
+        return BasicAuth(app, username=username, password=password)
+    return app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.responses import FileResponse, PlainTextResponse, Response
+
 
 def safe_path(folder: Path, name: str, suffixes: tuple[str, ...]) -> Path | None:
     """``folder/name`` if it is a plain file inside ``folder`` with an allowed suffix.
@@ -45,3 +47,11 @@ def archived_logs(folder: Path, cache: dict) -> list[dict[str, object]]:
             cache[key] = count_levels(path)
         listing.append({"name": path.name, "bytes": status.st_size, **cache[key]})
     return listing
+
+
+def log_file_response(folder: Path | None, name: str) -> Response:
+    """A ``.log`` file of ``folder`` as plain text, or 404."""
+    path = safe_path(folder, name, (".log",)) if folder is not None else None
+    if path is None:
+        return PlainTextResponse("no such log\n", status_code=404)
+    return FileResponse(path, media_type="text/plain; charset=utf-8")

@@ -22,17 +22,15 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     Response,
     StreamingResponse,
 )
 from starlette.routing import Route
 
-from km3mon.web.auth import BasicAuth
-from km3mon.web.files import archived_logs, safe_path
+from km3mon.web.auth import protect
+from km3mon.web.files import archived_logs, log_file_response
 
 log = logging.getLogger("km3mon.weblog")
 
@@ -140,10 +138,7 @@ def create_weblog(
         return JSONResponse(archived_logs(folder, counts_cache))
 
     async def archive_file(request: Request) -> Response:
-        path = safe_path(folder, request.path_params["name"], (".log",))
-        if path is None:
-            return PlainTextResponse("no such log\n", status_code=404)
-        return FileResponse(path, media_type="text/plain; charset=utf-8")
+        return log_file_response(folder, request.path_params["name"])
 
     routes = [
         Route("/", page),
@@ -151,10 +146,7 @@ def create_weblog(
         Route("/archives", archives),
         Route("/logs/{name}", archive_file),
     ]
-    app = Starlette(routes=routes)
-    if username and password:
-        return BasicAuth(app, username=username, password=password)
-    return app
+    return protect(Starlette(routes=routes), username, password)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
