@@ -122,6 +122,12 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
         "const i = document.querySelector('img[data-plot=\"dom_rates\"]');"
         "return i.complete && i.naturalWidth > 0"), what="the new image loaded")  # fmt: skip
 
+    new_du = "return !!document.querySelector('img[data-plot=\"pmt_rates_du2\"]')"
+    assert not browser.execute_script(new_du)
+    (plots / "pmt_rates_du2.png").write_bytes(png("#b2df8a"))  # a new DU starts sending
+    wait_until(lambda: browser.execute_script(new_du), timeout_s=5, what="the new DU's panel")
+    wait_until(lambda: all(browser.execute_script(loaded)), what="the reloaded page's images")
+
     write_record(data, stale=True)  # the stream stopped
     wait_until(lambda: "STALE" in badge(browser, "dom_rates"), timeout_s=5, what="a stale badge")
     assert "stale" in panel_class(browser, "dom_rates")

@@ -71,7 +71,10 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
             return PlainTextResponse("no such page\n", status_code=404)
         rows = expand(chosen.rows, site.plot_dir)
         panels = panel_states(read_records(site.data_dir))
-        return render("page.html", page=chosen, rows=rows, panels=panels, now=time.time())
+        wildcards = [name for row in chosen.rows for name in row if "*" in name]
+        return render(
+            "page.html", page=chosen, rows=rows, panels=panels, now=time.time(), wildcards=wildcards
+        )
 
     async def single_plot(request: Request) -> Response:
         name = request.path_params["name"]
@@ -79,7 +82,9 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
             return PlainTextResponse("no such plot\n", status_code=404)
         panels = panel_states(read_records(site.data_dir))
         chosen = Page("plot", name, [[name]])
-        return render("page.html", page=chosen, rows=[[name]], panels=panels, now=time.time())
+        return render(
+            "page.html", page=chosen, rows=[[name]], panels=panels, now=time.time(), wildcards=[]
+        )
 
     async def plot_file(request: Request) -> Response:
         path = safe_path(site.plot_dir, request.path_params["path"], (".png",))
