@@ -79,13 +79,13 @@ def test_bit_flips_decode_or_raise_daqformaterror(name: str) -> None:
             decodes_or_rejects(message.tag, bytes(corrupt))
 
 
-@settings(max_examples=500, deadline=1000)
+@settings(max_examples=500, deadline=5000)  # a hang, not a busy machine
 @given(st.sampled_from(BINARY_TAGS), st.binary(max_size=2000))
 def test_random_payloads(tag: str, payload: bytes) -> None:
     decodes_or_rejects(tag, payload)
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=300, deadline=5000)
 @given(st.sampled_from(SAMPLES), st.data())
 def test_random_mutations_of_real_messages(sample: tuple[str, bytes], data: st.DataObject) -> None:
     tag, payload = sample
