@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -53,6 +54,14 @@ def wait_until(
         time.sleep(0.02)
     seen = f"; last seen: {show()!r}" if show is not None else ""
     raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}{seen}")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file a process writes (atomically); {} while it does not exist yet."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 class Process:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import km3net_testdata
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ import pytest
 from km3mon.controlhost import Client
 from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
-from tests.conftest import wait_until
+from tests.conftest import read_json, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 T0 = 1_700_000_000
@@ -36,13 +33,6 @@ def sensor_vectors(yaw, pitch, roll) -> tuple[np.ndarray, np.ndarray]:
 
 def angular_distance(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def test_yaw_pitch_roll_follow_the_injected_orientation(ligier, spawn, tmp_path) -> None:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import km3net_testdata
 import numpy as np
 
 from km3mon.controlhost import Client
 from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
-from tests.conftest import wait_until
+from tests.conftest import read_json, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 T0 = 1_700_000_000
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def packets_for(

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from km3mon.sim.detector_manager import WhiteRabbitModel
-from tests.conftest import free_port, wait_for_port, wait_until
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+from tests.conftest import free_port, read_json, wait_for_port, wait_until
 
 
 def test_rttc_plots_injected_values_and_survives_an_outage(spawn, tmp_path) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import km3net_testdata
 import numpy as np
 import pytest
@@ -12,7 +9,7 @@ import pytest
 from km3mon.controlhost import Client
 from km3mon.daq.summaryslice import RATES_HZ_LUT, hz_to_rates
 from km3mon.detector import read_detx
-from tests.conftest import wait_until
+from tests.conftest import read_json, wait_until
 from tests.monitors.daqfakes import T0, UNKNOWN_DOM, slice_payload
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -21,13 +18,6 @@ ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 @pytest.fixture(scope="module")
 def detector():
     return read_detx(ARCA21)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, detector) -> None:

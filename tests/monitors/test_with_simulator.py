@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 
 from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.conftest import wait_until
+from tests.conftest import read_json, wait_until
 
 SEED = 3
 SCENARIOS = "silent-dom@5,hot-pmt@0"
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -12,17 +11,10 @@ import numpy as np
 from km3mon.controlhost import Client
 from km3mon.daq import decode_event
 from km3mon.detector import calibrate_hits, read_detx
-from tests.conftest import wait_until
+from tests.conftest import read_json, wait_until
 from tests.monitors.daqfakes import make_event
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def start(spawn, ligier, tmp_path):

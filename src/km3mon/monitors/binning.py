@@ -73,7 +73,8 @@ class OpticalSlots:
 
 
 def add_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    """``target[rows] += values`` with repeated rows summed (like ``np.add.at``, ~10× faster).
+    """``target[rows] += values`` with repeated rows summed, like ``np.add.at`` but with one
+    ``bincount`` (1.5× faster on a second of 230-DU packets, numpy 2).
 
     ``target`` is (n, k) or (n,), ``values`` (m, k) or (m,), ``rows`` (m,) indices into target.
     """

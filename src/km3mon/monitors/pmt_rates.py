@@ -14,6 +14,7 @@ import numpy as np
 from km3mon.monitors.pmt_image import N_CHANNELS, DUPlot, PMTImageMonitor
 from km3mon.monitors.runtime import Context, register_monitor
 
+MAX_FLAGGED = 1000
 UNDER_COLOUR, OVER_COLOUR, MISSING_COLOUR, HRV_COLOUR = "black", "#d01c8b", "#bdbdbd", "#e66101"
 
 
@@ -71,13 +72,15 @@ class PMTRates(PMTImageMonitor):
         rates_hz = self.rates_khz[:, :, newest].astype(np.float64) * 1e3
         hrv = self.hrv[:, :, newest].astype(np.float64)
         low, high = self.settings.lowest_rate_hz, self.settings.highest_rate_hz
-        flagged = []
+        flagged: list[dict[str, object]] = []
         for kind, mask in (
             ("above", rates_hz > high),
             ("below", rates_hz < low),
             ("hrv", hrv > self.settings.hrv_ratio_threshold),
         ):
-            for slot, channel in zip(*np.nonzero(mask), strict=True):
+            room = MAX_FLAGGED - len(flagged)  # an HRV storm flags thousands: list the first
+            slots, channels = np.nonzero(mask)
+            for slot, channel in zip(slots[:room], channels[:room], strict=True):
                 dom = self.slots.dom_index[slot]
                 flagged.append(
                     {
@@ -100,7 +103,7 @@ class PMTRates(PMTImageMonitor):
         return {
             "column_start": float(self.ring.starts_s[newest]),
             "median_rate_hz": median,
-            "flagged": flagged[:1000],
+            "flagged": flagged,
             "n_channels": N_CHANNELS,
         }
 

@@ -77,8 +77,16 @@ class Monitor:
 class Context:
     """What the runtime offers a monitor: settings, output, bookkeeping."""
 
-    def __init__(self, args: argparse.Namespace, freshness: Freshness, log: logging.Logger):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        freshness: Freshness,
+        log: logging.Logger,
+        pipeline: PipelineConfig,
+    ) -> None:
         self.args = args
+        #: ``pipeline.toml`` of the working folder (defaults where it is missing).
+        self.pipeline = pipeline
         self.plot_dir = Path(args.plot_dir)
         self.data_dir = Path(args.data_dir)
         self.freshness = freshness
@@ -94,13 +102,6 @@ class Context:
         from km3mon.detector import load_detector
 
         return load_detector(self.args.det_id or None, self.args.detx)
-
-    @cached_property
-    def pipeline(self) -> PipelineConfig:
-        """``pipeline.toml`` of the working folder (defaults where it is missing)."""
-        from km3mon.config import load_pipeline
-
-        return load_pipeline(self.args.pipeline)
 
     @property
     def data_time(self) -> float | None:
@@ -293,12 +294,14 @@ class Receiver(threading.Thread):
                     self.queued_bytes -= sum(len(m.payload) for m in dropped)
                     self.freshness.dropped += len(dropped)
 
-    def take(self) -> list[Message]:
+    def take(self) -> tuple[list[Message], int]:
+        """Everything received since the last call, and its payload bytes."""
         with self.lock:
             batches = list(self.batches)
+            size = self.queued_bytes
             self.batches.clear()
             self.queued_bytes = 0
-        return [message for batch in batches for message in batch]
+        return [message for batch in batches for message in batch], size
 
 
 def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
@@ -327,8 +330,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         render_interval_s=interval_s,
         stale_after_s=args.stale_after if args.stale_after is not None else max(3 * interval_s, 60),
     )
-    context = Context(args, freshness, log)
-    context.pipeline = pipeline
+    context = Context(args, freshness, log, pipeline)
     try:
         monitor = monitor_class(context)
     except Exception as error:  # configuration: say what to fix, let supervisord report it
@@ -356,7 +358,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
     next_record = 0.0
     rate_count, rate_since = 0, time.monotonic()
     while not stop.is_set():
-        messages = receiver.take() if receiver is not None else []
+        messages, size = receiver.take() if receiver is not None else ([], 0)
         try:
             monitor.poll()
         except Exception:  # a bug in polling must not end the monitor
@@ -364,7 +366,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         if messages:
             now = time.time()
             freshness.messages += len(messages)
-            freshness.bytes += sum(len(m.payload) for m in messages)
+            freshness.bytes += size
             freshness.last_message_at = now
             rate_count += len(messages)
             try:

@@ -126,9 +126,11 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
     async def prometheus(request: Request) -> Response:
         return Response(prometheus_text(site.data_dir), media_type=CONTENT_TYPE_LATEST)
 
+    scan = SiteScan(site)
+
     async def events(request: Request) -> Response:
         return StreamingResponse(
-            event_stream(site, request), media_type="text/event-stream", headers=NO_CACHE
+            event_stream(scan, request), media_type="text/event-stream", headers=NO_CACHE
         )
 
     routes = [
@@ -164,30 +166,49 @@ def merged_processes(site: Site, records: dict | None = None) -> list[dict]:
     return sorted(merged.values(), key=lambda p: p["process"])
 
 
-async def event_stream(site: Site, request: Request) -> AsyncIterator[str]:
-    """``plot`` events for rewritten PNGs, a ``status`` event with every panel's state."""
-    seen: dict[str, float] = {}
-    first = True
-    while not await request.is_disconnected():
-        changed = []
-        for path in site.plot_dir.glob("*.png") if site.plot_dir.is_dir() else []:
+class SiteScan:
+    """Plot modification times and panel states, scanned at most once per poll period.
+
+    Every open page holds a live-update stream; they all share one scan instead of each
+    listing ``plots/`` and reading every freshness record on its own.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self._scanned_at = -float("inf")
+        self.mtimes: dict[str, float] = {}
+        self.status_event = ""
+
+    def refresh(self) -> None:
+        if time.monotonic() - self._scanned_at < self.site.event_poll_s:
+            return
+        self._scanned_at = time.monotonic()
+        mtimes = {}
+        for path in self.site.plot_dir.glob("*.png") if self.site.plot_dir.is_dir() else []:
             try:
-                mtime = path.stat().st_mtime
+                mtimes[path.stem] = path.stat().st_mtime
             except OSError:
-                continue
-            if seen.get(path.stem) != mtime:
-                if not first:
-                    changed.append(path.stem)
-                seen[path.stem] = mtime
-        for name in changed:
-            yield f"event: plot\ndata: {json.dumps({'name': name, 'mtime': seen[name]})}\n\n"
+                continue  # replaced or removed right now: seen at the next scan
+        self.mtimes = mtimes
         panels = {
             k.removesuffix(".png"): v.as_dict()
-            for k, v in panel_states(read_records(site.data_dir)).items()
+            for k, v in panel_states(read_records(self.site.data_dir)).items()
         }
-        yield f"event: status\ndata: {json.dumps({'time': time.time(), 'panels': panels})}\n\n"
-        first = False
-        await asyncio.sleep(site.event_poll_s)
+        status = json.dumps({"time": time.time(), "panels": panels})
+        self.status_event = f"event: status\ndata: {status}\n\n"
+
+
+async def event_stream(scan: SiteScan, request: Request) -> AsyncIterator[str]:
+    """``plot`` events for rewritten PNGs, a ``status`` event with every panel's state."""
+    seen: dict[str, float] | None = None
+    while not await request.is_disconnected():
+        scan.refresh()
+        for name, mtime in scan.mtimes.items():
+            if seen is not None and seen.get(name) != mtime:
+                yield f"event: plot\ndata: {json.dumps({'name': name, 'mtime': mtime})}\n\n"
+        seen = scan.mtimes
+        yield scan.status_event
+        await asyncio.sleep(scan.site.event_poll_s)
 
 
 def prometheus_text(data_dir: Path) -> bytes:
