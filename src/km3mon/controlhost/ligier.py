@@ -53,6 +53,7 @@ from km3mon.controlhost.prefix import (
     normalise_tag,
 )
 from km3mon.controlhost.subscription import parse_subscription
+from km3mon.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligier")
 
@@ -750,6 +751,7 @@ def run(args: argparse.Namespace) -> int:
         allow_remote_stop=args.allow_remote_stop,
         stats_interval_s=args.stats_interval if args.debug >= 1 else 0.0,
     )
+    tune_garbage_collector()
     try:
         asyncio.run(serve(args.host, args.port, settings))
     except OSError as error:

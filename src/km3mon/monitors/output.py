@@ -85,6 +85,9 @@ class Freshness:
     decode_errors: int = 0
     unknown_doms: int = 0
     newest_data_at: float | None = None
+    #: Arrival time minus DAQ time of the newest data, at the last batch: how far the
+    #: monitor (and the chain before it) is behind the detector.
+    data_lag_s: float | None = None
     last_message_at: float | None = None
     outputs: dict[str, OutputRecord] = field(default_factory=dict)
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from km3mon.controlhost import Client, Message
 from km3mon.monitors.output import Freshness, OutputRecord, atomic_write, save_figure, utc
+from km3mon.streaming import tune_garbage_collector
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -184,10 +185,19 @@ class Context:
                 import matplotlib.pyplot as plt
 
                 plt.close(figure)
+        self._record_output(filename, start)
+
+    def save_png(self, filename: str, png: bytes, started: float) -> None:
+        """A PNG drawn without matplotlib's savefig (stamps already in it), started at
+        ``time.perf_counter()`` value ``started``."""
+        atomic_write(self.plot_dir / filename, png)
+        self._record_output(filename, started)
+
+    def _record_output(self, filename: str, started: float) -> None:
         self.freshness.outputs[filename] = OutputRecord(
             rendered_at=time.time(),
             newest_data_at=self.data_time,
-            render_s=round(time.perf_counter() - start, 4),
+            render_s=round(time.perf_counter() - started, 4),
             stale=self.stale,
         )
 
@@ -336,6 +346,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
     except Exception as error:  # configuration: say what to fix, let supervisord report it
         log.error("%s cannot start: %s", monitor_class.name, error)
         return 2
+    tune_garbage_collector()
     record_path = Path(args.data_dir) / "freshness" / f"{monitor_class.name}.json"
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -373,6 +384,8 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
                 monitor.consume(messages)
             except Exception as error:  # a bad batch must not end the monitor
                 context.count_error(f"batch of {len(messages)} messages unusable", error)
+            if freshness.newest_data_at is not None:
+                freshness.data_lag_s = round(now - freshness.newest_data_at, 3)
         now_mono = time.monotonic()
         if now_mono >= next_render:
             next_render = max(next_render + interval_s, now_mono + 0.1 * interval_s)

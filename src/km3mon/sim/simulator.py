@@ -37,6 +37,7 @@ from km3mon.sim.scenarios import KINDS, Scenario, effects_at, parse_scenario_nam
 from km3mon.sim.sim_events import MuonEventGenerator, default_event_rate_hz
 from km3mon.sim.sim_log import LogModel
 from km3mon.sim.sim_optical import TIMESLICE_S, OpticalModel
+from km3mon.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.simulate")
 
@@ -339,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
     for scenario in simulator.scenarios:
         log.info("scenario %s", scenario.describe())
 
+    tune_garbage_collector()
     stop = threading.Event()
 
     def request_stop(*_: object) -> None:

@@ -1,0 +1,26 @@
+"""Process settings for programs that handle tens of thousands of messages a second.
+
+CPython's cyclic garbage collector runs a young-generation pass every 700 net allocations.
+A monitor receiving 44 000 messages/s allocates a few objects per message, and each pass
+also walks the survivors, so with a large heap (hundreds of kept matplotlib figures) the
+collector costs more than the decoding: receiving one message took 2.8 µs instead of 0.8 µs
+in our measurement. Messages are freed by reference counting anyway; the collector is only
+needed for cycles, which these programs create rarely (figures, reconnects).
+"""
+
+from __future__ import annotations
+
+import gc
+
+#: Young-generation threshold: a pass every 50 000 net allocations, about once a second at
+#: full ARCA rate, instead of 60 times a second.
+YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect once, move what exists after start-up (modules, detector, tables) out of the
+    collector's sight for good, and let young passes run rarely."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
