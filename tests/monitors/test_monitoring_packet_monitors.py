@@ -72,7 +72,13 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
     )
     wait_until(lambda: (plots / f"pmt_hrv_du{dus[0]}.png").exists(), what="the HRV plot")
     assert not (plots / f"pmt_hrv_du{dus[1]}.png").exists(), "-u keeps to one DU"
-    record = read_json(data / "freshness" / "pmt_rates.json")
+    record_path = data / "freshness" / "pmt_rates.json"
+    expected = 35 * len(detector.dom_ids)
+    wait_until(
+        lambda: read_json(record_path).get("messages") == expected,
+        what=f"{expected} messages in the record (written every 2 s)",
+        show=lambda: read_json(record_path).get("messages"),
+    )
+    record = read_json(record_path)
     assert record["unknown_doms"] == 0 and record["decode_errors"] == 0
-    assert record["messages"] == 35 * len(detector.dom_ids)
     assert rates.alive() and hrv.alive()

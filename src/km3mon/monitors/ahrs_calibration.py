@@ -11,6 +11,9 @@ show uncalibrated angles and say so in their titles.
 from __future__ import annotations
 
 import argparse
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,9 +23,14 @@ from km3mon.detector.ahrs import IDENTITY_CONSTANTS, AHRSCalibration
 from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
+from km3mon.monitors.palette_image import PaletteFigure
+from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor, stamp_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 N_BINS = 2000
+RENDER_BUDGET = 0.5  # of the render interval: the rest is for decoding at full rate
 ANGLES = ("yaw", "pitch", "roll")
 CIRCULAR = {"yaw": True, "pitch": False, "roll": True}
 
@@ -54,6 +62,11 @@ class AHRSMonitor(Monitor):
         self.ring = TimeRing(self.bin_s, N_BINS, self._close_bin)
         self.uncalibrated_packets = 0
         self.round_robin = RoundRobin()
+        du_of_slot = detector.dom_du[self.slots.dom_index]
+        self.slots_by_du = {
+            int(du): np.flatnonzero(du_of_slot == du) for du in np.unique(du_of_slot)
+        }
+        self._figure: PaletteFigure | None = None
 
     def _load_calibration(self, args: argparse.Namespace) -> AHRSCalibration | None:
         try:
@@ -125,44 +138,111 @@ class AHRSMonitor(Monitor):
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
-        dus = [int(du) for du in self.detector.dus]
+        figure = self._figure or self._new_figure()
+        self._figure = figure
+        stamps = stamp_figure(figure.figure, self.context.data_time, self.context.stale)
+        try:
+            self._time_axis(figure.axes)
+            figure.redraw_frame(overlays=stamps[1:])
+        finally:
+            for artist in stamps:
+                artist.remove()
+        dus = sorted(self.slots_by_du)
         interval_s = self.context.freshness.render_interval_s
-        done = self.round_robin.run(dus, self.render_du, 0.25 * interval_s)
-        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s(
-            len(dus), done, interval_s
+        done = self.round_robin.run(dus, self.render_du, RENDER_BUDGET * interval_s)
+        self.context.freshness.redraw_interval_s = (
+            0.0
+            if done == len(dus)
+            else self.round_robin.redraw_interval_s(len(dus), done, interval_s)
         )
         self.context.save_metrics("ahrs_calibration", self.latest())
 
     def render_du(self, du: int) -> None:
-        import matplotlib.dates as mdates
-        import matplotlib.pyplot as plt
-
-        chronological = self.ring.chronological()
-        times = self.ring.starts_s[chronological] + self.bin_s / 2
-        has_time = ~np.isnan(times)
-        dates = times[has_time].astype("datetime64[s]")
-        slots = np.flatnonzero(self.detector.dom_du[self.slots.dom_index] == du)
+        assert self._figure is not None
+        figure = self._figure
+        slots = self.slots_by_du[du]
         floors = self.detector.dom_floor[self.slots.dom_index[slots]]
-        colours = plt.get_cmap("viridis")(np.linspace(0, 1, max(self.detector.n_floors, 2)))
+        chronological = self.ring.chronological()
         state = "calibrated" if self.calibration is not None else "UNCALIBRATED"
         for name in ANGLES:
-            figure, axes = plt.subplots(figsize=(16, 6))
-            values = self.series[name][slots][:, chronological][:, has_time]
-            for slot_values, floor in sorted(zip(values, floors, strict=True), key=lambda x: x[1]):
-                axes.plot(dates, slot_values, ".", ms=2, color=colours[floor - 1],
-                          label=f"Floor {floor}")  # fmt: skip
-            axes.set_title(
+            start = time.perf_counter()
+            image = figure.start(
                 f"AHRS {name} ({state}) on DU {du}, detector {self.detector.det_id}: "
                 f"mean per {self.bin_s:.0f} s"
             )
-            axes.set_ylabel(f"{name} [deg]")
-            axes.set_xlabel("UTC time")
-            locator = mdates.AutoDateLocator()
-            axes.xaxis.set_major_locator(locator)
-            axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-            axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=4, fontsize=8)
-            figure.tight_layout(rect=(0, 0.03, 1, 1))
-            self.context.save_figure(f"{name}_calib_du{du}.png", figure)
+            values = self.series[name][slots][:, chronological]
+            ticks = nice_ticks(values)
+            figure.draw_y_axis(image, f"{name} [deg]", ticks)
+            self._paint_dots(image[figure.box], values, floors, (ticks[0], ticks[-1]))
+            png = figure.finish(image)
+            self.context.save_png(f"{name}_calib_du{du}.png", png, start)
+
+    def _paint_dots(
+        self,
+        box: np.ndarray,
+        values: np.ndarray,
+        floors: np.ndarray,
+        y_range: tuple[float, float],
+    ) -> None:
+        """A 2×2-pixel dot per floor and bin, in the floor's colour, upper floors on top."""
+        first, last = self._shown_bins()
+        height, width = box.shape
+        order = np.argsort(floors, kind="stable")
+        values = values[order][:, first:]
+        shown_bins = last - first
+        columns = ((np.arange(values.shape[1]) + 0.5) * width / shown_bins).astype(np.int64)
+        low, high = y_range
+        floor_of_row, bin_of_column = np.nonzero(np.isfinite(values))
+        picked = values[floor_of_row, bin_of_column]
+        rows = ((high - picked) * ((height - 1) / (high - low))).astype(np.int64)
+        colours = (floors[order][floor_of_row] - 1).astype(np.uint8)
+        for down, right in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            r, c = rows + down, columns[bin_of_column] + right
+            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+            box[r[inside], c[inside]] = colours[inside]
+
+    def _shown_bins(self) -> tuple[int, int]:
+        """Chronological bins shown: from the first with data (until the ring has filled)."""
+        starts = self.ring.starts_s[self.ring.chronological()]
+        known = np.flatnonzero(~np.isnan(starts))
+        return (int(known[0]) if len(known) else N_BINS - 1), N_BINS
+
+    def _time_axis(self, axes: Axes) -> None:
+        starts = self.ring.starts_s[self.ring.chronological()]
+        first, last = self._shown_bins()
+        if np.isnan(starts[first]):
+            now = time.time()
+            begin, end = now - self.bin_s, now
+        else:
+            begin = starts[first]
+            end = starts[last - 1] + self.bin_s
+        axes.set_xlim(datetime.fromtimestamp(begin, UTC), datetime.fromtimestamp(end, UTC))
+
+    def _new_figure(self) -> PaletteFigure:
+        import matplotlib.dates as mdates
+        import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+
+        n_floors = max(self.detector.n_floors, 2)
+        colours = [plt.get_cmap("viridis")(f / (n_floors - 1)) for f in range(n_floors)]
+        figure, axes = plt.subplots(figsize=(16, 6), dpi=80)
+        axes.xaxis_date(tz=UTC)
+        locator = mdates.AutoDateLocator(tz=UTC)
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
+        axes.yaxis.get_major_formatter().set_useOffset(False)
+        axes.set_xlabel("UTC time")
+        axes.set_ylabel("yaw [deg]")
+        axes.set_title("AHRS")
+        now = datetime.now(UTC)
+        axes.set_xlim(now - timedelta(hours=1), now)
+        handles = [
+            Line2D([], [], marker="o", linestyle="", markersize=5, color=colour, label=f"Floor {f}")
+            for f, colour in enumerate(colours[: self.detector.n_floors], start=1)
+        ]
+        axes.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return PaletteFigure(figure, axes, colours, y_axis_per_image=True)
 
     def latest(self) -> dict[str, object]:
         """Newest closed bin per DOM, for the API and for checks against the injected truth."""
@@ -176,6 +256,18 @@ class AHRSMonitor(Monitor):
             "dom_id": self.detector.dom_ids[self.slots.dom_index],
             **{f"{name}_deg": self.series[name][:, newest] for name in ANGLES},
         }
+
+
+def nice_ticks(values: np.ndarray) -> list[float]:
+    """Round y ticks around the finite values; the first and last are the axis limits."""
+    from matplotlib.ticker import MaxNLocator
+
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if high - low < 1e-3:
+        low, high = low - 0.5, high + 0.5
+    ticks = MaxNLocator(nbins=6).tick_values(low, high)
+    return [round(float(t), 9) for t in ticks]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

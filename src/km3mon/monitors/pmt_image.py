@@ -6,15 +6,16 @@ serves all DUs (``-u DU`` restricts it to one, as in the original), so a 230-DU 
 needs one process. Rows are floor × 31 channels, the channels of a floor ordered by PMT
 direction (top of the band = upward-looking PMTs).
 
-Rendering reuses one figure per DU and spends at most half a render interval per tick;
-DUs not reached are drawn first on the next tick, so a large detector never starves the
-receiver and every plot still carries the time of its data.
+A closed column is stored as colour levels (one byte per PMT), so that drawing a DU is one
+gather into a frame that matplotlib draws once per tick (see ``palette_image``): all 230
+DUs are redrawn every interval. A time budget still guards the receiver on a slow machine:
+DUs not reached are drawn first on the next tick.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -24,31 +25,31 @@ from km3mon.daq.monitoring import hrv_bits, rates_hz
 from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin
+from km3mon.monitors.palette_image import PaletteFigure
+from km3mon.monitors.runtime import Context, Monitor, RoundRobin, stamp_figure
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-    from matplotlib.image import AxesImage
+    from matplotlib.axes import Axes
 
     from km3mon.config import PipelineConfig
 
 N_CHANNELS = 31
-RENDER_BUDGET = 0.25  # of the render interval: the rest is for decoding at full rate
-
-
-@dataclass
-class DUPlot:
-    figure: Figure
-    image: AxesImage
-    overlay: AxesImage | None
+#: Colour levels of the data (palette entries 0 … N_LEVELS-1); special colours follow.
+N_LEVELS = 160
+UNDER, OVER, MISSING, HIGHLIGHT = range(N_LEVELS, N_LEVELS + 4)
+RENDER_BUDGET = 0.5  # of the render interval: the rest is for decoding at full rate
 
 
 class PMTImageMonitor(Monitor):
-    """Accumulates mean rate and HRV fraction per PMT per column; subclasses draw one of them."""
+    """Accumulates mean rate and HRV fraction per PMT per column; subclasses choose the
+    colour of each PMT in a closed column and the frame around the image."""
 
     tags = ("IO_MONIT",)
     default_interval_s = 20.0
     filename_pattern: ClassVar[str]
+    #: Colour map of the levels, and of the under/over/missing/highlight entries.
+    colour_map: ClassVar[str]
+    special_colours: ClassVar[tuple[str, str, str, str]]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -67,30 +68,38 @@ class PMTImageMonitor(Monitor):
         self.interval_s = context.freshness.render_interval_s
         self.n_columns = context.args.columns
         self.slots = OpticalSlots(detector, context.args.du)
+        self.du_of_slot = detector.dom_du[self.slots.dom_index]
         n = len(self.slots)
         self.rate_sum = np.zeros((n, N_CHANNELS))
         self.hrv_sum = np.zeros((n, N_CHANNELS))
         self.packets = np.zeros(n)
-        # float16 rings (kHz and fractions): 4 140 DOMs × 31 × 800 columns fit in 2 × 205 MB.
-        self.rates_khz = np.full((n, N_CHANNELS, self.n_columns), np.nan, dtype=np.float16)
-        self.hrv = np.full((n, N_CHANNELS, self.n_columns), np.nan, dtype=np.float16)
+        #: Means of the newest closed column (kHz, fraction), for the metrics.
+        self.newest_rates_khz = np.full((n, N_CHANNELS), np.nan)
+        self.newest_hrv = np.full((n, N_CHANNELS), np.nan)
+        # One byte per PMT and column; the extra last row is "no DOM" (a floor without one).
+        self.levels = np.full((n * N_CHANNELS + 1, self.n_columns), MISSING, np.uint8)
         self.ring = TimeRing(self.interval_s, self.n_columns, self._close_column)
-        self.rows_by_du = self._rows_by_du()
-        self.plots: dict[int, DUPlot] = {}
+        self.image_rows = self._image_rows_by_du()
+        self.dus = sorted(self.image_rows)
         self.round_robin = RoundRobin()
-        self.dus = sorted(self.rows_by_du)
+        self._figure: PaletteFigure | None = None
 
-    def _rows_by_du(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Per DU: the slots of its DOMs and the first image row of each (floor band)."""
+    def _image_rows_by_du(self) -> dict[int, np.ndarray]:
+        """Per DU, the row of ``levels`` shown in each image row (0 = bottom floor's band)."""
         detector = self.detector
-        rank = detector.channel_order.rank
-        self.row_in_band = (N_CHANNELS - 1) - rank[:N_CHANNELS]
-        rows = {}
-        dus = detector.dom_du[self.slots.dom_index]
+        rank = detector.channel_order.rank[:N_CHANNELS]
+        row_in_band = (N_CHANNELS - 1) - rank
         floors = detector.dom_floor[self.slots.dom_index]
-        for du in np.unique(dus):
-            slots = np.flatnonzero(dus == du)
-            rows[int(du)] = (slots, (floors[slots] - 1) * N_CHANNELS)
+        no_dom = len(self.levels) - 1
+        rows = {}
+        for du in np.unique(self.du_of_slot):
+            slots = np.flatnonzero(self.du_of_slot == du)
+            image_rows = np.full(detector.n_floors * N_CHANNELS, no_dom)
+            band_start = (floors[slots] - 1) * N_CHANNELS
+            image_rows[band_start[:, None] + row_in_band[None, :]] = (
+                slots[:, None] * N_CHANNELS + np.arange(N_CHANNELS)[None, :]
+            )
+            rows[int(du)] = image_rows
         return rows
 
     # -- accumulation -------------------------------------------------------------------
@@ -115,75 +124,111 @@ class PMTImageMonitor(Monitor):
     def _close_column(self, position: int) -> None:
         with np.errstate(invalid="ignore", divide="ignore"):
             counts = self.packets[:, None]
-            self.rates_khz[:, :, position] = np.where(
-                counts > 0, self.rate_sum / counts / 1e3, np.nan
-            )
-            self.hrv[:, :, position] = np.where(counts > 0, self.hrv_sum / counts, np.nan)
+            self.newest_rates_khz = np.where(counts > 0, self.rate_sum / counts / 1e3, np.nan)
+            self.newest_hrv = np.where(counts > 0, self.hrv_sum / counts, np.nan)
+        self.levels[:-1, position] = self.column_levels(
+            self.newest_rates_khz, self.newest_hrv
+        ).ravel()
         self.rate_sum[:] = 0
         self.hrv_sum[:] = 0
         self.packets[:] = 0
 
-    def du_image(self, ring: np.ndarray, du: int) -> np.ndarray:
-        """(floors × 31, columns) image of one DU, oldest column left, from a ring array."""
-        slots, band_start = self.rows_by_du[du]
-        image = np.full((self.detector.n_floors * N_CHANNELS, self.n_columns), np.nan, np.float32)
-        rows = band_start[:, None] + self.row_in_band[None, :]
-        image[rows] = ring[slots][:, :, self.ring.chronological()]
-        return image
+    def du_levels(self, du: int, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Colour levels of one DU's image, top row first, oldest column left: one entry per
+        PMT and column, or resampled (nearest) to ``shape`` pixels."""
+        rows = self.image_rows[du][::-1]
+        columns = self.ring.chronological()[self._first_shown() :]
+        if shape is not None:
+            height, width = shape
+            rows = rows[(np.arange(height) * 2 + 1) * len(rows) // (2 * height)]
+            columns = columns[(np.arange(width) * 2 + 1) * len(columns) // (2 * width)]
+        return self.levels[rows[:, None], columns[None, :]]
+
+    def _first_shown(self) -> int:
+        """Until the window has filled, only the columns that have data are shown."""
+        known = np.flatnonzero(~np.isnan(self.ring.starts_s[self.ring.chronological()]))
+        return int(known[0]) if len(known) else self.n_columns - 1
 
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
+        figure = self._figure or self._new_figure()
+        self._figure = figure
+        stamps = stamp_figure(figure.figure, self.context.data_time, self.context.stale)
+        try:
+            self._time_axis(figure.axes)
+            figure.redraw_frame(overlays=stamps[1:])
+        finally:
+            for artist in stamps:
+                artist.remove()
         done = self.round_robin.run(self.dus, self.render_du, RENDER_BUDGET * self.interval_s)
-        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s(
-            len(self.dus), done, self.interval_s
+        self.context.freshness.redraw_interval_s = (
+            0.0
+            if done == len(self.dus)
+            else self.round_robin.redraw_interval_s(len(self.dus), done, self.interval_s)
         )
 
     def render_du(self, du: int) -> None:
-        plot = self.plots.get(du) or self._new_plot(du)
-        self.plots[du] = plot
-        self.update_images(plot, du)
-        self._time_axis(plot)
-        plot.figure.axes[0].set_title(self.title(du))
-        self.context.save_figure(
-            self.filename_pattern.format(du=du), plot.figure, dpi=80, keep=True
-        )
+        assert self._figure is not None
+        start = time.perf_counter()
+        image = self._figure.start(self.title(du))
+        image[self._figure.box] = self.du_levels(du, self._figure.data_shape)
+        png = self._figure.finish(image)
+        self.context.save_png(self.filename_pattern.format(du=du), png, start)
 
-    def _new_plot(self, du: int) -> DUPlot:
+    def _new_figure(self) -> PaletteFigure:
         import matplotlib.pyplot as plt
+        from matplotlib.colors import ListedColormap, Normalize
 
-        figure, axes = plt.subplots(figsize=(10, 8))
+        cmap = plt.get_cmap(self.colour_map)
+        colours = [cmap((level + 0.5) / N_LEVELS) for level in range(N_LEVELS)]
+        under, over, missing, highlight = self.special_colours
+        figure, axes = plt.subplots(figsize=(10, 8), dpi=80)
         n_rows = self.detector.n_floors * N_CHANNELS
-        extent = (-0.5, self.n_columns - 0.5, -0.5, n_rows - 0.5)
-        image, overlay = self.draw_images(axes, extent)
+        axes.set_xlim(-0.5, self.n_columns - 0.5)
+        axes.set_ylim(-0.5, n_rows - 0.5)
         axes.set_yticks(np.arange(self.detector.n_floors) * N_CHANNELS + N_CHANNELS / 2)
         axes.set_yticklabels([f"Floor {f}" for f in range(1, self.detector.n_floors + 1)])
+        axes.tick_params(axis="y", length=0)
         axes.set_xlabel(f"UTC time [{self.interval_s:g} s per column]")
-        axes.set_title(self.title(du))
+        axes.set_title(self.title(self.dus[0]))
+        low, high, extend, label = self.colour_scale()
+        level_map = ListedColormap(colours).with_extremes(under=under, over=over)
+        scale = plt.cm.ScalarMappable(Normalize(low, high), level_map)
+        colour_bar = figure.colorbar(scale, ax=axes, extend=extend, pad=0.01)
+        colour_bar.set_label(label)
         figure.tight_layout(rect=(0, 0.03, 1, 1))
-        return DUPlot(figure, image, overlay)
+        return PaletteFigure(figure, axes, [*colours, under, over, missing, highlight])
 
-    def _time_axis(self, plot: DUPlot) -> None:
-        axes = plot.figure.axes[0]
+    def _time_axis(self, axes: Axes) -> None:
+        first = self._first_shown()
         starts = self.ring.starts_s[self.ring.chronological()]
-        known = np.flatnonzero(~np.isnan(starts))
-        if not len(known):
+        axes.set_xlim(first - 0.5, self.n_columns - 0.5)
+        if np.isnan(starts[first]):
             axes.set_xticks([])
             return
-        # Until the window has filled, show only the columns that have data.
-        axes.set_xlim(known[0] - 0.5, self.n_columns - 0.5)
-        ticks = np.unique(np.linspace(known[0], self.n_columns - 1, num=8).astype(int))
+        ticks = np.unique(np.linspace(first, self.n_columns - 1, num=8).astype(int))
         span_s = starts[ticks[-1]] - starts[ticks[0]]
         labels = [utc(starts[t])[11 : 19 if span_s < 600 else 16] for t in ticks]
         axes.set_xticks(ticks, labels, rotation=30)
 
-    # Subclasses: what to draw.
-    def draw_images(
-        self, axes: object, extent: tuple[float, float, float, float]
-    ) -> tuple[AxesImage, AxesImage | None]:
+    def scale_levels(self, values: np.ndarray, low: float, high: float) -> np.ndarray:
+        """Level of each value on a linear scale: UNDER/OVER outside, MISSING for NaN."""
+        with np.errstate(invalid="ignore"):
+            levels = np.floor((values - low) * (N_LEVELS / (high - low)))
+            levels = np.clip(np.nan_to_num(levels), 0, N_LEVELS - 1).astype(np.uint8)
+            levels[values < low] = UNDER
+            levels[values > high] = OVER
+        levels[np.isnan(values)] = MISSING
+        return levels
+
+    # Subclasses: colours and words.
+    def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
+        """(slots, 31) uint8 palette index of every PMT in a closed column."""
         raise NotImplementedError
 
-    def update_images(self, plot: DUPlot, du: int) -> None:
+    def colour_scale(self) -> tuple[float, float, str, str]:
+        """Colour bar: lowest and highest value, extend ("neither", "both"), label."""
         raise NotImplementedError
 
     def title(self, du: int) -> str:

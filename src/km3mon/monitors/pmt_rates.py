@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from km3mon.monitors.pmt_image import N_CHANNELS, DUPlot, PMTImageMonitor
+from km3mon.monitors.pmt_image import HIGHLIGHT, N_CHANNELS, PMTImageMonitor
 from km3mon.monitors.runtime import Context, register_monitor
 
 MAX_FLAGGED = 1000
@@ -22,37 +22,22 @@ class PMTRates(PMTImageMonitor):
     name = "pmt_rates"
     help = "mean rate per PMT and interval, one image per DU (all DUs in one process)"
     filename_pattern = "pmt_rates_du{du}.png"
+    colour_map = "cividis"
+    special_colours = (UNDER_COLOUR, OVER_COLOUR, MISSING_COLOUR, HRV_COLOUR)
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         self.settings = context.pipeline.pmt_rates
 
-    def draw_images(self, axes, extent):
-        import matplotlib.pyplot as plt
-        from matplotlib.colors import ListedColormap
+    def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
+        low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
+        levels = self.scale_levels(rates_khz, low, high)
+        levels[hrv_fraction > self.settings.hrv_ratio_threshold] = HIGHLIGHT
+        return levels
 
-        cmap = plt.get_cmap("cividis").with_extremes(
-            under=UNDER_COLOUR, over=OVER_COLOUR, bad=MISSING_COLOUR
-        )
-        blank = np.full((2, 2), np.nan)
-        image = axes.imshow(
-            blank, origin="lower", aspect="auto", interpolation="nearest", extent=extent,
-            cmap=cmap, vmin=self.settings.lowest_rate_hz / 1e3,
-            vmax=self.settings.highest_rate_hz / 1e3,
-        )  # fmt: skip
-        overlay = axes.imshow(
-            np.ma.masked_all((2, 2)), origin="lower", aspect="auto", interpolation="nearest",
-            extent=extent, cmap=ListedColormap([HRV_COLOUR]), vmin=0, vmax=1,
-        )  # fmt: skip
-        colour_bar = axes.figure.colorbar(image, ax=axes, extend="both", pad=0.01)
-        colour_bar.set_label("mean PMT rate [kHz]")
-        return image, overlay
-
-    def update_images(self, plot: DUPlot, du: int) -> None:
-        plot.image.set_data(self.du_image(self.rates_khz, du))
-        hrv = self.du_image(self.hrv, du)
-        assert plot.overlay is not None
-        plot.overlay.set_data(np.ma.masked_where(~(hrv > self.settings.hrv_ratio_threshold), hrv))
+    def colour_scale(self) -> tuple[float, float, str, str]:
+        low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
+        return low, high, "both", "mean PMT rate [kHz]"
 
     def title(self, du: int) -> str:
         low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
@@ -69,8 +54,8 @@ class PMTRates(PMTImageMonitor):
     def newest_column_summary(self) -> dict[str, object]:
         """Per DU the median rate of the newest column and the PMTs out of range or in HRV."""
         newest = self.ring.newest
-        rates_hz = self.rates_khz[:, :, newest].astype(np.float64) * 1e3
-        hrv = self.hrv[:, :, newest].astype(np.float64)
+        rates_hz = self.newest_rates_khz * 1e3
+        hrv = self.newest_hrv
         low, high = self.settings.lowest_rate_hz, self.settings.highest_rate_hz
         flagged: list[dict[str, object]] = []
         for kind, mask in (
@@ -93,13 +78,10 @@ class PMTRates(PMTImageMonitor):
                         "hrv_fraction": round(float(hrv[slot, channel]), 3),
                     }
                 )
-        with np.errstate(all="ignore"):
-            median = {
-                str(du): float(np.nanmedian(rates_hz[self.rows_by_du[du][0]]))
-                if np.isfinite(rates_hz[self.rows_by_du[du][0]]).any()
-                else None
-                for du in self.dus
-            }
+        median = {}
+        for du in self.dus:
+            of_du = rates_hz[self.du_of_slot == du]
+            median[str(du)] = float(np.nanmedian(of_du)) if np.isfinite(of_du).any() else None
         return {
             "column_start": float(self.ring.starts_s[newest]),
             "median_rate_hz": median,

@@ -1,0 +1,110 @@
+"""The palette renderer against matplotlib drawing the same picture, and a PMT image's pixels."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import time
+
+import km3net_testdata
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from km3mon.config import load_pipeline
+from km3mon.monitors.output import Freshness
+from km3mon.monitors.palette_image import PaletteFigure
+from km3mon.monitors.pmt_rates import OVER_COLOUR, PMTRates
+from km3mon.monitors.runtime import Context
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+N_COLOURS = 16
+
+
+def decoded(png: bytes) -> np.ndarray:
+    picture = Image.open(io.BytesIO(png))
+    assert picture.mode == "P", "an 8-bit palette PNG"
+    return np.asarray(picture.convert("RGB")).astype(int)
+
+
+def centre_samples(size: int, pixels: int) -> np.ndarray:
+    return (np.arange(pixels) * 2 + 1) * size // (2 * pixels)
+
+
+@pytest.mark.parametrize("y_axis_per_image", [False, True])
+def test_same_picture_as_matplotlib(y_axis_per_image: bool) -> None:
+    colours = [plt.get_cmap("viridis")(i / (N_COLOURS - 1)) for i in range(N_COLOURS)]
+    levels = np.random.default_rng(7).integers(0, N_COLOURS, (6, 10)).astype(np.uint8)
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=80)
+    axes.set_xlim(-0.5, 9.5)
+    axes.set_ylim(-0.5, 5.5)
+    axes.set_xlabel("column")
+    axes.set_title("placeholder")
+    figure.tight_layout()
+    ours = PaletteFigure(figure, axes, colours, y_axis_per_image=y_axis_per_image)
+    ours.redraw_frame()
+    height, width = ours.data_shape
+    image = ours.start("a title")
+    if y_axis_per_image:
+        ours.draw_y_axis(image, "rows", [-0.5, 2.5, 5.5])
+    top_first = levels[::-1]
+    image[ours.box] = top_first[centre_samples(6, height)][:, centre_samples(10, width)]
+    mine = decoded(ours.finish(image))
+
+    rgb = (np.array([c[:3] for c in colours]) * 255).round().astype(np.uint8)
+    axes.imshow(rgb[levels], origin="lower", extent=(-0.5, 9.5, -0.5, 5.5), aspect="auto",
+                interpolation="nearest")  # fmt: skip
+    axes.set_title("a title")
+    if y_axis_per_image:
+        axes.set_ylim(-0.5, 5.5)
+        axes.set_yticks([-0.5, 2.5, 5.5])
+        axes.set_ylabel("rows")
+    figure.canvas.draw()
+    theirs = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(int)
+    plt.close(figure)
+
+    assert mine.shape == theirs.shape
+    close = (np.abs(mine - theirs) <= 16).all(axis=2)
+    assert close[ours.box].mean() > 0.985, "the data box: only cell edges may differ"
+    assert close.mean() > 0.985, "frame, title and axes as matplotlib draws them"
+
+
+def test_hot_pmt_is_drawn_in_its_floor_band_in_the_newest_columns(tmp_path) -> None:
+    args = argparse.Namespace(
+        det_id=0, detx=ARCA21, du=None, columns=40, plot_dir=tmp_path, data_dir=tmp_path
+    )
+    freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
+                          tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
+    monitor = PMTRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    detector = monitor.detector
+    slot = 100
+    dom = monitor.slots.dom_index[slot]
+    du, floor = int(detector.dom_du[dom]), int(detector.dom_floor[dom])
+    now = time.time()
+    freshness.newest_data_at = freshness.last_message_at = now
+    first = int(now // 20) - 40
+    for column in range(40):  # a full window of 7 kHz, the PMT hot in the last 10 columns
+        monitor.ring.advance_to(first + column)
+        monitor.rate_sum[:] = 7000.0
+        if column >= 30:
+            monitor.rate_sum[slot, 5] = 50_000.0
+        monitor.packets[:] = 1
+    monitor.ring.advance_to(first + 40)
+    monitor.render()
+
+    png = (tmp_path / f"pmt_rates_du{du}.png").read_bytes()
+    box = decoded(png)[monitor._figure.box]
+    over = np.array(matplotlib.colors.to_rgb(OVER_COLOUR)) * 255
+    rows, columns = np.nonzero((np.abs(box - over) <= 2).all(axis=2))
+    height, width = box.shape[:2]
+    assert len(rows) > 0, "the hot PMT is drawn in the over-range colour"
+    band = detector.n_floors - floor  # bands counted from the top of the image
+    assert (rows * detector.n_floors // height == band).all(), f"only in floor {floor}'s band"
+    assert columns.min() >= width * 30 // 40 - 1, "only in the newest quarter of the window"
+    assert (tmp_path / f"pmt_rates_du{du + 1}.png").exists(), "every DU drawn in one tick"
+    assert freshness.redraw_interval_s == 0.0
