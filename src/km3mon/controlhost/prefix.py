@@ -11,6 +11,7 @@ bytes (written as zeros, ignored on reading), then ``size`` payload bytes.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import NamedTuple
 
@@ -26,8 +27,10 @@ class ControlHostError(Exception):
     """A protocol violation: bad tag, bad size, malformed subscription, lost peer."""
 
 
+@functools.lru_cache(maxsize=4096)
 def tag_to_bytes(tag: str | bytes) -> bytes:
-    """Validate a tag and return it NUL-padded to 8 bytes."""
+    """Validate a tag and return it NUL-padded to 8 bytes (remembered: a mirror or a
+    simulator encodes the same few tags tens of thousands of times a second)."""
     if isinstance(tag, str) and not tag.isascii():
         raise ControlHostError(f"tag {tag!r} may contain only printable, non-blank ASCII")
     raw = tag.encode("ascii") if isinstance(tag, str) else bytes(tag)
