@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 N_BINS = 2000
-RENDER_BUDGET = 0.5  # of the render interval: the rest is for decoding at full rate
 ANGLES = ("yaw", "pitch", "roll")
 CIRCULAR = {"yaw": True, "pitch": False, "roll": True}
 
@@ -147,15 +146,12 @@ class AHRSMonitor(Monitor):
         finally:
             for artist in stamps:
                 artist.remove()
-        dus = sorted(self.slots_by_du)
-        interval_s = self.context.freshness.render_interval_s
-        done = self.round_robin.run(dus, self.render_du, RENDER_BUDGET * interval_s)
-        self.context.freshness.redraw_interval_s = (
-            0.0
-            if done == len(dus)
-            else self.round_robin.redraw_interval_s(len(dus), done, interval_s)
-        )
+        self.round_robin.start(sorted(self.slots_by_du))
+        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s
         self.context.save_metrics("ahrs_calibration", self.latest())
+
+    def render_more(self) -> bool:
+        return self.round_robin.run(self.render_du)
 
     def render_du(self, du: int) -> None:
         assert self._figure is not None

@@ -8,8 +8,7 @@ direction (top of the band = upward-looking PMTs).
 
 A closed column is stored as colour levels (one byte per PMT), so that drawing a DU is one
 gather into a frame that matplotlib draws once per tick (see ``palette_image``): all 230
-DUs are redrawn every interval. A time budget still guards the receiver on a slow machine:
-DUs not reached are drawn first on the next tick.
+DUs are redrawn every interval, in short slices between batches (``RoundRobin``).
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ N_CHANNELS = 31
 #: Colour levels of the data (palette entries 0 … N_LEVELS-1); special colours follow.
 N_LEVELS = 160
 UNDER, OVER, MISSING, HIGHLIGHT = range(N_LEVELS, N_LEVELS + 4)
-RENDER_BUDGET = 0.5  # of the render interval: the rest is for decoding at full rate
 
 
 class PMTImageMonitor(Monitor):
@@ -83,6 +81,7 @@ class PMTImageMonitor(Monitor):
         self.dus = sorted(self.image_rows)
         self.round_robin = RoundRobin()
         self._figure: PaletteFigure | None = None
+        self._frame_head = 0  # ring head when the frame's time axis was drawn
 
     def _image_rows_by_du(self) -> dict[int, np.ndarray]:
         """Per DU, the row of ``levels`` shown in each image row (0 = bottom floor's band)."""
@@ -161,16 +160,20 @@ class PMTImageMonitor(Monitor):
         finally:
             for artist in stamps:
                 artist.remove()
-        done = self.round_robin.run(self.dus, self.render_du, RENDER_BUDGET * self.interval_s)
-        self.context.freshness.redraw_interval_s = (
-            0.0
-            if done == len(self.dus)
-            else self.round_robin.redraw_interval_s(len(self.dus), done, self.interval_s)
-        )
+        self._frame_head = self.ring.head
+        self.round_robin.start(self.dus)
+        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s
+
+    def render_more(self) -> bool:
+        return self.round_robin.run(self.render_du)
 
     def render_du(self, du: int) -> None:
         assert self._figure is not None
         start = time.perf_counter()
+        if self.ring.head != self._frame_head:  # a column closed during the tick
+            self._time_axis(self._figure.axes)
+            self._figure.redraw_frame()
+            self._frame_head = self.ring.head
         image = self._figure.start(self.title(du))
         image[self._figure.box] = self.du_levels(du, self._figure.data_shape)
         png = self._figure.finish(image)

@@ -71,6 +71,11 @@ class Monitor:
         """Draw and save outputs with ``self.context.save_figure``; called on the clock."""
         raise NotImplementedError
 
+    def render_more(self) -> bool:
+        """Go on with a render tick too long to do at once (see ``RoundRobin``); the runtime
+        calls it between batches while it returns True."""
+        return False
+
     def poll(self) -> None:
         """Called about 20 times a second; monitors without tags fetch their data here."""
 
@@ -245,31 +250,39 @@ def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> l
 
 
 class RoundRobin:
-    """Renders many outputs (one per DU) within a time budget per tick, oldest first.
+    """Renders many outputs (one per DU) in short slices, longest-waiting first.
 
-    A 230-DU detector has hundreds of plots; drawing them all on every tick would starve
-    the receiver. Outputs not reached in one tick are the first ones on the next.
+    A 230-DU detector has hundreds of plots; drawing them in one go would stop the
+    monitor from consuming for many seconds, so its queue and its lag would grow. A tick
+    (``start``) queues every output; the runtime then calls ``run`` between batches, each
+    call drawing for about ``SLICE_S``. Outputs a tick did not reach come first in the next.
     """
+
+    SLICE_S = 0.25
 
     def __init__(self) -> None:
         self.rendered_at: dict[object, float] = {}
+        self.queue: list = []
+        #: Seconds between two redraws of the same output when ticks did not finish, else 0.
+        self.redraw_interval_s = 0.0
 
-    def run(self, keys: list, render_one: Callable[[object], None], budget_s: float) -> int:
-        """Render the longest-waiting outputs until the budget is spent; returns how many."""
+    def start(self, keys: list) -> None:
+        now = time.monotonic()
+        if self.queue:  # the previous tick did not finish: say how late outputs are
+            self.redraw_interval_s = max(now - self.rendered_at.get(k, now) for k in keys)
+        else:
+            self.redraw_interval_s = 0.0
+        # longest-waiting (never drawn first) at the end, where ``run`` pops
+        self.queue = sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0), reverse=True)
+
+    def run(self, render_one: Callable[[object], None]) -> bool:
+        """Render queued outputs for about one slice; True while some are left."""
         start = time.monotonic()
-        done = 0
-        for key in sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0)):
+        while self.queue and time.monotonic() - start < self.SLICE_S:
+            key = self.queue.pop()
             render_one(key)
-            done += 1
             self.rendered_at[key] = time.monotonic()
-            if self.rendered_at[key] - start > budget_s:
-                break
-        return done
-
-    @staticmethod
-    def redraw_interval_s(n_keys: int, per_tick: int, tick_s: float) -> float:
-        """How long until every output has been redrawn once, at ``per_tick`` per tick."""
-        return tick_s * -(-n_keys // max(per_tick, 1))
+        return bool(self.queue)
 
 
 class Receiver(threading.Thread):
@@ -366,6 +379,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         receiver = Receiver(client, list(monitor_class.tags), freshness, stop)
         receiver.start()
     next_render = time.monotonic() + interval_s
+    rendering = False  # a tick with outputs left to draw
     next_record = 0.0
     rate_count, rate_since = 0, time.monotonic()
     while not stop.is_set():
@@ -390,6 +404,9 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         if now_mono >= next_render:
             next_render = max(next_render + interval_s, now_mono + 0.1 * interval_s)
             _render(monitor, context)
+            rendering = True
+        elif rendering:
+            rendering = _render_more(monitor, context)
         if now_mono >= next_record:
             next_record = now_mono + FRESHNESS_EVERY_S
             freshness.message_rate_hz = round(rate_count / max(now_mono - rate_since, 1e-9), 2)
@@ -398,7 +415,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
                 freshness.reconnects = receiver.client.reconnects
             freshness.state = _state(freshness, context)
             freshness.write(record_path)
-        if not messages:
+        if not messages and not rendering:
             stop.wait(0.05)
     freshness.state = "stopped"
     freshness.write(record_path)
@@ -419,6 +436,14 @@ def _render(monitor: Monitor, context: Context) -> None:
         monitor.render()
     except Exception:  # a plotting bug must not end the monitor; the record shows the age
         context.log.exception("rendering failed")
+
+
+def _render_more(monitor: Monitor, context: Context) -> bool:
+    try:
+        return monitor.render_more()
+    except Exception:  # as in _render
+        context.log.exception("rendering failed")
+        return False
 
 
 def _state(freshness: Freshness, context: Context) -> str:
