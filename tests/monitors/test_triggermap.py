@@ -58,3 +58,16 @@ def test_hits_per_dom_equal_the_sent_hits(ligier, spawn, tmp_path) -> None:
     for name in ("hitmap.png", "triggermap.png"):
         assert (tmp_path / "plots" / name).exists()
     assert monitor.alive()
+
+
+def test_triggermap_pooling_keeps_every_active_dom() -> None:
+    from km3mon.monitors.triggermap import max_pooled_rows
+
+    image = np.zeros((4140, 50), np.uint16)
+    image[4139, 7] = 3  # one hit on the last DOM: drawn as it is, it falls between pixels
+    image[1000, 0] = 1
+    pooled, factor = max_pooled_rows(image, 600)
+    assert factor == 7 and len(pooled) == 592
+    assert pooled[4139 // factor, 7] == 3 and pooled[1000 // factor, 0] == 1
+    assert pooled.sum() == 4
+    assert max_pooled_rows(image[:500], 600)[1] == 1
