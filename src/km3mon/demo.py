@@ -98,8 +98,14 @@ def default_detx() -> str:
     return km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 
 
-def write_folder(folder: Path, args: argparse.Namespace) -> tuple[dict[str, str], str]:
-    """The demo's setenv.sh, pipeline.toml and supervisord.conf; returns environment, password."""
+def write_folder(
+    folder: Path, args: argparse.Namespace, pipeline: str = DEMO_PIPELINE
+) -> tuple[dict[str, str], str]:
+    """The demo's setenv.sh, pipeline.toml and supervisord.conf; returns environment, password.
+
+    ``pipeline`` is the text of pipeline.toml with a ``{password}`` field for the dashboard;
+    the benchmark passes production settings instead of the demo's short intervals.
+    """
     from km3mon.detector import read_detx
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +135,7 @@ def write_folder(folder: Path, args: argparse.Namespace) -> tuple[dict[str, str]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
     (folder / "setenv.sh").write_text("\n".join(lines) + "\n")
     password = secrets.token_urlsafe(9)
-    (folder / "pipeline.toml").write_text(DEMO_PIPELINE.format(password=password))
+    (folder / "pipeline.toml").write_text(pipeline.format(password=password))
     if args.replay:
         files = " ".join(shlex.quote(str(Path(f).resolve())) for f in args.replay)
         source, command = (
@@ -144,6 +150,8 @@ def write_folder(folder: Path, args: argparse.Namespace) -> tuple[dict[str, str]
                 f"--log-port %(ENV_LOG_LIGIER_PORT)s --scenario {shlex.quote(args.scenario)}"
             ),
         )
+        if args.event_rate is not None:
+            command += f" --event-rate {args.event_rate:g}"
     # The operator's template at the repository root (km3mon is installed editable there).
     template = (Path(__file__).resolve().parents[2] / "supervisord_template.conf").read_text()
     (folder / "supervisord.conf").write_text(
@@ -169,6 +177,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--replay", nargs="+", metavar="FILE", help="replay these, no simulator")
     parser.add_argument(
         "--scenario", default="silent-dom@30,hot-pmt@20", help="simulator faults to show"
+    )
+    parser.add_argument(
+        "--event-rate", type=float, help="simulated trigger rate in Hz (default: 10 + 2 per DU)"
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.set_defaults(func=run)

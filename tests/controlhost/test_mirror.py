@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from km3mon.controlhost import Client, Message
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, read_json, wait_until
 
 
 def publish_until_received(
@@ -22,7 +23,9 @@ def publish_until_received(
     raise AssertionError(f"{tag} did not come through the mirror within {timeout_s} s")
 
 
-def test_mirror_forwards_chosen_tags_and_survives_restarts(start_ligier, spawn) -> None:
+def test_mirror_forwards_chosen_tags_and_survives_restarts(
+    start_ligier, spawn, tmp_path: Path
+) -> None:
     source_port, target_port = free_port(), free_port()
     source = start_ligier(port=source_port)
     target = start_ligier(port=target_port)
@@ -33,6 +36,7 @@ def test_mirror_forwards_chosen_tags_and_survives_restarts(start_ligier, spawn) 
         "-q", target_port,
         "-t", "127.0.0.1",
         "--report-interval", "1",
+        "--data-dir", tmp_path / "data",
         "127.0.0.1",
     )  # fmt: skip
     subscriber = Client("127.0.0.1", target_port, backoff_max_s=0.2).connect()
@@ -62,6 +66,42 @@ def test_mirror_forwards_chosen_tags_and_survives_restarts(start_ligier, spawn) 
     assert mirror.alive()
     wait_until(lambda: "forwarded" in mirror.log, what="a rate report")
     assert f"connection to ligier 127.0.0.1:{source_port} lost" in mirror.log
+
+
+def test_mirror_writes_a_status_record(start_ligier, spawn, tmp_path: Path) -> None:
+    source, target = start_ligier(), start_ligier()
+    record_path = tmp_path / "data" / "freshness" / "ligiermirror.json"
+    mirror = spawn(
+        "ligiermirror", "-m", "IO_SUM", "-p", source.port, "-q", target.port,
+        "--data-dir", tmp_path / "data", "127.0.0.1",
+    )  # fmt: skip
+    wait_until(lambda: "subscription [w IO_SUM]" in _status(source.port), what="mirror")
+    with Client("127.0.0.1", source.port) as publisher:
+        publisher.publish_many([("IO_SUM", b"slice %d" % i) for i in range(20)])
+
+    def record() -> dict:
+        return read_json(record_path)
+
+    wait_until(lambda: record().get("messages") == 20, what="20 forwarded", show=record)
+    running = record()
+    assert running["process"] == "ligiermirror" and running["tags"] == ["IO_SUM"]
+    assert running["connected"] and running["state"] == "running" and running["dropped"] == 0
+    assert running["bytes"] > 20 * len(b"slice 10") and running["outputs"] == {}
+    assert running["ligier"] == f"127.0.0.1:{source.port} -> 127.0.0.1:{target.port}"
+    assert time.time() - running["last_message_at"] < 10
+
+    target.process.stop()  # the mirror notices when it next writes
+    with Client("127.0.0.1", source.port, backoff_max_s=0.2) as publisher:
+
+        def disconnected() -> bool:
+            publisher.publish("IO_SUM", b"into the void")
+            return record().get("state") == "disconnected"
+
+        wait_until(disconnected, what="state disconnected", show=record)
+    assert not record()["connected"]
+
+    mirror.stop()
+    assert record()["state"] == "stopped"
 
 
 def _status(port: int) -> str:

@@ -119,6 +119,21 @@ def test_a_process_that_stopped_writing_is_silent(site: Site) -> None:
     assert (panel["stale"], panel["reason"]) == (True, "dom_rates is silent")
 
 
+def test_the_mirror_is_a_process_without_panels(site: Site) -> None:
+    now = time.time()
+    mirror = Freshness("ligiermirror", 3, now, "10.0.0.1:5553 -> 127.0.0.1:55530", ["IO_SUM"],
+                       2.0, 60.0, state="running", connected=True, messages=1234,
+                       last_message_at=now)  # fmt: skip
+    mirror.write(site.data_dir / "freshness" / "ligiermirror.json")
+    client = TestClient(create_app(site))
+    status = client.get("/api/status").json()
+    assert status["processes"]["ligiermirror"]["ok"] is True
+    assert not any(panel["process"] == "ligiermirror" for panel in status["panels"].values())
+    row = client.get("/status").text.split('data-process="ligiermirror"')[1].split("</tr>")[0]
+    assert ">running<" in row and ">1234<" in row and "10.0.0.1:5553 -&gt; 127.0.0.1" in row
+    assert 'km3mon_process_up{process="ligiermirror"} 1.0' in client.get("/metrics").text
+
+
 ROUTES = ["/", "/index.html", "/trigger.html", "/status", "/api/status", "/api/metrics/dom_rates",
           "/metrics", "/events", "/plots/dom_rates.png", "/plot/dom_rates"]  # fmt: skip
 

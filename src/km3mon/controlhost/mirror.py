@@ -4,6 +4,9 @@ Same flags as km3pipe's ``ligiermirror``. Unlike it, both sides reconnect on the
 (with backoff) and the mirror never exits on a lost connection: messages read while the
 target is away wait in a bounded queue (``-s``, oldest dropped and counted beyond it).
 Frames are forwarded byte-exact (canonical prefix + unchanged payload), one write per batch.
+Every 2 s it writes a status record like the monitors' (``data/freshness/ligiermirror.json``:
+forwarded messages and bytes, rate, drops, connected), so the dashboard and the benchmarks
+see the first link of the chain too.
 """
 
 from __future__ import annotations
@@ -11,15 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections import deque
+from pathlib import Path
 
 from km3mon.controlhost.aio import AsyncClient
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.controlhost.subscription import split_tags
+from km3mon.monitors.output import Freshness
+from km3mon.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligiermirror")
+STATUS_EVERY_S = 2.0
+#: Nothing forwarded for this long while connected: "stale" (a DAQ without a run, or a
+#: source that stopped publishing); IO_SUM alone comes 10 times a second during a run.
+STALE_AFTER_S = 60.0
 
 
 class Mirror:
@@ -31,6 +42,7 @@ class Mirror:
         *,
         max_queue: int = 20000,
         report_interval_s: float = 60.0,
+        status_path: Path | None = None,
     ) -> None:
         self.source = source
         self.target = target
@@ -43,17 +55,25 @@ class Mirror:
         self._queue: deque[tuple[bytes, int]] = deque()
         self._queued_messages = 0
         self._wakeup = asyncio.Event()
+        self.status_path = status_path
+        self.status = Freshness(
+            process="ligiermirror",
+            pid=os.getpid(),
+            started_at=time.time(),
+            ligier=f"{source.host}:{source.port} -> {target.host}:{target.port}",
+            tags=list(tags),
+            render_interval_s=STATUS_EVERY_S,
+            stale_after_s=STALE_AFTER_S,
+        )
 
     async def run(self) -> None:
-        await self.source.connect()
-        await self.source.subscribe(self.tags, mode="any")
-        await self.target.connect()
-        tasks = [
-            asyncio.create_task(self._read()),
-            asyncio.create_task(self._write()),
-            asyncio.create_task(self._report()),
-        ]
+        # The status record first: it must say "disconnected" while a side is not there yet.
+        tasks = [asyncio.create_task(self._report()), asyncio.create_task(self._keep_status())]
         try:
+            await self.source.connect()
+            await self.source.subscribe(self.tags, mode="any")
+            await self.target.connect()
+            tasks += [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
@@ -97,6 +117,7 @@ class Mirror:
                 await self.target.send_raw(data)
                 self.forwarded += count
                 self.forwarded_bytes += len(data)
+                self.status.last_message_at = time.time()
 
     async def _report(self) -> None:
         last_count, last_bytes, last_time = 0, 0, time.monotonic()
@@ -112,6 +133,33 @@ class Mirror:
                 self.dropped,
             )
             last_count, last_bytes, last_time = self.forwarded, self.forwarded_bytes, now
+
+    async def _keep_status(self) -> None:
+        last_count, last_time = self.forwarded, time.monotonic()
+        while True:
+            now = time.monotonic()
+            rate = (self.forwarded - last_count) / max(now - last_time, 1e-9)
+            last_count, last_time = self.forwarded, now
+            self.write_status(round(rate, 2))
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    def write_status(self, message_rate_hz: float, state: str | None = None) -> None:
+        """The record as the monitors write it: running, stale, disconnected or stopped."""
+        status = self.status
+        status.connected = self.source.connected and self.target.connected
+        status.reconnects = self.source.reconnects + self.target.reconnects
+        status.messages, status.bytes = self.forwarded, self.forwarded_bytes
+        status.message_rate_hz, status.dropped = message_rate_hz, self.dropped
+        if state is None:
+            last = status.last_message_at
+            silent = last is None or time.time() - last > status.stale_after_s
+            state = "disconnected" if not status.connected else "stale" if silent else "running"
+        status.state = state
+        if self.status_path is not None:
+            try:
+                status.write(self.status_path)
+            except OSError as error:  # a full disk must not stop the data
+                log.warning("cannot write %s: %s", self.status_path, error)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -141,6 +189,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--report-interval", type=float, default=60.0, help="seconds between rate reports"
     )
+    parser.add_argument(
+        "--data-dir", default="data", help="where the status record goes (data/freshness/)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -153,7 +204,12 @@ def run(args: argparse.Namespace) -> int:
     source = AsyncClient(args.source_ip, args.source_port, name="ligiermirror")
     target = AsyncClient(args.target_ip, args.target_port)
     mirror = Mirror(
-        source, target, tags, max_queue=args.queue, report_interval_s=args.report_interval
+        source,
+        target,
+        tags,
+        max_queue=args.queue,
+        report_interval_s=args.report_interval,
+        status_path=Path(args.data_dir) / "freshness" / "ligiermirror.json",
     )
     log.warning(
         "mirroring %s from %s:%d to %s:%d",
@@ -163,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         args.target_ip,
         args.target_port,
     )
+    tune_garbage_collector()
     asyncio.run(_run_until_signal(mirror))
     return 0
 
@@ -175,6 +232,7 @@ async def _run_until_signal(mirror: Mirror) -> None:
     try:
         await task
     except asyncio.CancelledError:
+        mirror.write_status(0.0, state="stopped")
         log.warning(
             "mirror stopped: forwarded %d messages, dropped %d", mirror.forwarded, mirror.dropped
         )

@@ -172,11 +172,18 @@ class Context:
         atomic_write(self.data_dir / "metrics" / f"{name}.json", text.encode())
 
     def save_figure(
-        self, filename: str, figure: Figure, dpi: int = 100, keep: bool = False
+        self,
+        filename: str,
+        figure: Figure,
+        dpi: int = 100,
+        keep: bool = False,
+        archived: bool = False,
     ) -> None:
         """Stamp the figure with the time of its data (and STALE if so), write it atomically.
 
         ``keep=True`` for figures a monitor reuses: the stamps are removed again after saving.
+        ``archived=True`` for figures drawn once and kept (an event display), which are
+        therefore not among the outputs whose freshness the record tracks.
         """
         start = time.perf_counter()
         stamps = stamp_figure(figure, self.data_time, self.stale)
@@ -190,7 +197,8 @@ class Context:
                 import matplotlib.pyplot as plt
 
                 plt.close(figure)
-        self._record_output(filename, start)
+        if not archived:
+            self._record_output(filename, start)
 
     def save_png(self, filename: str, png: bytes, started: float) -> None:
         """A PNG drawn without matplotlib's savefig (stamps already in it), started at

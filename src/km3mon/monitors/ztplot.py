@@ -143,6 +143,8 @@ class ZTPlot(Monitor):
         self.new_top: list[Candidate] = []
         self.selected = 0
         self.detector = context.detector
+        # ztplot.png shows one event per minute of event time, drawn at the next tick.
+        context.freshness.redraw_interval_s = PLOT_EVERY_S + context.freshness.render_interval_s
 
     def consume(self, messages: list[Message]) -> None:
         payloads = payloads_of(messages, "IO_EVT")
@@ -204,7 +206,9 @@ class ZTPlot(Monitor):
         while self.new_top and time.monotonic() - start < budget_s:
             candidate = self.new_top.pop()
             figure, _ = self.figure(candidate)
-            self.context.save_figure(f"event_selection/{candidate.name}.png", figure, dpi=DPI)
+            self.context.save_figure(
+                f"event_selection/{candidate.name}.png", figure, dpi=DPI, archived=True
+            )
 
     def figure(self, candidate: Candidate):
         """The z-t figure of one event, and the calibrated hits it shows."""

@@ -8,7 +8,10 @@ from typing import Any
 
 
 def supervisor_states(socket_path: Path | None) -> dict[str, dict[str, Any]] | None:
-    """``{program: {"group", "state", "description"}}``, or None when supervisord is not there."""
+    """``{program: {"group", "state", "description", "pid"}}``, or None without supervisord.
+
+    ``pid`` is 0 for a program that does not run.
+    """
     if socket_path is None or not socket_path.exists():
         return None
     from supervisor.xmlrpc import SupervisorTransport
@@ -24,6 +27,7 @@ def supervisor_states(socket_path: Path | None) -> dict[str, dict[str, Any]] | N
             "group": info["group"],
             "state": info["statename"],
             "description": info["description"],
+            "pid": info["pid"],
         }
         for info in infos
     }
