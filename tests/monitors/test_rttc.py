@@ -36,3 +36,29 @@ def test_rttc_plots_injected_values_and_survives_an_outage(spawn, tmp_path) -> N
     wait_until(lambda: read_json(record).get("messages", 0) > polls, timeout_s=30, what="recovery")
     assert time.monotonic() - start < 20
     assert "retrying in 1 s" in monitor.log and "retrying in 2 s" in monitor.log
+
+
+def test_thirty_dus_in_one_summary_image_with_history_read_back(spawn, tmp_path) -> None:
+    dm_port = free_port()
+    spawn("detector-manager", "--dus", "1-30", "--seed", "5", "-p", dm_port)
+    wait_for_port(dm_port)
+    data = tmp_path / "data"
+    data.mkdir()
+    two_hours_ago = time.time() - 7200
+    history = ["timestamp,du,rttc_ps"] + [
+        f"{two_hours_ago + 10 * i:.3f},{du},{(500_000 if du == 7 else 1000) + i % 3:.1f}"
+        for i in range(200)
+        for du in range(1, 31)
+    ]
+    (data / "rttc.csv").write_text("\n".join(history) + "\n")
+    spawn("rttc", "-l", f"127.0.0.1:{dm_port}", "-o", tmp_path / "plots", "--data-dir", data,
+          "-i", "0.5")  # fmt: skip
+    metrics_path = data / "metrics" / "rttc.json"
+    wait_until(lambda: len(read_json(metrics_path).get("dus", {})) == 30, what="30 DUs")
+    truth = WhiteRabbitModel(list(range(1, 31)), seed=5)
+    entries = read_json(metrics_path)["dus"]
+    for du, entry in entries.items():
+        assert abs(entry["rttc_ps"] - truth.rttc(int(du), entry["time"])) < 30
+    # 200 polls of history against a few new ones: the baseline is the history's
+    assert entries["7"]["median_ps"] == 500_001.0 and entries["8"]["median_ps"] == 1001.0
+    assert (tmp_path / "plots" / "rttc.png").exists()

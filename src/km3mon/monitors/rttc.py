@@ -16,7 +16,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict, deque
 from urllib.parse import quote
 
 import numpy as np
@@ -28,6 +27,44 @@ BASE = "/mon/clb/outparams"
 SESSION = "km3mon_rttc"
 KEEP_S = 24 * 3600
 TIMEOUT_S = 3.0
+#: Polls kept per DU at most (24 h at the production 10 s needs 8 640).
+MAX_POLLS = 20_000
+#: Up to this many DUs, one panel each (the original's look); beyond, one summary image.
+MAX_PANELS = 12
+SUMMARY_HOURS, SUMMARY_COLUMN_S = 3, 60
+OUTLIER_SPREADS = 5.0
+BASELINE_EVERY_S = 60.0
+
+
+class Series:
+    """One DU's RTTC polls of the last 24 h, as numpy arrays (a ring): 230 DUs of deques of
+    tuples would hold two million Python objects."""
+
+    def __init__(self, capacity: int) -> None:
+        self.times = np.full(capacity, np.nan)
+        self.values = np.full(capacity, np.nan)
+        self.count = 0
+
+    def append(self, timestamp: float, value: float) -> None:
+        position = self.count % len(self.times)
+        self.times[position], self.values[position] = timestamp, value
+        self.count += 1
+
+    def since(self, start: float) -> tuple[np.ndarray, np.ndarray]:
+        """Times and values from ``start`` on, in the order they came (oldest first)."""
+        capacity = len(self.times)
+        if self.count <= capacity:
+            order = np.arange(self.count)
+        else:
+            order = (np.arange(capacity) + self.count) % capacity
+        order = order[self.times[order] >= start]
+        return self.times[order], self.values[order]
+
+    def latest(self) -> tuple[float | None, float | None]:
+        if not self.count:
+            return None, None
+        position = (self.count - 1) % len(self.times)
+        return float(self.times[position]), float(self.values[position])
 
 
 class DetectorManagerError(Exception):
@@ -51,7 +88,10 @@ class RTTC(Monitor):
         context.freshness.ligier = f"Detector Manager {self.url}"
         self.interval_s = context.freshness.render_interval_s
         self.csv_path = context.data_dir / "rttc.csv"
-        self.samples: dict[int, deque[tuple[float, float]]] = defaultdict(deque)
+        self.capacity = min(MAX_POLLS, int(KEEP_S / max(self.interval_s, 0.1)) + 10)
+        self.samples: dict[int, Series] = {}
+        self._baselines: dict[int, tuple[float, float]] = {}
+        self._baselines_at = -np.inf
         self._read_history()
         self.dus: list[int] = []
         self.session_paths: list[str] = []
@@ -115,10 +155,8 @@ class RTTC(Monitor):
         for index, du in enumerate(self.dus):
             wr_mu, *deltas = values[5 * index : 5 * index + 5]
             rttc_ps = wr_mu - sum(deltas)
-            self.samples[du].append((timestamp, rttc_ps))
+            self._series(du).append(timestamp, rttc_ps)
             rows.append([f"{timestamp:.3f}", du, f"{rttc_ps:.1f}"])
-            while self.samples[du][0][0] < timestamp - KEEP_S:
-                self.samples[du].popleft()
         new_file = not self.csv_path.exists()
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         with self.csv_path.open("a", newline="") as stream:
@@ -142,13 +180,30 @@ class RTTC(Monitor):
                 except (KeyError, TypeError, ValueError):
                     continue
                 if timestamp >= cutoff:
-                    self.samples[du].append((timestamp, value))
+                    self._series(du).append(timestamp, value)
+
+    def _series(self, du: int) -> Series:
+        series = self.samples.get(du)
+        if series is None:
+            series = self.samples[du] = Series(self.capacity)
+        return series
 
     # -- output -------------------------------------------------------------------------
 
+    def baselines(self, dus: list[int]) -> dict[int, tuple[float, float]]:
+        """``baseline`` of every DU, recomputed at most once a minute (24 h barely move)."""
+        now = time.monotonic()
+        if now - self._baselines_at > BASELINE_EVERY_S or set(dus) - set(self._baselines):
+            self._baselines = {du: self.baseline(du) for du in dus}
+            self._baselines_at = now
+        return self._baselines
+
     def baseline(self, du: int) -> tuple[float, float]:
         """Median and robust spread (1.4826 × MAD) of the last 24 h, in ps."""
-        values = np.array([value for _, value in self.samples[du]])
+        series = self.samples.get(du)
+        if series is None:
+            return float("nan"), float("nan")
+        _, values = series.since(time.time() - KEEP_S)
         if not len(values):
             return float("nan"), float("nan")
         median = float(np.median(values))
@@ -158,11 +213,17 @@ class RTTC(Monitor):
         dus = self.dus or sorted(self.samples)
         if not dus:
             return
-        self.context.save_figure("rttc.png", self._figure(dus), dpi=90)
+        baselines = self.baselines(dus)
+        figure = (
+            self._panels(dus, baselines)
+            if len(dus) <= MAX_PANELS
+            else self._summary(dus, baselines)
+        )
+        self.context.save_figure("rttc.png", figure, dpi=90)
         summary = {}
         for du in dus:
-            median, spread = self.baseline(du)
-            latest = self.samples[du][-1] if self.samples[du] else (None, None)
+            median, spread = baselines[du]
+            latest = self.samples[du].latest() if du in self.samples else (None, None)
             summary[str(du)] = {
                 "time": latest[0],
                 "rttc_ps": latest[1],
@@ -171,20 +232,20 @@ class RTTC(Monitor):
             }
         self.context.save_metrics("rttc", {"dus": summary})
 
-    def _figure(self, dus: list[int]):
+    def _panels(self, dus: list[int], baselines: dict[int, tuple[float, float]]):
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
         from matplotlib.ticker import ScalarFormatter
 
-        columns = 1 if len(dus) <= 6 else 3
+        columns = 1 if len(dus) <= 6 else 2
         rows = -(-len(dus) // columns)
         figure, axes_grid = plt.subplots(rows, columns, figsize=(16, 2.6 * rows), squeeze=False)
+        since = time.time() - KEEP_S
         for axes, du in zip(axes_grid.flat, dus, strict=False):
-            samples = self.samples[du]
-            if samples:
-                times = np.array([t for t, _ in samples]).astype("datetime64[s]")
-                axes.plot(times, [v for _, v in samples], "X", ms=4, ls="none", zorder=10)
-            median, spread = self.baseline(du)
+            if du in self.samples:
+                times, values = self.samples[du].since(since)
+                axes.plot(times.astype("datetime64[s]"), values, "X", ms=4, ls="none", zorder=10)
+            median, spread = baselines[du]
             if np.isfinite(median):
                 axes.axhline(median, color="#b2182b", lw=2)
                 axes.axhspan(median - spread, median + spread, color="#b2182b", alpha=0.15)
@@ -201,6 +262,57 @@ class RTTC(Monitor):
             axes.set_visible(False)
         figure.suptitle("Cable round-trip time RTTC = wr_mu - (TX/RX slave + TX/RX master delays)")
         figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return figure
+
+    def _summary(self, dus: list[int], baselines: dict[int, tuple[float, float]]):
+        """All DUs in one image: RTTC minus its 24 h median per minute over the last hours,
+        and the DUs whose latest value is far off their baseline."""
+        import matplotlib.pyplot as plt
+
+        n_columns = SUMMARY_HOURS * 3600 // SUMMARY_COLUMN_S
+        end = time.time()
+        start = end - n_columns * SUMMARY_COLUMN_S
+        image = np.full((len(dus), n_columns), np.nan)
+        outliers = []
+        for row, du in enumerate(dus):
+            median, spread = baselines[du]
+            if du not in self.samples or not np.isfinite(median):
+                continue
+            times, values = self.samples[du].since(start)
+            column = ((times - start) // SUMMARY_COLUMN_S).astype(np.int64).clip(0, n_columns - 1)
+            counts = np.bincount(column, minlength=n_columns)
+            sums = np.bincount(column, weights=values - median, minlength=n_columns)
+            with np.errstate(invalid="ignore"):
+                image[row] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            _, latest = self.samples[du].latest()
+            if latest is not None and abs(latest - median) > OUTLIER_SPREADS * max(spread, 1.0):
+                outliers.append((du, latest - median))
+        spreads = [spread for _, spread in baselines.values() if np.isfinite(spread)]
+        limit = max(20.0, 5 * float(np.median(spreads))) if spreads else 20.0
+        figure, axes = plt.subplots(figsize=(16, 9))
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#bdbdbd")
+        drawn = axes.imshow(image, aspect="auto", origin="lower", interpolation="nearest",
+                            cmap=cmap, vmin=-limit, vmax=limit,
+                            extent=(0, SUMMARY_HOURS * 60, -0.5, len(dus) - 0.5))  # fmt: skip
+        figure.colorbar(drawn, ax=axes, extend="both", pad=0.01).set_label(
+            "RTTC − 24 h median [ps]"
+        )
+        labelled = sorted({0, len(dus) - 1, *range(0, len(dus), 10)})
+        axes.set_yticks(labelled, [f"DU {dus[i]}" for i in labelled])
+        axes.set_xlabel(f"minutes before {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(end))}")
+        ticks = np.arange(0, SUMMARY_HOURS * 60 + 1, 30)
+        axes.set_xticks(ticks, [str(SUMMARY_HOURS * 60 - t) for t in ticks])
+        axes.set_title(
+            f"Base CLB RTTC of {len(dus)} DUs minus each DU's 24 h median, mean per minute"
+        )
+        outliers.sort(key=lambda entry: -abs(entry[1]))
+        lines = [f"DU {du}: {offset:+.0f} ps" for du, offset in outliers[:15]]
+        if len(outliers) > 15:
+            lines.append(f"and {len(outliers) - 15} more")
+        text = "\n".join(lines) if lines else "none"
+        figure.text(0.005, 0.5, f"latest > {OUTLIER_SPREADS:g} spreads\noff baseline:\n{text}",
+                    va="center", fontsize=8, color="#b2182b" if lines else "0.3")  # fmt: skip
+        figure.tight_layout(rect=(0.09, 0.03, 1, 1))
         return figure
 
 
