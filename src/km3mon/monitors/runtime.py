@@ -11,6 +11,7 @@ own logic: which tags, what it accumulates from a batch, what it draws.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -197,6 +198,9 @@ class Context:
                 import matplotlib.pyplot as plt
 
                 plt.close(figure)
+                # A figure is a web of reference cycles; with the collector tuned for
+                # streaming (km3mon.streaming) it would wait long to be freed.
+                gc.collect()
         if not archived:
             self._record_output(filename, start)
 
