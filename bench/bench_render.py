@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from km3mon.monitors.palette_image import PaletteFigure
+from km3mon.monitors.palette_image import PaletteFigure, centre_samples
 
 ROWS, COLUMNS, REPEATS = 18 * 31, 800, 15
 
@@ -79,8 +79,8 @@ def pmt_images(rates_khz: np.ndarray) -> tuple[float, float]:
     palette.redraw_frame()
     levels = np.clip((rates_khz - 5) * 16, 0, 159).astype(np.uint8)[::-1]
     height, width = palette.data_shape
-    rows = (np.arange(height) * 2 + 1) * ROWS // (2 * height)
-    columns = (np.arange(width) * 2 + 1) * COLUMNS // (2 * width)
+    rows = centre_samples(ROWS, height)
+    columns = centre_samples(COLUMNS, width)
 
     def with_palette() -> bytes:
         picture = palette.start("Mean PMT rates, detector 999 DU 17: colours 5 to 15 kHz")

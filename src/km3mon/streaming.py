@@ -2,9 +2,9 @@
 
 CPython's cyclic garbage collector runs a young-generation pass every 700 net allocations.
 A monitor receiving 44 000 messages/s allocates a few objects per message, and each pass
-also walks the survivors, so with a large heap (hundreds of kept matplotlib figures) the
-collector costs more than the decoding: receiving one message took 2.8 µs instead of 0.8 µs
-in our measurement. Messages are freed by reference counting anyway; the collector is only
+also walks the survivors, so with a large heap the collector costs more than the parsing:
+receiving a message takes 2.2 times as long with the default settings (``bench/bench_gc.py``).
+Messages are freed by reference counting anyway; the collector is only
 needed for cycles, which these programs create rarely (figures, reconnects).
 """
 

@@ -24,7 +24,7 @@ from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
 from km3mon.monitors.palette_image import PaletteFigure
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor, stamp_figure
+from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -66,6 +66,9 @@ class AHRSMonitor(Monitor):
             int(du): np.flatnonzero(du_of_slot == du) for du in np.unique(du_of_slot)
         }
         self._figure: PaletteFigure | None = None
+        self._frame_head = 0  # ring head when the frame's time axis was drawn
+        self._shown = np.zeros(0, np.intp)  # ring positions of the bins drawn, oldest first
+        self._dot_columns = np.zeros(0, np.int64)  # pixel column of each of them
 
     def _load_calibration(self, args: argparse.Namespace) -> AHRSCalibration | None:
         try:
@@ -137,15 +140,9 @@ class AHRSMonitor(Monitor):
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
-        figure = self._figure or self._new_figure()
-        self._figure = figure
-        stamps = stamp_figure(figure.figure, self.context.data_time, self.context.stale)
-        try:
-            self._time_axis(figure.axes)
-            figure.redraw_frame(overlays=stamps[1:])
-        finally:
-            for artist in stamps:
-                artist.remove()
+        if self._figure is None:
+            self._figure = self._new_figure()
+        self._redraw_frame()
         self.round_robin.start(sorted(self.slots_by_du))
         self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s
         self.context.save_metrics("ahrs_calibration", self.latest())
@@ -153,12 +150,25 @@ class AHRSMonitor(Monitor):
     def render_more(self) -> bool:
         return self.round_robin.run(self.render_du)
 
+    def _redraw_frame(self) -> None:
+        """Time axis, stamps, and the bins shown with their pixel columns: the same for
+        every DU of a tick."""
+        assert self._figure is not None
+        self._shown = self.ring.filled()
+        self._time_axis(self._figure.axes)
+        self.context.redraw_frame(self._figure)
+        self._frame_head = self.ring.head
+        width = self._figure.data_shape[1]
+        shown_bins = len(self._shown)
+        self._dot_columns = ((np.arange(shown_bins) + 0.5) * width / shown_bins).astype(np.int64)
+
     def render_du(self, du: int) -> None:
         assert self._figure is not None
+        if self.ring.head != self._frame_head:  # a bin closed during the tick
+            self._redraw_frame()
         figure = self._figure
         slots = self.slots_by_du[du]
         floors = self.detector.dom_floor[self.slots.dom_index[slots]]
-        chronological = self.ring.chronological()
         state = "calibrated" if self.calibration is not None else "UNCALIBRATED"
         for name in ANGLES:
             start = time.perf_counter()
@@ -166,7 +176,7 @@ class AHRSMonitor(Monitor):
                 f"AHRS {name} ({state}) on DU {du}, detector {self.detector.det_id}: "
                 f"mean per {self.bin_s:.0f} s"
             )
-            values = self.series[name][slots][:, chronological]
+            values = self.series[name][slots][:, self._shown]
             ticks = nice_ticks(values)
             figure.draw_y_axis(image, f"{name} [deg]", ticks)
             self._paint_dots(image[figure.box], values, floors, (ticks[0], ticks[-1]))
@@ -180,13 +190,12 @@ class AHRSMonitor(Monitor):
         floors: np.ndarray,
         y_range: tuple[float, float],
     ) -> None:
-        """A 2×2-pixel dot per floor and bin, in the floor's colour, upper floors on top."""
-        first, last = self._shown_bins()
+        """A 2×2-pixel dot per floor and shown bin, in the floor's colour, upper floors on
+        top."""
         height, width = box.shape
         order = np.argsort(floors, kind="stable")
-        values = values[order][:, first:]
-        shown_bins = last - first
-        columns = ((np.arange(values.shape[1]) + 0.5) * width / shown_bins).astype(np.int64)
+        values = values[order]
+        columns = self._dot_columns
         low, high = y_range
         floor_of_row, bin_of_column = np.nonzero(np.isfinite(values))
         picked = values[floor_of_row, bin_of_column]
@@ -197,21 +206,14 @@ class AHRSMonitor(Monitor):
             inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
             box[r[inside], c[inside]] = colours[inside]
 
-    def _shown_bins(self) -> tuple[int, int]:
-        """Chronological bins shown: from the first with data (until the ring has filled)."""
-        starts = self.ring.starts_s[self.ring.chronological()]
-        known = np.flatnonzero(~np.isnan(starts))
-        return (int(known[0]) if len(known) else N_BINS - 1), N_BINS
-
     def _time_axis(self, axes: Axes) -> None:
-        starts = self.ring.starts_s[self.ring.chronological()]
-        first, last = self._shown_bins()
-        if np.isnan(starts[first]):
+        starts = self.ring.starts_s[self._shown]
+        if np.isnan(starts[0]):
             now = time.time()
             begin, end = now - self.bin_s, now
         else:
-            begin = starts[first]
-            end = starts[last - 1] + self.bin_s
+            begin = starts[0]
+            end = starts[-1] + self.bin_s
         axes.set_xlim(datetime.fromtimestamp(begin, UTC), datetime.fromtimestamp(end, UTC))
 
     def _new_figure(self) -> PaletteFigure:

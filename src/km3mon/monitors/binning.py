@@ -49,6 +49,13 @@ class TimeRing:
         """Ring positions from the oldest bin to the newest."""
         return (np.arange(self.size) + self.head) % self.size
 
+    def filled(self) -> np.ndarray:
+        """Ring positions from the oldest bin with data to the newest (what a plot shows
+        until the ring has filled); just the newest position while there are none."""
+        chronological = self.chronological()
+        known = np.flatnonzero(~np.isnan(self.starts_s[chronological]))
+        return chronological[known[0] if len(known) else -1 :]
+
 
 class OpticalSlots:
     """Dense row numbers ("slots") for the optical DOMs of a detector, optionally of one DU."""

@@ -45,6 +45,12 @@ def palette_of(colours: Sequence[object]) -> np.ndarray:
     return palette
 
 
+def centre_samples(size: int, pixels: int) -> np.ndarray:
+    """Which of ``size`` cells each of ``pixels`` pixels shows (nearest, at pixel centres),
+    as matplotlib samples an image."""
+    return (np.arange(pixels) * 2 + 1) * size // (2 * pixels)
+
+
 class PaletteFigure:
     """A figure whose ``axes`` are filled with palette indices, one PNG per image.
 
@@ -71,6 +77,9 @@ class PaletteFigure:
         self._frame: np.ndarray | None = None
         self._background: object = None
         self._overlays: list[tuple[slice, slice, np.ndarray]] = []
+        #: Frame pixels inside the data box drawn over the data (spines): where, and what.
+        self._on_top = np.zeros(0, np.intp)
+        self._on_top_pixels = np.zeros(0, np.uint8)
         self._titles: dict[str, np.ndarray] = {}
         self._y_axes: dict[tuple[object, ...], np.ndarray] = {}
         figure.canvas.draw()  # lays out the frame, so that the data box is known
@@ -125,6 +134,7 @@ class PaletteFigure:
         inside = self._frame[self.box]
         facecolour = inside[inside.shape[0] // 2, inside.shape[1] // 2]
         self._on_top = np.flatnonzero(inside.ravel() != facecolour)
+        self._on_top_pixels = inside.ravel()[self._on_top]
         self._overlays = []
         for artist in overlays:
             artist.set_visible(True)
@@ -182,8 +192,7 @@ class PaletteFigure:
 
     def finish(self, image: np.ndarray) -> bytes:
         """Spines and overlays on top, then the 8-bit PNG."""
-        box = image[self.box]
-        box.flat[self._on_top] = self._frame[self.box].flat[self._on_top]
+        image[self.box].flat[self._on_top] = self._on_top_pixels
         for rows, columns, pixels in self._overlays:
             image[rows, columns] = pixels
         height, width = image.shape

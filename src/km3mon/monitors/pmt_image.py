@@ -24,8 +24,8 @@ from km3mon.daq.monitoring import hrv_bits, rates_hz
 from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.monitors.decoding import decode_monitoring, packet_times_s
 from km3mon.monitors.output import utc
-from km3mon.monitors.palette_image import PaletteFigure
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, stamp_figure
+from km3mon.monitors.palette_image import PaletteFigure, centre_samples
+from km3mon.monitors.runtime import Context, Monitor, RoundRobin
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -82,6 +82,8 @@ class PMTImageMonitor(Monitor):
         self.round_robin = RoundRobin()
         self._figure: PaletteFigure | None = None
         self._frame_head = 0  # ring head when the frame's time axis was drawn
+        self._pixel_rows = np.zeros(0, np.intp)  # image row each pixel row shows
+        self._pixel_columns = np.zeros(0, np.intp)  # ring position each pixel column shows
 
     def _image_rows_by_du(self) -> dict[int, np.ndarray]:
         """Per DU, the row of ``levels`` shown in each image row (0 = bottom floor's band)."""
@@ -132,50 +134,39 @@ class PMTImageMonitor(Monitor):
         self.hrv_sum[:] = 0
         self.packets[:] = 0
 
-    def du_levels(self, du: int, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """Colour levels of one DU's image, top row first, oldest column left: one entry per
-        PMT and column, or resampled (nearest) to ``shape`` pixels."""
-        rows = self.image_rows[du][::-1]
-        columns = self.ring.chronological()[self._first_shown() :]
-        if shape is not None:
-            height, width = shape
-            rows = rows[(np.arange(height) * 2 + 1) * len(rows) // (2 * height)]
-            columns = columns[(np.arange(width) * 2 + 1) * len(columns) // (2 * width)]
-        return self.levels[rows[:, None], columns[None, :]]
-
-    def _first_shown(self) -> int:
-        """Until the window has filled, only the columns that have data are shown."""
-        known = np.flatnonzero(~np.isnan(self.ring.starts_s[self.ring.chronological()]))
-        return int(known[0]) if len(known) else self.n_columns - 1
-
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
-        figure = self._figure or self._new_figure()
-        self._figure = figure
-        stamps = stamp_figure(figure.figure, self.context.data_time, self.context.stale)
-        try:
-            self._time_axis(figure.axes)
-            figure.redraw_frame(overlays=stamps[1:])
-        finally:
-            for artist in stamps:
-                artist.remove()
-        self._frame_head = self.ring.head
+        if self._figure is None:
+            self._figure = self._new_figure()
+            height = self._figure.data_shape[0]
+            self._pixel_rows = centre_samples(self.detector.n_floors * N_CHANNELS, height)
+        self._redraw_frame()
         self.round_robin.start(self.dus)
         self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s
 
     def render_more(self) -> bool:
         return self.round_robin.run(self.render_du)
 
+    def _redraw_frame(self) -> None:
+        """Time axis, stamps, and the ring columns each pixel column shows: the same for
+        every DU of a tick."""
+        assert self._figure is not None
+        shown = self.ring.filled()
+        self._time_axis(self._figure.axes, shown)
+        self.context.redraw_frame(self._figure)
+        self._frame_head = self.ring.head
+        width = self._figure.data_shape[1]
+        self._pixel_columns = shown[centre_samples(len(shown), width)]
+
     def render_du(self, du: int) -> None:
         assert self._figure is not None
         start = time.perf_counter()
         if self.ring.head != self._frame_head:  # a column closed during the tick
-            self._time_axis(self._figure.axes)
-            self._figure.redraw_frame()
-            self._frame_head = self.ring.head
+            self._redraw_frame()
         image = self._figure.start(self.title(du))
-        image[self._figure.box] = self.du_levels(du, self._figure.data_shape)
+        rows = self.image_rows[du][::-1][self._pixel_rows]  # top row first
+        image[self._figure.box] = self.levels[rows[:, None], self._pixel_columns[None, :]]
         png = self._figure.finish(image)
         self.context.save_png(self.filename_pattern.format(du=du), png, start)
 
@@ -203,17 +194,18 @@ class PMTImageMonitor(Monitor):
         figure.tight_layout(rect=(0, 0.03, 1, 1))
         return PaletteFigure(figure, axes, [*colours, under, over, missing, highlight])
 
-    def _time_axis(self, axes: Axes) -> None:
-        first = self._first_shown()
-        starts = self.ring.starts_s[self.ring.chronological()]
+    def _time_axis(self, axes: Axes, shown: np.ndarray) -> None:
+        """Columns as in the ring's chronological order: the shown ones are the last."""
+        first = self.n_columns - len(shown)
+        starts = self.ring.starts_s[shown]
         axes.set_xlim(first - 0.5, self.n_columns - 0.5)
-        if np.isnan(starts[first]):
+        if np.isnan(starts[0]):
             axes.set_xticks([])
             return
-        ticks = np.unique(np.linspace(first, self.n_columns - 1, num=8).astype(int))
+        ticks = np.unique(np.linspace(0, len(shown) - 1, num=8).astype(int))
         span_s = starts[ticks[-1]] - starts[ticks[0]]
         labels = [utc(starts[t])[11 : 19 if span_s < 600 else 16] for t in ticks]
-        axes.set_xticks(ticks, labels, rotation=30)
+        axes.set_xticks(first + ticks, labels, rotation=30)
 
     def scale_levels(self, values: np.ndarray, low: float, high: float) -> np.ndarray:
         """Level of each value on a linear scale: UNDER/OVER outside, MISSING for NaN."""

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from km3mon.config import PipelineConfig
     from km3mon.detector import Detector
+    from km3mon.monitors.palette_image import PaletteFigure
 
 #: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
@@ -203,6 +204,16 @@ class Context:
                 gc.collect()
         if not archived:
             self._record_output(filename, start)
+
+    def redraw_frame(self, figure: PaletteFigure) -> None:
+        """A palette figure's frame for this tick, with the stamps ``save_figure`` puts on
+        every plot (the STALE banner drawn over the data)."""
+        stamps = stamp_figure(figure.figure, self.data_time, self.stale)
+        try:
+            figure.redraw_frame(overlays=stamps[1:])
+        finally:
+            for artist in stamps:
+                artist.remove()
 
     def save_png(self, filename: str, png: bytes, started: float) -> None:
         """A PNG drawn without matplotlib's savefig (stamps already in it), started at
