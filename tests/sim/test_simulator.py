@@ -16,7 +16,7 @@ from km3mon.daq.event import Event
 from km3mon.daq.monitoring import rates_hz as monit_rates_hz
 from km3mon.daq.summaryslice import RATE_STEP, Summaryslice, channel_bits
 from km3mon.daq.triggers import is_triggered_by
-from km3mon.detector import fit_ahrs, parse_detx
+from km3mon.detector import calibrate_hits, fit_ahrs, parse_detx
 from km3mon.sim.sim_events import (
     GROUP_INDEX,
     INDEX_OF_REFRACTION,
@@ -27,7 +27,7 @@ from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.sim_log import PROCESSES
 from km3mon.sim.sim_optical import HRV_THRESHOLD_HZ
 from km3mon.sim.simulator import CYCLES_PER_SLICE, FIRST_RUN, Simulator, run_simulation
-from tests.sim.test_simulator_support import START_UTC_S, orca6, simulate
+from tests.sim.test_simulator_support import START_UTC_S, arca21, orca6, simulate
 
 N_SLICES = 30
 
@@ -125,28 +125,35 @@ def test_events_lie_on_the_detector_with_triggered_hits_a_subset_of_snapshot_hit
 
 
 def test_triggered_hits_are_causal_like_light_from_one_muon(stream) -> None:
-    """No two triggered hits further apart in time than light in water needs between them."""
+    """No two calibrated triggered hits further apart in time than light in water needs
+    between them (raw times are not: they still hold the PMT delays)."""
     detector = orca6()
     for event in stream.decoded("IO_EVT"):
-        hits = event.triggered_hits
-        position_m = detector.dom_pos_m[detector.dom_index(hits["dom_id"])]
-        time_ns = hits["time_ns"].astype(float)
+        hits = calibrate_hits(detector, event.triggered_hits)
+        position_m = np.column_stack([hits[f"pos_{axis}_m"] for axis in "xyz"])
+        time_ns = hits["time_ns"]
         distance_m = np.linalg.norm(position_m[:, None] - position_m[None], axis=-1)
         light_ns = distance_m * GROUP_INDEX / SPEED_OF_LIGHT_M_NS
         assert (np.abs(time_ns[:, None] - time_ns[None]) <= light_ns + 150).all()
         assert np.ptp(time_ns) < 5_000
 
 
-def test_signal_hits_arrive_at_the_cherenkov_time_of_the_true_muon() -> None:
-    detector = orca6()
+@pytest.mark.parametrize("detector", [orca6(), arca21()], ids=["ORCA-6", "ARCA-21"])
+def test_calibrated_signal_hits_arrive_at_the_cherenkov_time_of_the_true_muon(detector) -> None:
+    """Raw hit times are true times minus the PMT delays, as the DAQ writes them: calibrated
+    with the DETX (ARCA-21: t0 ~480 µs, spread over µs) they lie on the true muon's Cherenkov
+    times at their PMTs, up to jitter and scattering delays."""
     generator = MuonEventGenerator(detector, np.random.default_rng(5))
     n_optical = len(detector.optical_dom_ids)
     events = generator.generate(50, np.ones(n_optical, bool), np.full(n_optical, 200_000.0))
     assert len(events) == 50
     residuals_ns = []
     for event in events:
-        hits = event.triggered_hits
-        offset_m = detector.dom_pos_m[detector.dom_index(hits["dom_id"])] - event.track_point_m
+        assert (event.snapshot_hits["time_ns"] < 100_000_000).all()
+        hits = calibrate_hits(detector, event.triggered_hits)
+        assert hits["calibrated"].all()
+        pmt_pos_m = np.column_stack([hits[f"pos_{axis}_m"] for axis in "xyz"])
+        offset_m = pmt_pos_m - event.track_point_m
         along_m = offset_m @ event.track_direction
         distance_m = np.linalg.norm(offset_m - along_m[:, None] * event.track_direction, axis=1)
         tan_c = np.tan(np.arccos(1 / INDEX_OF_REFRACTION))
@@ -156,9 +163,22 @@ def test_signal_hits_arrive_at_the_cherenkov_time_of_the_true_muon() -> None:
             + distance_m * GROUP_INDEX / (np.sin(np.arctan(tan_c)) * SPEED_OF_LIGHT_M_NS)
         )
         residuals_ns.append(hits["time_ns"] - expected_ns)
+        assert event.n_signal_hits == len(hits)
     residuals_ns = np.concatenate(residuals_ns)
-    assert residuals_ns.min() > -10  # 2 ns jitter, never early beyond it
-    assert 0 < np.median(residuals_ns) < 20  # scattering delays, a few ns
+    assert residuals_ns.min() > -10  # 2 ns jitter (and 0.5 ns rounding), never early beyond it
+    assert 0 < np.median(residuals_ns) < 10  # scattering delays, a few ns
+    assert np.percentile(np.abs(residuals_ns), 90) < 40
+
+
+def test_raw_hit_times_stay_inside_the_frame_whatever_the_pmt_delays() -> None:
+    """With µs-spread t0s an event near a frame edge must be moved, not cut."""
+    generator = MuonEventGenerator(arca21(), np.random.default_rng(9))
+    n_optical = len(arca21().optical_dom_ids)
+    events = generator.generate(400, np.ones(n_optical, bool), np.full(n_optical, 200_000.0))
+    times = np.concatenate([e.snapshot_hits["time_ns"] for e in events]).astype(np.int64)
+    assert times.min() >= 0 and times.max() < 100_000_000
+    # nothing clipped onto the edges
+    assert not np.isin(times, [0, 100_000_000 - 1]).any()
 
 
 def test_a_stalled_connection_leaves_a_gap_instead_of_a_burst() -> None:

@@ -17,12 +17,19 @@ from km3mon.sim.simulator import Simulator
 
 #: ORCA-6 in DETX v5: 6 DUs with base modules (floor 0, no PMTs) and 108 optical DOMs.
 ORCA6_DETX = km3net_testdata.data_path("detx/detx_v5.detx")
+#: ARCA-21 as deployed (the demo's detector): real PMT t0s of ~480 µs, spread over µs.
+ARCA21_DETX = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 START_UTC_S = 1_700_000_000.0
 
 
 @cache
 def orca6() -> Detector:
     return read_detx(ORCA6_DETX)
+
+
+@cache
+def arca21() -> Detector:
+    return read_detx(ARCA21_DETX)
 
 
 @dataclass

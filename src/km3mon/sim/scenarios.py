@@ -42,6 +42,9 @@ class Effects:
     silent: np.ndarray
     wr_lost: np.ndarray
     rate_factor: np.ndarray
+    #: Per CLB and channel: ns by which the true PMT delay exceeds the DETX t0 (hits are
+    #: written that much earlier; see :mod:`.sim_calibration`).
+    time_shift_ns: np.ndarray
     event_rate_factor: float = 1.0
 
     @classmethod
@@ -50,6 +53,7 @@ class Effects:
             silent=np.zeros(n_clbs, bool),
             wr_lost=np.zeros(n_clbs, bool),
             rate_factor=np.ones((n_clbs, n_channels)),
+            time_shift_ns=np.zeros((n_clbs, n_channels)),
         )
 
 

@@ -2,13 +2,16 @@
 
 A muon is a straight track (downgoing, ``cos zenith`` in [:data:`MIN_COS_ZENITH`, 1]) through a
 random point of the instrumented volume. A DOM at perpendicular distance ``d`` sees
-``Poisson(LIGHT_YIELD * exp(-d / ATTENUATION_M) / d)`` photons at the Cherenkov time
+``Poisson(LIGHT_YIELD * exp(-d / ATTENUATION_M) / d)`` photons, each on a random PMT, at the
+Cherenkov time of that PMT's position
 
     t = t0 + (l - d / tan(theta_c)) / c + d / (sin(theta_c) * c / n)
 
 (``l``: position of the closest approach along the track), delayed by scattering and PMT
-jitter. DOMs with at least two such hits (local coincidences) make the triggered hits; an event
-needs :data:`MIN_TRIGGER_DOMS` of them, tracks that do not trigger are dropped. All tracks of a
+jitter, and written as the raw TDC time the DAQ would write (true time minus the PMT's delay,
+:mod:`.sim_calibration`), so that calibrating with the DETX restores it. DOMs with at least
+two such hits (local coincidences) make the triggered hits; an event needs
+:data:`MIN_TRIGGER_DOMS` of them, tracks that do not trigger are dropped. All tracks of a
 timeslice are handled together: distances of all DOMs to all tracks as ``(tracks, DOMs)``
 arrays, hits of all events in flat arrays, split per event at the end. Snapshot hits are the
 triggered ones plus K40-like background on the DOMs within :data:`BACKGROUND_RADIUS_M` of the
@@ -28,6 +31,7 @@ import numpy as np
 from km3mon.daq.event import SNAPSHOT_HIT_DTYPE, TRIGGERED_HIT_DTYPE
 from km3mon.daq.triggers import trigger_mask
 from km3mon.detector import Detector
+from km3mon.sim.sim_calibration import TrueCalibration
 
 SPEED_OF_LIGHT_M_NS = 0.299792458
 INDEX_OF_REFRACTION = 1.35
@@ -77,8 +81,10 @@ def default_event_rate_hz(n_dus: int) -> float:
 @dataclass(frozen=True)
 class SimulatedEvent:
     """Everything of an ``IO_EVT`` but the DAQ header and trigger counter, and the true muon:
-    it passes ``track_point_m`` at ``track_time_ns`` (since the timeslice start), going along
-    ``track_direction``."""
+    it passes ``track_point_m`` at ``track_time_ns`` going along ``track_direction``. The time
+    is in the frame of calibrated hit times (ns since the timeslice start plus the reference t0
+    of :class:`~.sim_calibration.TrueCalibration`); ``n_signal_hits`` is the number of
+    Cherenkov hits (the triggered ones), a proxy of the muon's light and so of its energy."""
 
     trigger_mask: int
     overlays: int
@@ -87,13 +93,20 @@ class SimulatedEvent:
     track_point_m: np.ndarray
     track_direction: np.ndarray
     track_time_ns: float
+    n_signal_hits: int
 
 
 class MuonEventGenerator:
     """Draws muon events on the optical DOMs of a detector, all events of a timeslice at once."""
 
-    def __init__(self, detector: Detector, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        rng: np.random.Generator,
+        calibration: TrueCalibration | None = None,
+    ) -> None:
         self.rng = rng
+        self.calibration = calibration or TrueCalibration(detector)
         optical = detector.n_pmts > 0
         self.dom_ids = detector.dom_ids[optical]
         self.position_m = detector.dom_pos_m[optical]
@@ -106,9 +119,14 @@ class MuonEventGenerator:
         self.acceptance = 0.5  # running fraction of tracks that trigger, to size the batches
 
     def generate(
-        self, n_events: int, alive: np.ndarray, dom_rates_hz: np.ndarray
+        self,
+        n_events: int,
+        alive: np.ndarray,
+        dom_rates_hz: np.ndarray,
+        time_shift_ns: np.ndarray | None = None,
     ) -> list[SimulatedEvent]:
-        """``n_events`` events on the ``alive`` optical DOMs, background at ``dom_rates_hz``.
+        """``n_events`` events on the ``alive`` optical DOMs, background at ``dom_rates_hz``;
+        ``time_shift_ns`` (optical DOM, channel): true delays beyond the calibration's offsets.
 
         Fewer come back if :data:`MAX_ROUNDS` batches of tracks did not trigger enough (e.g.
         too few DOMs left).
@@ -125,7 +143,7 @@ class MuonEventGenerator:
                 >= MIN_TRIGGER_DOMS
             )
             self.acceptance = 0.8 * self.acceptance + 0.2 * len(triggering) / n_tracks
-            events += self._events(pairs, triggering[:missing], dom_rates_hz)
+            events += self._events(pairs, triggering[:missing], dom_rates_hz, time_shift_ns)
         return events
 
     def _tracks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,9 +190,18 @@ class MuonEventGenerator:
         )
 
     def _events(
-        self, pairs: _Pairs, tracks: np.ndarray, dom_rates_hz: np.ndarray
+        self,
+        pairs: _Pairs,
+        tracks: np.ndarray,
+        dom_rates_hz: np.ndarray,
+        time_shift_ns: np.ndarray | None,
     ) -> list[SimulatedEvent]:
-        """The events of the triggering ``tracks``: hits of all of them in one go, then split."""
+        """The events of the triggering ``tracks``: hits of all of them in one go, then split.
+
+        Signal times are those of the light at the hit PMT's position; the DAQ writes them as
+        raw TDC times (see :mod:`.sim_calibration`), each event placed so that all its raw
+        times, background included, lie inside the frame.
+        """
         rng = self.rng
         n_events = len(tracks)
         if not n_events:
@@ -186,23 +213,23 @@ class MuonEventGenerator:
         signal = (pair_event >= 0) & (pairs.n_signal >= 2)
         rows = np.repeat(np.flatnonzero(signal), pairs.n_signal[signal])
         hit_event = pair_event[rows]
-        d = pairs.distance_m[rows]
-        t_cherenkov_ns = (pairs.along_m[rows] - d / TAN_CHERENKOV) / SPEED_OF_LIGHT_M_NS + d / (
-            SIN_CHERENKOV * SPEED_OF_LIGHT_M_NS / GROUP_INDEX
-        )
-        scatter_ns = rng.exponential(SCATTER_NS + SCATTER_NS_PER_M * d)
-        signal_ns = t_cherenkov_ns + scatter_ns + rng.normal(0, JITTER_NS, len(d))
+        hit_dom = pairs.dom[rows]
+        hit_channel = rng.integers(0, self.n_pmts[hit_dom])
+        true_ns = self._cherenkov_ns(pairs, rows, hit_dom, hit_channel)
+        true_ns += rng.exponential(SCATTER_NS + SCATTER_NS_PER_M * pairs.distance_m[rows])
+        true_ns += rng.normal(0, JITTER_NS, len(rows))
+        raw_ns = true_ns - self.calibration.delay_ns(hit_dom, hit_channel, time_shift_ns)
         first = np.flatnonzero(np.r_[True, hit_event[1:] != hit_event[:-1]])
-        earliest = np.minimum.reduceat(signal_ns, first)
-        latest = np.maximum.reduceat(signal_ns, first)
-        start = rng.uniform(WINDOW_MARGIN_NS, FRAME_NS - WINDOW_MARGIN_NS, n_events)
-        start -= np.maximum(start + latest - earliest + WINDOW_MARGIN_NS - (FRAME_NS - 1), 0)
-        signal_ns += (start - earliest)[hit_event]
-        window_start_ns = start - WINDOW_MARGIN_NS
+        earliest = np.minimum.reduceat(raw_ns, first)
+        latest = np.maximum.reduceat(raw_ns, first)
+        # The event window (raw times of the frame) and where in the frame it starts.
         window_ns = latest - earliest + 2 * WINDOW_MARGIN_NS
+        window_start_ns = rng.uniform(0, FRAME_NS - window_ns)
+        shift_ns = window_start_ns + WINDOW_MARGIN_NS - earliest
+        raw_ns += shift_ns[hit_event]
 
         masks = rng.choice(_MIX_MASKS, n_events, p=_MIX_FRACTIONS)
-        triggered = self._hits(TRIGGERED_HIT_DTYPE, pairs.dom[rows], signal_ns, TOT_NS)
+        triggered = self._hits(TRIGGERED_HIT_DTYPE, hit_dom, hit_channel, raw_ns, TOT_NS)
         hit_masks = masks[hit_event] & rng.integers(0, 2**63, len(rows), dtype=np.uint64)
         hit_masks[first] = 0  # the first hit of an event carries all its bits
         triggered["trigger_mask"] = np.where(hit_masks == 0, masks[hit_event], hit_masks)
@@ -212,11 +239,13 @@ class MuonEventGenerator:
         n_background = rng.poisson(dom_rates_hz[pairs.dom[near]] * window_ns[near_event] * 1e-9)
         bg_rows = np.repeat(np.flatnonzero(near), n_background)
         bg_event = pair_event[bg_rows]
+        bg_dom = pairs.dom[bg_rows]
         bg_ns = window_start_ns[bg_event] + window_ns[bg_event] * rng.random(len(bg_rows))
+        bg_channel = rng.integers(0, self.n_pmts[bg_dom])
         snapshot = np.concatenate(
             (
                 triggered[list(SNAPSHOT_HIT_DTYPE.names)].astype(SNAPSHOT_HIT_DTYPE),
-                self._hits(SNAPSHOT_HIT_DTYPE, pairs.dom[bg_rows], bg_ns, BACKGROUND_TOT_NS),
+                self._hits(SNAPSHOT_HIT_DTYPE, bg_dom, bg_channel, bg_ns, BACKGROUND_TOT_NS),
             )
         )
         snapshot_event = np.concatenate((hit_event, bg_event))
@@ -228,26 +257,49 @@ class MuonEventGenerator:
         overlays = rng.poisson(n_triggered * OVERLAYS_PER_TRIGGERED_HIT).tolist()
         triggered_parts = np.split(triggered, np.cumsum(n_triggered)[:-1])
         snapshot_parts = np.split(snapshot, np.cumsum(n_snapshot)[:-1])
+        # The muon passes its point at true time 0 plus the event's shift; calibrated hit
+        # times are true times plus the reference t0 (see sim_calibration).
+        track_time_ns = shift_ns + self.calibration.reference_t0_ns
         return [
-            SimulatedEvent(mask, overlay, hits, snapshot_hits, point, direction, time_ns)
-            for mask, overlay, hits, snapshot_hits, point, direction, time_ns in zip(
+            SimulatedEvent(mask, overlay, hits, snapshot_hits, point, direction, time_ns, n_sig)
+            for mask, overlay, hits, snapshot_hits, point, direction, time_ns, n_sig in zip(
                 masks.tolist(),
                 overlays,
                 triggered_parts,
                 snapshot_parts,
                 pairs.point_m[tracks],
                 pairs.direction[tracks],
-                (start - earliest).tolist(),
+                track_time_ns.tolist(),
+                n_triggered.tolist(),
                 strict=True,
             )
         ]
 
+    def _cherenkov_ns(
+        self, pairs: _Pairs, rows: np.ndarray, doms: np.ndarray, channels: np.ndarray
+    ) -> np.ndarray:
+        """Arrival time of the direct Cherenkov light at each hit's PMT, the muon passing its
+        track point at time 0."""
+        track = pairs.track[rows]
+        offset_m = self.calibration.pmt_pos_m[doms, channels] - pairs.point_m[track]
+        direction = pairs.direction[track]
+        along_m = np.einsum("ij,ij->i", offset_m, direction)
+        distance_m = np.sqrt(np.maximum(np.einsum("ij,ij->i", offset_m, offset_m) - along_m**2, 0))
+        return (along_m - distance_m / TAN_CHERENKOV) / SPEED_OF_LIGHT_M_NS + distance_m / (
+            SIN_CHERENKOV * SPEED_OF_LIGHT_M_NS / GROUP_INDEX
+        )
+
     def _hits(
-        self, dtype: np.dtype, doms: np.ndarray, time_ns: np.ndarray, tot_ns: tuple[float, float]
+        self,
+        dtype: np.dtype,
+        doms: np.ndarray,
+        channels: np.ndarray,
+        time_ns: np.ndarray,
+        tot_ns: tuple[float, float],
     ) -> np.ndarray:
         hits = np.zeros(len(doms), dtype)
         hits["dom_id"] = self.dom_ids[doms]
-        hits["channel"] = self.rng.integers(0, self.n_pmts[doms])
+        hits["channel"] = channels
         hits["time_ns"] = np.minimum(np.maximum(np.rint(time_ns), 0), FRAME_NS - 1)
         tot = np.rint(self.rng.normal(tot_ns[0], tot_ns[1], len(doms)))
         hits["tot"] = np.minimum(np.maximum(tot, 1), 255)

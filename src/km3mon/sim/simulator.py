@@ -34,6 +34,7 @@ from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector, DetectorError, read_detx
 from km3mon.sim.publishing import add_publishing_arguments, speed_of
 from km3mon.sim.scenarios import KINDS, Scenario, effects_at, parse_scenario_names, plan_scenarios
+from km3mon.sim.sim_calibration import TrueCalibration
 from km3mon.sim.sim_events import MuonEventGenerator, default_event_rate_hz
 from km3mon.sim.sim_log import LogModel
 from km3mon.sim.sim_optical import TIMESLICE_S, OpticalModel
@@ -113,7 +114,11 @@ class Simulator:
         self._run: int | None = None
         self._rng = np.random.default_rng([seed, 0])
         self.optical = OpticalModel(detector, np.random.default_rng([seed, 1]))
-        self.events = MuonEventGenerator(detector, np.random.default_rng([seed, 2]))
+        #: The true PMT delays the raw hit times are written with (see sim_calibration).
+        self.calibration = TrueCalibration(detector)
+        self.events = MuonEventGenerator(
+            detector, np.random.default_rng([seed, 2]), self.calibration
+        )
         self.log_model = LogModel(detector.optical_dom_ids, np.random.default_rng([seed, 3]))
         self._optical_rows = np.flatnonzero(detector.n_pmts > 0)
 
@@ -157,7 +162,8 @@ class Simulator:
             self.trigger_counter = 0
         alive = ~effects.silent[self._optical_rows]
         dom_rates_hz = self.optical.rates_hz[self._optical_rows].sum(axis=1)
-        for event in self.events.generate(n_events, alive, dom_rates_hz):
+        time_shift_ns = effects.time_shift_ns[self._optical_rows]
+        for event in self.events.generate(n_events, alive, dom_rates_hz, time_shift_ns):
             self.trigger_counter += 1
             payload = encode_event(
                 Event(
