@@ -8,14 +8,13 @@ import math
 import struct
 from types import SimpleNamespace
 
+import km3pipe.io.daq as kd  # the reference peer: missing must fail, not skip
 import numpy as np
 import pytest
 
 from km3mon import daq
 from km3mon.daq.summaryslice import MIN_RATE_HZ, RATE_STEP
 from tests.daq.conftest import messages
-
-kd = pytest.importorskip("km3pipe.io.daq")
 
 
 def km3pipe_event(payload: bytes, legacy: bool):

@@ -293,7 +293,8 @@ def test_bad_options_are_refused_with_the_option_named(option: str, value: float
 
 
 def test_one_sample_of_each_type_decodes_with_km3pipe(stream) -> None:
-    kd = pytest.importorskip("km3pipe.io.daq")
+    import km3pipe.io.daq as kd  # a reference peer: missing must fail, not skip
+
     summary_payload = stream.payloads("IO_SUM")[0]
     ours = stream.decoded("IO_SUM")[0]
     reader = io.BytesIO(summary_payload)
