@@ -23,8 +23,6 @@ is sampled. Each configuration is repeated; the report gives medians.
     .venv/bin/python bench/bench_controlhost.py --quick    # smoke test, under a minute
     .venv/bin/python bench/bench_controlhost.py --markdown /tmp/controlhost.md
 
-``--patched DIR`` adds variants whose ligier and client import ``km3mon`` from ``DIR``
-(a private copy of ``src/`` with a proposed change), for before/after comparisons;
 ``--malloc-variant`` adds one with glibc's allocator tuned through ``MALLOC_*_`` variables;
 ``--only km3mon,naive`` restricts the variants, ``--part dispatcher|client`` the scenarios.
 The uvloop variant runs when uvloop is importable (it is not a dependency). The machine is
@@ -40,7 +38,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -401,26 +398,6 @@ class Variant:
         return env
 
 
-def uvloop_compatible_copy(workdir: Path) -> str | None:
-    """A private copy of km3mon whose ligier accepts uvloop's transports, if it must be patched.
-
-    ``Connection.connection_made`` asserts ``isinstance(transport, asyncio.Transport)``;
-    uvloop's ``TCPTransport`` does not derive from that class, so the assertion kills every
-    connection. The copy drops only that line; None means the source needs no change.
-    """
-    import km3mon
-
-    package = Path(km3mon.__file__).resolve().parent
-    source = (package / "controlhost" / "ligier.py").read_text()
-    line = "assert isinstance(transport, asyncio.Transport)"
-    if line not in source:
-        return None
-    target = workdir / "uvloop_src"
-    shutil.copytree(package, target / "km3mon", ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "km3mon" / "controlhost" / "ligier.py").write_text(source.replace(line, "pass"))
-    return str(target)
-
-
 def dispatcher_argv(variant: Variant, port: int, extra: list[str]) -> list[str]:
     if variant.kind == "naive":
         return [sys.executable, str(HERE / "naive_ligier.py"), "--port", str(port), "--host", HOST]
@@ -752,7 +729,7 @@ def ratio_lines(report: Report) -> list[str]:
         lines.append(f"A: km3mon / naive msg/s in = {ratio:.1f}x (target >= 10x: {verdict})")
     for scenario in ("A 200 B", "B 228 kB"):
         base = get(d, scenario, "km3mon", "msg_out_per_s")
-        for name in ("km3mon+uvloop", "km3mon+patch", "km3mon+malloc"):
+        for name in ("km3mon+uvloop", "km3mon+malloc"):
             other = get(d, scenario, name, "msg_out_per_s")
             lost = get(d, scenario, name, "lost_fraction")
             if other and base:
@@ -852,14 +829,9 @@ def run_all(args: argparse.Namespace, timing: Timing, workdir: Path) -> Report:
         import uvloop  # noqa: F401
 
         if not args.no_uvloop:
-            copy = uvloop_compatible_copy(workdir)
-            dispatchers.insert(1, Variant("km3mon+uvloop", "km3mon", uvloop=True, pythonpath=copy))
+            dispatchers.insert(1, Variant("km3mon+uvloop", "km3mon", uvloop=True))
     except ImportError:
         print("uvloop not installed: no uvloop variant", file=sys.stderr)
-    if args.patched:
-        path = str(Path(args.patched).resolve())
-        dispatchers.insert(1, Variant("km3mon+patch", "km3mon", pythonpath=path))
-        receivers.insert(1, Variant("km3mon+patch", "km3mon", pythonpath=path))
     if args.malloc_variant:
         # glibc serves blocks >= 128 KiB with a fresh mmap each (page faults, zeroing);
         # this variant keeps them in the heap instead. Environment only, no code change.
@@ -917,7 +889,6 @@ def main() -> int:
     parser.add_argument(
         "--only", metavar="NAMES", help="comma-separated variant names to run (default: all)"
     )
-    parser.add_argument("--patched", metavar="DIR", help="also run km3mon imported from DIR")
     parser.add_argument(
         "--quiet-wait",
         type=float,
