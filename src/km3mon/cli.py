@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.rttc",
     "km3mon.monitors.ztplot",
     "km3mon.alerts.alerts",
+    "km3mon.alerts.report",
     "km3mon.history.history",
     "km3mon.web.server",
     "km3mon.web.weblog",
