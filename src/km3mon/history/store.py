@@ -282,7 +282,7 @@ class HistoryStore:
             times, values = self._minute_series(metric, entity, start_s, end_s)
         else:
             times, values = self._coarse_series(metric, entity, start_s, end_s)
-        keep = np.isfinite(values) & (times >= start_s) & (times < end_s)
+        keep = np.isfinite(values) & (times + step_s > start_s) & (times < end_s)
         order = np.argsort(times[keep], kind="stable")
         return Series(times[keep][order], values[keep][order].astype(np.float64), step_s)
 
