@@ -271,13 +271,11 @@ class HistoryStore:
     def series(
         self, name: str, entity: int, start_s: float, end_s: float, step_s: int | None = None
     ) -> Series:
-        """One entity's finite values in [start, end); ``step_s`` 60 (minutes, within
-        ``keep_days``) or 600 (10-minute means); default: minutes if the range allows."""
+        """One entity's finite values in [start, end); ``step_s`` 60 (minutes, kept
+        ``keep_days``) or 600 (10-minute means); default: minutes for ranges up to that long."""
         metric, _ = self.metric(name)
-        if step_s is None:
-            newest = self.newest_time()
-            recent = newest is None or start_s >= newest - self.keep_hours * 3600
-            step_s = 60 if recent else 600
+        if step_s is None:  # a day of slack: "the last 30 days" is minutes
+            step_s = 60 if end_s - start_s <= (self.keep_hours + 24) * 3600 else 600
         if step_s == 60:
             times, values = self._minute_series(metric, entity, start_s, end_s)
         else:
@@ -368,9 +366,22 @@ class HistoryStore:
             "SELECT idset, vals FROM minutes WHERE metric = ? ORDER BY minute DESC LIMIT 1",
             (metric,),
         ).fetchone()
-        if row is None:
-            return np.zeros(0, np.int64), np.zeros(0)
-        return self._ids(row[0]), np.frombuffer(row[1], np.float32).astype(np.float64)
+        if row is not None:
+            return self._ids(row[0]), np.frombuffer(row[1], np.float32).astype(np.float64)
+        (hour,) = self.db.execute(
+            "SELECT max(hour) FROM chunks WHERE metric = ?", (metric,)
+        ).fetchone()
+        rows = self.db.execute(
+            "SELECT entity, vals FROM chunks WHERE metric = ? AND hour = ?", (metric, hour)
+        ).fetchall()
+        ids = np.array([entity for entity, _ in rows], np.int64)
+        values = np.full(len(rows), np.nan)
+        for index, (_, packed) in enumerate(rows):  # each entity's last minute with a value
+            minutes = np.frombuffer(packed, np.float32)
+            finite = np.flatnonzero(np.isfinite(minutes))
+            if len(finite):
+                values[index] = minutes[finite[-1]]
+        return ids, values
 
     def newest_time(self) -> float | None:
         row = self.db.execute("SELECT max(minute) FROM minutes").fetchone()
