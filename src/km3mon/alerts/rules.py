@@ -33,6 +33,8 @@ from km3mon.config import AlertRuleSection, AlertsSection, ConfigError
 #: A DOM with no summary frame in the newest this many DAQ seconds (10 slices) is silent.
 SILENCE_S = 1.0
 GIGABYTE = 1e9
+#: RTTC offsets below this are never an alert, however quiet the baseline (ps jitter).
+MIN_RTTC_OFFSET_PS = 20.0
 
 
 @dataclass(frozen=True)
@@ -453,7 +455,7 @@ class TimeSync(Rule):
 
 class RTTCOff(Rule):
     name = "rttc_off"
-    description = "a DU's cable round-trip time more than `max_spreads` spreads off its baseline"
+    description = "a DU's RTTC more than `max_spreads` spreads (and 20 ps) off its 24 h median"
     hold_s = 300.0
     defaults = {"max_spreads": 5.0}  # noqa: RUF012
 
@@ -472,7 +474,7 @@ class RTTCOff(Rule):
             if latest is None or median is None or spread is None:
                 continue
             offset = latest - median
-            if abs(offset) > spreads * max(spread, 1.0):
+            if abs(offset) > max(spreads * spread, MIN_RTTC_OFFSET_PS):
                 conditions.append(
                     Condition(
                         self.name,

@@ -23,7 +23,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -265,9 +265,12 @@ def alerts_routes(site: Site) -> list[Route]:
     async def acknowledge_alert(request: Request) -> Response:
         if not same_origin(request):
             return PlainTextResponse("refused: the form must come from this site\n", 403)
-        form = await request.form()
-        name = str(form.get("name", "")).strip()[:80]
-        comment = str(form.get("comment", "")).strip()[:500]
+        body = await request.body()  # a urlencoded form (no multipart parser needed)
+        if len(body) > 8192:
+            return PlainTextResponse("form too large\n", 413)
+        form = parse_qs(body.decode(errors="replace"))
+        name = form.get("name", [""])[0].strip()[:80]
+        comment = form.get("comment", [""])[0].strip()[:500]
         if not name:
             return RedirectResponse("/alerts?message=Give+your+name+to+acknowledge", 303)
         db = alerts_db()
