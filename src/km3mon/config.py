@@ -181,6 +181,62 @@ class CalibrateAHRSSection:
 
 
 @dataclass(frozen=True)
+class AlertRuleSection:
+    """``[Alerts.<rule>]``: one rule's hold time and thresholds (unset: the rule's default).
+
+    A table named after no built-in rule, with ``metric`` and ``above`` or ``below``, is a
+    threshold rule on that metric of ``data/metrics/`` (see km3mon.alerts.rules).
+    """
+
+    enabled: bool = True
+    hold_s: float | None = option(None, minimum=0)
+    clear_s: float | None = option(None, minimum=0)
+    reminder_s: float | None = option(None, minimum=0)
+    metric: str | None = None
+    above: float | None = None
+    below: float | None = None
+    fraction: float | None = option(None, minimum=0, maximum=1)
+    min_free_gb: float | None = option(None, minimum=0)
+    max_spreads: float | None = option(None, positive=True)
+
+
+@dataclass(frozen=True)
+class AlertsSection:
+    """``[Alerts]``: where notifications go and how an alert lives (km3mon.alerts)."""
+
+    webhook_url: Secret | None = field(default=None, repr=False)
+    smtp: str | None = None  # "host:port"
+    smtp_user: str | None = None
+    smtp_password: Secret | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    mail_from: str = "km3mon@localhost"
+    mail_to: tuple[str, ...] = ()
+    #: Base URL of the dashboard, for links in notifications (e.g. "http://shore:8081").
+    dashboard_url: str | None = None
+    reminder_s: float = option(4 * 3600.0, minimum=0)
+    clear_s: float = option(60.0, minimum=0)
+    flap_count: int = option(3, minimum=2)
+    flap_window_s: float = option(3600.0, positive=True)
+    max_per_rule: int = option(20, minimum=1)
+    #: ``[Alerts.<rule>]`` tables by rule name.
+    rules: dict[str, AlertRuleSection] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.smtp is not None:
+            host, _, port = self.smtp.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f'smtp must be "host:port", got {self.smtp!r}')
+
+
+@dataclass(frozen=True)
+class HistorySection:
+    """``[History]``: retention of the history store (km3mon.history)."""
+
+    keep_days: float = option(30.0, positive=True)
+    keep_coarse_days: float = option(365.0, positive=True)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """All sections of ``pipeline.toml``; a missing file or section means the defaults."""
 
@@ -191,6 +247,8 @@ class PipelineConfig:
     trigger_map: TriggerMapSection = field(default_factory=TriggerMapSection)
     ztplot: ZTPlotSection = field(default_factory=ZTPlotSection)
     calibrate_ahrs: CalibrateAHRSSection = field(default_factory=CalibrateAHRSSection)
+    alerts: AlertsSection = field(default_factory=AlertsSection)
+    history: HistorySection = field(default_factory=HistorySection)
     #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
     #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
     layouts: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -204,6 +262,7 @@ class PipelineConfig:
         "TriggerMap": "trigger_map",
         "ZTPlot": "ztplot",
         "CalibrateAHRS": "calibrate_ahrs",
+        "History": "history",
     }
 
     @classmethod
@@ -214,6 +273,9 @@ class PipelineConfig:
         for section, table in document.items():
             if section == "Layouts":
                 sections["layouts"] = _layouts(table, source)
+                continue
+            if section == "Alerts":
+                sections["alerts"] = _alerts(table, source)
                 continue
             attribute = cls.SECTIONS.get(section)
             if attribute is None:
@@ -244,6 +306,22 @@ def _layouts(table: Any, source: str) -> dict[str, list[list[str]]]:
     return {str(page): [list(row) for row in rows] for page, rows in table.items()}
 
 
+def _alerts(table: Any, source: str) -> AlertsSection:
+    """``[Alerts]`` keys, and ``[Alerts.<rule>]`` tables as rules."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [Alerts] must be a table, got {table!r}")
+    keys = {k: v for k, v in table.items() if not isinstance(v, Mapping) and k != "rules"}
+    try:
+        rules = {
+            str(name): _section(AlertRuleSection, f"Alerts.{name}", rule, source)
+            for name, rule in table.items()
+            if isinstance(rule, Mapping)
+        }
+        return dataclasses.replace(_section(AlertsSection, "Alerts", keys, source), rules=rules)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
 def _section(cls: type, section: str, table: Mapping[str, Any], source: str) -> Any:
     by_key = {spec.metadata.get("key") or spec.name: (spec, kind) for spec, kind in _fields(cls)}
     values = {}
@@ -270,8 +348,17 @@ def _typed(value: Any, kind: Any, name: str) -> Any:
         return value
     if kind in (bool, str) and isinstance(value, kind):
         return value
+    strings = isinstance(value, list) and all(isinstance(item, str) for item in value)
+    if kind == tuple[str, ...] and strings:
+        return tuple(value)
     shown = "***" if kind is Secret else repr(value)
-    expected = {Secret: "a string", float: "a number", int: "an integer", bool: "true or false"}
+    expected = {
+        Secret: "a string",
+        float: "a number",
+        int: "an integer",
+        bool: "true or false",
+        tuple[str, ...]: "a list of strings",
+    }
     raise ConfigError(f"{name} must be {expected.get(kind, 'a string')}, got {shown}")
 
 

@@ -47,6 +47,13 @@ max_events = 300
 
 [CalibrateAHRS]
 time_range = 1
+
+# Alerts within a minute or two of the simulator's faults (production holds are minutes).
+[Alerts.silent_dom]
+hold_s = 60
+
+[Alerts.pmt_hot]
+hold_s = 60
 """
 DAQ_GROUP = """
 ; --- the demo's stand-in for the shore station (not part of a production setup) ---

@@ -2,20 +2,18 @@
 
 Events qualify with triggered hits on at least ``[ZTPlot] min_dus`` DUs and ``min_doms``
 DOMs. ``ztplot.png`` shows at most one event per minute of event time; an event that enters
-the top 10 by number of hits or by overlays is always drawn, and kept with its raw payload in
-``plots/event_selection/`` and a row in ``data/event_selection.sqlite3`` (WAL), so the top 10
-survives restarts. Events falling out of both top-10 lists are deleted with their files.
+a top 10 (by hits, triggered hits or overlays, all time or this run) is always drawn, and kept
+with its raw event in ``plots/event_selection/`` and a row in ``data/event_selection.sqlite3``
+(:mod:`.event_selection`), so the top 10 survives restarts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +22,8 @@ from km3mon.daq import Event, decode_event
 from km3mon.daq.triggers import trigger_names
 from km3mon.detector import Database, RunCalibration
 from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
-from km3mon.monitors.output import atomic_write, utc
+from km3mon.monitors.event_selection import EventSelection
+from km3mon.monitors.output import utc
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 PLOT_EVERY_S = 60.0
@@ -32,8 +31,6 @@ DPI = 72  # 12-inch figures: 864 px, enough for a z-t display, half the cost of 
 RENDER_BUDGET = 0.1  # of the render interval, for top-10 plots (they may come a bit later)
 #: Panels drawn at most: the DUs with the most hits (an ARCA muon can cross dozens).
 MAX_PANELS = 16
-TOP = 10
-RANKINGS = ("n_hits", "overlays")
 
 
 @dataclass
@@ -57,69 +54,6 @@ class Candidate:
     @cached_property
     def event(self) -> Event:
         return decode_event(self.payload)
-
-
-class EventSelection:
-    """The top-10 events by hits and by overlays, in SQLite (WAL) and as files."""
-
-    def __init__(self, database_path: Path, folder: Path) -> None:
-        self.folder = folder
-        database_path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(database_path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS event_selection (name TEXT PRIMARY KEY, det_id INT, "
-            "run INT, frame_index INT, trigger_counter INT, utc REAL, n_hits INT, "
-            "n_triggered INT, overlays INT, triggers TEXT)"
-        )
-        self.db.commit()
-
-        self.thresholds = {ranking: self._threshold(ranking) for ranking in RANKINGS}
-
-    def _threshold(self, ranking: str) -> int:
-        """The value an event must beat to enter the top 10 of ``ranking``."""
-        rows = self.db.execute(
-            f"SELECT {ranking} FROM event_selection ORDER BY {ranking} DESC LIMIT ?", (TOP,)
-        ).fetchall()
-        return rows[-1][0] if len(rows) == TOP else -1
-
-    def qualifies(self, candidate: Candidate) -> bool:
-        return (
-            candidate.n_hits > self.thresholds["n_hits"]
-            or candidate.overlays > self.thresholds["overlays"]
-        )
-
-    def add(self, candidate: Candidate, utc_s: float) -> None:
-        r = candidate.row
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO event_selection VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (candidate.name, int(r["det_id"]), int(r["run"]), int(r["frame_index"]),
-                 int(r["trigger_counter"]), utc_s, candidate.n_hits, candidate.n_triggered,
-                 candidate.overlays, " ".join(trigger_names(int(r["trigger_mask"])))),
-            )  # fmt: skip
-        atomic_write(self.folder / f"{candidate.name}.dat", candidate.payload)
-        self._prune()
-        self.thresholds = {ranking: self._threshold(ranking) for ranking in RANKINGS}
-
-    def _prune(self) -> None:
-        keep = set()
-        for ranking in RANKINGS:
-            keep.update(
-                name
-                for (name,) in self.db.execute(
-                    f"SELECT name FROM event_selection ORDER BY {ranking} DESC LIMIT ?", (TOP,)
-                )
-            )
-        stored = {name for (name,) in self.db.execute("SELECT name FROM event_selection")}
-        with self.db:
-            for name in stored - keep:
-                self.db.execute("DELETE FROM event_selection WHERE name = ?", (name,))
-                for suffix in (".png", ".dat"):
-                    (self.folder / f"{name}{suffix}").unlink(missing_ok=True)
-
-    def names(self) -> list[str]:
-        return [name for (name,) in self.db.execute("SELECT name FROM event_selection")]
 
 
 class ZTPlot(Monitor):

@@ -30,6 +30,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from km3mon.web.alerts_pages import alerts_routes
 from km3mon.web.auth import protect
 from km3mon.web.files import archived_logs, log_file_response, safe_path
 from km3mon.web.freshness import panel_states, process_state, read_records
@@ -148,6 +149,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         Route("/plot/{name}", single_plot),
         Route("/{slug}.html", page),
     ]
+    routes[-1:-1] = alerts_routes(site)  # before the catch-all /{slug}.html
     return protect(Starlette(routes=routes), username, password)
 
 

@@ -1,0 +1,127 @@
+"""`km3mon alerts`: the rules of ``[Alerts]`` evaluated every interval, notifications delivered.
+
+It runs on the monitors' runtime without a ligier subscription (its "render" is one
+evaluation), so it has a freshness record, the common flags and a clean stop like every
+monitor. ``-m``/``-q`` name the DAQ logging ligier for the ``ALERT (MONITORING)`` lines, as the
+original's timesync monitor took them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+from km3mon.alerts.book import AlertBook, Lifecycle
+from km3mon.alerts.rules import Places, Snapshot, TriggerRate, build_rules, collapse
+from km3mon.alerts.sinks import Courier, configured_sinks
+from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.web.freshness import panel_states, process_state, read_records
+from km3mon.web.supervisor import supervisor_states
+
+
+class Alerts(Monitor):
+    name = "alerts"
+    tags = ()
+    help = "alert rules over freshness, metrics and supervisord; DAQ log, webhook and e-mail"
+    default_interval_s = 10.0
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "-m", "--log-ligier-ip", help="DAQ logging ligier for ALERT lines (none: no MSG sink)"
+        )
+        parser.add_argument(
+            "-q", "--log-ligier-port", type=int, default=5553, help="its port (5553)"
+        )
+        parser.add_argument(
+            "--supervisor-socket",
+            type=Path,
+            default=Path("pids/supervisor.sock"),
+            help="supervisord's control socket, for FATAL processes (pids/supervisor.sock)",
+        )
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        settings = context.pipeline.alerts
+        self.max_per_rule = settings.max_per_rule
+        self.rules = build_rules(settings)
+        self.settings = {rule.name: rule.settings for rule in self.rules}
+        args = context.args
+        log_ligier = (args.log_ligier_ip, args.log_ligier_port) if args.log_ligier_ip else None
+        sinks = configured_sinks(settings, log_ligier)
+        lifecycle = Lifecycle(settings.flap_count, settings.flap_window_s, settings.dashboard_url)
+        self.book = AlertBook(context.data_dir, lifecycle, sinks)
+        self.trigger_rule = next((r for r in self.rules if isinstance(r, TriggerRate)), None)
+        if self.trigger_rule is not None:
+            self.trigger_rule.samples = self.book.load_samples(TriggerRate.name)
+        self.places = self._places()
+        self.stop = threading.Event()
+        self.courier = Courier(context.data_dir, sinks, self.stop)
+        self.courier.start()
+        context.freshness.connected = True  # no ligier to lose; "stale" if evaluations stop
+        context.freshness.ligier = "none (reads data/ and supervisord)"
+        self.log.warning(
+            "rules: %s; sinks: %s",
+            ", ".join(f"{r.name} (hold {r.settings.hold_s:g} s)" for r in self.rules),
+            ", ".join(sinks) or "dashboard only",
+        )
+
+    def _places(self) -> Places:
+        try:
+            return Places.of_detector(self.context.detector)
+        except Exception as error:  # no DETX and no database: still alert, with DOM ids only
+            self.log.warning(
+                "no detector (%s): DOMs named without DU and floor, du_lost is off", error
+            )
+            return Places()
+
+    def render(self) -> None:
+        now = time.time()
+        raw = read_records(self.context.data_dir)
+        snapshot = Snapshot(
+            data_dir=self.context.data_dir,
+            now=now,
+            records={name: process_state(record, now) for name, record in raw.items()},
+            panels=panel_states(raw, now),
+            supervisor=supervisor_states(self.context.args.supervisor_socket),
+            places=self.places,
+        )
+        results = {}
+        for rule in self.rules:
+            try:
+                conditions = rule.evaluate(snapshot)
+            except Exception as error:  # one broken input must not silence the other rules
+                self.context.count_error(f"rule {rule.name} failed", error)
+                conditions = None
+            results[rule.name] = (
+                None if conditions is None else collapse(conditions, self.max_per_rule)
+            )
+        before = dict(self.trigger_rule.samples) if self.trigger_rule else {}
+        if self.book.update(results, self.settings, now):
+            self.courier.wake()
+        if self.trigger_rule is not None and self.trigger_rule.samples != before:
+            self.book.save_samples(TriggerRate.name, self.trigger_rule.samples)
+        freshness = self.context.freshness
+        freshness.messages += 1
+        freshness.last_message_at = now
+        self.context.saw_data_at(now)
+        counts = dict(
+            self.book.db.execute(
+                "SELECT state, count(*) FROM alerts WHERE state != 'resolved' GROUP BY state"
+            ).fetchall()
+        )
+        self.context.save_metrics(
+            "alerts",
+            {
+                "firing": counts.get("firing", 0),
+                "pending": counts.get("pending", 0),
+                "delivered": self.courier.sent,
+                "delivery_failures": self.courier.failed,
+            },
+        )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_monitor(subparsers, Alerts)

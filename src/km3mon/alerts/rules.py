@@ -1,0 +1,682 @@
+"""Alert rules: data in ``[Alerts]`` of pipeline.toml, evaluated over what the monitors publish.
+
+A rule looks at one :class:`Snapshot` (freshness records, metrics JSON, supervisord states,
+free disk space) and returns the :class:`Condition` s that hold now, one per affected thing
+(process, DOM, PMT, DU), or None when it cannot tell (its input is missing), so that missing
+input never reads as "resolved". The lifecycle (hold time, reminder, resolution, flapping) is
+the same for every rule and lives in :mod:`.book`.
+
+Built-in rules and their defaults are :data:`BUILTIN`; every ``[Alerts.<name>]`` table that
+names no built-in rule and sets ``metric`` with ``above`` or ``below`` is a threshold rule on
+that metric (:class:`ThresholdRule`), so a new rule is a config entry.
+
+Hold times count wall-clock seconds from the first evaluation that saw the condition, except
+for silences (``silent_dom``, ``du_lost``): there the silence itself is the condition and the
+DAQ time since the last frame is compared with ``hold_s``, so a silence that began before
+km3mon alerts started is not held twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from km3mon.config import AlertRuleSection, AlertsSection, ConfigError
+
+#: A DOM with no summary frame in the newest this many DAQ seconds (10 slices) is silent.
+SILENCE_S = 1.0
+GIGABYTE = 1e9
+#: RTTC offsets below this are never an alert, however quiet the baseline (ps jitter).
+MIN_RTTC_OFFSET_PS = 20.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One thing that is wrong now: what (rule, summary), where (key and place), since when."""
+
+    rule: str
+    key: str
+    summary: str
+    #: Seconds the data say it has lasted (silences); None: held by the wall clock.
+    held_s: float | None = None
+    #: UTC seconds it began according to the data, when known.
+    started_at: float | None = None
+    dom_id: int | None = None
+    du: int | None = None
+    floor: int | None = None
+    process: str | None = None
+    #: Dashboard path that shows it (a plot, the status page, the history of a DOM).
+    link: str | None = None
+
+    def details(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name in ("dom_id", "du", "floor", "process", "link")
+            if getattr(self, name) is not None
+        }
+
+
+@dataclass
+class Places:
+    """Where each DOM sits (DU, floor), from the detector when one could be loaded."""
+
+    du_floor: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of_detector(cls, detector: Any) -> Places:
+        return cls(
+            {
+                int(dom): (int(du), int(floor))
+                for dom, du, floor in zip(
+                    detector.dom_ids, detector.dom_du, detector.dom_floor, strict=True
+                )
+            }
+        )
+
+    def optical(self, dom_id: int) -> bool | None:
+        place = self.du_floor.get(dom_id)
+        return None if place is None else place[1] > 0
+
+    def describe(self, dom_id: int) -> str:
+        place = self.du_floor.get(dom_id)
+        return f"DOM {dom_id}" + (f" (DU {place[0]}, floor {place[1]})" if place else "")
+
+    def condition(self, rule: str, key: str, summary: str, dom_id: int, **extra: Any) -> Condition:
+        du, floor = self.du_floor.get(dom_id, (None, None))
+        return Condition(rule, key, summary, dom_id=dom_id, du=du, floor=floor, **extra)
+
+
+@dataclass
+class Snapshot:
+    """Everything the rules look at in one evaluation."""
+
+    data_dir: Path
+    now: float
+    records: dict[str, dict[str, Any]]
+    panels: dict[str, Any]
+    supervisor: dict[str, dict[str, Any]] | None
+    places: Places
+    _metrics: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def metrics(self, name: str) -> dict[str, Any] | None:
+        """``data/metrics/<name>.json``, read once per evaluation; None if absent or damaged."""
+        if name not in self._metrics:
+            try:
+                self._metrics[name] = json.loads(
+                    (self.data_dir / "metrics" / f"{name}.json").read_text()
+                )
+            except (OSError, ValueError):
+                self._metrics[name] = None
+        return self._metrics[name]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A rule's effective settings: its defaults overridden by ``[Alerts.<rule>]``."""
+
+    hold_s: float
+    clear_s: float
+    reminder_s: float
+    enabled: bool = True
+    fraction: float | None = None
+    min_free_gb: float | None = None
+    max_spreads: float | None = None
+    metric: str | None = None
+    above: float | None = None
+    below: float | None = None
+
+
+class Rule:
+    """A named check with its defaults; ``evaluate`` returns the conditions holding now."""
+
+    name: str = ""
+    description: str = ""
+    hold_s: float = 60.0
+    defaults: dict[str, float] = {}  # noqa: RUF012 (read-only class defaults)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        raise NotImplementedError
+
+
+class ProcessDown(Rule):
+    name = "process_down"
+    description = "a process that is silent (hangs or died), disconnected, or FATAL/EXITED"
+    hold_s = 60.0
+    BAD_SUPERVISOR = frozenset({"FATAL", "EXITED", "BACKOFF", "UNKNOWN"})
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition]:
+        found = {}
+        for name, record in snapshot.records.items():
+            state = record["state"]
+            supervised = (snapshot.supervisor or {}).get(name)
+            if state in ("silent", "disconnected") and not (
+                supervised and supervised["state"] == "STOPPED"
+            ):
+                found[name] = f"{name} is {state}" + (
+                    f" (no record for {record['record_age_s']:.0f} s)" if state == "silent" else ""
+                )
+        for name, info in (snapshot.supervisor or {}).items():
+            if info["state"] in self.BAD_SUPERVISOR:
+                found[name] = f"{name} is {info['state']} in supervisord ({info['description']})"
+        return [
+            Condition(self.name, name, text, process=name, link="/status")
+            for name, text in sorted(found.items())
+        ]
+
+
+class PlotStale(Rule):
+    name = "plot_stale"
+    description = "plots of a running process not redrawn within their cadence, or without new data"
+    hold_s = 120.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition]:
+        by_process: dict[str, list[tuple[str, str]]] = {}
+        for output, panel in snapshot.panels.items():
+            if not panel.stale or panel.process is None:
+                continue
+            if snapshot.records.get(panel.process, {}).get("state") in ("silent", "stopped"):
+                continue  # the process itself is down: process_down says so
+            by_process.setdefault(panel.process, []).append((output, panel.reason))
+        conditions = []
+        for process, outputs in sorted(by_process.items()):
+            outputs.sort()
+            shown = ", ".join(f"{o} ({r})" for o, r in outputs[:3])
+            more = f" and {len(outputs) - 3} more" if len(outputs) > 3 else ""
+            first = outputs[0][0].removesuffix(".png")
+            conditions.append(
+                Condition(
+                    self.name,
+                    process,
+                    f"{len(outputs)} plot(s) of {process} stale: {shown}{more}",
+                    process=process,
+                    link=f"/plot/{first}",
+                )
+            )
+        return conditions
+
+
+def _silences(snapshot: Snapshot) -> dict[int, float] | None:
+    """DOM id -> DAQ seconds since its last summary frame (NaN: not seen since start), for
+    the optical DOMs that are silent now; None without dom_activity's metrics."""
+    document = snapshot.metrics("dom_activity")
+    if not document or "dom_id" not in document or "inactive_s" not in document:
+        return None
+    silent = {}
+    for dom_id, inactive in zip(document["dom_id"], document["inactive_s"], strict=False):
+        known = snapshot.places.optical(int(dom_id))
+        if inactive is None:
+            if known:  # never seen although the detector has it; base modules send no slices
+                silent[int(dom_id)] = math.nan
+        elif inactive > SILENCE_S and known is not False:
+            silent[int(dom_id)] = float(inactive)
+    return silent
+
+
+def _lost_dus(snapshot: Snapshot, silent: dict[int, float]) -> dict[int, list[float]]:
+    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent."""
+    optical_by_du: dict[int, list[int]] = {}
+    for dom_id, (du, floor) in snapshot.places.du_floor.items():
+        if floor > 0:
+            optical_by_du.setdefault(du, []).append(dom_id)
+    return {
+        du: [silent[d] for d in doms]
+        for du, doms in optical_by_du.items()
+        if all(d in silent for d in doms)
+    }
+
+
+def _held(silences: list[float], data_time: float | None) -> tuple[float | None, float | None]:
+    """How long the silence has lasted (the shortest one), and when it began (DAQ time)."""
+    finite = [s for s in silences if not math.isnan(s)]
+    if len(finite) < len(silences) or not finite:
+        return None, None  # some never seen: held by the wall clock
+    held = min(finite)
+    return held, (data_time - held if data_time else None)
+
+
+class SilentDOM(Rule):
+    name = "silent_dom"
+    description = "an optical DOM without summary frames (the silence is the condition)"
+    hold_s = 300.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        silent = _silences(snapshot)
+        if silent is None:
+            return None
+        in_lost_du = {
+            dom_id
+            for dom_id, (du, _) in snapshot.places.du_floor.items()
+            if du in _lost_dus(snapshot, silent)
+        }
+        data_time = (snapshot.metrics("dom_activity") or {}).get("data_time")
+        conditions = []
+        for dom_id, inactive in sorted(silent.items()):
+            if dom_id in in_lost_du:
+                continue  # du_lost says it once for the whole DU
+            held, started = _held([inactive], data_time)
+            what = "not seen since dom_activity started" if held is None else f"silent {held:.0f} s"
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(dom_id),
+                    f"{snapshot.places.describe(dom_id)} {what}",
+                    dom_id,
+                    held_s=held,
+                    started_at=started,
+                    link=f"/history?dom={dom_id}",
+                )
+            )
+        return conditions
+
+
+class DULost(Rule):
+    name = "du_lost"
+    description = "every optical DOM of a DU silent (the silence is the condition)"
+    hold_s = 300.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        silent = _silences(snapshot)
+        if silent is None or not snapshot.places.du_floor:
+            return None
+        data_time = (snapshot.metrics("dom_activity") or {}).get("data_time")
+        conditions = []
+        for du, silences in sorted(_lost_dus(snapshot, silent).items()):
+            held, started = _held(silences, data_time)
+            what = "not seen since dom_activity started" if held is None else f"silent {held:.0f} s"
+            conditions.append(
+                Condition(
+                    self.name,
+                    f"DU {du}",
+                    f"DU {du} lost: all {len(silences)} DOMs {what}",
+                    held_s=held,
+                    started_at=started,
+                    du=du,
+                    link=f"/history?du={du}",
+                )
+            )
+        return conditions
+
+
+class FlaggedPMTs(Rule):
+    """PMTs pmt_rates lists in its newest column as ``kind``, one condition per PMT."""
+
+    kind = ""
+    hold_s = 600.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("pmt_rates")
+        if document is None:
+            return None
+        conditions = []
+        for flag in document.get("flagged", []):
+            if flag.get("kind") != self.kind:
+                continue
+            dom_id, channel = int(flag["dom_id"]), int(flag["channel"])
+            text = f"{snapshot.places.describe(dom_id)} channel {channel}: " + (
+                f"{flag['rate_hz'] / 1e3:.0f} kHz"
+                if self.kind == "above"
+                else f"high-rate veto {flag['hrv_fraction']:.0%} of the time"
+            )
+            du = flag.get("du")
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    f"{dom_id}/{channel}",
+                    text,
+                    dom_id,
+                    link=f"/plot/pmt_rates_du{du}" if du is not None else None,
+                )
+            )
+        return conditions
+
+
+class HotPMT(FlaggedPMTs):
+    name = "pmt_hot"
+    description = "a PMT above [PMTRates] highest_rate"
+    kind = "above"
+
+
+class HRVPMT(FlaggedPMTs):
+    name = "pmt_hrv"
+    description = "a PMT in high-rate veto more than [PMTRates] hrv_ratio_threshold of the time"
+    kind = "hrv"
+
+
+class TriggerRate(Rule):
+    """The original's alert (0 Hz), and a drop against the last day's median."""
+
+    name = "trigger_rate"
+    description = "overall trigger rate at 0 Hz, or below `fraction` of its 24 h median"
+    hold_s = 300.0
+    defaults = {"fraction": 0.5}  # noqa: RUF012
+    KEEP_S = 24 * 3600.0
+    #: Intervals needed before the median is trusted (the 0 Hz check needs none).
+    MIN_SAMPLES = 6
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        #: (interval start, Overall Hz) seen; the book stores them so a restart keeps the day.
+        self.samples: dict[float, float] = {}
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("trigger_rates")
+        if not document or not document.get("latest_hz"):
+            return None
+        start, overall = document.get("latest_start"), document["latest_hz"].get("Overall")
+        if start is None or overall is None:
+            return None
+        self.samples[float(start)] = float(overall)
+        for old in [s for s in self.samples if s < start - self.KEEP_S]:
+            del self.samples[old]
+        day = list(self.samples.values())
+        median = float(np.median(day)) if len(day) >= self.MIN_SAMPLES else None
+        fraction = self.settings.fraction or 0.0
+        if overall == 0:
+            text = "overall trigger rate is 0 Hz"
+        elif median and overall < fraction * median:
+            text = (
+                f"overall trigger rate {overall:.3g} Hz, below {fraction:.0%} of its "
+                f"24 h median {median:.3g} Hz"
+            )
+        else:
+            return []
+        return [Condition(self.name, "Overall", text, link="/plot/trigger_rates")]
+
+
+class DroppedMessages(Rule):
+    name = "dropped_messages"
+    description = "the mirror (or a monitor) dropping messages: its drop counter grew"
+    hold_s = 0.0
+    #: A growth of the counter keeps the condition this long (the counter only ever grows).
+    WINDOW_S = 300.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.counts: dict[str, int] = {}
+        self.grew_at: dict[str, float] = {}
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition]:
+        conditions = []
+        for name, record in sorted(snapshot.records.items()):
+            dropped = int(record.get("dropped") or 0)
+            before = self.counts.get(name)
+            self.counts[name] = dropped
+            if before is not None and dropped > before:
+                self.grew_at[name] = snapshot.now
+            elif before is not None and dropped < before:
+                self.grew_at.pop(name, None)  # the process restarted: counting anew
+            if snapshot.now - self.grew_at.get(name, -math.inf) < self.WINDOW_S:
+                conditions.append(
+                    Condition(
+                        self.name,
+                        name,
+                        f"{name} dropped messages ({dropped} since its start)",
+                        process=name,
+                        link="/status",
+                    )
+                )
+        return conditions
+
+
+class TimeSync(Rule):
+    """DOMs the timesync monitor lists as without valid White Rabbit time."""
+
+    name = "time_sync"
+    description = "DOMs without valid time sync, where `km3mon timesync` runs"
+    hold_s = 60.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        metric = self.settings.metric or "timesync.wr_lost_dom_ids"
+        name, _, key = metric.partition(".")
+        document = snapshot.metrics(name)
+        if document is None:
+            return None
+        return [
+            snapshot.places.condition(
+                self.name,
+                str(int(dom_id)),
+                f"{snapshot.places.describe(int(dom_id))}: time sync lost",
+                int(dom_id),
+                link=f"/plot/{name}",
+            )
+            for dom_id in document.get(key) or []
+        ]
+
+
+class RTTCOff(Rule):
+    name = "rttc_off"
+    description = "a DU's RTTC more than `max_spreads` spreads (and 20 ps) off its 24 h median"
+    hold_s = 300.0
+    defaults = {"max_spreads": 5.0}  # noqa: RUF012
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("rttc")
+        if document is None:
+            return None
+        spreads = self.settings.max_spreads or 5.0
+        conditions = []
+        for du, values in sorted(document.get("dus", {}).items(), key=lambda kv: int(kv[0])):
+            latest, median, spread = (
+                values.get("rttc_ps"),
+                values.get("median_ps"),
+                values.get("spread_ps"),
+            )
+            if latest is None or median is None or spread is None:
+                continue
+            offset = latest - median
+            if abs(offset) > max(spreads * spread, MIN_RTTC_OFFSET_PS):
+                conditions.append(
+                    Condition(
+                        self.name,
+                        f"DU {du}",
+                        f"DU {du} RTTC {offset:+.0f} ps off its 24 h median "
+                        f"(spread {spread:.0f} ps)",
+                        du=int(du),
+                        link="/plot/rttc",
+                    )
+                )
+        return conditions
+
+
+class DiskSpace(Rule):
+    name = "disk_space"
+    description = "free space of the working folder's disk below `min_free_gb`"
+    hold_s = 60.0
+    defaults = {"min_free_gb": 5.0}  # noqa: RUF012
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        folder = snapshot.data_dir if snapshot.data_dir.exists() else Path(".")
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return None
+        limit = self.settings.min_free_gb if self.settings.min_free_gb is not None else 5.0
+        if free >= limit * GIGABYTE:
+            return []
+        return [
+            Condition(
+                self.name,
+                "data",
+                f"only {free / GIGABYTE:.1f} GB free on the disk of {folder.resolve()} "
+                f"(limit {limit:g} GB)",
+            )
+        ]
+
+
+class ThresholdRule(Rule):
+    """``[Alerts.<name>] metric = "<metrics file>.<key>[.<key>…]"`` with ``above``/``below``.
+
+    Keys walk the JSON; ``*`` takes every key of an object or element of a list. A list of
+    numbers at the end gives one condition per element, keyed by DOM id where the document
+    has a ``dom_id`` list of the same length (so ``dom_rates.rate_khz`` is per DOM).
+    """
+
+    hold_s = 300.0
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        super().__init__(settings)
+        self.name = name
+        assert settings.metric is not None
+        self.file, _, path = settings.metric.partition(".")
+        self.path = [part for part in path.split(".") if part]
+        self.description = f"{settings.metric} " + " or ".join(
+            f"{word} {value:g}"
+            for word, value in (("above", settings.above), ("below", settings.below))
+            if value is not None
+        )
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics(self.file)
+        if document is None:
+            return None
+        dom_ids = document.get("dom_id") if isinstance(document.get("dom_id"), list) else None
+        conditions = []
+        for where, value in _walk(document, self.path, []):
+            if isinstance(value, list):
+                keyed_by_dom = dom_ids is not None and len(dom_ids) == len(value) and not where
+                for index, item in enumerate(value):
+                    dom = int(dom_ids[index]) if keyed_by_dom and dom_ids else None
+                    label = [str(dom)] if dom is not None else [str(index)]
+                    conditions += self._check([*where, *label], item, snapshot, dom)
+            else:
+                conditions += self._check(where, value, snapshot, None)
+        return conditions
+
+    def _check(
+        self, where: list[str], value: object, snapshot: Snapshot, dom_id: int | None
+    ) -> list[Condition]:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return []
+        above, below = self.settings.above, self.settings.below
+        if above is not None and value > above:
+            relation = f"above {above:g}"
+        elif below is not None and value < below:
+            relation = f"below {below:g}"
+        else:
+            return []
+        key = "/".join(where) or self.settings.metric or self.name
+        label = snapshot.places.describe(dom_id) if dom_id is not None else key
+        text = f"{self.settings.metric} of {label} = {value:.4g}, {relation}"
+        if dom_id is not None:
+            return [
+                snapshot.places.condition(
+                    self.name, key, text, dom_id, link=f"/history?dom={dom_id}"
+                )
+            ]
+        return [Condition(self.name, key, text, link=f"/api/metrics/{self.file}")]
+
+
+def _walk(value: Any, path: list[str], where: list[str]) -> Iterator[tuple[list[str], Any]]:
+    if not path:
+        yield where, value
+        return
+    head, rest = path[0], path[1:]
+    if head == "*":
+        items = value.items() if isinstance(value, dict) else enumerate(value or [])
+        for key, item in items if isinstance(value, dict | list) else []:
+            yield from _walk(item, rest, [*where, str(key)])
+    elif isinstance(value, dict) and head in value:
+        yield from _walk(value[head], rest, where)
+
+
+#: Built-in rules by name, in the order they are listed in README and on the alerts page.
+BUILTIN: dict[str, type[Rule]] = {
+    rule.name: rule
+    for rule in (
+        ProcessDown,
+        PlotStale,
+        SilentDOM,
+        DULost,
+        HotPMT,
+        HRVPMT,
+        TriggerRate,
+        DroppedMessages,
+        TimeSync,
+        RTTCOff,
+        DiskSpace,
+    )
+}
+
+
+def build_rules(alerts: AlertsSection) -> list[Rule]:
+    """The enabled rules with their settings; ConfigError names a bad ``[Alerts.<rule>]``."""
+    rules: list[Rule] = []
+    for name, section in alerts.rules.items():
+        if name not in BUILTIN and section.metric is None:
+            raise ConfigError(
+                f"[Alerts.{name}] is no built-in rule ({', '.join(BUILTIN)}) and has no "
+                'metric: a threshold rule needs metric = "<metrics file>.<key>" and above or below'
+            )
+        if name not in BUILTIN and section.above is None and section.below is None:
+            raise ConfigError(f"[Alerts.{name}] needs above or below")
+    for name, kind in BUILTIN.items():
+        settings = _settings(alerts, alerts.rules.get(name), kind.hold_s, kind.defaults)
+        if settings.enabled:
+            rules.append(kind(settings))
+    for name, section in alerts.rules.items():
+        if name not in BUILTIN and section.enabled:
+            rules.append(ThresholdRule(name, _settings(alerts, section, ThresholdRule.hold_s, {})))
+    return rules
+
+
+def _settings(
+    alerts: AlertsSection,
+    section: AlertRuleSection | None,
+    hold_s: float,
+    defaults: dict[str, float],
+) -> Settings:
+    base = Settings(hold_s=hold_s, clear_s=alerts.clear_s, reminder_s=alerts.reminder_s)
+    base = replace(base, **defaults)
+    if section is None:
+        return base
+    given = {
+        name: getattr(section, name)
+        for name in (
+            "enabled",
+            "hold_s",
+            "clear_s",
+            "reminder_s",
+            "fraction",
+            "min_free_gb",
+            "max_spreads",
+            "metric",
+            "above",
+            "below",
+        )
+        if getattr(section, name) is not None
+    }
+    return replace(base, **given)
+
+
+def collapse(conditions: list[Condition], limit: int) -> list[Condition]:
+    """More than ``limit`` conditions of one rule become one (an HRV storm is one alert, not
+    a thousand); the longest-held silence decides when it fires."""
+    if len(conditions) <= limit:
+        return conditions
+    first = conditions[0]
+    held = [c.held_s for c in conditions]
+    examples = "; ".join(c.summary for c in conditions[:3])
+    return [
+        Condition(
+            first.rule,
+            "*",
+            f"{len(conditions)} at once, e.g. {examples}",
+            held_s=None if None in held else max(h for h in held if h is not None),
+            link=first.link,
+        )
+    ]
+
+
+def rule_table() -> list[tuple[str, float, str]]:
+    """Rule name, default hold time and description, for the alerts page."""
+    return [(name, kind.hold_s, kind.description) for name, kind in BUILTIN.items()]

@@ -1,0 +1,404 @@
+"""Dashboard pages of alerts, history and the Top-10 events, as routes ``app.py`` appends.
+
+* ``/alerts``: firing alerts newest first (what, where, since when, a link to the plot), the
+  acknowledgement form, and the alerts of the last week; ``/api/alerts`` the same as JSON, which
+  the navigation bar's count badge polls.
+* ``/history``: a DOM's, a DU's or a detector-wide metric over a chosen range, drawn in the
+  browser from ``/api/history`` (bucketed to the chart's width), with run boundaries and a DU ×
+  floor map that drills down to a DOM with one click. ``/history?dom=<id>`` and
+  ``/history?du=<n>`` are the links other pages use.
+* ``/top10``: ztplot's Top-10 events by hits, triggered hits and overlays, this run and all
+  time, with their z-t plots, raw-event downloads and, once ``km3mon reco`` runs, their fitted
+  direction.
+
+Acknowledging is a POST behind the dashboard's auth; a request whose ``Origin`` (or
+``Referer``) is another site is refused, so a foreign page cannot acknowledge for a shifter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Route
+
+from km3mon.alerts.book import FILENAME as ALERTS_DB
+from km3mon.alerts.book import acknowledge, alert_rows
+from km3mon.alerts.rules import rule_table
+from km3mon.history.fits import fitted_directions
+from km3mon.history.store import HistoryError, HistoryStore
+from km3mon.monitors.event_selection import RANKINGS, top_events
+from km3mon.web.files import safe_path
+
+if TYPE_CHECKING:
+    from km3mon.web.app import Site
+
+NO_CACHE = {"Cache-Control": "no-store"}
+WEEK_S = 7 * 86400.0
+RANGES_S = {"6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+MAX_POINTS = 20_000
+HISTORY = {"title": "History", "slug": "history"}
+RANKING_TITLES = {"n_hits": "hits", "n_triggered": "triggered hits", "overlays": "overlays"}
+
+
+class QueryError(ValueError):
+    """A request parameter that cannot be used; the message says which and why."""
+
+
+def utc_text(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "–"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def parse_time(text: str, name: str) -> float:
+    """UTC seconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"{name}={text!r}: give UTC seconds or an ISO date/time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def time_range(params: Any, now: float) -> tuple[float, float]:
+    """``from``/``to`` (default: ``last``, default 24 h, up to now)."""
+    end = parse_time(params["to"], "to") if params.get("to") else now
+    if params.get("from"):
+        start = parse_time(params["from"], "from")
+    else:
+        last = params.get("last", "24h")
+        if last not in RANGES_S:
+            raise QueryError(f"last={last!r}: one of {', '.join(RANGES_S)}")
+        start = end - RANGES_S[last]
+    if start >= end:
+        raise QueryError("from must be before to")
+    return start, end
+
+
+def bucketed(times: np.ndarray, values: np.ndarray, start: float, end: float, points: int):
+    """Mean, min and max per bucket when there are more values than ``points``."""
+    if len(values) <= points:
+        return times, values, None, None
+    width = (end - start) / points
+    bucket = np.clip(((times - start) // width).astype(np.int64), 0, points - 1)
+    counts = np.bincount(bucket, minlength=points)
+    used = counts > 0
+    sums = np.bincount(bucket, weights=values, minlength=points)
+    low = np.full(points, np.inf)
+    high = np.full(points, -np.inf)
+    np.minimum.at(low, bucket, values)
+    np.maximum.at(high, bucket, values)
+    centres = start + (np.arange(points) + 0.5) * width
+    return centres[used], sums[used] / counts[used], low[used], high[used]
+
+
+def _rounded(values: np.ndarray | None) -> list[float] | None:
+    if values is None:
+        return None
+    return [round(float(v), 4) for v in values]
+
+
+def history_answer(store: HistoryStore, params: Any, now: float) -> dict[str, Any]:
+    """``/api/history``: one series per entity asked for (a DU of a per-DOM metric: its DOMs)."""
+    metric = params.get("metric", "dom_rate_khz")
+    known = dict(store.metrics())
+    if metric not in known:
+        raise QueryError(f"metric={metric!r} is not in the history; known: {', '.join(known)}")
+    kind = known[metric]
+    start, end = time_range(params, now)
+    try:
+        points = int(params.get("points", MAX_POINTS))
+        step = int(params["step"]) if params.get("step") else None
+        dom = int(params["dom"]) if params.get("dom") else None
+        du = int(params["du"]) if params.get("du") else None
+        floor = int(params["floor"]) if params.get("floor") else None
+    except ValueError as error:
+        raise QueryError(f"not an integer: {error}") from None
+    if step not in (None, 60, 600):
+        raise QueryError("step must be 60 (minutes) or 600 (10-minute means)")
+    places = store.places()
+    entities: list[tuple[int, str]] = []
+    if kind == "scalar":
+        entities = [(0, metric)]
+    elif kind == "du":
+        if du is None:
+            raise QueryError(f"{metric} is per DU: give du=<n>")
+        entities = [(du, f"DU {du}")]
+    else:
+        if dom is None and du is not None and floor is not None:
+            dom = next((d for d, place in places.items() if place == (du, floor)), None)
+            if dom is None:
+                raise QueryError(f"no DOM at DU {du} floor {floor}")
+        if dom is not None:
+            entities = [(dom, _dom_label(dom, places))]
+        elif du is not None:
+            doms = sorted((place[1], d) for d, place in places.items() if place[0] == du)
+            entities = [(d, _dom_label(d, places)) for f, d in doms if f > 0]
+            if not entities:
+                raise QueryError(f"no DOMs of DU {du} known to the history")
+        else:
+            raise QueryError(f"{metric} is per DOM: give dom=<id>, du=<n> or du=<n>&floor=<f>")
+    series = []
+    step_s = None
+    for entity, label in entities:
+        found = store.series(metric, entity, start, end, step)
+        step_s = found.step_s
+        times, values, low, high = bucketed(found.times_s, found.values, start, end, points)
+        series.append(
+            {
+                "entity": entity,
+                "label": label,
+                "t": [round(float(t), 1) for t in times],
+                "v": _rounded(values),
+                "min": _rounded(low),
+                "max": _rounded(high),
+            }
+        )
+    return {
+        "metric": metric,
+        "kind": kind,
+        "from": start,
+        "to": end,
+        "step_s": step_s,
+        "series": series,
+        "runs": [[run, at] for run, at in store.runs(start, end)],
+    }
+
+
+def _dom_label(dom: int, places: dict[int, tuple[int, int]]) -> str:
+    place = places.get(dom)
+    return f"DOM {dom}" + (f" (DU {place[0]}, floor {place[1]})" if place else "")
+
+
+def same_origin(request: Request) -> bool:
+    """The form was sent by one of our own pages (Origin, else Referer, names our host)."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return False
+    host = request.headers.get("host", "")
+    return urlsplit(source).netloc == host
+
+
+def alerts_routes(site: Site) -> list[Route]:
+    """The routes of this module, for ``create_app`` to append."""
+    templates = Environment(
+        loader=PackageLoader("km3mon.web", "templates"), autoescape=select_autoescape()
+    )
+    templates.globals.update(utc=utc_text, duration=duration_text)
+    fits_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def render(template: str, **context: object) -> HTMLResponse:
+        html = templates.get_template(template).render(site=site, pages=site.pages, **context)
+        return HTMLResponse(html, headers=NO_CACHE)
+
+    def alerts_db() -> sqlite3.Connection | None:
+        path = site.data_dir / ALERTS_DB
+        if not path.exists():
+            return None
+        db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def current_alerts() -> tuple[list[dict], list[dict]]:
+        db = alerts_db()
+        if db is None:
+            return [], []
+        try:
+            rows = alert_rows(db, since=time.time() - WEEK_S)
+        finally:
+            db.close()
+        return [a for a in rows if a["state"] == "firing"], [
+            a for a in rows if a["state"] == "resolved"
+        ]
+
+    async def alerts_page(request: Request) -> Response:
+        firing, resolved = current_alerts()
+        return render(
+            "alerts.html",
+            page={"title": "Alerts", "slug": "alerts"},
+            firing=firing,
+            resolved=resolved,
+            rules=rule_table(),
+            now=time.time(),
+            message=request.query_params.get("message", ""),
+        )
+
+    async def api_alerts(request: Request) -> Response:
+        firing, resolved = current_alerts()
+        return JSONResponse(
+            {"time": time.time(), "count": len(firing), "firing": firing, "resolved": resolved},
+            headers=NO_CACHE,
+        )
+
+    async def acknowledge_alert(request: Request) -> Response:
+        if not same_origin(request):
+            return PlainTextResponse("refused: the form must come from this site\n", 403)
+        body = await request.body()  # a urlencoded form (no multipart parser needed)
+        if len(body) > 8192:
+            return PlainTextResponse("form too large\n", 413)
+        form = parse_qs(body.decode(errors="replace"))
+        name = form.get("name", [""])[0].strip()[:80]
+        comment = form.get("comment", [""])[0].strip()[:500]
+        if not name:
+            return RedirectResponse("/alerts?message=Give+your+name+to+acknowledge", 303)
+        db = alerts_db()
+        done = db is not None and acknowledge(db, int(request.path_params["id"]), name, comment)
+        if db is not None:
+            db.close()
+        message = "Acknowledged" if done else "No such firing alert"
+        return RedirectResponse(f"/alerts?message={message.replace(' ', '+')}", 303)
+
+    def open_store() -> HistoryStore:
+        return HistoryStore(site.data_dir, readonly=True)
+
+    async def history_page(request: Request) -> Response:
+        try:
+            store = open_store()
+        except HistoryError as error:
+            return render(
+                "history.html", page=HISTORY, error=str(error), metrics=[], places={}, params={}
+            )
+        try:
+            metrics = store.metrics()
+            places = store.places()
+        finally:
+            store.close()
+        return render(
+            "history.html",
+            page=HISTORY,
+            error="",
+            metrics=metrics,
+            places=places,
+            params=dict(request.query_params),
+            ranges=list(RANGES_S),
+        )
+
+    async def api_history(request: Request) -> Response:
+        try:
+            store = open_store()
+        except HistoryError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        try:
+            answer = history_answer(store, request.query_params, time.time())
+        except (QueryError, HistoryError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        finally:
+            store.close()
+        return Response(
+            json.dumps(answer, allow_nan=False), media_type="application/json", headers=NO_CACHE
+        )
+
+    async def api_history_latest(request: Request) -> Response:
+        """The newest minute of a per-DOM metric with every DOM's place, for the map."""
+        try:
+            store = open_store()
+        except HistoryError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        try:
+            metric = request.query_params.get("metric", "dom_rate_khz")
+            ids, values = store.latest(metric)
+            places = store.places()
+        except HistoryError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        finally:
+            store.close()
+        doms = [
+            [int(d), *places[int(d)], None if not math.isfinite(v) else round(float(v), 3)]
+            for d, v in zip(ids.tolist(), values.tolist(), strict=True)
+            if int(d) in places and places[int(d)][1] > 0
+        ]
+        return JSONResponse({"metric": metric, "doms": doms}, headers=NO_CACHE)
+
+    def directions(events: list[dict]) -> None:
+        """Each event's multi-DU fit, looked up once per event (misses again after a minute)."""
+        now = time.time()
+        wanted = [
+            e for e in events if e["name"] not in fits_cache or (
+                fits_cache[e["name"]][1] is None and now - fits_cache[e["name"]][0] > 60)
+        ]  # fmt: skip
+        if wanted:
+            keys = [((e["run"], e["frame_index"], e["trigger_counter"]), e["utc"]) for e in wanted]
+            found = fitted_directions(site.data_dir / "reco", keys)
+            for event, (key, _) in zip(wanted, keys, strict=True):
+                fits_cache[event["name"]] = (now, found.get(key))
+        for event in events:
+            event["fit"] = fits_cache.get(event["name"], (0, None))[1]
+
+    async def top10_page(request: Request) -> Response:
+        selection = top_events(site.data_dir)
+        events = [e for rows in selection["lists"].values() for e in rows]
+        directions(events)
+        sections = [
+            (
+                "This run" + (f" ({selection['run']})" if selection["run"] is not None else ""),
+                [(RANKING_TITLES[r], selection["lists"].get(("run", r), [])) for r in RANKINGS],
+            ),
+            (
+                "All time",
+                [(RANKING_TITLES[r], selection["lists"].get(("all", r), [])) for r in RANKINGS],
+            ),
+        ]
+        folder = site.plot_dir / "event_selection"
+        plots = {e["name"] for e in events if (folder / f"{e['name']}.png").exists()}
+        return render(
+            "top10.html",
+            page={"title": "Top 10", "slug": "top10"},
+            sections=sections,
+            plots=plots,
+            now=time.time(),
+        )
+
+    async def raw_event(request: Request) -> Response:
+        name = request.path_params["name"]
+        path = safe_path(site.plot_dir / "event_selection", f"{name}.dat", (".dat",))
+        if path is None:
+            return PlainTextResponse("no such event\n", status_code=404)
+        return Response(
+            path.read_bytes(),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{path.name}"', **NO_CACHE},
+        )
+
+    return [
+        Route("/alerts", alerts_page),
+        Route("/alerts/{id:int}/ack", acknowledge_alert, methods=["POST"]),
+        Route("/api/alerts", api_alerts),
+        Route("/history", history_page),
+        Route("/api/history", api_history),
+        Route("/api/history/latest", api_history_latest),
+        Route("/top10", top10_page),
+        Route("/top10.html", top10_page),
+        Route("/top10/{name}.dat", raw_event),
+    ]

@@ -1,0 +1,142 @@
+"""History and Top-10 pages in a real headless browser (Debian's chromium via Selenium).
+
+Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from km3mon.controlhost.prefix import encode_frame
+from km3mon.history.store import HistoryStore
+from km3mon.sim.sim_geometry import synthetic_detx
+from tests.conftest import free_port, read_json, wait_for_port, wait_until
+from tests.web.test_browser import ARTIFACTS, AUTH, browser, pytestmark  # noqa: F401
+
+DAYS = 30
+
+
+def month_of_history(data, n_dus: int = 2) -> tuple[int, float]:
+    """30 synthetic days of every DOM's rate, written through the store's hour path."""
+    store = HistoryStore(data)
+    metric, _ = store.metric("dom_rate_khz", "dom")
+    places = {808400000 + 7 * (18 * (du - 1) + floor): (du, floor)
+              for du in range(1, n_dus + 1) for floor in range(1, 19)}  # fmt: skip
+    store.set_places(places)
+    doms = np.array(sorted(places), np.int64)
+    now_hour = int(time.time() // 3600)
+    rng = np.random.default_rng(2)
+    store.db.execute("BEGIN")
+    for hour in range(now_hour - DAYS * 24, now_hour + 1):
+        minutes = hour * 60 + np.arange(60)
+        daily = 240 + 15 * np.sin(2 * np.pi * minutes / 1440)
+        rates = (daily + rng.normal(0, 3, (len(doms), 60))).astype(np.float32)
+        if hour % 200 == 0:
+            rates[:, 10:40] = np.nan  # a DAQ stop: a gap
+        store.write_hour(metric, hour, doms, rates)
+    store.db.execute("COMMIT")
+    for day in range(1, DAYS, 3):
+        store.note_run(12000 + day, (now_hour - DAYS * 24) * 3600 + day * 86400.0)
+    store.close()
+    return int(doms[5]), now_hour * 3600.0
+
+
+def serve(spawn, tmp_path, plots, data) -> int:
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
+    port = free_port()
+    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
+          "--pipeline", pipeline)  # fmt: skip
+    wait_for_port(port)
+    return port
+
+
+def test_history_draws_a_dom_over_30_days_within_a_second(spawn, tmp_path, browser) -> None:  # noqa: F811
+    data = tmp_path / "data"
+    dom, _ = month_of_history(data)
+    port = serve(spawn, tmp_path, tmp_path / "plots", data)
+    browser.get(f"http://127.0.0.1:{port}/history?dom={dom}&last=30d")
+    wait_until(lambda: browser.execute_script("return document.body.dataset.drawn"), 20,
+               "the chart drawn")  # fmt: skip
+    drawn_ms = float(browser.execute_script("return document.body.dataset.drawnMs"))
+    points = int(browser.execute_script("return document.body.dataset.points"))
+    info = browser.find_element("id", "info").text
+    ARTIFACTS.mkdir(exist_ok=True)
+    ready = "return document.getElementById('map').dataset.ready"
+    wait_until(lambda: browser.execute_script(ready), 10, "the DU x floor map")
+    browser.save_screenshot(str(ARTIFACTS / "history-30d.png"))
+    assert drawn_ms <= 1000, f"page start to chart drawn: {drawn_ms:.0f} ms ({info})"
+    assert points > 1000 and "10 run start(s)" in info, info
+    assert browser.execute_script("return document.body.dataset.drawn") == "chart"
+
+    # One click on the DU x floor map: the history of that DOM.
+    map_element = browser.find_element("id", "map")
+    browser.execute_script(
+        "const m = arguments[0], box = m.getBoundingClientRect();"
+        "m.dispatchEvent(new MouseEvent('click', {clientX: box.left + 33 * box.width / m.width,"
+        " clientY: box.top + (14 + 17 * 10 + 5) * box.height / m.height}));",
+        map_element,
+    )
+    wait_until(lambda: "dom=808400007" in browser.current_url, 10, "the bottom DOM of DU 1")
+    wait_until(lambda: browser.execute_script("return document.body.dataset.drawn"), 20,
+               "the DOM's chart")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_top10_lists_events_with_plots_downloads_and_directions(
+    ligier,
+    spawn,
+    tmp_path,
+    browser,  # noqa: F811
+) -> None:
+    detx = tmp_path / "two_dus.detx"
+    detx.write_text(synthetic_detx(2))
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    spawn("ztplot", "--detx", detx, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "1")
+    wait_until(lambda: read_json(data / "freshness" / "ztplot.json").get("connected"),
+               what="ztplot connected")  # fmt: skip
+    time.sleep(1)
+    spawn("simulate", "--detx", detx, "-p", ligier.port, "--duration", 8, "--seed", 4)
+    folder = plots / "event_selection"
+
+    def drawn() -> int:
+        return len(list(folder.glob("*.png"))) if folder.exists() else 0
+
+    wait_until(lambda: drawn() >= 10, 60, "ten top-10 plots", show=drawn)
+    import sqlite3
+
+    with sqlite3.connect(data / "event_selection.sqlite3") as db:
+        run, frame, counter, utc = db.execute(
+            "SELECT run, frame_index, trigger_counter, utc FROM event_selection "
+            "ORDER BY n_hits DESC LIMIT 1"
+        ).fetchone()
+    (data / "reco").mkdir()
+    (data / "reco" / "fits.csv").write_text(
+        "run,frame_index,trigger_counter,utc,kind,du,zenith_deg,azimuth_deg,quality\n"
+        f"{run},{frame},{counter},{utc - 1:.3f},single-du,1,30.0,,1.0\n"
+        f"{run},{frame},{counter},{utc:.3f},multi-du,,42.5,123.4,0.8\n"
+    )
+    port = serve(spawn, tmp_path, plots, data)
+    browser.get(f"http://127.0.0.1:{port}/top10")
+    wait_until(lambda: browser.execute_script(
+        "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length") >= 10,
+        20, "the z-t plots loaded")  # fmt: skip
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "top10.png"))
+    sections = browser.execute_script(
+        "return [...document.querySelectorAll('section.list')].map(s => s.ariaLabel)"
+    )
+    assert sections == [f"{scope} by {r}" for scope in (f"This run ({run})", "All time")
+                        for r in ("hits", "triggered hits", "overlays")]  # fmt: skip
+    page = browser.page_source
+    assert "zenith 42.5°, azimuth 123.4°" in page, "the multi-DU fit of the best event"
+    link = browser.execute_script("return document.querySelector('a[download]').href")
+    status, first = browser.execute_async_script(
+        "const done = arguments[1]; fetch(arguments[0]).then(async r => done([r.status,"
+        " [...new Uint8Array(await r.arrayBuffer())].slice(0, 8)]));",
+        link,
+    )
+    assert status == 200 and bytes(first) == encode_frame("IO_EVT", b"")[:8]
