@@ -181,6 +181,14 @@ class CalibrateAHRSSection:
 
 
 @dataclass(frozen=True)
+class WallSection:
+    """``[Wall]``: the control-room wall screen (``/wall``) cycles through these pages."""
+
+    pages: tuple[str, ...] = ("index", "pmt", "ahrs", "trigger")
+    seconds: float = option(30.0, positive=True)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """All sections of ``pipeline.toml``; a missing file or section means the defaults."""
 
@@ -191,6 +199,7 @@ class PipelineConfig:
     trigger_map: TriggerMapSection = field(default_factory=TriggerMapSection)
     ztplot: ZTPlotSection = field(default_factory=ZTPlotSection)
     calibrate_ahrs: CalibrateAHRSSection = field(default_factory=CalibrateAHRSSection)
+    wall: WallSection = field(default_factory=WallSection)
     #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
     #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
     layouts: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -204,6 +213,7 @@ class PipelineConfig:
         "TriggerMap": "trigger_map",
         "ZTPlot": "ztplot",
         "CalibrateAHRS": "calibrate_ahrs",
+        "Wall": "wall",
     }
 
     @classmethod
@@ -270,8 +280,12 @@ def _typed(value: Any, kind: Any, name: str) -> Any:
         return value
     if kind in (bool, str) and isinstance(value, kind):
         return value
+    if kind == tuple[str, ...] and isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return tuple(value)
     shown = "***" if kind is Secret else repr(value)
-    expected = {Secret: "a string", float: "a number", int: "an integer", bool: "true or false"}
+    expected = {Secret: "a string", float: "a number", int: "an integer", bool: "true or false",
+                tuple[str, ...]: "a list of strings"}  # fmt: skip
     raise ConfigError(f"{name} must be {expected.get(kind, 'a string')}, got {shown}")
 
 
