@@ -280,9 +280,12 @@ def _typed(value: Any, kind: Any, name: str) -> Any:
         return value
     if kind in (bool, str) and isinstance(value, kind):
         return value
-    if kind == tuple[str, ...] and isinstance(value, list):
-        if all(isinstance(item, str) for item in value):
-            return tuple(value)
+    if (
+        kind == tuple[str, ...]
+        and isinstance(value, list)
+        and all(isinstance(item, str) for item in value)
+    ):
+        return tuple(value)
     shown = "***" if kind is Secret else repr(value)
     expected = {Secret: "a string", float: "a number", int: "an integer", bool: "true or false",
                 tuple[str, ...]: "a list of strings"}  # fmt: skip

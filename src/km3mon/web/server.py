@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         weblog_port=args.weblog_port,
         pages=configured_pages(pipeline.layouts),
         supervisor_socket=args.supervisor_socket,
+        wall_pages=pipeline.wall.pages,
+        wall_seconds=pipeline.wall.seconds,
     )
     app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)
