@@ -35,7 +35,7 @@ from km3mon.web.files import archived_logs, log_file_response, safe_path, snapsh
 from km3mon.web.freshness import panel_states, process_state, read_records
 from km3mon.web.layouts import DEFAULT_PAGES, Page
 from km3mon.web.supervisor import supervisor_states
-from km3mon.web.tiles import DUFilter, PlotIndex, Producers, badge, build_rows
+from km3mon.web.tiles import MAX_DU, DUFilter, PlotIndex, Producers, badge, build_rows
 
 EVENT_POLL_S = 1.0
 #: Panel states are pushed when one changes, and at least this often (ages tick in the page).
@@ -129,6 +129,8 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
 
     async def du_page(request: Request) -> Response:
         du = request.path_params["du"]
+        if du > MAX_DU:
+            return PlainTextResponse("no such DU\n", status_code=404)
         rows = [[name.format(du=du) for name in row] for row in registry.DU_PAGE]
         return plot_page(request, Page("du", f"DU {du}", rows), du=du)
 
