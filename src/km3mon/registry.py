@@ -86,14 +86,11 @@ PROGRAMS: tuple[Program, ...] = (
             "km3mon detector-manager", writes_freshness=False),
 )  # fmt: skip
 
-#: A DU's own page (``/du/<n>``): its plots in this order, ``{du}`` replaced by its number.
-DU_PAGE: tuple[str, ...] = (
-    "pmt_rates_du{du}",
-    "pmt_hrv_du{du}",
-    "yaw_calib_du{du}",
-    "pitch_calib_du{du}",
-    "roll_calib_du{du}",
-    "rttc",
+#: A DU's own page (``/du/<n>``): rows of its plots, ``{du}`` replaced by its number.
+DU_PAGE: tuple[tuple[str, ...], ...] = (
+    ("pmt_rates_du{du}", "pmt_hrv_du{du}"),
+    ("yaw_calib_du{du}", "pitch_calib_du{du}"),
+    ("roll_calib_du{du}", "rttc"),
 )
 
 BY_NAME: dict[str, Program] = {program.name: program for program in PROGRAMS}

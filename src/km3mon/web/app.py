@@ -35,7 +35,15 @@ from km3mon.web.files import archived_logs, log_file_response, safe_path, snapsh
 from km3mon.web.freshness import panel_states, process_state, read_records
 from km3mon.web.layouts import DEFAULT_PAGES, Page
 from km3mon.web.supervisor import supervisor_states
-from km3mon.web.tiles import MAX_DU, DUFilter, PlotIndex, Producers, badge, build_rows
+from km3mon.web.tiles import (
+    MAX_DU,
+    DUFilter,
+    PlotIndex,
+    Producers,
+    badge,
+    build_rows,
+    du_of,
+)
 
 EVENT_POLL_S = 1.0
 #: Panel states are pushed when one changes, and at least this often (ages tick in the page).
@@ -99,6 +107,13 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
             chosen.rows, files, panels, Producers(records, supervisor), site.data_dir, du_filter
         )
         wildcards = [name for row in chosen.rows for name in row if "*" in name]
+        neighbours = (None, None)
+        if du is not None:
+            dus = sorted({d for d in map(du_of, files) if d is not None})
+            neighbours = (
+                max((d for d in dus if d < du), default=None),
+                min((d for d in dus if d > du), default=None),
+            )
         return render(
             "page.html",
             page=chosen,
@@ -111,7 +126,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
             next_url=next_url,
             wall_seconds=site.wall_seconds,
             du=du,
-            n_tiles=sum(len(r.tiles) for r in rows),
+            neighbours=neighbours,
         )
 
     async def page(request: Request) -> Response:

@@ -22,7 +22,7 @@ from km3mon.web.freshness import PanelState
 
 PER_DU = re.compile(r"_du(\d+)$")
 #: Width over height of a tile whose image is not known (a placeholder).
-PLACEHOLDER_ASPECT = (4, 3)
+PLACEHOLDER_ASPECT = (2, 1)
 #: At most this many DUs in one filter (a DU number is below 10 000 in any detector).
 MAX_DU = 9999
 
