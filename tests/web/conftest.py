@@ -74,24 +74,10 @@ class Dashboard:
         self.processes = processes
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
-        processes.append(
-            Process(
-                [
-                    "webserver",
-                    "-p",
-                    str(port),
-                    "--host",
-                    "127.0.0.1",
-                    "--plots",
-                    str(folder / "plots"),
-                    "--data",
-                    str(folder / "data"),
-                    "--pipeline",
-                    str(folder / "pipeline.toml"),
-                ],
-                folder / "webserver.log",
-            )  # fmt: skip
-        )
+        args = ["webserver", "-p", str(port), "--host", "127.0.0.1", "--plots",
+                str(folder / "plots"), "--data", str(folder / "data"), "--pipeline",
+                str(folder / "pipeline.toml")]  # fmt: skip
+        processes.append(Process(args, folder / "webserver.log"))
         wait_for_port(port)
 
 

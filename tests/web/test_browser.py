@@ -9,8 +9,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from km3mon.monitors.output import Freshness, OutputRecord
 from tests.conftest import REPO, free_port, wait_for_port, wait_until
 from tests.web.conftest import needs_chromium
