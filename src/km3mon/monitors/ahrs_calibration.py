@@ -327,11 +327,10 @@ class AHRSMonitor(Monitor):
             values = self.series[name][:, window].astype(np.float64)
             latest = self.series[name][:, newest].astype(np.float64)
             if CIRCULAR[name]:
-                with np.errstate(invalid="ignore"):
-                    radians = np.radians(values)
-                    reference = np.degrees(
-                        np.arctan2(np.nanmean(np.sin(radians), 1), np.nanmean(np.cos(radians), 1))
-                    )
+                radians = np.radians(values)  # the circular mean: arctan2 of the sums
+                reference = np.degrees(
+                    np.arctan2(np.nansum(np.sin(radians), 1), np.nansum(np.cos(radians), 1))
+                )
                 values = wrap_deg(values - reference[:, None])
                 latest = wrap_deg(latest - reference)
             result[name] = latest - row_medians(values)
