@@ -44,6 +44,7 @@ CIRCULAR = {"yaw": True, "pitch": False, "roll": True}
 UNCALIBRATED_COLOUR = "#8c8c8c"
 #: The summary's baseline: each DOM's median over this window (or the whole ring if shorter).
 BASELINE_H = 24.0
+BASELINE_EVERY_S = 600.0
 #: Colour range of the summary's deviations, ± degrees; beyond it the darkest colours.
 DEVIATION_RANGE_DEG = {"yaw": 10.0, "pitch": 2.0, "roll": 2.0}
 N_DEVIATION_LEVELS = 10
@@ -91,6 +92,9 @@ class AHRSMonitor(Monitor):
         self._shown = np.zeros(0, np.intp)  # ring positions of the bins drawn, oldest first
         self._dot_columns = np.zeros(0, np.int64)  # pixel column of each of them
         self.summary: DUFloorMap | None = None
+        self._baselines: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+        self._baselines_at = -np.inf
+        self._baseline_bins = 0
 
     def _load_calibration(self, args: argparse.Namespace) -> AHRSCalibration | None:
         try:
@@ -317,23 +321,44 @@ class AHRSMonitor(Monitor):
 
     # -- the detector-wide summary ------------------------------------------------------
 
-    def deviations(self) -> dict[str, np.ndarray]:
-        """Per angle and slot: newest bin minus the DOM's median over the baseline window
-        (yaw and roll around the circle); NaN without data in the newest bin."""
+    def baselines(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per angle and slot: a reference angle and the median of the values around it
+        over the baseline window (for yaw and roll the reference is the circular mean, so
+        359° and 1° are 2° apart). Recomputed every BASELINE_EVERY_S: a 24 h median does not
+        move within minutes, and it is the costly part of the summary."""
+        now = time.monotonic()
         window = self.ring.filled()[-max(1, round(BASELINE_H * 3600 / self.bin_s)) :]
-        newest = self.ring.newest
-        result = {}
+        young = len(window) > 1.1 * self._baseline_bins  # the window still fills: follow it
+        if (
+            self._baselines is not None
+            and now - self._baselines_at < BASELINE_EVERY_S
+            and not young
+        ):
+            return self._baselines
+        baselines = {}
         for name in ANGLES:
             values = self.series[name][:, window].astype(np.float64)
-            latest = self.series[name][:, newest].astype(np.float64)
+            reference = np.zeros(len(values))
             if CIRCULAR[name]:
                 radians = np.radians(values)  # the circular mean: arctan2 of the sums
                 reference = np.degrees(
                     np.arctan2(np.nansum(np.sin(radians), 1), np.nansum(np.cos(radians), 1))
                 )
                 values = wrap_deg(values - reference[:, None])
-                latest = wrap_deg(latest - reference)
-            result[name] = latest - row_medians(values)
+            baselines[name] = (reference, row_medians(values))
+        self._baselines, self._baselines_at, self._baseline_bins = baselines, now, len(window)
+        return baselines
+
+    def deviations(self) -> dict[str, np.ndarray]:
+        """Per angle and slot: newest bin minus the DOM's median over the baseline window;
+        NaN without data in the newest bin."""
+        newest = self.ring.newest
+        result = {}
+        for name, (reference, median) in self.baselines().items():
+            latest = self.series[name][:, newest].astype(np.float64) - reference
+            if CIRCULAR[name]:
+                latest = wrap_deg(latest)
+            result[name] = latest - median
         return result
 
     def render_summary(self) -> None:
