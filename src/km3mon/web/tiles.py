@@ -21,8 +21,6 @@ from km3mon import registry
 from km3mon.web.freshness import PanelState
 
 PER_DU = re.compile(r"_du(\d+)$")
-#: Width over height of a tile whose image is not known (a placeholder).
-PLACEHOLDER_ASPECT = (2, 1)
 #: At most this many DUs in one filter (a DU number is below 10 000 in any detector).
 MAX_DU = 9999
 
@@ -130,7 +128,9 @@ class Tile:
 
     @property
     def aspect(self) -> tuple[int, int]:
-        return (self.file.width, self.file.height) if self.file else PLACEHOLDER_ASPECT
+        """Width and height of the image (the page reserves its space before loading it)."""
+        assert self.file is not None, "a missing plot has no size"
+        return (self.file.width, self.file.height)
 
 
 @dataclass
