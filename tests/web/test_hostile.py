@@ -231,3 +231,13 @@ def test_programs_without_records_are_neutral_and_a_silent_monitor_is_not(
     assert classes["rttc"] == "bad", "a program that is not running is an alarm"
     row = client.get("/status").text.split('data-process="weblog"')[1].split("</tr>")[0]
     assert "RUNNING" in row and "no record kept" in row
+    reco = client.get("/reco.html").text
+    assert (
+        "time_residuals: produced by the reconstruction (`km3mon reco`), which is not part "
+        "of this installation (not in supervisord.conf)" in reco
+    )
+    rttc = client.get("/rttc.html").text
+    assert (
+        "rttc: produced by the cable round-trip-time monitor (`km3mon rttc`), which is not "
+        "running (supervisord: EXITED)" in rttc
+    )

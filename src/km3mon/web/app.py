@@ -100,12 +100,8 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
             du_filter = DUFilter(text)
         except ValueError as problem:
             du_filter, error = DUFilter(""), str(problem)
-        layout_names = {name for row in chosen.rows for name in row}
-        missing = any("*" not in n and n not in files for n in layout_names)
-        supervisor = supervisor_states(site.supervisor_socket) if missing else None
-        rows = build_rows(
-            chosen.rows, files, panels, Producers(records, supervisor), site.data_dir, du_filter
-        )
+        producers = Producers(records, lambda: supervisor_states(site.supervisor_socket))
+        rows = build_rows(chosen.rows, files, panels, producers, site.data_dir, du_filter)
         wildcards = [name for row in chosen.rows for name in row if "*" in name]
         neighbours = (None, None)
         if du is not None:

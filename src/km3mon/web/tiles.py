@@ -13,7 +13,8 @@ import fnmatch
 import json
 import re
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,6 @@ class Row:
     summary: bool = False
     #: Said instead of tiles when a row is empty (e.g. no DU of the filter has this plot).
     note: str = ""
-    patterns: list[str] = field(default_factory=list)
 
 
 class Producers:
@@ -147,10 +147,21 @@ class Producers:
     state from supervisord when the dashboard knows it, else from its freshness record."""
 
     def __init__(
-        self, records: dict[str, dict[str, Any]], supervisor: dict[str, dict] | None
+        self,
+        records: dict[str, dict[str, Any]],
+        supervisor: Callable[[], dict[str, dict] | None],
     ) -> None:
         self.records = records
-        self.supervisor = supervisor
+        self._supervisor = supervisor
+        self._states: dict[str, dict] | None = None
+        self._asked = False
+
+    @property
+    def supervisor(self) -> dict[str, dict] | None:
+        """supervisord's program states, asked once and only when a plot is missing."""
+        if not self._asked:
+            self._states, self._asked = self._supervisor(), True
+        return self._states
 
     def sentence(self, plot: str) -> str:
         program = registry.producer_of(plot)
@@ -191,7 +202,7 @@ def build_rows(
     summaries = _summaries(layout)
     summaries_placed = False
     for names in layout:
-        row = Row([], patterns=list(names))
+        row = Row([])
         per_du_row = any("*" in name for name in names)
         if per_du_row and summaries and not summaries_placed:
             summary_row = Row(
