@@ -237,6 +237,14 @@ class HistorySection:
 
 
 @dataclass(frozen=True)
+class WallSection:
+    """``[Wall]``: the control-room wall screen (``/wall``) cycles through these pages."""
+
+    pages: tuple[str, ...] = ("index", "pmt", "ahrs", "trigger")
+    seconds: float = option(30.0, positive=True)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """All sections of ``pipeline.toml``; a missing file or section means the defaults."""
 
@@ -249,6 +257,7 @@ class PipelineConfig:
     calibrate_ahrs: CalibrateAHRSSection = field(default_factory=CalibrateAHRSSection)
     alerts: AlertsSection = field(default_factory=AlertsSection)
     history: HistorySection = field(default_factory=HistorySection)
+    wall: WallSection = field(default_factory=WallSection)
     #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
     #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
     layouts: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -263,6 +272,7 @@ class PipelineConfig:
         "ZTPlot": "ztplot",
         "CalibrateAHRS": "calibrate_ahrs",
         "History": "history",
+        "Wall": "wall",
     }
 
     @classmethod

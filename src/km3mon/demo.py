@@ -167,10 +167,22 @@ def write_folder(
     return environment, password
 
 
-def overview_ready(folder: Path) -> list[str]:
-    """Overview plots not there yet."""
+def overview_ready(folder: Path, since: float) -> list[str]:
+    """Overview plots not written since ``since`` (UTC seconds): a previous demo's PNGs in
+    the same folder do not count."""
     plots = folder / "plots"
-    return [name for name in OVERVIEW if not list(plots.glob(f"{name}.png"))]
+    return [
+        name
+        for name in OVERVIEW
+        if not any(_written_since(p, since) for p in plots.glob(f"{name}.png"))
+    ]
+
+
+def _written_since(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -197,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
     if (folder / "pids" / "supervisord.pid").exists():
         stop(folder)  # a previous demo left running
     environment, password = write_folder(folder, args)
+    since = time.time() - 1.0  # file times may be truncated to the second
     try:
         start(folder, {**os.environ, **environment})
     except OperationError as error:
@@ -224,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         while not stopping:
             elapsed = time.monotonic() - started
-            if not reported and not overview_ready(folder):
+            if not reported and not overview_ready(folder, since):
                 print(f"all overview plots are there after {elapsed:.0f} s", flush=True)
                 reported = True
             if args.duration is not None and elapsed >= args.duration:
@@ -234,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         status = supervisorctl(folder, "status").stdout
         stop(folder)
     print("km3mon demo stopped")
-    missing = overview_ready(folder)
+    missing = overview_ready(folder, since)
     if missing:
         print(f"overview plots missing: {', '.join(missing)}\n{status}", file=sys.stderr)
         return 1

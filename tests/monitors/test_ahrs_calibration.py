@@ -81,3 +81,82 @@ def test_yaw_pitch_roll_follow_the_injected_orientation(ligier, spawn, tmp_path)
         wait_until(lambda n=name: (plots / f"{n}_calib_du{du}.png").exists(), what=f"{name} plot")
     assert "showing UNCALIBRATED yaw/pitch/roll" in monitor.log
     assert monitor.alive()
+
+
+def calibration_files(folder, detector, uncalibrated: set[tuple[int, int]]):
+    """clbmap, compass map and ahrscalib files for ``detector``: every optical DOM gets a
+    compass with constants from the testdata table, except the (DU, floor) in
+    ``uncalibrated``."""
+    from km3mon.detector.ahrs import ahrscalib_rows, latest_per_compass
+
+    ahrscalib = km3net_testdata.data_path("db/streamds_ahrscalib_1605699491.txt")
+    with open(ahrscalib) as stream:
+        serials = iter(sorted(latest_per_compass(ahrscalib_rows(stream.read()))))
+    clbmap = ["DETOID\tDUID\tFLOORID\tSERIALNUMBER\tUPI\tDOMID"]
+    compasses = ["CONTAINER_UPI\tCONTENT_UPI"]
+    for dom_id, du, floor in zip(
+        detector.dom_ids, detector.dom_du, detector.dom_floor, strict=True
+    ):
+        upi = f"3.4.3.2/V2-2-1/2.{dom_id}"
+        clbmap.append(f"D_ARCA021\t{du}\t{floor}\t{dom_id}\t{upi}\t{dom_id}")
+        if floor > 0 and (du, floor) not in uncalibrated:
+            compasses.append(f"{upi}\t3.4.3.4/AHRS/1.{next(serials)}")
+    (folder / "clbmap.txt").write_text("\n".join(clbmap) + "\n")
+    (folder / "compass.txt").write_text("\n".join(compasses) + "\n")
+    return folder / "clbmap.txt", folder / "compass.txt", ahrscalib
+
+
+def grey_pixels_in_data_box(png) -> int:
+    """Pixels of the uncalibrated marker's grey well inside the axes (no text there)."""
+    from PIL import Image
+
+    from km3mon.monitors.ahrs_calibration import UNCALIBRATED_COLOUR
+
+    image = np.asarray(Image.open(png).convert("RGB"))
+    height, width, _ = image.shape
+    inner = image[int(0.2 * height) : int(0.85 * height), int(0.08 * width) : int(0.88 * width)]
+    grey = tuple(int(UNCALIBRATED_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+    return int(np.all(inner == grey, axis=-1).sum())
+
+
+def test_doms_without_constants_are_drawn_apart_and_named(ligier, spawn, tmp_path) -> None:
+    detector = read_detx(ARCA21)
+    first, second = (int(du) for du in detector.dus[:2])
+    missing = {(du, 5) for du in detector.dus} | {(first, 7)}
+    clbmap, compass, ahrscalib = calibration_files(tmp_path, detector, missing)
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text("[CalibrateAHRS]\ntime_range = 0.5\n")  # 0.9 s bins
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    spawn("ahrs_calibration", "--detx", ARCA21, "-p", ligier.port, "-o", plots,
+          "--data-dir", data, "-i", "1", "--pipeline", pipeline, "--clbmap", clbmap,
+          "--compass-map", compass, "--ahrscalib", ahrscalib)  # fmt: skip
+    record = data / "freshness" / "ahrs_calibration.json"
+    wait_until(lambda: read_json(record).get("connected"), what="connected")
+    n = len(detector.dom_ids)
+    a, h = sensor_vectors(np.full(n, 40.0), np.full(n, 2.0), np.full(n, -3.0))
+    with Client("127.0.0.1", ligier.port) as publisher:
+        for step in range(30):
+            packets = new_packets(n)
+            packets["dom_id"] = detector.dom_ids
+            packets["utc_seconds"] = T0 + step // 10
+            packets["utc_16ns_cycles"] = int((step % 10) * 0.1e9 / 16)
+            packets["A"], packets["H"] = a, h
+            publisher.publish_many([("IO_MONIT", p) for p in encode_monitoring_batch(packets)])
+
+    metrics_path = data / "metrics" / "ahrs_calibration.json"
+    wait_until(lambda: read_json(metrics_path).get("bin_start") is not None, what="a closed bin")
+    metrics = read_json(metrics_path)
+    assert metrics["calibrated"] is True
+    expected = {str(du): [5, 7] if du == first else [5] for du in map(int, detector.dus)}
+    assert metrics["uncalibrated_floors"] == expected
+    no_constants = [d for d, du, f in zip(detector.dom_ids, detector.dom_du, detector.dom_floor,
+                                          strict=True) if (du, f) in missing]  # fmt: skip
+    assert sorted(metrics["uncalibrated_dom_ids"]) == sorted(int(d) for d in no_constants)
+
+    for du, floors in ((first, 2), (second, 1)):
+        png = plots / f"yaw_calib_du{du}.png"
+        wait_until(png.exists, what=f"the yaw plot of DU {du}")
+        wait_until(lambda p=png: grey_pixels_in_data_box(p) > 0, what="grey crosses drawn")
+        crosses = grey_pixels_in_data_box(png)
+        # a 5-pixel cross per uncalibrated floor and bin (some overlap): far more than noise
+        assert crosses >= 5 * floors, (du, crosses)

@@ -56,7 +56,8 @@ def test_every_page_renders_with_its_plots(site: Site) -> None:
         assert f'data-plot="{name}"' in overview
     order = [overview.index(f'data-plot="pmt_rates_du{n}"') for n in (2, 9, 10)]
     assert order == sorted(order), "wildcard rows in natural DU order"
-    assert "STALE: no new data" in overview, "the stale PMT panel says so in words"
+    assert "STALE 15 min" in overview, "the stale PMT panel says so in words"
+    assert "pmt_rates_du2: STALE, no new data; newest data 15 min old" in overview
     assert client.get("/plot/rttc").status_code == 200
     assert client.get("/nonsense.html").status_code == 404
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
+from starlette.datastructures import Headers
 from starlette.responses import FileResponse, PlainTextResponse, Response
+
+#: Longest file name component most filesystems allow (bytes).
+NAME_MAX = 255
 
 
 def safe_path(folder: Path, name: str, suffixes: tuple[str, ...]) -> Path | None:
     """``folder/name`` if it is a plain file inside ``folder`` with an allowed suffix.
 
-    Refuses absolute names, ``..``, backslashes, NULs, hidden files (our temporary files) and
+    Refuses absolute names, ``..``, backslashes, NULs, hidden files (our temporary files),
+    names the filesystem cannot hold (any bad name is "not found", never an error) and
     symbolic links pointing out of the folder (the resolved path must stay inside).
     """
     if not name or "\x00" in name or "\\" in name or name.startswith("/"):
@@ -18,13 +25,71 @@ def safe_path(folder: Path, name: str, suffixes: tuple[str, ...]) -> Path | None
     parts = Path(name).parts
     if any(part in ("..", ".") or part.startswith(".") for part in parts):
         return None
+    if any(len(part.encode("utf-8", "surrogateescape")) > NAME_MAX for part in parts):
+        return None
     if Path(name).suffix not in suffixes:
         return None
-    root = folder.resolve()
-    candidate = (folder / name).resolve()
-    if root not in candidate.parents or not candidate.is_file():
+    try:
+        root = folder.resolve()
+        candidate = (folder / name).resolve()
+        if root not in candidate.parents or not candidate.is_file():
+            return None
+    except (OSError, ValueError):  # too long a path, a loop of links, ...
         return None
     return candidate
+
+
+def read_snapshot(path: Path) -> tuple[bytes, os.stat_result] | None:
+    """The whole file and its status from one open: a monitor replacing it by a rename
+    meanwhile cannot make the two disagree (None if it is gone)."""
+    try:
+        with path.open("rb") as stream:
+            status = os.fstat(stream.fileno())
+            return stream.read(), status
+    except OSError:
+        return None
+
+
+def entity_tag(status: os.stat_result) -> str:
+    """Changes with every rewrite (a rename gives a new inode, a rewrite a new mtime)."""
+    return f'"{status.st_ino:x}-{status.st_mtime_ns:x}-{status.st_size:x}"'
+
+
+def snapshot_response(
+    path: Path, request_headers: Headers, media_type: str, cache_control: str = "no-cache"
+) -> Response:
+    """``path`` served from one open (see :func:`read_snapshot`), with ``ETag`` and
+    ``Last-Modified``; a conditional request for the same version gets 304."""
+    snapshot = read_snapshot(path)
+    if snapshot is None:
+        return PlainTextResponse("no such file\n", status_code=404)
+    data, status = snapshot
+    tag = entity_tag(status)
+    headers = {
+        "ETag": tag,
+        "Last-Modified": formatdate(status.st_mtime, usegmt=True),
+        "Cache-Control": cache_control,
+    }
+    if _not_modified(request_headers, tag, status.st_mtime):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=media_type, headers=headers)
+
+
+def _not_modified(request_headers: Headers, tag: str, mtime_s: float) -> bool:
+    """RFC 9110 §13.2.2: If-None-Match decides when present, else If-Modified-Since."""
+    if_none_match = request_headers.get("if-none-match")
+    if if_none_match is not None:
+        given = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        return "*" in given or tag in given
+    if_modified_since = request_headers.get("if-modified-since")
+    if if_modified_since is None:
+        return False
+    try:
+        since_s = parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    # The exact mtime: a rewrite within the second of the client's copy is not "unmodified".
+    return mtime_s <= since_s
 
 
 def count_levels(path: Path) -> dict[str, int]:

@@ -1,13 +1,11 @@
-"""Which plots each page shows: rows of plot names, ``*`` expanded against ``plots/``.
+"""Which plots each page shows: rows of plot names (``*`` is expanded by ``tiles``).
 
 The defaults are the original km3mon's pages (shared/docs/reference-km3mon.md §2.1).
 """
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
-from pathlib import Path
 
 Rows = list[list[str]]
 
@@ -51,33 +49,10 @@ DEFAULT_PAGES: tuple[Page, ...] = (
         "master + RX master); the red line is the median of the past 24 hours, the band its "
         "robust spread.",
     ),
-    Page("k40", "K40", [["intradom"], ["angular_k40rate_distribution"]]),
-    Page("reco", "Reco", [["time_residuals", "ztplot_roy"]]),
+    Page("k40", "K40", [["k40_summary"], ["intradom"], ["angular_k40rate_distribution"]]),
+    Page("reco", "Reco", [["time_residuals", "ztplot_roy"], ["reco_zenith"]]),
     Page("sn", "SN", [["sn_bg_histogram", "sn_pk_history"]]),
 )
-
-
-def expand(rows: Rows, plot_dir: Path) -> Rows:
-    """Rows with wildcard names replaced by the matching PNGs (sorted naturally), every time."""
-    available = sorted(p.stem for p in plot_dir.glob("*.png")) if plot_dir.is_dir() else []
-    expanded = []
-    for row in rows:
-        names: list[str] = []
-        for name in row:
-            if "*" in name:
-                names += sorted(fnmatch.filter(available, name), key=_natural)
-            else:
-                names.append(name)
-        if names:
-            expanded.append(names)
-    return expanded
-
-
-def _natural(name: str) -> tuple:
-    """``pmt_rates_du9`` before ``pmt_rates_du10``."""
-    head = name.rstrip("0123456789")
-    tail = name[len(head) :]
-    return (head, int(tail) if tail else -1)
 
 
 def configured_pages(layouts: dict[str, list[list[str]]]) -> tuple[Page, ...]:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from km3mon.config import WebServerSection
 
 log = logging.getLogger("km3mon.webserver")
+#: Seconds a client has to send a complete request head (see ``km3mon.web.guard``).
+HEADER_TIMEOUT_S = 10.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="supervisord's control socket, for process states (pids/supervisor.sock)",
     )
     parser.add_argument("--pipeline", help="pipeline.toml (default: ./pipeline.toml if present)")
+    add_guard_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_guard_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--header-timeout`` (see ``km3mon.web.guard``)."""
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT_S,
+        help=f"seconds a client has to send a request head ({HEADER_TIMEOUT_S:g})",
+    )
 
 
 def credentials_and_host(
@@ -65,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from km3mon.cli import setup_logging
     from km3mon.config import ConfigError, load_pipeline
     from km3mon.web.app import Site, create_app
+    from km3mon.web.guard import server_settings
     from km3mon.web.layouts import configured_pages
 
     setup_logging()
@@ -81,8 +95,17 @@ def run(args: argparse.Namespace) -> int:
         weblog_port=args.weblog_port,
         pages=configured_pages(pipeline.layouts),
         supervisor_socket=args.supervisor_socket,
+        wall_pages=pipeline.wall.pages,
+        wall_seconds=pipeline.wall.seconds,
     )
     app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)
-    uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        **server_settings(args.header_timeout),
+    )
     return 0

@@ -150,6 +150,8 @@ def create_weblog(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from km3mon.web.server import add_guard_arguments
+
     parser = subparsers.add_parser(
         "weblog", help="live DAQ log viewer (logs/MSG.log) with the dashboard's auth"
     )
@@ -158,6 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="address (default 0.0.0.0 with auth, else 127.0.0.1)")
     parser.add_argument("--rules", type=Path, help="highlight rules (JSON, like frontail.json)")
     parser.add_argument("--pipeline", help="pipeline.toml (default: ./pipeline.toml if present)")
+    add_guard_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -166,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     from km3mon.cli import setup_logging
     from km3mon.config import ConfigError, load_pipeline
+    from km3mon.web.guard import server_settings
     from km3mon.web.server import credentials_and_host
 
     setup_logging()
@@ -178,5 +182,12 @@ def run(args: argparse.Namespace) -> int:
     username, password, host = credentials_and_host(settings, args.host, log)
     app = create_weblog(args.file, rules=rules, username=username, password=password)
     log.warning("DAQ log viewer for %s on http://%s:%d/", args.file, host, args.port)
-    uvicorn.run(app, host=host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        **server_settings(args.header_timeout),
+    )
     return 0
