@@ -14,7 +14,11 @@ from km3mon.controlhost.prefix import encode_frame
 from km3mon.history.store import HistoryStore
 from km3mon.sim.sim_geometry import synthetic_detx
 from tests.conftest import free_port, read_json, wait_for_port, wait_until
-from tests.web.test_browser import ARTIFACTS, AUTH, browser, pytestmark  # noqa: F401
+from tests.web.conftest import needs_chromium
+from tests.web.sites import AUTH
+from tests.web.test_browser import ARTIFACTS
+
+pytestmark = needs_chromium
 
 DAYS = 30
 
@@ -54,7 +58,7 @@ def serve(spawn, tmp_path, plots, data) -> int:
     return port
 
 
-def test_history_draws_a_dom_over_30_days_within_a_second(spawn, tmp_path, browser) -> None:  # noqa: F811
+def test_history_draws_a_dom_over_30_days_within_a_second(spawn, tmp_path, browser) -> None:
     data = tmp_path / "data"
     dom, _ = month_of_history(data)
     port = serve(spawn, tmp_path, tmp_path / "plots", data)
@@ -90,7 +94,7 @@ def test_top10_lists_events_with_plots_downloads_and_directions(
     ligier,
     spawn,
     tmp_path,
-    browser,  # noqa: F811
+    browser,
 ) -> None:
     detx = tmp_path / "two_dus.detx"
     detx.write_text(synthetic_detx(2))
