@@ -206,8 +206,8 @@ class Reconstruction:
         kernels.fit_tracks(
             pos, times, ln_distance, first, offsets, mirror, self.directions, self.cone, s.n_best,
             s.n_starts, float(np.cos(np.radians(s.start_separation_deg))), s.sigma_coarse_ns,
-            s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos, out_t, out_cost,
-            out_mirror, out_iterations, residual, leverage,
+            s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,
+            out_t, out_cost, out_mirror, out_iterations, residual, leverage,
         )  # fmt: skip
         ok = np.isfinite(out_cost)
         tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)
