@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.triggermap",
     "km3mon.monitors.rttc",
     "km3mon.monitors.ztplot",
+    "km3mon.monitors.reco",
     "km3mon.web.server",
     "km3mon.web.weblog",
     "km3mon.ops",

@@ -30,9 +30,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from km3mon.detector import Detector
+from km3mon.daq.event import HITS_DTYPE
+from km3mon.detector import Detector, calibrate_hits
 from km3mon.reco import kernels
-from km3mon.reco.model import KAPPA, SPEED_OF_LIGHT_M_NS, fibonacci_sphere, line_parameters
+from km3mon.reco.model import (
+    KAPPA,
+    SPEED_OF_LIGHT_M_NS,
+    fibonacci_sphere,
+    line_parameters,
+    track_time_ns,
+)
 
 #: One row per multi-DU fit. ``event``: row in the batch; position/time at the track's point
 #: closest to its hits; ``mirror_cost``: robust cost of the other mirror solution (2 DUs).
@@ -67,8 +74,8 @@ LINE_DTYPE = np.dtype(
 LINE_RESIDUAL_DTYPE = np.dtype(
     [("fit", "<i8"), ("dom", "<i8"), ("du", "<i4"), ("floor", "<i4"), ("t_res_ns", "<f8")]
 )
-#: Per DOM of a multi-DU fit: its first hit's residual with the DOM left out of the fit
-#: (from the hat matrix), for the per-DOM time-offset monitor.
+#: Per DOM of a multi-DU fit: its first hit's residual against the track refitted without
+#: the DOM, for the per-DOM time-offset monitor.
 DOM_RESIDUAL_DTYPE = np.dtype([("fit", "<i8"), ("dom", "<i8"), ("t_res_ns", "<f8")])
 
 
@@ -93,8 +100,9 @@ class Settings:
     distance_per_hit_m: float = 75.0
     sigma_ln_distance: float = 0.5
     max_iterations: int = 40
-    #: Leave-one-DOM-out residuals only where the DOM carries less of the fit than this.
-    max_dom_leverage: float = 0.6
+    #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
+    #: without one DOM must still be well determined).
+    min_loo_doms: int = 7
 
 
 def cone_offsets(radius_deg: float) -> np.ndarray:
@@ -144,6 +152,29 @@ class Reconstruction:
     def du_axis(self, du: np.ndarray) -> np.ndarray:
         """(x, y) of DU axes (mean DOM position), (n, 2)."""
         return self.du_xy_m[np.searchsorted(self.du_numbers, du)]
+
+    def warm_up(self) -> BatchResult:
+        """Fit one made-up event (6 floors of one DU, 3 of another), so that the kernels are
+        compiled, or loaded from numba's cache, before the first real batch."""
+        d = self.detector
+        optical = np.flatnonzero(d.n_pmts > 1)
+        dus = np.unique(d.dom_du[optical])
+        doms = np.concatenate(
+            [optical[d.dom_du[optical] == du][: 6 - 3 * k] for k, du in enumerate(dus[:2])]
+        )
+        rows = np.repeat(d.pmt_offset[doms], 2) + np.tile([0, 1], len(doms))
+        centre = d.dom_pos_m[doms].mean(axis=0)
+        direction = np.array([0.3, 0.2, -0.93]) / np.linalg.norm([0.3, 0.2, -0.93])
+        true_ns = track_time_ns(
+            d.pmt_pos_m[rows], centre + np.array([15.0, 5.0, 0.0]), direction, 0.0
+        )
+        hits = np.zeros(len(rows), HITS_DTYPE)
+        hits["dom_id"] = d.dom_ids[d.pmt_dom_index[rows]]
+        hits["channel"] = d.pmt_channel[rows]
+        hits["time_ns"] = np.rint(true_ns - d.pmt_t0_ns[rows] + 2e6)
+        hits["tot"] = 26
+        hits["triggered"] = True
+        return self.run(1, calibrate_hits(d, hits))
 
     def run(self, n_events: int, hits: np.ndarray) -> BatchResult:
         """Fit the events of a batch from their calibrated hits (``calibrate_hits`` output
@@ -202,12 +233,12 @@ class Reconstruction:
         out_mirror = np.full(n, np.nan)
         out_iterations = np.zeros(n, np.int64)
         residual = np.full(len(hits), np.nan)
-        leverage = np.full(len(hits), np.nan)
+        loo = np.full(len(hits), np.nan)
         kernels.fit_tracks(
             pos, times, ln_distance, first, offsets, mirror, self.directions, self.cone, s.n_best,
             s.n_starts, float(np.cos(np.radians(s.start_separation_deg))), s.sigma_coarse_ns,
             s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,
-            out_t, out_cost, out_mirror, out_iterations, residual, leverage,
+            out_t, out_cost, out_mirror, out_iterations, s.min_loo_doms, residual, loo,
         )  # fmt: skip
         ok = np.isfinite(out_cost)
         tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)
@@ -224,25 +255,12 @@ class Reconstruction:
         with np.errstate(divide="ignore", invalid="ignore"):
             tracks["quality"] = np.where(ndf > 0, out_cost[ok] / ndf, np.nan)
 
-        # leave-one-DOM-out residual of each DOM's first hit: r + H/(1 - H) * mean(r of DOM)
         fit_of_hit = np.repeat(np.cumsum(ok) - 1, counts)
-        fitted = ok[np.repeat(np.arange(n), counts)]
-        group = np.cumsum(first) - 1
-        n_group = group[-1] + 1 if len(group) else 0
-        dom_leverage = np.bincount(group, np.nan_to_num(leverage), minlength=n_group)
-        dom_mean = np.bincount(group, np.nan_to_num(residual), minlength=n_group) / np.bincount(
-            group, minlength=n_group
-        )
-        first_rows = np.flatnonzero(first & fitted)
-        g = group[first_rows]
-        usable = dom_leverage[g] < s.max_dom_leverage
-        first_rows, g = first_rows[usable], g[usable]
-        dom_residuals = np.zeros(len(first_rows), DOM_RESIDUAL_DTYPE)
-        dom_residuals["fit"] = fit_of_hit[first_rows]
-        dom_residuals["dom"] = dom[first_rows]
-        dom_residuals["t_res_ns"] = (
-            residual[first_rows] + dom_leverage[g] / (1 - dom_leverage[g]) * dom_mean[g]
-        )
+        rows = np.flatnonzero(np.isfinite(loo))
+        dom_residuals = np.zeros(len(rows), DOM_RESIDUAL_DTYPE)
+        dom_residuals["fit"] = fit_of_hit[rows]
+        dom_residuals["dom"] = dom[rows]
+        dom_residuals["t_res_ns"] = loo[rows]
         return tracks, dom_residuals
 
     def _lines(self, hits, dom, event, first, tracks):
