@@ -153,13 +153,14 @@ class Reco(Monitor):
         )
         self.state_path = folder / "state.npz"
         self.rings = Rings(len(detector.dom_ids), len(detector.dus) <= MAX_HISTOGRAM_DUS)
+        self.newest_s: float | None = None
         if self.state_path.exists() and self.rings.load(self.state_path, detector.dom_ids):
+            self.newest_s = self.rings.newest_s()
             self.log.info("read the last two hours back from %s", self.state_path)
         self.saved_at = time.monotonic()
         self.display: Display | None = None
         self.display_doms = 0
         self.totals = dict.fromkeys(("events", "tried", "tracks", "lines"), 0)
-        self.newest_s: float | None = None
 
     def consume(self, messages: list[Message]) -> None:
         if not self.warm:

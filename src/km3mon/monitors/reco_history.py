@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,9 +48,17 @@ class RotatingCSV:
     """
 
     def __init__(
-        self, path: Path, header: str, *, max_bytes: int, keep: int, daily: bool = True
+        self,
+        path: Path,
+        header: str,
+        *,
+        max_bytes: int,
+        keep: int,
+        daily: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self.clock = clock
         self.header = header.rstrip("\n") + "\n"
         self.max_bytes = max_bytes
         self.keep = keep
@@ -57,11 +66,11 @@ class RotatingCSV:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._cut_torn_row()
         if self.path.exists() and self.path.stat().st_size:
-            if self.daily and _day(self.path.stat().st_mtime) < _day(time.time()):
+            if self.daily and _day(self.path.stat().st_mtime) < _day(clock()):
                 self._rotate(_day(self.path.stat().st_mtime))
             elif self._first_line() != self.header:
-                self._rotate(_day(time.time()))  # another format: keep it, start anew
-        self.day = _day(time.time())
+                self._rotate(_day(clock()))  # another format: keep it, start anew
+        self.day = _day(clock())
         self.stream = self._open()
 
     def _cut_torn_row(self) -> None:
@@ -110,7 +119,7 @@ class RotatingCSV:
         """Append rows (complete lines); rotates first when the day or the size says so."""
         if not text:
             return
-        today = _day(time.time())
+        today = _day(self.clock())
         if (self.daily and today != self.day) or self.stream.tell() + len(text) > self.max_bytes:
             self.stream.close()
             self._rotate(self.day if self.daily else today)
@@ -230,6 +239,11 @@ class Rings:
         slots = np.flatnonzero((keys > oldest) & (keys <= newest))
         slots = slots[np.argsort(keys[slots])]
         return keys[slots] * MINUTE_S, slots
+
+    def newest_s(self) -> float | None:
+        """End of the newest minute with data (after a read-back), None when empty."""
+        newest = int(self.minute_keys.max())
+        return (newest + 1) * MINUTE_S if newest >= 0 else None
 
     def save(self, path: Path, dom_ids: np.ndarray) -> None:
         buffer = io.BytesIO()

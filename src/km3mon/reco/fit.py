@@ -102,7 +102,7 @@ class Settings:
     max_iterations: int = 40
     #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
     #: without one DOM must still be well determined).
-    min_loo_doms: int = 7
+    min_loo_doms: int = 6
 
 
 def cone_offsets(radius_deg: float) -> np.ndarray:
