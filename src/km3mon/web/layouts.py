@@ -52,7 +52,7 @@ DEFAULT_PAGES: tuple[Page, ...] = (
         "robust spread.",
     ),
     Page("k40", "K40", [["intradom"], ["angular_k40rate_distribution"]]),
-    Page("reco", "Reco", [["time_residuals", "ztplot_roy"]]),
+    Page("reco", "Reco", [["time_residuals", "ztplot_roy"], ["reco_zenith"]]),
     Page("sn", "SN", [["sn_bg_histogram", "sn_pk_history"]]),
 )
 
