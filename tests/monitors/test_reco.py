@@ -161,3 +161,41 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     wait_until(lambda: flagged(), 120, "flag after restart", show=lambda: restarted.log)
     assert "read the last two hours back" in restarted.log
     assert json.loads(metrics_path.read_text())["flagged_doms"][0]["dom_id"] == dom["dom_id"]
+
+
+def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> None:
+    """Up to 12 DUs: per-floor histograms of single-DU residuals per DU; the z-t display
+    and the zenith plot draw from the rings and a kept event (ORCA-6, simulated)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from km3mon.monitors.output import save_figure
+    from km3mon.monitors.reco_plots import Display, residual_histograms, zenith_figure, ztplot
+    from km3mon.reco.fit import Reconstruction
+    from tests.reco.simulated import simulate
+    from tests.sim.test_simulator_support import orca6
+
+    sample = simulate(orca6(), 100)
+    reconstruction = Reconstruction(sample.detector)
+    result = reconstruction.run(len(sample.events), sample.hits)
+    rings = Rings(len(sample.detector.dom_ids), with_coarse=True)
+    times = 1_700_000_000.0 + sample.events["frame_index"] * 0.1
+    lines = result.lines
+    residuals = result.line_residuals
+    rings.add_coarse(times[lines["event"][residuals["fit"]]], residuals["dom"],
+                     residuals["t_res_ns"])  # fmt: skip
+    assert rings.coarse.sum() == len(residuals) > 20
+    figure = residual_histograms(sample.detector, rings.coarse.sum(axis=0), ["DOM 1 +5 ns"], "x")
+    save_figure(figure, tmp_path / "time_residuals.png")
+    track = result.tracks[np.argmax(result.tracks["n_doms"])]
+    e = int(track["event"])
+    dus = np.unique(sample.hits["du"][sample.hits["event"] == e])
+    display = Display("title", sample.hits[sample.hits["event"] == e], track,
+                      lines[lines["event"] == e], dict(zip(dus.tolist(),
+                      reconstruction.du_axis(dus), strict=True)))  # fmt: skip
+    save_figure(ztplot(display, sample.detector), tmp_path / "ztplot_roy.png")
+    zenith = np.histogram(np.degrees(np.arccos(-result.tracks["dir"][:, 2])), 36, (0, 180))[0]
+    figure = zenith_figure(sample.detector, zenith, zenith, times[:3], np.ones(3), np.ones(3))
+    save_figure(figure, tmp_path / "reco_zenith.png")
+    for name in ("time_residuals", "ztplot_roy", "reco_zenith"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000

@@ -353,7 +353,7 @@ class Reco(Monitor):
         span = f"last {KEEP_S / 3600:g} h until {utc(self.newest_s)}"
         if self.rings.coarse.shape[1]:
             slots = self.rings.recent_blocks(self.newest_s) if self.newest_s else []
-            coarse = self.rings.coarse[slots].sum(axis=0) if len(slots) else self.rings.coarse[0]
+            coarse = self.rings.coarse[np.asarray(slots, np.int64)].sum(axis=0)
             figure = residual_histograms(self.detector, coarse, flagged_text, span)
         else:
             figure = residual_map(self.detector, offsets, 10.0, flagged_text, span)
