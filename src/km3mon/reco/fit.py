@@ -103,6 +103,10 @@ class Settings:
     #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
     #: without one DOM must still be well determined).
     min_loo_doms: int = 6
+    #: Bounds on the work one event can cause (a hostile or very bright one): DOMs the
+    #: direction scan uses (the brightest), and DOMs up to which each is left out in turn.
+    max_scan_doms: int = 60
+    max_loo_doms: int = 80
 
 
 def cone_offsets(radius_deg: float) -> np.ndarray:
@@ -235,10 +239,12 @@ class Reconstruction:
         residual = np.full(len(hits), np.nan)
         loo = np.full(len(hits), np.nan)
         kernels.fit_tracks(
-            pos, times, ln_distance, first, offsets, mirror, self.directions, self.cone, s.n_best,
+            pos, times, ln_distance, first, self._brightest(first, event, ln_distance), offsets,
+            mirror, self.directions, self.cone, s.n_best,
             s.n_starts, float(np.cos(np.radians(s.start_separation_deg))), s.sigma_coarse_ns,
             s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,
-            out_t, out_cost, out_mirror, out_iterations, s.min_loo_doms, residual, loo,
+            out_t, out_cost, out_mirror, out_iterations, s.min_loo_doms, s.max_loo_doms,
+            residual, loo,
         )  # fmt: skip
         ok = np.isfinite(out_cost)
         tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)
@@ -262,6 +268,16 @@ class Reconstruction:
         dom_residuals["dom"] = dom[rows]
         dom_residuals["t_res_ns"] = loo[rows]
         return tracks, dom_residuals
+
+    def _brightest(self, first: np.ndarray, event: np.ndarray, ln_distance: np.ndarray):
+        """First hits of at most ``max_scan_doms`` DOMs per event, those with most hits."""
+        rows = np.flatnonzero(first)
+        order = rows[np.lexsort((ln_distance[rows], event[rows]))]  # brightest first
+        starts = np.r_[0, np.flatnonzero(np.diff(event[order])) + 1]
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        scan = np.zeros(len(first), bool)
+        scan[order[rank < self.settings.max_scan_doms]] = True
+        return scan
 
     def _lines(self, hits, dom, event, first, tracks):
         s = self.settings

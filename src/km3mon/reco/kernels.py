@@ -411,6 +411,7 @@ def fit_tracks(
     t,
     lnrho,
     first,
+    scan,
     offsets,
     mirror_axes,
     directions,
@@ -430,18 +431,21 @@ def fit_tracks(
     out_mirror_cost,
     out_iterations,
     min_loo_doms,
+    max_loo_doms,
     out_res,
     out_loo,
 ):
     """Prefit and robust fit of every event; the outputs are filled row by row.
 
-    ``first`` marks the hits the prefit scans (one per DOM); all hits enter the final fit,
+    ``first`` marks each DOM's first hit, ``scan`` those the prefit scans (first hits of
+    the brightest DOMs, bounded in number); all hits enter the final fit,
     and those with a finite ``lnrho`` a distance term too (see ``_track_terms``).
     ``mirror_axes[k]`` are the (x, y) of the two DUs of a two-DU event (NaN otherwise): its
     mirror solution is fitted too and the better one kept (``out_mirror_cost`` is the
     other's cost). Events the prefit cannot handle get NaN. Events with at least
-    ``min_loo_doms`` DOMs get leave-one-DOM-out residuals of each DOM's first hit
-    (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its first hit first.
+    ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of
+    each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its
+    first hit first.
     """
     for k in range(len(offsets) - 1):
         lo, hi = offsets[k], offsets[k + 1]
@@ -472,7 +476,7 @@ def fit_tracks(
             tt[i] = t[lo + i] - t_ref
         m = 0
         for i in range(n):
-            if first[lo + i]:
+            if scan[lo + i]:
                 m += 1
         if m < 3 or n < 5:
             continue
@@ -483,7 +487,7 @@ def fit_tracks(
         fl = np.empty(m)
         j = 0
         for i in range(n):
-            if first[lo + i]:
+            if scan[lo + i]:
                 fx[j], fy[j], fz[j], ft[j], fl[j] = x[i], y[i], z[i], tt[i], ln_distance[i]
                 j += 1
         best_dir = np.zeros((n_best, 3))
@@ -554,7 +558,11 @@ def fit_tracks(
             x, y, z, tt, ln_distance, n, best_d, best_p, best_t0, sigma, sigma_lnrho,
             out_res[lo:hi],
         )  # fmt: skip
-        if m >= min_loo_doms:
+        n_doms = 0
+        for i in range(lo, hi):
+            if first[i]:
+                n_doms += 1
+        if min_loo_doms <= n_doms <= max_loo_doms:
             _leave_one_dom_out(
                 x, y, z, tt, ln_distance, first[lo:hi], n, best_d, best_p, best_t0, sigma,
                 sigma_lnrho, max_iter, out_loo[lo:hi],
