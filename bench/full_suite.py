@@ -252,7 +252,7 @@ def run_size(dus: int, args: argparse.Namespace) -> dict:
     """Start the whole suite for a ``dus``-DU detector, follow it, stop it; the numbers."""
     folder = Path(tempfile.mkdtemp(prefix=f"km3mon-full-{dus}du-"))
     detx = folder / f"{dus}_dus.detx"
-    detx.write_text(synthetic_detx(dus))
+    detx.write_text(synthetic_detx(dus, t0_seed=1))  # t0s like a real detector's
     options = argparse.Namespace(detx=detx, replay=None, scenario="", event_rate=args.event_rate)
     environment, _ = write_folder(folder, options, PRODUCTION_PIPELINE + args.pipeline_extra)
     try:

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.alerts.alerts",
     "km3mon.alerts.report",
     "km3mon.history.history",
+    "km3mon.monitors.reco",
     "km3mon.web.server",
     "km3mon.web.weblog",
     "km3mon.ops",

@@ -69,7 +69,7 @@ def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:
     assert set(with_records) == {"ligiermirror", "msg_dumper", "ahrs_calibration",
                                  "dom_activity", "dom_rates", "pmt_rates", "pmt_hrv",
                                  "trigger_rates", "triggermap", "ztplot", "rttc",
-                                 "alerts", "history"}  # fmt: skip
+                                 "alerts", "history", "reco"}  # fmt: skip
     for name, row in with_records.items():
         assert row["state"] == "running" and row["messages"] > 0, (name, row)
         assert row["decode_errors"] == 0 and row["unknown_doms"] == 0, (name, row)

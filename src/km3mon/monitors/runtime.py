@@ -81,6 +81,9 @@ class Monitor:
     def poll(self) -> None:
         """Called about 20 times a second; monitors without tags fetch their data here."""
 
+    def stop(self) -> None:
+        """Called once when the process stops (SIGTERM): save what must survive a restart."""
+
 
 class Context:
     """What the runtime offers a monitor: settings, output, bookkeeping."""
@@ -440,6 +443,10 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
             freshness.write(record_path)
         if not messages and not rendering:
             stop.wait(0.05)
+    try:
+        monitor.stop()
+    except Exception:  # saving on the way out must not hide the stop itself
+        log.exception("stopping failed")
     freshness.state = "stopped"
     freshness.write(record_path)
     if receiver is not None:

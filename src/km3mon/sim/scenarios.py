@@ -17,6 +17,8 @@ hrv-storm       :data:`HRV_STORM_FRACTION` of the optical DOMs glow (bioluminesc
 trigger-zero    no triggered events (no ``IO_EVT``)
 wr-loss         one DOM loses White Rabbit time sync: WR bit 31 cleared in its summary frame
                 ``status`` and its TMCH ``dom_status[0]``
+t0-offset       one optical DOM's hit times are :data:`T0_OFFSET_NS` late against the DETX (its
+                t0s are stale: the DOM's true delay is that much shorter than the DETX says)
 ==============  ==================================================================================
 """
 
@@ -33,6 +35,8 @@ DEFAULT_START_S = 10.0
 HOT_PMT_FACTOR = 80.0
 HRV_STORM_FRACTION = 0.25
 HRV_STORM_FACTOR_RANGE = (4.0, 8.0)
+#: ns by which the ``t0-offset`` DOM's calibrated hit times are late (``Simulator`` option).
+T0_OFFSET_NS = 8.0
 
 
 @dataclass
@@ -133,6 +137,21 @@ def _many_doms(
     )
 
 
+def _offset_dom(
+    name: str, start_s: float, end_s: float | None, detector: Detector, rng: np.random.Generator
+) -> Scenario:
+    scenario = _one_dom(name, start_s, end_s, detector, rng)
+    return Scenario(
+        name,
+        start_s,
+        end_s,
+        scenario.dom_index,
+        scenario.dom_ids,
+        du=scenario.du,
+        factors=np.array([T0_OFFSET_NS]),
+    )
+
+
 def _nothing(
     name: str, start_s: float, end_s: float | None, _detector: Detector, _rng: np.random.Generator
 ) -> Scenario:
@@ -159,6 +178,15 @@ def _lose_white_rabbit(scenario: Scenario, effects: Effects) -> None:
     effects.wr_lost[scenario.dom_index] = True
 
 
+def _delay_dom(scenario: Scenario, effects: Effects) -> None:
+    # time_shift_ns is true delay minus DETX t0: a shorter true delay makes hits late
+    effects.time_shift_ns[scenario.dom_index] -= scenario.factors[0]
+
+
+def _offset_text(scenario: Scenario) -> str:
+    return f"{_dom_text(scenario)}, hit times {scenario.factors[0]:+g} ns against the DETX"
+
+
 def _dom_text(scenario: Scenario) -> str:
     return f"DOM {scenario.dom_ids[0]} of DU {scenario.du}"
 
@@ -171,6 +199,7 @@ KINDS: dict[str, _Kind] = {
     "hrv-storm": _Kind(_many_doms, _glow, lambda s: f"{len(s.dom_ids)} DOMs"),
     "trigger-zero": _Kind(_nothing, _stop_triggers, lambda s: "all triggers"),
     "wr-loss": _Kind(_one_dom, _lose_white_rabbit, _dom_text),
+    "t0-offset": _Kind(_offset_dom, _delay_dom, _offset_text),
 }
 
 

@@ -26,6 +26,11 @@ FIRST_PMT_ID = 100_000
 DOM_ID_STEP = 7
 #: Orientation quaternion (identity), t0 and component status of a DOM line.
 _NO_ROTATION = "1.0 0.0 0.0 0.0 0.0 0"
+#: Realistic PMT t0s (``t0_seed``), as in the ARCA-21 DETX: ~480 µs (they hold the shore
+#: clock offsets), spread ~1 µs between DOMs and ~1.5 ns between the PMTs of a DOM.
+T0_NS = 480_000.0
+T0_DOM_SPREAD_NS = 1_000.0
+T0_PMT_SPREAD_NS = 1.5
 
 
 def pmt_directions() -> np.ndarray:
@@ -54,8 +59,12 @@ def synthetic_detx(
     du_spacing_m: float = 90.0,
     floor_spacing_m: float = 36.0,
     first_floor_z_m: float = 80.0,
+    t0_seed: int | None = None,
 ) -> str:
-    """DETX v5 text of ``n_dus`` DUs on a square grid (ARCA-like spacings by default)."""
+    """DETX v5 text of ``n_dus`` DUs on a square grid (ARCA-like spacings by default).
+
+    PMT t0s are 0, or with ``t0_seed`` drawn like a real detector's (:data:`T0_NS`).
+    """
     if n_dus < 1 or n_floors < 1:
         raise ValueError(f"need at least one DU and one floor, got {n_dus} DUs, {n_floors} floors")
     side = int(np.ceil(np.sqrt(n_dus)))
@@ -71,7 +80,8 @@ def synthetic_detx(
         str(n_dus * (n_floors + 1)),
     ]
     floor_z_m = first_floor_z_m + np.arange(n_floors) * floor_spacing_m
-    pmt_line = "%d %.3f %.3f %.3f %.6f %.6f %.6f 0.0 0"
+    pmt_line = "%d %.3f %.3f %.3f %.6f %.6f %.6f %.3f 0"
+    rng = np.random.default_rng(t0_seed) if t0_seed is not None else None
     dom_id = FIRST_DOM_ID
     pmt_id = FIRST_PMT_ID
     for du in range(n_dus):
@@ -84,8 +94,20 @@ def synthetic_detx(
                 f"{_NO_ROTATION} {n_pmts}"
             )
             dom_id += DOM_ID_STEP
+            t0_ns = np.zeros(n_pmts)
+            if rng is not None:
+                t0_ns = (
+                    T0_NS
+                    + rng.normal(0, T0_DOM_SPREAD_NS)
+                    + rng.normal(0, T0_PMT_SPREAD_NS, n_pmts)
+                )
             rows = np.column_stack(
-                (pmt_id + np.arange(n_pmts), centre_m + DOM_RADIUS_M * directions, directions)
+                (
+                    pmt_id + np.arange(n_pmts),
+                    centre_m + DOM_RADIUS_M * directions,
+                    directions,
+                    t0_ns,
+                )
             )
             lines.extend(pmt_line % tuple(row) for row in rows.tolist())
             pmt_id += n_pmts

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,9 +33,16 @@ from km3mon.daq.preamble import DAQHeader
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector, DetectorError, read_detx
 from km3mon.sim.publishing import add_publishing_arguments, speed_of
-from km3mon.sim.scenarios import KINDS, Scenario, effects_at, parse_scenario_names, plan_scenarios
+from km3mon.sim.scenarios import (
+    KINDS,
+    T0_OFFSET_NS,
+    Scenario,
+    effects_at,
+    parse_scenario_names,
+    plan_scenarios,
+)
 from km3mon.sim.sim_calibration import TrueCalibration
-from km3mon.sim.sim_events import MuonEventGenerator, default_event_rate_hz
+from km3mon.sim.sim_events import MuonEventGenerator, SimulatedEvent, default_event_rate_hz
 from km3mon.sim.sim_log import LogModel
 from km3mon.sim.sim_optical import TIMESLICE_S, OpticalModel
 from km3mon.streaming import tune_garbage_collector
@@ -78,7 +85,8 @@ class Simulator:
     """The detector's data stream, one timeslice per :meth:`step`.
 
     ``scenarios`` are ``NAME[@START_S[-END_S]]`` strings (see :mod:`.scenarios`); the planned
-    targets are in :attr:`scenarios`.
+    targets are in :attr:`scenarios`. ``on_event(header, trigger_counter, event)``, if set,
+    sees every event with its truth (the ``--truth`` file, :mod:`.sim_truth`).
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class Simulator:
         event_rate_hz: float | None = None,
         start_utc_s: float | None = None,
         first_run: int = FIRST_RUN,
+        t0_offset_ns: float = T0_OFFSET_NS,
     ) -> None:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -100,6 +109,11 @@ class Simulator:
         self.scenarios: list[Scenario] = plan_scenarios(
             parse_scenario_names(scenarios), detector, seed
         )
+        self.scenarios = [
+            replace(s, factors=np.array([t0_offset_ns])) if s.name == "t0-offset" else s
+            for s in self.scenarios
+        ]
+        self.on_event: Callable[[DAQHeader, int, SimulatedEvent], None] | None = None
         self.event_rate_hz = (
             default_event_rate_hz(len(detector.dus)) if event_rate_hz is None else event_rate_hz
         )
@@ -176,6 +190,8 @@ class Simulator:
                 )
             )
             frames.append(encode_frame("IO_EVT", payload))
+            if self.on_event is not None:
+                self.on_event(header, self.trigger_counter, event)
 
         utc_s = header.timestamp
         lines = []
@@ -311,6 +327,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--event-rate", type=float, help="mean trigger rate in Hz (default: 10 + 2 per DU)"
     )
+    parser.add_argument(
+        "--truth",
+        metavar="FILE",
+        help="write the true muon of every event (and the scenarios) to FILE, JSON lines",
+    )
+    parser.add_argument(
+        "--t0-offset-ns",
+        type=float,
+        default=T0_OFFSET_NS,
+        help=f"how late the t0-offset scenario makes its DOM's hits, ns ({T0_OFFSET_NS:g})",
+    )
     parser.set_defaults(func=run)
 
 
@@ -327,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
             scenarios=args.scenario,
             run_minutes=args.run_minutes,
             event_rate_hz=args.event_rate,
+            t0_offset_ns=args.t0_offset_ns,
         )
     except (DetectorError, ValueError) as error:
         log.error("%s", error)
@@ -345,6 +373,12 @@ def run(args: argparse.Namespace) -> int:
     )
     for scenario in simulator.scenarios:
         log.info("scenario %s", scenario.describe())
+    truth = None
+    if args.truth:
+        from km3mon.sim.sim_truth import TruthWriter
+
+        truth = TruthWriter(args.truth, simulator.scenarios)
+        simulator.on_event = truth
 
     tune_garbage_collector()
     stop = threading.Event()
@@ -377,6 +411,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         data_client.close()
         log_client.close()
+        if truth is not None:
+            truth.close()
     log.info(
         "stopped after %d timeslices (%d left out, %.1f s simulated) in %.1f s: %d messages, "
         "%d events, %d log lines, %.1f MB, CPU %.0f %%",

@@ -1,0 +1,353 @@
+"""Reconstruct a batch of events: select hits, fit tracks and lines, collect residuals.
+
+Hits: the calibrated **triggered** hits (the DAQ trigger already applied causality to them).
+Per DOM the earliest one is its "first hit", and the hits within :attr:`Settings.coincidence_ns`
+of it (multi-PMT light of the same muon) are its coincident hits.
+
+- **Multi-DU track fit**, for events with first hits on >= 2 DUs and >= ``min_track_doms``
+  DOMs: a direction scan over a Fibonacci sphere of first hits (Jpp's JMuonPrefit: per
+  direction a linear estimate of the remaining parameters), cones around the best
+  directions, then a robust fit of the full time model to all coincident hits from the
+  best few distinct directions. A two-DU event is also fitted from the mirror image of its
+  best solution (across the vertical plane of the two DUs, which sees both alike); the
+  better one is kept.
+- **Single-DU fit** (ROy), for every DU with first hits on >= ``min_line_floors`` floors: one
+  hit per floor (the DOM's first hit), ROy's four parameters, started from the event's
+  track fit where there is one and from a few zenith angles.
+
+No time-slewing correction is applied anywhere, in fits or residuals: hit times are
+``calibrate_hits``' (TDC + t0). The ToT-dependent shift is a few ns that the fits partly
+absorb; leaving it out keeps the residuals comparable with the original's CSV.
+
+Quality ``Q`` = chi²/NDF with chi² the fit's robust sum (soft-L1 of the residuals in units of
+``sigma_ns``; quadratic below sigma, linear above) and NDF = hits - parameters: about 1 for a
+track that fits its hits within the timing resolution, large for a bad fit; empty for NDF 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from km3mon.daq.event import HITS_DTYPE
+from km3mon.detector import Detector, calibrate_hits
+from km3mon.reco import kernels
+from km3mon.reco.model import (
+    KAPPA,
+    SPEED_OF_LIGHT_M_NS,
+    fibonacci_sphere,
+    line_parameters,
+    track_time_ns,
+)
+
+#: One row per multi-DU fit. ``event``: row in the batch; position/time at the track's point
+#: closest to its hits; ``mirror_cost``: robust cost of the other mirror solution (2 DUs).
+TRACK_DTYPE = np.dtype(
+    [
+        ("event", "<i8"),
+        ("dir", "<f8", 3),
+        ("pos_m", "<f8", 3),
+        ("t_ns", "<f8"),
+        ("cost", "<f8"),
+        ("mirror_cost", "<f8"),
+        ("quality", "<f8"),
+        ("n_hits", "<i4"),
+        ("n_doms", "<i4"),
+        ("n_dus", "<i4"),
+    ]
+)
+#: One row per single-DU fit: ROy's parameters (cos θ of the direction of travel).
+LINE_DTYPE = np.dtype(
+    [
+        ("event", "<i8"),
+        ("du", "<i4"),
+        ("d_c_m", "<f8"),
+        ("z_c_m", "<f8"),
+        ("cos_theta", "<f8"),
+        ("t_c_ns", "<f8"),
+        ("quality", "<f8"),
+        ("n_hits", "<i4"),
+    ]
+)
+#: Per hit of a single-DU fit: which fit (row of the lines table), where, residual (ns).
+LINE_RESIDUAL_DTYPE = np.dtype(
+    [("fit", "<i8"), ("dom", "<i8"), ("du", "<i4"), ("floor", "<i4"), ("t_res_ns", "<f8")]
+)
+#: Per DOM of a multi-DU fit: its first hit's residual against the track refitted without
+#: the DOM, for the per-DOM time-offset monitor.
+DOM_RESIDUAL_DTYPE = np.dtype([("fit", "<i8"), ("dom", "<i8"), ("t_res_ns", "<f8")])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Fit parameters; the defaults are what ``bench/reco_resolution.py`` validated."""
+
+    coincidence_ns: float = 20.0
+    min_track_doms: int = 4
+    min_line_floors: int = 5
+    coarse_directions: int = 600  # ~8.4° apart
+    cone_deg: float = 4.0
+    n_best: int = 8
+    n_starts: int = 3
+    start_separation_deg: float = 6.0
+    sigma_coarse_ns: float = 30.0
+    sigma_fine_ns: float = 10.0
+    sigma_ns: float = 3.0
+    #: Distance (m) at which a DOM sees one coincident hit: a DOM with k hits is about
+    #: this / k from the track (measured on the simulator: 75 m; set it from data for a
+    #: real detector), within a factor exp(sigma_ln_distance).
+    distance_per_hit_m: float = 75.0
+    sigma_ln_distance: float = 0.5
+    max_iterations: int = 40
+    #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
+    #: without one DOM must still be well determined).
+    min_loo_doms: int = 6
+    #: Bounds on the work one event can cause (a hostile or very bright one): DOMs the
+    #: direction scan uses (the brightest), and DOMs up to which each is left out in turn.
+    max_scan_doms: int = 60
+    max_loo_doms: int = 80
+
+
+def cone_offsets(radius_deg: float) -> np.ndarray:
+    """(α, β) offsets in radians of a cone around a direction: rings at 1/3, 2/3 and 1 of
+    the radius with 6, 12 and 18 points."""
+    offsets = [(0.0, 0.0)]
+    for ring, count in ((1, 6), (2, 12), (3, 18)):
+        radius = np.radians(radius_deg) * ring / 3
+        angles = 2 * np.pi * (np.arange(count) + 0.5 * (ring % 2)) / count
+        offsets += list(zip(radius * np.cos(angles), radius * np.sin(angles), strict=True))
+    return np.array(offsets)
+
+
+@dataclass
+class BatchResult:
+    """What one batch gave: tracks and lines (rows point into the batch's events), and the
+    residual tables."""
+
+    tracks: np.ndarray
+    lines: np.ndarray
+    line_residuals: np.ndarray
+    dom_residuals: np.ndarray
+    #: Per event of the batch: distinct DOMs, DUs and hits among the calibrated triggered hits.
+    n_doms: np.ndarray
+    n_dus: np.ndarray
+    n_hits: np.ndarray
+    #: Per event: was a track fit tried (enough DOMs on >= 2 DUs)?
+    track_tried: np.ndarray
+
+
+class Reconstruction:
+    """Fits batches of events of one detector."""
+
+    def __init__(self, detector: Detector, settings: Settings | None = None) -> None:
+        self.detector = detector
+        self.settings = settings or Settings()
+        s = self.settings
+        self.directions = fibonacci_sphere(s.coarse_directions)
+        self.cone = cone_offsets(s.cone_deg)
+        dus, du_of_dom = np.unique(detector.dom_du, return_inverse=True)
+        self.du_numbers = dus
+        self.du_xy_m = (
+            np.column_stack([np.bincount(du_of_dom, detector.dom_pos_m[:, k]) for k in range(2)])
+            / np.bincount(du_of_dom)[:, None]
+        )
+
+    def du_axis(self, du: np.ndarray) -> np.ndarray:
+        """(x, y) of DU axes (mean DOM position), (n, 2)."""
+        return self.du_xy_m[np.searchsorted(self.du_numbers, du)]
+
+    def warm_up(self) -> BatchResult:
+        """Fit one made-up event (6 floors of one DU, 3 of another), so that the kernels are
+        compiled, or loaded from numba's cache, before the first real batch."""
+        d = self.detector
+        optical = np.flatnonzero(d.n_pmts > 1)
+        dus = np.unique(d.dom_du[optical])
+        doms = np.concatenate(
+            [optical[d.dom_du[optical] == du][: 6 - 3 * k] for k, du in enumerate(dus[:2])]
+        )
+        rows = np.repeat(d.pmt_offset[doms], 2) + np.tile([0, 1], len(doms))
+        centre = d.dom_pos_m[doms].mean(axis=0)
+        direction = np.array([0.3, 0.2, -0.93]) / np.linalg.norm([0.3, 0.2, -0.93])
+        true_ns = track_time_ns(
+            d.pmt_pos_m[rows], centre + np.array([15.0, 5.0, 0.0]), direction, 0.0
+        )
+        hits = np.zeros(len(rows), HITS_DTYPE)
+        hits["dom_id"] = d.dom_ids[d.pmt_dom_index[rows]]
+        hits["channel"] = d.pmt_channel[rows]
+        hits["time_ns"] = np.rint(true_ns - d.pmt_t0_ns[rows] + 2e6)
+        hits["tot"] = 26
+        hits["triggered"] = True
+        return self.run(1, calibrate_hits(d, hits))
+
+    def run(self, n_events: int, hits: np.ndarray) -> BatchResult:
+        """Fit the events of a batch from their calibrated hits (``calibrate_hits`` output
+        with ``event``, ``triggered`` and ``calibrated``)."""
+        s = self.settings
+        hits = hits[hits["triggered"] & hits["calibrated"]]
+        dom = self.detector.dom_index(hits["dom_id"])
+        order = np.lexsort((hits["time_ns"], dom, hits["event"]))
+        hits, dom = hits[order], dom[order]
+        event = hits["event"].astype(np.int64)
+        first = np.r_[True, (event[1:] != event[:-1]) | (dom[1:] != dom[:-1])]
+        group = np.cumsum(first) - 1
+        first_time = hits["time_ns"][first][group]
+        keep = hits["time_ns"] - first_time <= s.coincidence_ns
+        multiplicity = np.bincount(group[keep], minlength=group[-1] + 1 if len(group) else 0)
+        ln_distance = np.where(
+            first, np.log(s.distance_per_hit_m / np.maximum(multiplicity[group], 1)), np.nan
+        )
+        n_hits = np.bincount(event, minlength=n_events)
+        n_doms = np.bincount(event[first], minlength=n_events)
+        du = hits["du"].astype(np.int64)
+        event_du = np.unique(event[first] * 100_000 + du[first])
+        n_dus = np.bincount(event_du // 100_000, minlength=n_events)
+
+        hits, dom, event, first = hits[keep], dom[keep], event[keep], first[keep]
+        du, ln_distance = du[keep], ln_distance[keep]
+        tried = (n_dus >= 2) & (n_doms >= s.min_track_doms)
+        tracks, dom_residuals = self._tracks(
+            hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus
+        )
+        lines, line_residuals = self._lines(hits, dom, event, first, tracks)
+        return BatchResult(
+            tracks, lines, line_residuals, dom_residuals, n_doms, n_dus, n_hits, tried
+        )
+
+    def _tracks(self, hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus):
+        s = self.settings
+        use = tried[event]
+        hits, dom, event, first, du = hits[use], dom[use], event[use], first[use], du[use]
+        ln_distance = ln_distance[use]
+        events = np.flatnonzero(tried)
+        n = len(events)
+        counts = np.bincount(np.searchsorted(events, event), minlength=n)
+        offsets = np.r_[0, np.cumsum(counts)]
+        pos = np.column_stack((hits["pos_x_m"], hits["pos_y_m"], hits["pos_z_m"]))
+        times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
+        mirror = np.full((n, 4), np.nan)
+        two = np.flatnonzero(n_dus[events] == 2)
+        if len(two):
+            mirror[two, :2] = self.du_axis(np.minimum.reduceat(du, offsets[:-1])[two])
+            mirror[two, 2:] = self.du_axis(np.maximum.reduceat(du, offsets[:-1])[two])
+        out_dir = np.full((n, 3), np.nan)
+        out_pos = np.full((n, 3), np.nan)
+        out_t = np.full(n, np.nan)
+        out_cost = np.full(n, np.nan)
+        out_mirror = np.full(n, np.nan)
+        out_iterations = np.zeros(n, np.int64)
+        residual = np.full(len(hits), np.nan)
+        loo = np.full(len(hits), np.nan)
+        kernels.fit_tracks(
+            pos, times, ln_distance, first, self._brightest(first, event, ln_distance), offsets,
+            mirror, self.directions, self.cone, s.n_best,
+            s.n_starts, float(np.cos(np.radians(s.start_separation_deg))), s.sigma_coarse_ns,
+            s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,
+            out_t, out_cost, out_mirror, out_iterations, s.min_loo_doms, s.max_loo_doms,
+            residual, loo,
+        )  # fmt: skip
+        ok = np.isfinite(out_cost)
+        tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)
+        tracks["event"] = events[ok]
+        tracks["dir"] = out_dir[ok]
+        tracks["pos_m"] = out_pos[ok]
+        tracks["t_ns"] = out_t[ok]
+        tracks["cost"] = out_cost[ok]
+        tracks["mirror_cost"] = out_mirror[ok]
+        tracks["n_hits"] = counts[ok]
+        tracks["n_doms"] = n_doms[events[ok]]
+        tracks["n_dus"] = n_dus[events[ok]]
+        ndf = counts[ok] - kernels.N_TRACK
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tracks["quality"] = np.where(ndf > 0, out_cost[ok] / ndf, np.nan)
+
+        fit_of_hit = np.repeat(np.cumsum(ok) - 1, counts)
+        rows = np.flatnonzero(np.isfinite(loo))
+        dom_residuals = np.zeros(len(rows), DOM_RESIDUAL_DTYPE)
+        dom_residuals["fit"] = fit_of_hit[rows]
+        dom_residuals["dom"] = dom[rows]
+        dom_residuals["t_res_ns"] = loo[rows]
+        return tracks, dom_residuals
+
+    def _brightest(self, first: np.ndarray, event: np.ndarray, ln_distance: np.ndarray):
+        """First hits of at most ``max_scan_doms`` DOMs per event, those with most hits."""
+        rows = np.flatnonzero(first)
+        order = rows[np.lexsort((ln_distance[rows], event[rows]))]  # brightest first
+        starts = np.r_[0, np.flatnonzero(np.diff(event[order])) + 1]
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        scan = np.zeros(len(first), bool)
+        scan[order[rank < self.settings.max_scan_doms]] = True
+        return scan
+
+    def _lines(self, hits, dom, event, first, tracks):
+        s = self.settings
+        hits, dom, event = hits[first], dom[first], event[first]
+        du = hits["du"].astype(np.int64)
+        key = event * 100_000 + du
+        # first hits are sorted by event, then DOM (so DU, then floor)
+        start = np.r_[True, key[1:] != key[:-1]]
+        group = np.cumsum(start) - 1
+        size = np.bincount(group)
+        use = size[group] >= s.min_line_floors
+        hits, dom, event, du, group = hits[use], dom[use], event[use], du[use], group[use]
+        groups, group = np.unique(group, return_inverse=True)
+        n = len(groups)
+        counts = np.bincount(group, minlength=n)
+        offsets = np.r_[0, np.cumsum(counts)]
+        z = np.ascontiguousarray(hits["pos_z_m"], dtype=np.float64)
+        times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
+        fit_event = event[offsets[:-1]] if n else np.zeros(0, np.int64)
+        fit_du = du[offsets[:-1]] if n else np.zeros(0, np.int64)
+        starts = self._line_starts(z, times, offsets, fit_event, fit_du, tracks)
+        out_q = np.full((n, 4), np.nan)
+        out_cost = np.full(n, np.nan)
+        residual = np.full(len(hits), np.nan)
+        kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
+                          out_cost, residual)  # fmt: skip
+        ok = np.isfinite(out_cost)
+        lines = np.zeros(int(ok.sum()), LINE_DTYPE)
+        lines["event"] = fit_event[ok]
+        lines["du"] = fit_du[ok]
+        lines["d_c_m"] = out_q[ok, 0]
+        lines["z_c_m"] = out_q[ok, 1]
+        lines["cos_theta"] = np.cos(out_q[ok, 2])
+        lines["t_c_ns"] = out_q[ok, 3]
+        lines["n_hits"] = counts[ok]
+        lines["quality"] = out_cost[ok] / (counts[ok] - kernels.N_LINE)
+        fitted = ok[group]
+        residuals = np.zeros(int(fitted.sum()), LINE_RESIDUAL_DTYPE)
+        residuals["fit"] = (np.cumsum(ok) - 1)[group[fitted]]
+        residuals["dom"] = dom[fitted]
+        residuals["du"] = du[fitted]
+        residuals["floor"] = hits["floor"][fitted]
+        residuals["t_res_ns"] = residual[fitted]
+        return lines, residuals
+
+    def _line_starts(self, z, times, offsets, fit_event, fit_du, tracks) -> np.ndarray:
+        """Start values per line fit: from the event's track, and at five zenith angles
+        around the line's earliest hit (ROy started at one, cos θ = -0.9)."""
+        n = len(offsets) - 1
+        thetas = np.radians([150.0, 120.0, 90.0, 60.0, 30.0])
+        starts = np.full((n, len(thetas) + 1, 4), np.nan)
+        if not n:
+            return starts
+        earliest = np.minimum.reduceat(times, offsets[:-1])
+        is_earliest = times == np.repeat(earliest, np.diff(offsets))
+        z_first = np.zeros(n)
+        z_first[np.repeat(np.arange(n), np.diff(offsets))[is_earliest]] = z[is_earliest]
+        d_c_m = 15.0
+        starts[:, 1:, 0] = d_c_m
+        starts[:, 1:, 1] = z_first[:, None]
+        starts[:, 1:, 2] = thetas
+        starts[:, 1:, 3] = (earliest - KAPPA * d_c_m / SPEED_OF_LIGHT_M_NS)[:, None]
+        track_of_event = {int(e): i for i, e in enumerate(tracks["event"].tolist())}
+        for k in range(n):
+            i = track_of_event.get(int(fit_event[k]))
+            if i is None:
+                continue
+            track = tracks[i]
+            d_c, z_c, cos_theta, t_c = line_parameters(
+                track["pos_m"], track["dir"], float(track["t_ns"]), self.du_axis(fit_du[k])[0]
+            )
+            starts[k, 0] = (d_c, z_c, np.arccos(np.clip(cos_theta, -1, 1)), t_c)
+        return starts
