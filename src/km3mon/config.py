@@ -181,6 +181,24 @@ class CalibrateAHRSSection:
 
 
 @dataclass(frozen=True)
+class SNSection:
+    """``[SN]``: the supernova monitor's coincidence selection, sliding window and threshold."""
+
+    min_multiplicity: int = option(7, minimum=2, maximum=31)
+    max_multiplicity: int = option(11, minimum=2, maximum=31)
+    window_s: float = option(0.5, key="window", minimum=0.1, maximum=60)
+    veto_window_ns: float = option(1000.0, key="veto_window", minimum=0)
+    threshold_sigma: float = option(5.0, positive=True)
+
+    def __post_init__(self) -> None:
+        if self.min_multiplicity > self.max_multiplicity:
+            raise ConfigError(
+                f"min_multiplicity ({self.min_multiplicity}) must not be above "
+                f"max_multiplicity ({self.max_multiplicity})"
+            )
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """All sections of ``pipeline.toml``; a missing file or section means the defaults."""
 
@@ -191,6 +209,7 @@ class PipelineConfig:
     trigger_map: TriggerMapSection = field(default_factory=TriggerMapSection)
     ztplot: ZTPlotSection = field(default_factory=ZTPlotSection)
     calibrate_ahrs: CalibrateAHRSSection = field(default_factory=CalibrateAHRSSection)
+    sn: SNSection = field(default_factory=SNSection)
     #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
     #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
     layouts: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -204,6 +223,7 @@ class PipelineConfig:
         "TriggerMap": "trigger_map",
         "ZTPlot": "ztplot",
         "CalibrateAHRS": "calibrate_ahrs",
+        "SN": "sn",
     }
 
     @classmethod

@@ -64,10 +64,10 @@ class TwofoldCounter:
         self.tmax_ns = tmax_ns
         self.dom_index = np.flatnonzero(detector.n_pmts > 0)
         n = len(self.dom_index)
-        self._slot_of_index = np.full(len(detector.dom_ids) + 1, -1)
-        self._slot_of_index[self.dom_index] = np.arange(n)
+        self.slot_of_index = np.full(len(detector.dom_ids) + 1, -1)
+        self.slot_of_index[self.dom_index] = np.arange(n)
         t0_ns = np.full((n, N_CHANNELS), np.nan)
-        pmt_slot = self._slot_of_index[detector.pmt_dom_index]
+        pmt_slot = self.slot_of_index[detector.pmt_dom_index]
         usable = (pmt_slot >= 0) & (detector.pmt_channel < N_CHANNELS)
         t0_ns[pmt_slot[usable], detector.pmt_channel[usable]] = detector.pmt_t0_ns[usable]
         #: DETX t0 per slot and channel relative to the DOM's mean (ns; NaN: no such PMT).
@@ -93,7 +93,7 @@ class TwofoldCounter:
     def add(self, payload: bytes, located: TimesliceFrames) -> CountResult:
         """Count the frames of one located timeslice (``locate_frames(payload)``)."""
         frames = located.frames
-        slots = self._slot_of_index[self.detector.dom_index(frames["dom_id"])]
+        slots = self.slot_of_index[self.detector.dom_index(frames["dom_id"])]
         n_hits = frames["n_hits"].astype(np.int64)
         buffer = np.frombuffer(payload, np.uint8)
         bad = _count_frames(
