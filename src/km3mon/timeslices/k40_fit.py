@@ -91,7 +91,7 @@ def fit_pairs(
     n = counts.shape[0]
     out = np.full((8, n, N_PAIRS), np.nan)
     _fit_all(
-        np.ascontiguousarray(counts, np.float64),
+        np.ascontiguousarray(counts),
         np.ascontiguousarray(background_per_bin, np.float64),
         np.asarray(livetime_s, np.float64),
         np.ascontiguousarray(bin_shift_ns, np.float64),
