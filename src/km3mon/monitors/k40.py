@@ -53,7 +53,7 @@ KEEP_ROTATED = 4
 KEEP_PROPOSALS = 10
 PANELS = 18
 MAX_FLAGGED = 1000
-FUTURE_TOLERANCE_S = 60.0
+FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
 CSV_COLUMNS = (
     "utc_start", "utc_end", "dom_id", "du", "floor", "channel", "t0_ns", "t0_err_ns", "rel_eff",
     "rel_eff_err", "width_ns", "n_coincidences", "flagged",

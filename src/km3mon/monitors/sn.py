@@ -48,7 +48,8 @@ CLOSE_AFTER_FRAMES = 5
 CLOSE_AFTER_WALL_S = 5.0
 KEEP_PEAKS_S = 24 * 3600
 SAVE_STATE_EVERY_S = 60.0
-FUTURE_TOLERANCE_S = 60.0
+FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
+MIN_BACKGROUND_WINDOWS = 300  # 30 s of data
 MONITOR_NOTE = "a monitor, not the KM3NeT supernova trigger"
 
 
@@ -261,8 +262,8 @@ class SN(Monitor):
         return float(np.searchsorted(np.cumsum(self.histogram), total / 2))
 
     def threshold(self) -> int | None:
-        """The threshold count, once there is a minute of background."""
-        if self.histogram.sum() < 600:
+        """The threshold count, once there are :data:`MIN_BACKGROUND_WINDOWS` windows."""
+        if self.histogram.sum() < MIN_BACKGROUND_WINDOWS:
             return None
         return threshold_count(max(self.background_median(), 0.5), self.settings.threshold_sigma)
 

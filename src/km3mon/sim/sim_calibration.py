@@ -34,8 +34,8 @@ from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector
 
 #: How wrong the DETX t0 of a PMT is (true delay minus DETX t0): Gaussian, clipped, in ns.
-OFFSET_SIGMA_NS = 0.5
-OFFSET_LIMIT_NS = 1.2
+OFFSET_SIGMA_NS = 0.3
+OFFSET_LIMIT_NS = 0.6
 #: Relative PMT efficiency: Gaussian around 1, clipped.
 EFFICIENCY_SIGMA = 0.1
 EFFICIENCY_LIMITS = (0.6, 1.4)

@@ -55,9 +55,10 @@ class TwofoldCounter:
     """Twofold counts ``(DOM slot, pair, Δt bin)`` and livetime per DOM of a detector.
 
     Slots are the detector's optical DOMs in detector order (:attr:`dom_index`).
+    ``raw_times=True`` counts uncalibrated TDC times, as km3pipe does.
     """
 
-    def __init__(self, detector: Detector, tmax_ns: int = 10) -> None:
+    def __init__(self, detector: Detector, tmax_ns: int = 10, *, raw_times: bool = False) -> None:
         if tmax_ns < 1:
             raise ValueError(f"tmax_ns must be at least 1, got {tmax_ns}")
         self.detector = detector
@@ -73,6 +74,8 @@ class TwofoldCounter:
         #: DETX t0 per slot and channel relative to the DOM's mean (ns; NaN: no such PMT).
         self.relative_t0_ns = t0_ns - np.nanmean(t0_ns, axis=1, keepdims=True)
         self._t0_int = np.rint(np.nan_to_num(self.relative_t0_ns)).astype(np.int64)
+        if raw_times:  # uncalibrated, as km3pipe counts (for comparisons)
+            self._t0_int[:] = 0
         fraction = np.nan_to_num(self.relative_t0_ns) - self._t0_int
         #: Per slot and pair: calibrated Δt minus the bin's integer Δt (the rounding of t0).
         self.bin_shift_ns = fraction[:, PAIR_J] - fraction[:, PAIR_I]
