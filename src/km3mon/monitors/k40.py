@@ -345,9 +345,7 @@ class K40(Monitor):
                     if (cal.n_pairs > 0).any()
                     else None,
                     "dom_id": self.detector.dom_ids[self.slots],
-                    "t0_rms_ns": np.sqrt(np.nanmean(cal.t0_ns**2, axis=1))
-                    if np.isfinite(cal.t0_ns).any()
-                    else None,
+                    "t0_rms_ns": rms_ns(cal.t0_ns) if np.isfinite(cal.t0_ns).any() else None,
                     "flagged": [
                         {
                             "dom_id": int(self.detector.dom_ids[self.slots[s]]),
@@ -398,7 +396,7 @@ class K40(Monitor):
         measured = np.flatnonzero(cal.n_pairs > 0)
         if len(measured) > PANELS:
             with np.errstate(invalid="ignore"):
-                rms = np.nan_to_num(np.sqrt(np.nanmean(cal.t0_ns[measured] ** 2, axis=1)))
+                rms = np.nan_to_num(rms_ns(cal.t0_ns[measured]))
             measured = measured[np.argsort(-rms, kind="stable")[:PANELS]]
         dom = self.slots[measured]
         return measured[np.lexsort((self.detector.dom_floor[dom], self.detector.dom_du[dom]))]
@@ -453,7 +451,7 @@ class K40(Monitor):
             return figure
         cal = result.calibration
         with np.errstate(invalid="ignore"):
-            rms = np.sqrt(np.nanmean(cal.t0_ns**2, axis=1))
+            rms = rms_ns(cal.t0_ns)
         rate = np.where(cal.n_pairs > 0, cal.k40_rate_hz, np.nan)
         out = self.flagged(result).sum(axis=1).astype(float)
         out[cal.n_pairs == 0] = np.nan
@@ -515,6 +513,14 @@ class K40(Monitor):
             axis.legend(loc="upper right")
         figure.tight_layout()
         return figure
+
+
+def rms_ns(offsets_ns: np.ndarray) -> np.ndarray:
+    """RMS of each DOM's measured PMT offsets (NaN for a DOM without any)."""
+    measured = np.isfinite(offsets_ns)
+    count = measured.sum(axis=1)
+    squares = np.where(measured, offsets_ns, 0.0) ** 2
+    return np.where(count > 0, np.sqrt(squares.sum(axis=1) / np.maximum(count, 1)), np.nan)
 
 
 def append_rows(path: Path, header: str, rows: list[str]) -> None:

@@ -175,14 +175,22 @@ class TimesliceModel:
         self.n_data_filters = int(self.data_filter.max()) + 1 if n else 0
         self._filter_order = np.argsort(self.data_filter, kind="stable")
 
+        # Pairs are drawn from one alias table per DOM layout (a few channel-to-position maps
+        # per detector; 11 in ARCA-21), then kept with probability eff_i eff_j / max²: the
+        # tables stay in the cache, a table per DOM (30 MB at 230 DUs) would not.
         directions = np.nan_to_num(calibration.pmt_dir)
-        efficiency = calibration.efficiency
-        self.pair_rate_hz = (
-            k40_pair_rates_hz(directions) * efficiency[:, PAIR_I] * efficiency[:, PAIR_J]
+        angular_hz = k40_pair_rates_hz(directions)
+        _, first_of_layout, self._layout = np.unique(
+            np.round(angular_hz, 3), axis=0, return_index=True, return_inverse=True
         )
-        total = self.pair_rate_hz.sum(axis=1)
-        self._genuine_hz = total
-        self._genuine_alias = alias_tables(self.pair_rate_hz)
+        self._layout = self._layout.ravel()
+        layout_hz = angular_hz[first_of_layout]
+        efficiency = calibration.efficiency
+        self._efficiency = np.ascontiguousarray(efficiency)
+        self._efficiency_max = np.maximum(efficiency.max(axis=1), 1e-9)
+        self.pair_rate_hz = layout_hz[self._layout] * efficiency[:, PAIR_I] * efficiency[:, PAIR_J]
+        self._genuine_hz = self.pair_rate_hz.sum(axis=1)
+        self._layout_alias = alias_tables(layout_hz)
         self._untriggered_cdf = untriggered_muon_cdf()
         self._burst_cdf = _multiplicity_cdf(burst_multiplicity_weights())
         self._normal_table = rng.standard_normal(1 << _TABLE_BITS)
@@ -296,7 +304,8 @@ class TimesliceModel:
         delay = self._detx_relative_ns + shift
         seed = np.array([self.rng.integers(1 << 62)], np.uint64)
         _draw_groups(
-            seed, draws.astype(np.int64), *self._genuine_alias, *singles_alias, live, shift, delay,
+            seed, draws.astype(np.int64), *self._layout_alias, self._layout, self._efficiency,
+            self._efficiency_max, *singles_alias, live, shift, delay,
             self._width_ns, self._untriggered_cdf, self._burst_cdf, self._normal_table,
             self._tot_table, *extra,
             buffers["l1_channel"], buffers["l1_time"], buffers["l1_tot"], buffers["l1_start"],
@@ -512,8 +521,8 @@ def _inside_l1_window(channels, times, size, shift_ns):  # fmt: skip
 
 @njit(cache=True)
 def _draw_groups(
-    state, draws, genuine_probability, genuine_alias, singles_probability, singles_alias, live,
-    shift_ns, delay_ns, width_ns, untriggered_cdf,
+    state, draws, layout_probability, layout_alias, layout, efficiency, efficiency_max,
+    singles_probability, singles_alias, live, shift_ns, delay_ns, width_ns, untriggered_cdf,
     burst_cdf, normals, tots, extra_offsets, extra_channel, extra_raw, extra_tot, extra_mult,
     l1_channel, l1_time, l1_tot, l1_start, l1_count, sn_channel, sn_time, sn_tot, sn_start,
     sn_count,
@@ -539,9 +548,15 @@ def _draw_groups(
                 t_true = EDGE_NS + span * _uniform(state)
                 size = 0
                 if kind == 0:  # genuine K40: a pair by angle and efficiency, maybe more PMTs
-                    pair = _pick(genuine_probability[dom], genuine_alias[dom], state)
-                    first = PAIR_I[pair]
-                    second = PAIR_J[pair]
+                    table = layout[dom]
+                    ceiling = efficiency_max[dom] ** 2
+                    for _try in range(1000):  # rejection: pair rate ∝ eff_i eff_j
+                        pair = _pick(layout_probability[table], layout_alias[table], state)
+                        first = PAIR_I[pair]
+                        second = PAIR_J[pair]
+                        weight = efficiency[dom, first] * efficiency[dom, second]
+                        if _uniform(state) * ceiling < weight:
+                            break
                     if not (live[dom, first] and live[dom, second]):
                         continue
                     channels[0] = first
@@ -585,7 +600,11 @@ def _draw_groups(
                 if size < 2:
                     continue
                 kept = size  # accidental pairs are inside the L1 window by construction
-                if kind != 1:
+                if kind != 1 and size == 2:
+                    delta = times[1] - shift_ns[dom, channels[1]]
+                    delta -= times[0] - shift_ns[dom, channels[0]]
+                    kept = 2 if abs(delta) < _L1_CONTINUOUS_NS else 0
+                elif kind != 1:
                     kept = _inside_l1_window(channels, times, size, shift_ns[dom])
                 if kept < 2:
                     continue

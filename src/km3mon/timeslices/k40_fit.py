@@ -27,6 +27,7 @@ pair at a time with ``curve_fit`` and start the offset solve from random numbers
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,10 +282,12 @@ def solve_doms(
     that channel ``(n, 31)``. DOMs are solved ``chunk`` at a time (bounded memory at 4140 DOMs).
     """
     parts = []
-    for start in range(0, len(present), chunk):
-        part = slice(start, start + chunk)
-        pair_fits = PairFits(*(getattr(fits, name)[part] for name in PairFits.__dataclass_fields__))
-        parts.append(_solve(pair_fits, cos_angles[part], present[part]))
+    with warnings.catch_warnings():  # DOMs without data: NaN means of empty rows, no news
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for start in range(0, len(present), chunk):
+            part = slice(start, start + chunk)
+            pair_fits = PairFits(*(getattr(fits, n)[part] for n in PairFits.__dataclass_fields__))
+            parts.append(_solve(pair_fits, cos_angles[part], present[part]))
     if not parts:
         return _solve(fits, cos_angles, present)
     return DOMCalibration(
