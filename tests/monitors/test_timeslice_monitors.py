@@ -158,6 +158,10 @@ def test_recorded_timeslices_go_through_timesync_sn_and_k40(ligier, spawn, tmp_p
     spawn("k40", "--detx", orca_48, *common, "--period", "3")
     for name, tag in (("timesync", "IO_TSSN"), ("sn", "IO_TSSN"), ("k40", "IO_TSL1")):
         wait_until(lambda n=name, t=tag: subscribed(ligier.port, n, t), 30, f"{name} subscribed")
+    with Client("127.0.0.1", ligier.port) as client:  # one bad message of each: counted
+        for path, tag in ((tssn, "IO_TSSN"), (tsl1, "IO_TSL1")):
+            payload = next(iter(iter_file(path))).payload
+            client.publish(tag, payload[: len(payload) - 7])
     spawn("replay", "-p", ligier.port, "--speed", 5, "--loop", "--no-progress", tssn, tsl1)
 
     def records() -> dict[str, dict]:
@@ -168,7 +172,7 @@ def test_recorded_timeslices_go_through_timesync_sn_and_k40(ligier, spawn, tmp_p
     wait_until(lambda: all(r.get("messages", 0) > 3 for r in records().values()), 60,
                "every monitor fed", show=records)  # fmt: skip
     for name, record in records().items():
-        assert record["decode_errors"] == 0 and record["unknown_doms"] == 0, (name, record)
+        assert record["decode_errors"] == 1 and record["unknown_doms"] == 0, (name, record)
         assert record["state"] == "running", (name, record)
     plots = tmp_path / "plots"
     names = ("intradom.png", "sn_bg_histogram.png")
