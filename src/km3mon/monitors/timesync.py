@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 WINDOW_S = 10
 CHECK_EVERY_S = 1.0
 MAX_NAMED = 20
+JUMP_CONFIRM = 50  # messages (5 s of one DataFilter) before DAQ time going back is believed
 FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
 STATES = ("OK", "incomplete UDP data", "White Rabbit lost", "missing")
 
@@ -128,6 +129,7 @@ class TimeSync(Monitor):
             collections.OrderedDict()
         )
         self.state = np.full(n, 3)  # missing until seen
+        self.behind = 0
         self.last_check = 0.0
         self.last_alert = -np.inf
         self.alerts = 0
@@ -154,11 +156,18 @@ class TimeSync(Monitor):
             slot = self.slots.of(self.context.dom_index(frames["dom_id"]))
             known = slot >= 0
             slot = slot[known]
+            if self.newest_s is not None and time_s < self.newest_s - WINDOW_S:
+                # older than the window: a late message, or the DAQ time went back (a replay
+                # restarting, a new clock): after JUMP_CONFIRM such messages in a row, restart
+                self.behind += 1
+                if self.behind < JUMP_CONFIRM:
+                    continue
+                self.log.info("DAQ time went back to %s: starting afresh", time_s)
+                self._reset()
+            self.behind = 0
             second = int(time_s)
             position = second % WINDOW_S
             if self.bucket_second[position] != second:
-                if self.bucket_second[position] > second:
-                    continue  # older than the window: nothing left to say about it
                 self.bucket_second[position] = second
                 self.buckets[:, position] = 0
             np.add.at(self.buckets[0, position], slot, 1)
@@ -172,6 +181,13 @@ class TimeSync(Monitor):
             self.first_s = time_s if self.first_s is None else min(self.first_s, time_s)
             self.newest_s = time_s if self.newest_s is None else max(self.newest_s, time_s)
             self.context.saw_data_at(time_s)
+
+    def _reset(self) -> None:
+        self.last_seen_s[:] = np.nan
+        self.buckets[:] = 0
+        self.bucket_second[:] = -1
+        self.first_s = self.newest_s = None
+        self.behind = 0
 
     def poll(self) -> None:
         now = time.monotonic()

@@ -1,8 +1,11 @@
 """K40 intra-DOM calibration: a Gaussian per PMT pair, then PMT offsets, widths, efficiencies.
 
 The method is km3pipe's (``timeslices.md`` §4.3-4.5), the code our own, because km3pipe's
-fit functions cannot be relied on (they raised ``NameError`` from 2020 on, need scipy, fit one
-pair at a time with ``curve_fit`` and start the offset solve from random numbers):
+fit functions cannot be relied on: from 2020 they raised ``NameError`` (scipy imported only in
+``fit_delta_ts``); km3pipe 11.0.0 imports scipy in each function, but scipy is an optional extra
+of km3pipe (not installed with it); they fit one pair at a time with ``curve_fit``, hide any
+failure behind a bare ``except`` (``calibrate_dom`` returns 0) and start the offset solve from
+random numbers. Here:
 
 1. **Pairs** (:func:`fit_pairs`). The counts of one pair in 1-ns bins of calibrated Δt are
    ``B + A exp(-(Δt - μ)² / 2σ²)`` where ``B`` is the accidental background, known from the
