@@ -121,6 +121,7 @@ class SN(Monitor):
         self.histogram = np.zeros(64, np.int64)
         self.peaks: collections.deque[tuple[float, int]] = collections.deque()
         self.latest: tuple[float, int] | None = None
+        self.highest: tuple[float, int] | None = None  # since start
         self.multiplicities = np.zeros(32, np.int64)
         self.vetoed = 0
         self.selected_total = 0
@@ -228,6 +229,8 @@ class SN(Monitor):
             self.histogram = grown
         self.histogram[value] += 1
         self.latest = (time_s, value)
+        if self.highest is None or value > self.highest[1]:
+            self.highest = (time_s, value)
         second = float(int(time_s))
         if self.peaks and self.peaks[-1][0] == second:
             if value > self.peaks[-1][1]:
@@ -327,6 +330,11 @@ class SN(Monitor):
                 "background_median": median,
                 "threshold": threshold,
                 "significance": significance(latest, median) if latest is not None else None,
+                "highest_time": self.highest[0] if self.highest else None,
+                "highest": self.highest[1] if self.highest else None,
+                "highest_significance": significance(self.highest[1], median)
+                if self.highest
+                else None,
                 "windows": int(self.histogram.sum()),
                 "windows_above_threshold": self.above_threshold,
                 "selected": self.selected_total,
