@@ -105,7 +105,7 @@ def fit_pairs(
     return PairFits(*out[:7], valid)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # on the k40 fitting thread: counting goes on meanwhile
 def _fit_all(counts, background, livetime, shift, out):  # fmt: skip
     n_doms, n_pairs, n_bins = counts.shape
     tmax = (n_bins - 1) // 2
