@@ -5,6 +5,9 @@ export DETECTOR_ID=43
 export DAQ_LIGIER_IP=192.168.0.110
 export DAQ_LIGIER_PORT=5553
 export TAGS_TO_MIRROR="IO_EVT, IO_SUM, IO_TSSN, MSG, IO_MONIT"
+# Add IO_TSL1 only for the K40 calibration (km3mon k40): it is the heaviest stream, about
+# 2 500 L1 hits per DOM per second = 15 kB/s per DOM: ~6 MB/s at ARCA-21, ~60 MB/s at ARCA-230
+# (IO_TSSN ~0.2 kB/s per DOM). Or run k40 against the DAQ ligier directly (README: K40).
 # The logger ligier (MSG)
 export LOG_LIGIER_IP=192.168.0.119
 export LOG_LIGIER_PORT=5553

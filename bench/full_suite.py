@@ -254,7 +254,9 @@ def run_size(dus: int, args: argparse.Namespace) -> dict:
     detx = folder / f"{dus}_dus.detx"
     detx.write_text(synthetic_detx(dus, t0_seed=1))  # t0s like a real detector's
     options = argparse.Namespace(detx=detx, replay=None, scenario="", event_rate=args.event_rate)
-    environment, _ = write_folder(folder, options, PRODUCTION_PIPELINE + args.pipeline_extra)
+    environment, _ = write_folder(
+        folder, options, PRODUCTION_PIPELINE + args.pipeline_extra, k40_args=args.k40_args
+    )
     try:
         start(folder, {**os.environ, **environment})
         samples = follow(folder, args.warmup, args.duration, args.sample_every)
@@ -426,6 +428,12 @@ def main() -> int:
         "--pipeline-extra",
         default="",
         help="TOML appended to the production pipeline.toml (e.g. shorter intervals for tests)",
+    )
+    parser.add_argument(
+        "--k40-args",
+        default="",
+        help="extra flags of k40, which runs on the mirrored IO_TSL1 as in the demo "
+        "(default: production, a 600 s calibration period)",
     )
     parser.add_argument("--json", type=Path, help="write every number here as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the working folders")

@@ -245,6 +245,24 @@ class WallSection:
 
 
 @dataclass(frozen=True)
+class SNSection:
+    """``[SN]``: the supernova monitor's coincidence selection, sliding window and threshold."""
+
+    min_multiplicity: int = option(7, minimum=2, maximum=31)
+    max_multiplicity: int = option(11, minimum=2, maximum=31)
+    window_s: float = option(0.5, key="window", minimum=0.1, maximum=60)
+    veto_window_ns: float = option(1000.0, key="veto_window", minimum=0)
+    threshold_sigma: float = option(5.0, positive=True)
+
+    def __post_init__(self) -> None:
+        if self.min_multiplicity > self.max_multiplicity:
+            raise ConfigError(
+                f"min_multiplicity ({self.min_multiplicity}) must not be above "
+                f"max_multiplicity ({self.max_multiplicity})"
+            )
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """All sections of ``pipeline.toml``; a missing file or section means the defaults."""
 
@@ -258,6 +276,7 @@ class PipelineConfig:
     alerts: AlertsSection = field(default_factory=AlertsSection)
     history: HistorySection = field(default_factory=HistorySection)
     wall: WallSection = field(default_factory=WallSection)
+    sn: SNSection = field(default_factory=SNSection)
     #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
     #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
     layouts: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -273,6 +292,7 @@ class PipelineConfig:
         "CalibrateAHRS": "calibrate_ahrs",
         "History": "history",
         "Wall": "wall",
+        "SN": "sn",
     }
 
     @classmethod

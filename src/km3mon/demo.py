@@ -105,13 +105,34 @@ def default_detx() -> str:
     return km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 
 
+def enable_k40(template: str, extra_args: str = "") -> str:
+    """The template with its commented-out ``k40`` program switched on (``extra_args`` added
+    to its command line): the demo mirrors IO_TSL1, so it can show the K40 calibration."""
+    head, marker, rest = template.partition("; --- k40 (IO_TSL1) ---\n")
+    block, end, tail = rest.partition("; --- end k40 ---\n")
+    if not marker or not end:
+        return template
+    lines = []
+    for line in block.splitlines(keepends=True):
+        if line.startswith(";") and not line.startswith("; "):  # a commented-out setting
+            line = line[1:]
+            if line.startswith("command=") and extra_args:
+                line = line.rstrip("\n") + f" {extra_args}\n"
+        lines.append(line)
+    return head + marker + "".join(lines) + end + tail
+
+
 def write_folder(
-    folder: Path, args: argparse.Namespace, pipeline: str = DEMO_PIPELINE
+    folder: Path,
+    args: argparse.Namespace,
+    pipeline: str = DEMO_PIPELINE,
+    k40_args: str = "--period 60 -i 60",
 ) -> tuple[dict[str, str], str]:
     """The demo's setenv.sh, pipeline.toml and supervisord.conf; returns environment, password.
 
     ``pipeline`` is the text of pipeline.toml with a ``{password}`` field for the dashboard;
-    the benchmark passes production settings instead of the demo's short intervals.
+    the benchmark passes production settings instead of the demo's short intervals (and
+    ``k40_args=""`` for the K40 calibration's production period).
     """
     from km3mon.detector import read_detx
 
@@ -126,7 +147,7 @@ def write_folder(
         "DETECTOR_ID": str(read_detx(detx).det_id),
         "DAQ_LIGIER_IP": "127.0.0.1",
         "DAQ_LIGIER_PORT": str(ports["DAQ_LIGIER_PORT"]),
-        "TAGS_TO_MIRROR": "IO_EVT, IO_SUM, IO_MONIT",
+        "TAGS_TO_MIRROR": "IO_EVT, IO_SUM, IO_MONIT, IO_TSSN, IO_TSL1",
         "LOG_LIGIER_IP": "127.0.0.1",
         "LOG_LIGIER_PORT": str(ports["LOG_LIGIER_PORT"]),
         "LIGIER_CMD": "km3mon ligier --host 127.0.0.1",
@@ -161,6 +182,7 @@ def write_folder(
             command += f" --event-rate {args.event_rate:g}"
     # The operator's template at the repository root (km3mon is installed editable there).
     template = (Path(__file__).resolve().parents[2] / "supervisord_template.conf").read_text()
+    template = enable_k40(template, k40_args)
     (folder / "supervisord.conf").write_text(
         template + DAQ_GROUP.format(source=source, source_command=command)
     )

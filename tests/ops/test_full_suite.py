@@ -29,7 +29,7 @@ def expected_programs() -> set[str]:
     """Every program of the operator's template, the stand-in and supervisord itself."""
     template = (REPO / "supervisord_template.conf").read_text()
     programs = set(re.findall(r"^\[program:(\w+)\]", template, flags=re.MULTILINE))
-    return programs | DAQ_STAND_IN | {"supervisord"}
+    return programs | DAQ_STAND_IN | {"supervisord", "k40"}  # k40: switched on as in the demo
 
 
 @pytest.mark.slow
@@ -39,7 +39,8 @@ def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:
     # --keep, to see that no process is left in the working folder; removed below.
     command = [sys.executable, str(REPO / "bench" / "full_suite.py"), "--dus", "6",
                "--warmup", "60", "--duration", "30", "--sample-every", "5", "--keep",
-               "--pipeline-extra", SHORT_TRIGGER_RATES, "--json", str(report)]  # fmt: skip
+               "--pipeline-extra", SHORT_TRIGGER_RATES, "--k40-args", "--period 30 -i 30",
+               "--json", str(report)]  # fmt: skip
     bench = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         output, _ = bench.communicate(timeout=240)
@@ -69,7 +70,7 @@ def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:
     assert set(with_records) == {"ligiermirror", "msg_dumper", "ahrs_calibration",
                                  "dom_activity", "dom_rates", "pmt_rates", "pmt_hrv",
                                  "trigger_rates", "triggermap", "ztplot", "rttc",
-                                 "alerts", "history", "reco"}  # fmt: skip
+                                 "alerts", "history", "reco", "timesync", "sn", "k40"}  # fmt: skip
     for name, row in with_records.items():
         assert row["state"] == "running" and row["messages"] > 0, (name, row)
         assert row["decode_errors"] == 0 and row["unknown_doms"] == 0, (name, row)

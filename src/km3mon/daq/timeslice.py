@@ -10,6 +10,14 @@ channel, not per DOM.
 
 Our own parser instead of km3pipe's ``TimesliceParser``: one short loop over superframes to find
 them, then a single numpy gather of all headers and all hits (km3pipe unpacks hit by hit).
+:func:`locate_frames` stops before the hits: the frame table and where each frame's hits start,
+for consumers (the K40 counter) that read the 6-byte hits straight from the payload.
+
+Status words (``timeslices.md`` §6.2): ``status`` bit 31 is the White Rabbit (time sync) bit, bits
+0-30 the high-rate veto per channel; ``fifo`` bit 31 says the UDP trailer arrived; ``daq`` holds
+the number of UDP packets received (bits 0-15) and the highest sequence number (bits 16-31). A
+frame's data are complete when received = highest + 1 and the trailer is there
+(:func:`frames_complete`).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from km3mon.daq.preamble import (
     records_at,
     records_in_blocks,
 )
+from km3mon.daq.summaryslice import UDP_COUNT_BITS, UDP_TRAILER_BIT, WHITE_RABBIT_BIT
 
 DATA_TYPES = (DAQTIMESLICE, DAQTIMESLICEL0, DAQTIMESLICEL1, DAQTIMESLICEL2, DAQTIMESLICESN)
 DATA_TYPE_BY_TAG = {TAG_BY_DATA_TYPE[data_type]: data_type for data_type in DATA_TYPES}
@@ -74,6 +83,21 @@ _N_HITS_OFFSET = SUPERFRAME_DTYPE.fields["n_hits"][1]
 
 
 @dataclass(eq=False, slots=True)
+class TimesliceFrames:
+    """A timeslice's frame table and, per frame, the payload offset of its first hit."""
+
+    data_type: int
+    header: DAQHeader
+    frames: np.ndarray = field(repr=False)
+    hit_offsets: np.ndarray = field(repr=False)
+    version: int | None = 1
+
+    @property
+    def tag(self) -> str:
+        return TAG_BY_DATA_TYPE[self.data_type]
+
+
+@dataclass(eq=False, slots=True)
 class Timeslice:
     """One timeslice: a :data:`FRAME_DTYPE` row per DOM and all hits (:data:`HITS_DTYPE`).
 
@@ -99,7 +123,36 @@ def decode_timeslice(payload: bytes) -> Timeslice:
     return decode_versioned(payload, "timeslice", DATA_TYPES, _parse_timeslice)
 
 
+def locate_frames(payload: bytes) -> TimesliceFrames:
+    """The frame table of one timeslice payload and where each frame's hits start (checked)."""
+    return decode_versioned(payload, "timeslice", DATA_TYPES, _locate_frames)
+
+
+def frames_white_rabbit(frames: np.ndarray) -> np.ndarray:
+    """Per frame: White Rabbit time sync valid (``status`` bit 31)."""
+    return (frames["status"] >> WHITE_RABBIT_BIT).astype(bool)
+
+
+def frames_complete(frames: np.ndarray) -> np.ndarray:
+    """Per frame: all UDP packets arrived (received = highest sequence + 1) and the trailer."""
+    received = frames["daq"] & ((1 << UDP_COUNT_BITS) - 1)
+    trailer = (frames["fifo"] >> UDP_TRAILER_BIT).astype(bool)
+    return (received == (frames["daq"] >> UDP_COUNT_BITS) + 1) & trailer
+
+
 def _parse_timeslice(payload: bytes, version: int | None, data_type: int) -> Timeslice:
+    located = _locate_frames(payload, version, data_type)
+    frames = located.frames
+    n_hits = frames["n_hits"].astype(np.int64)
+    wire = records_in_blocks(payload, located.hit_offsets, n_hits, HIT_WIRE_DTYPE)
+    hits = np.empty(len(wire), HITS_DTYPE)
+    hits["dom_id"] = np.repeat(frames["dom_id"], n_hits)
+    for name in HIT_WIRE_DTYPE.names:
+        hits[name] = wire[name]
+    return Timeslice(data_type, located.header, frames, hits, version)
+
+
+def _locate_frames(payload: bytes, version: int | None, data_type: int) -> TimesliceFrames:
     offset = body_offset(version)
     header = read_header(payload, offset, "timeslice")
     offset += HEADER.size
@@ -124,13 +177,7 @@ def _parse_timeslice(payload: bytes, version: int | None, data_type: int) -> Tim
 
     superframes = records_at(payload, starts, SUPERFRAME_DTYPE)
     frames = as_records(superframes, FRAME_DTYPE, "superframes")
-    n_hits = frames["n_hits"].astype(np.int64)
-    wire = records_in_blocks(payload, starts + SUPERFRAME_DTYPE.itemsize, n_hits, HIT_WIRE_DTYPE)
-    hits = np.empty(len(wire), HITS_DTYPE)
-    hits["dom_id"] = np.repeat(frames["dom_id"], n_hits)
-    for name in HIT_WIRE_DTYPE.names:
-        hits[name] = wire[name]
-    return Timeslice(data_type, header, frames, hits, version)
+    return TimesliceFrames(data_type, header, frames, starts + SUPERFRAME_DTYPE.itemsize, version)
 
 
 def encode_timeslice(timeslice: Timeslice) -> bytes:

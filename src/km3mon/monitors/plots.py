@@ -68,14 +68,15 @@ def dom_map(
                      edgecolors="#e41a1c", linewidths=1.5, label=marked_label)  # fmt: skip
     colour_bar = figure.colorbar(points, ax=axes, extend="both", pad=0.01)
     colour_bar.set_label(label)
-    _du_floor_axes(axes, detector)
+    du_floor_axes(axes, detector)
     axes.set_title(title)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
 
 
-def _du_floor_axes(axes: Axes, detector: Detector) -> None:
+def du_floor_axes(axes: Axes, detector: Detector) -> None:
+    """DU on x, floor on y, integer ticks, a light grid."""
     dus = detector.dus
     step = max(1, len(dus) // 30)
     axes.set_xticks(dus[::step])
@@ -85,3 +86,38 @@ def _du_floor_axes(axes: Axes, detector: Detector) -> None:
     axes.set_ylim(0.3, detector.n_floors + 0.7)
     axes.set_xlim(dus.min() - 0.7, dus.max() + 0.7)
     axes.grid(alpha=0.2)
+
+
+#: Colours and markers of categorical DOM states: good first, then worse and worse; shape
+#: as well as colour tells them apart.
+STATE_STYLES = (
+    ("#1a9850", "s"),
+    ("#fdae61", "^"),
+    ("#d01c8b", "X"),
+    (MISSING_COLOUR, "x"),
+)
+
+
+def dom_states_map(
+    detector: Detector, states: np.ndarray, names: tuple[str, ...], title: str
+) -> Figure:
+    """DU × floor map of a state per DOM (index into ``names`` and :data:`STATE_STYLES`;
+    negative: not shown), e.g. time sync OK / UDP incomplete / White Rabbit lost / missing."""
+    import matplotlib.pyplot as plt
+
+    optical = detector.dom_floor > 0
+    du, floor = detector.dom_du[optical], detector.dom_floor[optical]
+    states = np.asarray(states)[optical]
+    n_dus = len(detector.dus)
+    width_in = min(20.0, max(8.0, 2 + 0.35 * n_dus))
+    figure, axes = plt.subplots(figsize=(width_in, 6.5))
+    size = 90 if n_dus <= 40 else max(4.0, 90 * 40 / n_dus)
+    for state, (name, (colour, marker)) in enumerate(zip(names, STATE_STYLES, strict=False)):
+        chosen = states == state
+        axes.scatter(du[chosen], floor[chosen], s=size * (1.4 if state else 1.0), marker=marker,
+                     color=colour, label=f"{name} ({int(chosen.sum())})")  # fmt: skip
+    du_floor_axes(axes, detector)
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    return figure

@@ -16,7 +16,13 @@ hrv-storm       :data:`HRV_STORM_FRACTION` of the optical DOMs glow (bioluminesc
                 most of their PMTs above the high-rate-veto threshold
 trigger-zero    no triggered events (no ``IO_EVT``)
 wr-loss         one DOM loses White Rabbit time sync: WR bit 31 cleared in its summary frame
-                ``status`` and its TMCH ``dom_status[0]``
+                ``status``, its TMCH ``dom_status[0]`` and its timeslice (``IO_TSL1``, ``IO_TSSN``)
+                frames
+pmt-t0          one PMT's true delay exceeds its DETX t0 by :data:`PMT_T0_SHIFT_NS` (its hits
+                in every stream come that much earlier): what a K40 calibration must find
+sn-burst        a Galactic core-collapse supernova: for :data:`SN_BURST_DURATION_S` (unless an end
+                is given) every DOM sees more low-multiplicity coincidences; the amplitude and
+                time profile are in :mod:`.sim_timeslices`
 t0-offset       one optical DOM's hit times are :data:`T0_OFFSET_NS` late against the DETX (its
                 t0s are stale: the DOM's true delay is that much shorter than the DETX says)
 ==============  ==================================================================================
@@ -37,6 +43,8 @@ HRV_STORM_FRACTION = 0.25
 HRV_STORM_FACTOR_RANGE = (4.0, 8.0)
 #: ns by which the ``t0-offset`` DOM's calibrated hit times are late (``Simulator`` option).
 T0_OFFSET_NS = 8.0
+PMT_T0_SHIFT_NS = 3.0
+SN_BURST_DURATION_S = 10.0
 
 
 @dataclass
@@ -158,6 +166,14 @@ def _nothing(
     return Scenario(name, start_s, end_s, np.array([], np.int64), ())
 
 
+def _whole_detector_for_a_burst(
+    name: str, start_s: float, end_s: float | None, detector: Detector, _rng: np.random.Generator
+) -> Scenario:
+    optical = np.flatnonzero(detector.n_pmts > 0)
+    end_s = start_s + SN_BURST_DURATION_S if end_s is None else end_s
+    return Scenario(name, start_s, end_s, optical, tuple(detector.dom_ids[optical].tolist()))
+
+
 def _silence(scenario: Scenario, effects: Effects) -> None:
     effects.silent[scenario.dom_index] = True
 
@@ -186,6 +202,13 @@ def _delay_dom(scenario: Scenario, effects: Effects) -> None:
 def _offset_text(scenario: Scenario) -> str:
     return f"{_dom_text(scenario)}, hit times {scenario.factors[0]:+g} ns against the DETX"
 
+def _shift_pmt_delay(scenario: Scenario, effects: Effects) -> None:
+    effects.time_shift_ns[scenario.dom_index[0], scenario.channel] += PMT_T0_SHIFT_NS
+
+
+def _burst_in_timeslices(_scenario: Scenario, _effects: Effects) -> None:
+    """Nothing per CLB: the timeslice model reads the burst's age from the scenario."""
+
 
 def _dom_text(scenario: Scenario) -> str:
     return f"DOM {scenario.dom_ids[0]} of DU {scenario.du}"
@@ -200,6 +223,14 @@ KINDS: dict[str, _Kind] = {
     "trigger-zero": _Kind(_nothing, _stop_triggers, lambda s: "all triggers"),
     "wr-loss": _Kind(_one_dom, _lose_white_rabbit, _dom_text),
     "t0-offset": _Kind(_offset_dom, _delay_dom, _offset_text),
+    "pmt-t0": _Kind(
+        _one_pmt,
+        _shift_pmt_delay,
+        lambda s: f"channel {s.channel} of {_dom_text(s)}: delay DETX t0 + {PMT_T0_SHIFT_NS:g} ns",
+    ),
+    "sn-burst": _Kind(
+        _whole_detector_for_a_burst, _burst_in_timeslices, lambda s: f"{len(s.dom_ids)} DOMs"
+    ),
 }
 
 

@@ -18,6 +18,12 @@ i.e. the true time in the frame plus one constant for the whole detector: the fr
 the simulator's truth records (track times) are given.
 
 Arrays are per optical DOM (the detector's DOMs with PMTs, in detector order) and DAQ channel.
+
+Beside the delays, each PMT has a true relative efficiency (it scales the PMT's singles rate and
+its K40 coincidences) and a true width of its K40 hit times (transit-time spread plus photon
+paths); the timeslice streams (:mod:`.sim_timeslices`) and the K40 calibration validated against
+them use both. :meth:`TrueCalibration.draw_pmt_constants` draws all three per PMT;
+:meth:`TrueCalibration.truth` is what ``km3mon simulate --calibration-truth FILE`` records.
 """
 
 from __future__ import annotations
@@ -26,6 +32,16 @@ import numpy as np
 
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector
+
+#: How wrong the DETX t0 of a PMT is (true delay minus DETX t0): Gaussian, clipped, in ns.
+OFFSET_SIGMA_NS = 0.3
+OFFSET_LIMIT_NS = 0.6
+#: Relative PMT efficiency: Gaussian around 1, clipped.
+EFFICIENCY_SIGMA = 0.1
+EFFICIENCY_LIMITS = (0.6, 1.4)
+#: Spread of a PMT's K40 hit times (ns): mean and sigma between PMTs. Two PMTs together give
+#: the ~3.5 ns wide coincidence peak of real K40 data (km3pipe starts its fits at 4 ns).
+WIDTH_NS = (2.5, 0.2)
 
 
 class TrueCalibration:
@@ -52,6 +68,13 @@ class TrueCalibration:
         self.reference_t0_ns = float(np.median(finite)) if len(finite) else 0.0
         #: True delay minus DETX t0 per PMT (ns): how wrong the DETX is. Scenarios add to it.
         self.offset_ns = np.zeros(shape)
+        #: DOM id of each optical row.
+        self.dom_ids = detector.dom_ids[optical]
+        present = np.isfinite(self.detx_t0_ns)
+        #: Relative efficiency of each PMT (1 = nominal), 0 where the DOM has no such channel.
+        self.efficiency = present.astype(float)
+        #: Spread of each PMT's K40 hit times (ns), NaN where absent.
+        self.width_ns = np.where(present, WIDTH_NS[0], np.nan)
         #: What is subtracted from a true time to give the raw time, without offsets.
         self._base_delay_ns = np.nan_to_num(self.detx_t0_ns - self.reference_t0_ns)
 
@@ -64,3 +87,41 @@ class TrueCalibration:
         if shift_ns is not None:
             delay = delay + shift_ns[dom_rows, channels]
         return delay
+
+    def draw_pmt_constants(self, rng: np.random.Generator) -> None:
+        """Random true offsets (how wrong the DETX is), efficiencies and widths per PMT."""
+        present = np.isfinite(self.detx_t0_ns)
+        shape = self.detx_t0_ns.shape
+        offsets = np.clip(rng.normal(0, OFFSET_SIGMA_NS, shape), -OFFSET_LIMIT_NS, OFFSET_LIMIT_NS)
+        self.offset_ns = np.where(present, offsets, 0.0)
+        efficiency = np.clip(rng.normal(1, EFFICIENCY_SIGMA, shape), *EFFICIENCY_LIMITS)
+        self.efficiency = np.where(present, efficiency, 0.0)
+        widths = np.clip(rng.normal(*WIDTH_NS, shape), 1.0, 5.0)
+        self.width_ns = np.where(present, widths, np.nan)
+
+    def truth(self, detector: Detector) -> dict[str, object]:
+        """The true PMT constants as a JSON-ready document (one entry per optical DOM).
+
+        ``offset_ns``: true delay minus DETX t0, per channel; adding it to the DETX t0 gives the
+        true delay (what a K40 calibration should propose, up to one constant per DOM).
+        """
+        rows = np.flatnonzero(detector.n_pmts > 0)
+        doms = []
+        for row, index in enumerate(rows.tolist()):
+            present = np.isfinite(self.detx_t0_ns[row])
+            doms.append(
+                {
+                    "dom_id": int(self.dom_ids[row]),
+                    "du": int(detector.dom_du[index]),
+                    "floor": int(detector.dom_floor[index]),
+                    "channels": np.flatnonzero(present).tolist(),
+                    "offset_ns": np.round(self.offset_ns[row][present], 4).tolist(),
+                    "efficiency": np.round(self.efficiency[row][present], 5).tolist(),
+                    "width_ns": np.round(self.width_ns[row][present], 4).tolist(),
+                }
+            )
+        return {
+            "det_id": int(detector.det_id),
+            "reference_t0_ns": self.reference_t0_ns,
+            "doms": doms,
+        }

@@ -11,14 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 #: PMT rings of a KM3NeT DOM: (polar angle of the PMT axis from +z in degrees, PMTs in the ring,
-#: azimuth of the first PMT in degrees). 1 + 5 x 6 = 31 PMTs, 19 looking down, 12 up.
+#: azimuth of the first PMT in degrees). 1 + 5 x 6 = 31 PMTs, 19 looking down, 12 up. Angles as
+#: in the real DETX files (ARCA-21 ``KM3NeT_00000133``, ORCA ``detx_v4``): rings at 56.3, 72.8,
+#: 107.2, 123.7 and 148.2 degrees, neighbouring rings turned by 30 degrees against each other.
 PMT_RINGS_DEG: tuple[tuple[float, int, float], ...] = (
     (180.0, 1, 0.0),
-    (147.5, 6, 0.0),
-    (123.5, 6, 30.0),
-    (114.0, 6, 0.0),
-    (73.0, 6, 30.0),
-    (57.0, 6, 0.0),
+    (148.2, 6, 30.0),
+    (123.7, 6, 0.0),
+    (107.2, 6, 30.0),
+    (72.8, 6, 0.0),
+    (56.3, 6, 30.0),
 )
 DOM_RADIUS_M = 0.2
 FIRST_DOM_ID = 808_400_000

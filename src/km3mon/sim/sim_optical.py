@@ -1,12 +1,13 @@
 """PMT rates and CLB slow control of every DOM, encoded as ``IO_SUM`` and ``IO_MONIT`` payloads.
 
 Rates: each PMT has a K40-like base rate (log-normal around :data:`MEDIAN_RATE_HZ`, so most
-lie in 5-8 kHz), each DOM a slow drift and occasional bioluminescence bursts (a jump to
-``BURST_FACTOR_*`` x the base rate, decaying with :data:`BURST_DECAY_S`). The hits counted in a
-timeslice (normal approximation of Poisson, fine for ~600 counts per 100 ms) feed both the
-TMCH hit counts and the summary-slice rate bytes, so both streams agree for the same DOM and
-time (up to the 2.7 % steps of the rate byte). PMTs above :data:`HRV_THRESHOLD_HZ` get their
-high-rate-veto bit, above :data:`FIFO_THRESHOLD_HZ` their FIFO-almost-full bit.
+lie in 6.5-8.5 kHz and a DOM sums to 220-250 kHz, like quiet real DOMs), each DOM a slow drift
+and occasional bioluminescence bursts (a jump to ``BURST_FACTOR_*`` x the base rate, decaying
+with :data:`BURST_DECAY_S`). The hits counted in a timeslice (normal approximation of Poisson,
+fine for ~700 counts per 100 ms) feed both the TMCH hit counts and the summary-slice rate
+bytes, so both streams agree for the same DOM and time (up to the 2.7 % steps of the rate
+byte). PMTs above :data:`HRV_THRESHOLD_HZ` get their high-rate-veto bit, above
+:data:`FIFO_THRESHOLD_HZ` their FIFO-almost-full bit.
 
 Orientation: every DOM has a heading that swings slowly (the DU twisting in the current) and a
 small tilt; the A (gravity, g) and H (Earth field, gauss) vectors are built so that
@@ -40,7 +41,7 @@ from km3mon.daq.summaryslice import (
 from km3mon.detector import Detector
 
 TIMESLICE_S = 0.1
-MEDIAN_RATE_HZ = 6_400.0
+MEDIAN_RATE_HZ = 7_400.0  # x 31 PMTs: ~230 kHz per DOM, as quiet real DOMs (220-250 kHz)
 RATE_SPREAD = 0.12  # sigma of ln(rate) between PMTs
 DRIFT_AMPLITUDE = 0.05
 DRIFT_PERIOD_S = (300.0, 1800.0)

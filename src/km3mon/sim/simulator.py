@@ -4,7 +4,9 @@ For the detector of a DETX file, every 100 ms timeslice of the simulated clock y
 ``IO_SUM`` summary slice (a frame per optical DOM), one ``IO_MONIT`` TMCH packet per CLB (optical
 DOMs and base modules), Poisson-many ``IO_EVT`` muon events and now and then ``MSG`` log lines
 (to ``--log-port``). The physics and encodings live in :mod:`.sim_optical`, :mod:`.sim_events`
-and :mod:`.sim_log`; faults on purpose in :mod:`.scenarios`.
+and :mod:`.sim_log`; faults on purpose in :mod:`.scenarios`. With timeslices on (the command's
+default), every DataFilter also publishes its ``IO_TSL1`` and ``IO_TSSN`` (:mod:`.sim_timeslices`);
+``--calibration-truth FILE`` records the true PMT offsets, efficiencies and widths (JSON).
 
 The clock: timeslice ``k`` starts at ``start_utc + k * 100 ms``; it is published at wall time
 ``start + k * 100 ms / speed`` (``--max``: as fast as possible); more than ``MAX_LAG_S`` late
@@ -18,12 +20,14 @@ counts wall seconds; SIGTERM/SIGINT stop cleanly (exit 0), a second one at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +48,8 @@ from km3mon.sim.scenarios import (
 from km3mon.sim.sim_calibration import TrueCalibration
 from km3mon.sim.sim_events import MuonEventGenerator, SimulatedEvent, default_event_rate_hz
 from km3mon.sim.sim_log import LogModel
-from km3mon.sim.sim_optical import TIMESLICE_S, OpticalModel
+from km3mon.sim.sim_optical import HRV_THRESHOLD_HZ, TIMESLICE_S, OpticalModel
+from km3mon.sim.sim_timeslices import TimesliceModel
 from km3mon.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.simulate")
@@ -74,11 +79,12 @@ class TimesliceOutput:
     n_packets: int
     n_events: int
     n_log_lines: int
+    n_timeslice_messages: int = 0
 
     @property
     def n_messages(self) -> int:
         """Messages in ``data`` and ``log`` together."""
-        return 1 + self.n_packets + self.n_events + self.n_log_lines
+        return 1 + self.n_packets + self.n_events + self.n_log_lines + self.n_timeslice_messages
 
 
 class Simulator:
@@ -100,6 +106,8 @@ class Simulator:
         start_utc_s: float | None = None,
         first_run: int = FIRST_RUN,
         t0_offset_ns: float = T0_OFFSET_NS,
+        timeslices: bool = False,
+        data_filters: int | None = None,
     ) -> None:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -130,6 +138,20 @@ class Simulator:
         self.optical = OpticalModel(detector, np.random.default_rng([seed, 1]))
         #: The true PMT delays the raw hit times are written with (see sim_calibration).
         self.calibration = TrueCalibration(detector)
+        self.calibration.draw_pmt_constants(np.random.default_rng([seed, 5]))
+        optical_rows = np.flatnonzero(detector.n_pmts > 0)
+        self.optical.base_rate_hz[optical_rows] *= self.calibration.efficiency
+        #: The DataFilters' IO_TSL1 and IO_TSSN, if asked for.
+        self.timeslices = (
+            TimesliceModel(
+                detector,
+                self.calibration,
+                np.random.default_rng([seed, 6]),
+                data_filters=data_filters,
+            )
+            if timeslices
+            else None
+        )
         self.events = MuonEventGenerator(
             detector, np.random.default_rng([seed, 2]), self.calibration
         )
@@ -177,7 +199,9 @@ class Simulator:
         alive = ~effects.silent[self._optical_rows]
         dom_rates_hz = self.optical.rates_hz[self._optical_rows].sum(axis=1)
         time_shift_ns = effects.time_shift_ns[self._optical_rows]
+        triggered_hits = []
         for event in self.events.generate(n_events, alive, dom_rates_hz, time_shift_ns):
+            triggered_hits.append(event.triggered_hits)
             self.trigger_counter += 1
             payload = encode_event(
                 Event(
@@ -193,6 +217,19 @@ class Simulator:
             if self.on_event is not None:
                 self.on_event(header, self.trigger_counter, event)
 
+        timeslice_data, n_timeslice_messages = b"", 0
+        if self.timeslices is not None:
+            rates_hz = self.optical.rates_hz[self._optical_rows]
+            timeslice_data, n_timeslice_messages = self.timeslices.step(
+                header,
+                effects,
+                self.optical.frames,
+                rates_hz,
+                rates_hz > HRV_THRESHOLD_HZ,
+                self.timeslices.burst_hz(self.scenarios, elapsed_s),
+                triggered_hits,
+            )
+
         utc_s = header.timestamp
         lines = []
         if header.run != previous_run:
@@ -202,12 +239,13 @@ class Simulator:
         n_clbs_alive = int((~effects.silent).sum())
         return TimesliceOutput(
             header=header,
-            data=b"".join(frames),
+            data=b"".join(frames) + timeslice_data,
             log=b"".join(encode_frame("MSG", line.encode()) for line in lines),
             n_frames=int(alive.sum()),
             n_packets=n_clbs_alive,
             n_events=len(frames) - 2,
             n_log_lines=len(lines),
+            n_timeslice_messages=n_timeslice_messages,
         )
 
 
@@ -296,10 +334,30 @@ def _connect(client: Client, stop: threading.Event) -> bool:
         client.reconnect = True
 
 
+def write_calibration_truth(simulator: Simulator, path: str) -> None:
+    """The true PMT constants, and the scenarios that change them, as one JSON document."""
+    from km3mon.sim.scenarios import PMT_T0_SHIFT_NS
+
+    truth = simulator.calibration.truth(simulator.detector)
+    truth["scenarios"] = [
+        {
+            "name": scenario.name,
+            "dom_id": scenario.dom_ids[0],
+            "channel": scenario.channel,
+            "offset_shift_ns": PMT_T0_SHIFT_NS,
+            "start_s": scenario.start_s,
+            "end_s": scenario.end_s,
+        }
+        for scenario in simulator.scenarios
+        if scenario.name == "pmt-t0"
+    ]
+    Path(path).write_text(json.dumps(truth) + "\n")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="publish a simulated detector (IO_SUM, IO_MONIT, IO_EVT, MSG) into a ligier",
+        help="publish a simulated detector (IO_SUM, IO_MONIT, IO_EVT, IO_TSL1, IO_TSSN, MSG)",
         description="Simulate the DAQ stream of the detector in a DETX file, in real time "
         "(or faster), with optional faults (scenarios: "
         + ", ".join(KINDS)
@@ -324,6 +382,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"simulated minutes per run ({DEFAULT_RUN_MINUTES:g})",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument(
+        "--no-timeslices",
+        dest="timeslices",
+        action="store_false",
+        help="leave out the DataFilters' IO_TSL1 and IO_TSSN (the heaviest streams)",
+    )
+    parser.add_argument(
+        "--data-filters", type=int, help="DataFilters publishing timeslices (one per 3 DUs)"
+    )
+    parser.add_argument(
+        "--calibration-truth",
+        metavar="FILE",
+        help="write the true PMT offsets, efficiencies and widths (JSON) for K40 validation",
+    )
     parser.add_argument(
         "--event-rate", type=float, help="mean trigger rate in Hz (default: 10 + 2 per DU)"
     )
@@ -355,8 +427,12 @@ def run(args: argparse.Namespace) -> int:
             run_minutes=args.run_minutes,
             event_rate_hz=args.event_rate,
             t0_offset_ns=args.t0_offset_ns,
+            timeslices=args.timeslices,
+            data_filters=args.data_filters,
         )
-    except (DetectorError, ValueError) as error:
+        if args.calibration_truth:
+            write_calibration_truth(simulator, args.calibration_truth)
+    except (DetectorError, ValueError, OSError) as error:
         log.error("%s", error)
         return 2
     log.info(

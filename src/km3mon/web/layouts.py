@@ -49,9 +49,21 @@ DEFAULT_PAGES: tuple[Page, ...] = (
         "master + RX master); the red line is the median of the past 24 hours, the band its "
         "robust spread.",
     ),
-    Page("k40", "K40", [["k40_summary"], ["intradom"], ["angular_k40rate_distribution"]]),
+    Page(
+        "k40",
+        "K40",
+        [["k40_summary"], ["intradom"], ["angular_k40rate_distribution"], ["k40_du*"]],
+        "K40 intra-DOM calibration (km3mon k40, IO_TSL1). intradom: mean Δt of each PMT pair "
+        "vs the cosine of their angle; angular: pair rates; blue before, red after correction.",
+    ),
     Page("reco", "Reco", [["time_residuals", "ztplot_roy"], ["reco_zenith"]]),
-    Page("sn", "SN", [["sn_bg_histogram", "sn_pk_history"]]),
+    Page(
+        "sn",
+        "SN",
+        [["sn_bg_histogram", "sn_pk_history"]],
+        "A supernova monitor (km3mon sn), not the KM3NeT supernova trigger: coincidences of "
+        "7-11 PMTs on a DOM within 10 ns, muons vetoed, summed over the detector in 0.5 s.",
+    ),
 )
 
 

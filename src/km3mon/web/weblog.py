@@ -50,6 +50,7 @@ DEFAULT_RULES = {
         "[DataQueue]": "background: #fdd0a2",
         "[DataWriter]": "background: #c6dbef",
         "[AcousticDataFilter]": "background: #dadaeb",
+        "ALERT (MONITORING)": "background: #fde0ef",
     },
 }
 

@@ -1,0 +1,552 @@
+"""k40: intra-DOM calibration from K40 coincidences in ``IO_TSL1`` (when it is mirrored).
+
+Every L1 hit counts (the original's km3pipe chain could not keep up and was switched off in
+2019). Per calibration period (``--period`` seconds of DAQ time, default 600), twofold
+coincidences are counted per PMT pair in 1-ns bins of calibrated Δt within ±10 ns
+(:mod:`km3mon.timeslices.twofolds`), the accidentals subtracted from the singles of the summary
+slices, and each DOM solved for PMT offsets, widths and relative efficiencies
+(:mod:`km3mon.timeslices.k40_fit`). The fit runs on a thread of its own while counting goes on.
+
+Outputs per period:
+
+* ``data/k40/offsets.csv`` (header; rotated at :data:`ROTATE_BYTES` into ``offsets.csv.1`` …
+  ``.4``): ``utc_start, utc_end, dom_id, du, floor, channel, t0_ns, t0_err_ns, rel_eff,
+  rel_eff_err, width_ns, n_coincidences, flagged``. ``t0_ns`` is the PMT's offset from the mean
+  of its DOM's PMTs such that **DETX t0 + t0_ns** is the corrected t0.
+* ``data/k40/t0_corrections_<UTC>.txt`` (and ``t0_corrections_latest.txt``): the proposed DETX t0
+  corrections for an expert to review, the last :data:`KEEP_PROPOSALS` kept. The DETX itself
+  is never written.
+* plots: ``intradom.png`` (pair means vs cos angle, before and after correction) and
+  ``angular_k40rate_distribution.png`` (pair rates, before and after efficiency correction) for
+  up to 18 DOMs (all of a small detector, else the worst), ``k40_summary.png`` (DU × floor: RMS
+  of each DOM's offsets, its K40 rate, PMTs out of tolerance) and per DU ``k40_du<N>.png``
+  (offset of every PMT, floor × channel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.daq import DAQFormatError
+from km3mon.daq.timeslice import locate_frames
+from km3mon.monitors.decoding import decode_summaryslices
+from km3mon.monitors.output import atomic_write, utc
+from km3mon.monitors.plots import du_floor_axes
+from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
+from km3mon.timeslices.k40_fit import DOMCalibration, fit_pairs, solve_doms
+from km3mon.timeslices.twofolds import PAIR_I, PAIR_J, TwofoldCounter
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+ROTATE_BYTES = 100 * 1024 * 1024
+KEEP_ROTATED = 4
+KEEP_PROPOSALS = 10
+PANELS = 18
+MAX_FLAGGED = 1000
+FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
+CSV_COLUMNS = (
+    "utc_start", "utc_end", "dom_id", "du", "floor", "channel", "t0_ns", "t0_err_ns", "rel_eff",
+    "rel_eff_err", "width_ns", "n_coincidences", "flagged",
+)  # fmt: skip
+BEFORE_COLOUR, AFTER_COLOUR = "#2166ac", "#d6604d"
+
+
+@dataclass
+class PeriodResult:
+    """One calibration period: its DAQ time span, livetime and solution."""
+
+    utc_start: float
+    utc_end: float
+    livetime_s: np.ndarray
+    calibration: DOMCalibration
+    mean_ns: np.ndarray
+    rate_hz: np.ndarray
+    valid: np.ndarray
+
+
+class K40(Monitor):
+    name = "k40"
+    tags = ("IO_TSL1", "IO_SUM")
+    help = "K40 intra-DOM calibration from IO_TSL1: PMT time offsets, widths, efficiencies"
+    default_interval_s = 600.0
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--period", type=float, default=600.0, help="seconds of DAQ time per calibration (600)"
+        )
+        parser.add_argument(
+            "--t0-tolerance",
+            type=float,
+            default=2.0,
+            help="ns: PMTs whose offset from their DOM's mean exceeds this are flagged (2)",
+        )
+        parser.add_argument("--tmax", type=int, default=10, help="coincidence window, ns (10)")
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        args = context.args
+        if args.period <= 0 or args.t0_tolerance <= 0:
+            raise ValueError("--period and --t0-tolerance must be positive")
+        self.period_s = float(args.period)
+        self.tolerance_ns = float(args.t0_tolerance)
+        self.detector = context.detector
+        self.counter = TwofoldCounter(self.detector, args.tmax)
+        self.slots = self.counter.dom_index
+        n = len(self.slots)
+        self._rates_product = np.zeros((n, len(PAIR_I)), np.float32)
+        self._product = np.zeros((n, len(PAIR_I)), np.float32)
+        self._summary_frames = np.zeros(n)
+        self.period: int | None = None
+        self.period_start_s: float | None = None
+        self.period_end_s: float | None = None
+        directions = np.full((n, 31, 3), np.nan)
+        slot_of_pmt = np.full(len(self.detector.dom_ids), -1)
+        slot_of_pmt[self.slots] = np.arange(n)
+        pmt_slot = slot_of_pmt[self.detector.pmt_dom_index]
+        usable = (pmt_slot >= 0) & (self.detector.pmt_channel < 31)
+        directions[pmt_slot[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_dir[
+            usable
+        ]
+        self.present = np.isfinite(directions[:, :, 0])
+        d = np.nan_to_num(directions)
+        self.cos_angles = np.einsum("npk,npk->np", d[:, PAIR_I], d[:, PAIR_J])
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="k40-fit")
+        self._pending: concurrent.futures.Future[PeriodResult] | None = None
+        self.result: PeriodResult | None = None
+        self.calibrations = 0
+        self.out_dir = context.data_dir / "k40"
+        self.robin = RoundRobin()
+        self.dus = self.detector.dus
+
+    # -- consuming --------------------------------------------------------------------
+
+    def consume(self, messages: list[Message]) -> None:
+        now = time.time()
+        for message in messages:
+            if message.tag != "IO_TSL1":
+                continue
+            try:
+                located = locate_frames(message.payload)
+            except DAQFormatError as error:
+                self.context.count_error("IO_TSL1 unusable", error)
+                continue
+            time_s = located.header.timestamp
+            if time_s > now + FUTURE_TOLERANCE_S:
+                self.context.count_error("IO_TSL1 from the future", f"UTC {utc(time_s)}")
+                continue
+            self._advance_to(time_s)
+            result = self.counter.add(message.payload, located)
+            if len(result.unknown_dom_ids):
+                self.context.count_unknown_doms(result.unknown_dom_ids)
+            if result.bad_channels:
+                self.context.count_error("hits on channels above 30", "skipped", 1)
+            self.period_end_s = max(self.period_end_s or time_s, time_s + 0.1)
+            self.context.saw_data_at(time_s)
+        for summary in decode_summaryslices(self.context, messages):
+            self._add_singles(summary.dom_ids, summary.rates_hz, summary.hrv)
+
+    def _add_singles(self, dom_ids: np.ndarray, rates_hz: np.ndarray, hrv: np.ndarray) -> None:
+        """Σ r_i r_j per DOM and pair over the period's summary slices (HRV: no hits, r = 0),
+        for the accidentals; float32 keeps it a few ms per 230-DU slice."""
+        slot = self.counter.slot_of_index[self.context.dom_index(dom_ids)]
+        keep = slot >= 0
+        slot, unique = np.unique(slot[keep], return_index=True)
+        rates = np.where(hrv, 0.0, rates_hz)[keep][unique].astype(np.float32)
+        product = self._product[: len(slot)]
+        np.multiply(rates[:, PAIR_I], rates[:, PAIR_J], out=product)
+        self._rates_product[slot] += product
+        self._summary_frames[slot] += 1
+
+    def _advance_to(self, time_s: float) -> None:
+        period = int(time_s // self.period_s)
+        if self.period is None:
+            self.period, self.period_start_s = period, time_s
+        elif period > self.period:
+            self._close_period()
+            self.period, self.period_start_s, self.period_end_s = period, time_s, None
+
+    def _close_period(self) -> None:
+        """Hand the period's counts to the fitting thread; counting goes on at once."""
+        counts = self.counter.counts.copy()
+        livetime = self.counter.livetime_s
+        frames = np.maximum(self._summary_frames, 1)
+        mean_product = self._rates_product.astype(np.float64) / frames[:, None]
+        background = mean_product * 1e-9 * livetime[:, None]
+        background[self._summary_frames == 0] = 0.0  # no singles: fit without subtraction
+        start, end = self.period_start_s, self.period_end_s or self.period_start_s
+        shift = self.counter.bin_shift_ns
+        self.counter.reset()
+        self._rates_product[:] = 0
+        self._summary_frames[:] = 0
+        if self._pending is not None and not self._pending.done():
+            self.log.warning("previous calibration still running; period %s skipped", utc(start))
+            return
+        self._pending = self._worker.submit(
+            self._calibrate, counts, background, livetime, shift, start, end
+        )
+
+    def _calibrate(
+        self,
+        counts: np.ndarray,
+        background: np.ndarray,
+        livetime: np.ndarray,
+        shift: np.ndarray,
+        start: float,
+        end: float,
+    ) -> PeriodResult:
+        started = time.perf_counter()
+        fits = fit_pairs(counts, background, livetime, shift)
+        calibration = solve_doms(fits, self.cos_angles, self.present)
+        self.log.info(
+            "calibrated %d DOMs (%s to %s, %d pairs fitted) in %.1f s",
+            int((calibration.n_pairs > 0).sum()),
+            utc(start),
+            utc(end),
+            int(fits.valid.sum()),
+            time.perf_counter() - started,
+        )
+        return PeriodResult(
+            start, end, livetime, calibration, fits.mean_ns, fits.rate_hz, fits.valid
+        )
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def poll(self) -> None:
+        if self._pending is not None and self._pending.done():
+            pending, self._pending = self._pending, None
+            try:
+                self.result = pending.result()
+            except Exception:  # a fitting bug must not end the monitor
+                self.log.exception("calibration failed")
+                return
+            self.calibrations += 1
+            self._write_tables(self.result)
+            self.render()
+
+    def flagged(self, result: PeriodResult) -> np.ndarray:
+        """PMTs whose offset is out of tolerance (and measured well enough to say so)."""
+        cal = result.calibration
+        with np.errstate(invalid="ignore"):
+            return (np.abs(cal.t0_ns) > self.tolerance_ns) & (
+                cal.t0_error_ns < self.tolerance_ns / 2
+            )
+
+    def _write_tables(self, result: PeriodResult) -> None:
+        cal = result.calibration
+        flagged = self.flagged(result)
+        slots, channels = np.nonzero(np.isfinite(cal.t0_ns))
+        dom = self.slots[slots]
+        columns = (
+            np.full(len(slots), f"{result.utc_start:.1f}"),
+            np.full(len(slots), f"{result.utc_end:.1f}"),
+            self.detector.dom_ids[dom],
+            self.detector.dom_du[dom],
+            self.detector.dom_floor[dom],
+            channels,
+            np.char.mod("%.3f", cal.t0_ns[slots, channels]),
+            np.char.mod("%.3f", cal.t0_error_ns[slots, channels]),
+            np.char.mod("%.4f", cal.relative_efficiency[slots, channels]),
+            np.char.mod("%.4f", cal.relative_efficiency_error[slots, channels]),
+            np.char.mod("%.3f", cal.width_ns[slots, channels]),
+            np.rint(cal.n_coincidences[slots, channels]).astype(np.int64),
+            flagged[slots, channels].astype(int),
+        )
+        rows = [",".join(map(str, row)) for row in zip(*columns, strict=True)]
+        append_rows(self.out_dir / "offsets.csv", ",".join(CSV_COLUMNS), rows)
+        self._write_proposal(result, flagged)
+        n_flagged = int(flagged.sum())
+        if n_flagged:
+            names = [
+                f"{self.describe(slot)} channel {channel}: {cal.t0_ns[slot, channel]:+.2f} ns"
+                for slot, channel in zip(*np.nonzero(flagged), strict=True)
+            ][:20]
+            self.log.warning(
+                "%d PMTs out of the %.1f ns tolerance: %s",
+                n_flagged,
+                self.tolerance_ns,
+                "; ".join(names),
+            )
+
+    def describe(self, slot: int) -> str:
+        dom = self.slots[slot]
+        return (
+            f"DOM {self.detector.dom_ids[dom]} (DU {self.detector.dom_du[dom]}, "
+            f"floor {self.detector.dom_floor[dom]})"
+        )
+
+    def _write_proposal(self, result: PeriodResult, flagged: np.ndarray) -> None:
+        cal = result.calibration
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(result.utc_end))
+        detx_t0 = self.counter.relative_t0_ns
+        t0_abs = np.full_like(detx_t0, np.nan)
+        pmt_slot = np.full(len(self.detector.dom_ids), -1)
+        pmt_slot[self.slots] = np.arange(len(self.slots))
+        slot_of = pmt_slot[self.detector.pmt_dom_index]
+        usable = (slot_of >= 0) & (self.detector.pmt_channel < 31)
+        t0_abs[slot_of[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_t0_ns[usable]
+        pmt_id = np.zeros(detx_t0.shape, np.int64)
+        pmt_id[slot_of[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_ids[usable]
+        lines = [
+            f"# Proposed PMT t0 corrections from K40 coincidences, km3mon k40, {utc(time.time())}",
+            f"# detector {self.detector.det_id}, geometry {self.detector.source}",
+            f"# data {utc(result.utc_start)} to {utc(result.utc_end)}",
+            "# new_t0_ns = detx_t0_ns + correction_ns (each DOM's mean t0 unchanged).",
+            "# Review before use: this file is a proposal; the DETX is never changed by km3mon.",
+            f"# flagged = |correction| > {self.tolerance_ns:g} ns",
+            "dom_id du floor channel pmt_id detx_t0_ns correction_ns error_ns new_t0_ns flagged",
+        ]
+        for slot, channel in zip(*np.nonzero(np.isfinite(cal.t0_ns)), strict=True):
+            dom = self.slots[slot]
+            correction = cal.t0_ns[slot, channel]
+            lines.append(
+                f"{self.detector.dom_ids[dom]} {self.detector.dom_du[dom]} "
+                f"{self.detector.dom_floor[dom]} {channel} {pmt_id[slot, channel]} "
+                f"{t0_abs[slot, channel]:.3f} {correction:+.3f} "
+                f"{cal.t0_error_ns[slot, channel]:.3f} {t0_abs[slot, channel] + correction:.3f} "
+                f"{int(flagged[slot, channel])}"
+            )
+        text = ("\n".join(lines) + "\n").encode()
+        atomic_write(self.out_dir / f"t0_corrections_{stamp}.txt", text)
+        atomic_write(self.out_dir / "t0_corrections_latest.txt", text)
+        proposals = sorted(self.out_dir.glob("t0_corrections_2*.txt"))
+        for old in proposals[:-KEEP_PROPOSALS]:
+            old.unlink(missing_ok=True)
+
+    def render(self) -> None:
+        self.robin.start(["intradom", "angular", "summary", *self.dus.tolist()])
+        self.render_more()
+        result = self.result
+        metrics: dict[str, object] = {
+            "period_s": self.period_s,
+            "calibrations": self.calibrations,
+            "collecting_since": self.period_start_s,
+            "t0_tolerance_ns": self.tolerance_ns,
+        }
+        if result is not None:
+            cal = result.calibration
+            flagged = self.flagged(result)
+            slots, channels = np.nonzero(flagged)
+            metrics.update(
+                {
+                    "utc_start": result.utc_start,
+                    "utc_end": result.utc_end,
+                    "median_k40_rate_hz": float(np.median(cal.k40_rate_hz[cal.n_pairs > 0]))
+                    if (cal.n_pairs > 0).any()
+                    else None,
+                    "dom_id": self.detector.dom_ids[self.slots],
+                    "t0_rms_ns": rms_ns(cal.t0_ns) if np.isfinite(cal.t0_ns).any() else None,
+                    "flagged": [
+                        {
+                            "dom_id": int(self.detector.dom_ids[self.slots[s]]),
+                            "du": int(self.detector.dom_du[self.slots[s]]),
+                            "floor": int(self.detector.dom_floor[self.slots[s]]),
+                            "channel": int(c),
+                            "t0_ns": round(float(cal.t0_ns[s, c]), 3),
+                        }
+                        for s, c in list(zip(slots, channels, strict=True))[:MAX_FLAGGED]
+                    ],
+                }
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.context.save_metrics("k40", metrics)
+
+    def render_more(self) -> bool:
+        return self.robin.run(self._render_one)
+
+    def _render_one(self, key: object) -> None:
+        if key == "intradom":
+            self.context.save_figure("intradom.png", self._panels(rates=False))
+        elif key == "angular":
+            self.context.save_figure("angular_k40rate_distribution.png", self._panels(rates=True))
+        elif key == "summary":
+            self.context.save_figure("k40_summary.png", self._summary())
+        else:
+            self.context.save_figure(f"k40_du{key}.png", self._du_image(int(key)))
+
+    # -- drawing ----------------------------------------------------------------------
+
+    def _waiting(self, figure: Figure) -> None:
+        collected = 0.0
+        if self.period_start_s is not None and self.period_end_s is not None:
+            collected = self.period_end_s - self.period_start_s
+        figure.text(
+            0.5,
+            0.5,
+            f"no calibration yet: {collected:.0f} s of {self.period_s:g} s of IO_TSL1 collected"
+            "\n(is IO_TSL1 mirrored? see README: K40)",
+            ha="center",
+            va="center",
+            fontsize=14,
+        )
+
+    def shown_slots(self, result: PeriodResult) -> np.ndarray:
+        """Up to :data:`PANELS` DOMs: all if few, else the worst offset RMS, by (DU, floor)."""
+        cal = result.calibration
+        measured = np.flatnonzero(cal.n_pairs > 0)
+        if len(measured) > PANELS:
+            with np.errstate(invalid="ignore"):
+                rms = np.nan_to_num(rms_ns(cal.t0_ns[measured]))
+            measured = measured[np.argsort(-rms, kind="stable")[:PANELS]]
+        dom = self.slots[measured]
+        return measured[np.lexsort((self.detector.dom_floor[dom], self.detector.dom_du[dom]))]
+
+    def _panels(self, rates: bool) -> Figure:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(6, 3, figsize=(16, 20), sharex=True, sharey=True)
+        result = self.result
+        what = "K40 pair rate [Hz]" if rates else "mean Δt of the pair [ns]"
+        figure.suptitle(
+            f"K40 intra-DOM calibration, detector {self.detector.det_id}: {what} vs cosine of the "
+            f"PMT pair angle\nblue: measured, red: after correction"
+            + (" (rates / efficiencies)" if rates else " (means - offset differences)")
+        )
+        if result is None:
+            self._waiting(figure)
+        else:
+            shown = self.shown_slots(result)
+            cal = result.calibration
+            for axis, slot in zip(axes.ravel(), shown, strict=False):
+                valid = result.valid[slot]
+                ct = self.cos_angles[slot][valid]
+                before = (result.rate_hz if rates else result.mean_ns)[slot][valid]
+                after = (cal.corrected_rate_hz if rates else cal.corrected_mean_ns)[slot][valid]
+                axis.plot(ct, before, ".", color=BEFORE_COLOUR, ms=4)
+                axis.plot(ct, after, ".", color=AFTER_COLOUR, ms=4)
+                dom = self.slots[slot]
+                axis.set_title(
+                    f"DOM {self.detector.dom_ids[dom]} (DU {self.detector.dom_du[dom]}, floor "
+                    f"{self.detector.dom_floor[dom]})",
+                    fontsize=9,
+                )
+                axis.grid(alpha=0.3)
+            axes[0, 0].set_ylim((0, 10) if rates else (-10, 10))
+            axes[0, 0].set_xlim(-1, 1)
+            for axis in axes[-1]:
+                axis.set_xlabel("cos(angle between the PMTs)")
+            for axis in axes[:, 0]:
+                axis.set_ylabel(what)
+        figure.tight_layout(rect=(0, 0.02, 1, 0.96))
+        return figure
+
+    def _summary(self) -> Figure:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(3, 1, figsize=(min(20, 8 + 0.35 * len(self.dus)), 14))
+        result = self.result
+        figure.suptitle(f"K40 calibration summary, detector {self.detector.det_id}")
+        if result is None:
+            self._waiting(figure)
+            return figure
+        cal = result.calibration
+        with np.errstate(invalid="ignore"):
+            rms = rms_ns(cal.t0_ns)
+        rate = np.where(cal.n_pairs > 0, cal.k40_rate_hz, np.nan)
+        out = self.flagged(result).sum(axis=1).astype(float)
+        out[cal.n_pairs == 0] = np.nan
+        dom = self.slots
+        du, floor = self.detector.dom_du[dom], self.detector.dom_floor[dom]
+        size = 90 if len(self.dus) <= 40 else max(4.0, 90 * 40 / len(self.dus))
+        panels = (
+            (rms, "RMS of the DOM's PMT offsets [ns]", "cividis", 0, 2 * self.tolerance_ns),
+            (rate, "K40 twofold rate of the DOM [Hz]", "cividis", 0, 1000),
+            (out, f"PMTs with |offset| > {self.tolerance_ns:g} ns", "magma_r", 0, 5),
+        )
+        for axis, (values, label, cmap, low, high) in zip(axes, panels, strict=True):
+            missing = np.isnan(values)
+            points = axis.scatter(du[~missing], floor[~missing], c=values[~missing], s=size,
+                                  marker="s", cmap=cmap, vmin=low, vmax=high)  # fmt: skip
+            axis.scatter(du[missing], floor[missing], s=size, marker="x", color="#bdbdbd",
+                         label="not measured")  # fmt: skip
+            figure.colorbar(points, ax=axis, pad=0.01, extend="max").set_label(label)
+            du_floor_axes(axis, self.detector)
+            axis.set_title(label, fontsize=10)
+            if missing.any():
+                axis.legend(loc="upper right", fontsize=8)
+        figure.text(0.01, 0.005, f"data {utc(result.utc_start)} to {utc(result.utc_end)}",
+                    fontsize=8)  # fmt: skip
+        figure.tight_layout(rect=(0, 0.02, 1, 0.97))
+        return figure
+
+    def _du_image(self, du: int) -> Figure:
+        import matplotlib.pyplot as plt
+
+        figure, axis = plt.subplots(figsize=(12, 6))
+        result = self.result
+        if result is None:
+            self._waiting(figure)
+            return figure
+        cal = result.calibration
+        of_du = np.flatnonzero(self.detector.dom_du[self.slots] == du)
+        floors = self.detector.dom_floor[self.slots[of_du]]
+        image = np.full((self.detector.n_floors, 31), np.nan)
+        image[floors - 1] = cal.t0_ns[of_du]
+        limit = 2 * self.tolerance_ns
+        extent = (-0.5, 30.5, 0.5, self.detector.n_floors + 0.5)
+        colours = plt.get_cmap("RdBu_r").with_extremes(bad="#bdbdbd")
+        shown = axis.imshow(image, origin="lower", aspect="auto", cmap=colours, vmin=-limit,
+                            vmax=limit, extent=extent)  # fmt: skip
+        flagged = self.flagged(result)[of_du]
+        rows, channels = np.nonzero(flagged)
+        axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
+                     linewidths=1.5, clip_on=False,
+                     label=f"|offset| > {self.tolerance_ns:g} ns")  # fmt: skip
+        figure.colorbar(shown, ax=axis, extend="both").set_label("PMT t0 correction [ns]")
+        axis.set_xlabel("TDC channel")
+        axis.set_ylabel("floor")
+        axis.set_title(
+            f"K40 PMT offsets, detector {self.detector.det_id} DU {du} "
+            f"({utc(result.utc_start)} to {utc(result.utc_end)}); grey: not measured"
+        )
+        if len(rows):
+            axis.legend(loc="upper right")
+        figure.tight_layout()
+        return figure
+
+
+def rms_ns(offsets_ns: np.ndarray) -> np.ndarray:
+    """RMS of each DOM's measured PMT offsets (NaN for a DOM without any)."""
+    measured = np.isfinite(offsets_ns)
+    count = measured.sum(axis=1)
+    squares = np.where(measured, offsets_ns, 0.0) ** 2
+    return np.where(count > 0, np.sqrt(squares.sum(axis=1) / np.maximum(count, 1)), np.nan)
+
+
+def append_rows(path: Path, header: str, rows: list[str]) -> None:
+    """Append CSV rows; a new file gets the header, a torn last line (a crash mid-write) is cut
+    off first, and above :data:`ROTATE_BYTES` the file is rotated (``.1`` … ``.4`` kept)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > ROTATE_BYTES:
+        for number in range(KEEP_ROTATED - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{number}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{number + 1}"))
+        os.replace(path, path.with_name(f"{path.name}.1"))
+    with path.open("a+b") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        if size:
+            stream.seek(max(0, size - 65536))
+            tail = stream.read()
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                stream.truncate(size - len(tail) + cut + 1 if cut >= 0 else 0)
+        stream.seek(0, os.SEEK_END)
+        text = "\n".join(rows) + "\n"
+        if stream.tell() == 0:
+            text = header + "\n" + text
+        stream.write(text.encode())
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_monitor(subparsers, K40)

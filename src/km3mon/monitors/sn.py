@@ -1,0 +1,428 @@
+"""sn: a supernova monitor page from ``IO_TSSN`` (a monitor, not the collaboration's SN trigger).
+
+A Galactic core-collapse supernova shows up as a detector-wide rise of DOM-local coincidences
+(``timeslices.md`` §5.2). Per timeslice, every DOM's coincidences are found with their
+multiplicity (distinct PMTs within 10 ns, :mod:`km3mon.timeslices.coincidences`); those with a
+multiplicity in ``[SN] min_multiplicity..max_multiplicity`` (7-11, the range of the KM3NeT CCSN
+search [recall]) count, unless they fall in the **muon veto**: from ``veto_window`` ns (1 µs)
+before the first to ``veto_window`` ns after the last hit of any triggered event (``IO_EVT``) of
+the same frame, on every DOM. The window covers an ARCA muon's crossing time (a few µs) plus
+the spread of the PMT t0s; at ARCA-230's ~500 events/s it removes ~0.3 % of the live time.
+
+The statistic: selected coincidences summed over the detector in a sliding ``window`` (0.5 s,
+stepped by 100 ms). Frames are closed 0.5 s of DAQ time after they arrive, so that every
+DataFilter's message and the events of the frame are in. The background distribution of the
+statistic and the peak per second are kept (``data/sn/state.json``, read back at start); the
+threshold line is where the Poisson tail of the background median reaches ``threshold_sigma``.
+
+Plots: ``sn_bg_histogram.png`` (background distribution, current value, threshold, significance
+scale on top) and ``sn_pk_history.png`` (peak per second vs time, threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.daq import DAQFormatError
+from km3mon.daq.timeslice import locate_frames
+from km3mon.monitors.decoding import decode_events_and_hits, payloads_of
+from km3mon.monitors.output import atomic_write, utc
+from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.timeslices.coincidences import CoincidenceFinder, Coincidences
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+TIMESLICE_S = 0.1
+CLOSE_AFTER_FRAMES = 5
+CLOSE_AFTER_WALL_S = 5.0
+KEEP_PEAKS_S = 24 * 3600
+SAVE_STATE_EVERY_S = 60.0
+FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
+MIN_BACKGROUND_WINDOWS = 300  # 30 s of data
+MONITOR_NOTE = "a monitor, not the KM3NeT supernova trigger"
+
+
+@dataclass
+class OpenFrame:
+    """What arrived for one (run, frame index): coincidences of every DataFilter, vetoes."""
+
+    time_s: float
+    arrived: float
+    coincidences: list[Coincidences] = field(default_factory=list)
+    vetoes: list[np.ndarray] = field(default_factory=list)
+
+
+def poisson_sf(k: int, mean: float) -> float:
+    """P(X >= k) for a Poisson mean (summed upwards, precise far in the tail)."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    if k <= mean:
+        below = sum(math.exp(j * math.log(mean) - mean - math.lgamma(j + 1)) for j in range(k))
+        return max(1.0 - below, 0.0)
+    total, j = 0.0, k
+    while True:
+        term = math.exp(j * math.log(mean) - mean - math.lgamma(j + 1))
+        total += term
+        if term < 1e-18 * total or j > k + 10_000:
+            return total
+        j += 1
+
+
+def significance(value: float, mean: float) -> float:
+    """Gaussian sigma of the Poisson tail above ``value`` (negative below the mean)."""
+    if mean <= 0:
+        return 0.0
+    if value <= mean:
+        return (value - mean) / math.sqrt(mean)
+    tail = poisson_sf(math.ceil(value), mean)
+    return -NormalDist().inv_cdf(min(max(tail, 1e-300), 0.5))
+
+
+def threshold_count(mean: float, sigma: float) -> int:
+    """The smallest count whose Poisson tail is at most that of ``sigma`` Gaussian sigma."""
+    target = NormalDist().cdf(-sigma)
+    k = max(int(mean), 1)
+    while poisson_sf(k, mean) > target:
+        k += 1
+    return k
+
+
+class SN(Monitor):
+    name = "sn"
+    tags = ("IO_TSSN", "IO_EVT")
+    help = "supernova monitor: selected coincidences per sliding window (IO_TSSN, muon veto)"
+    default_interval_s = 10.0
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.settings = context.pipeline.sn
+        self.detector = context.detector
+        self.finder = CoincidenceFinder(self.detector)
+        self.n_doms = int((self.detector.n_pmts > 0).sum())
+        self.window_frames = max(1, round(self.settings.window_s / TIMESLICE_S))
+        self.open: dict[tuple[int, int], OpenFrame] = {}
+        self.newest_index: dict[int, int] = {}
+        self.recent: collections.deque[tuple[int, int, int]] = collections.deque(
+            maxlen=self.window_frames
+        )  # (run, frame index, selected count) of the newest closed frames
+        self.histogram = np.zeros(64, np.int64)
+        self.peaks: collections.deque[tuple[float, int]] = collections.deque()
+        self.latest: tuple[float, int] | None = None
+        self.highest: tuple[float, int] | None = None  # since start
+        self.multiplicities = np.zeros(32, np.int64)
+        self.vetoed = 0
+        self.selected_total = 0
+        self.above_threshold = 0
+        self.last_alarm_log = 0.0
+        self.state_path = context.data_dir / "sn" / "state.json"
+        self.last_saved = time.monotonic()
+        self._read_state()
+
+    # -- consuming --------------------------------------------------------------------
+
+    def consume(self, messages: list[Message]) -> None:
+        now = time.time()
+        for payload in payloads_of(messages, "IO_TSSN"):
+            try:
+                located = locate_frames(payload)
+            except DAQFormatError as error:
+                self.context.count_error("IO_TSSN unusable", error)
+                continue
+            header = located.header
+            if header.timestamp > now + FUTURE_TOLERANCE_S:
+                self.context.count_error("IO_TSSN from the future", utc(header.timestamp))
+                continue
+            coincidences, unknown = self.finder.find(payload, located)
+            if len(unknown):
+                self.context.count_unknown_doms(unknown)
+            self._frame(header.run, header.frame_index, header.timestamp).coincidences.append(
+                coincidences
+            )
+            self.context.saw_data_at(header.timestamp)
+        self._add_vetoes(payloads_of(messages, "IO_EVT"))
+        self._close_frames()
+
+    def _frame(self, run: int, frame_index: int, time_s: float) -> OpenFrame:
+        key = (run, frame_index)
+        frame = self.open.get(key)
+        if frame is None:
+            frame = self.open[key] = OpenFrame(time_s, time.monotonic())
+        self.newest_index[run] = max(self.newest_index.get(run, frame_index), frame_index)
+        return frame
+
+    def _add_vetoes(self, payloads: list[bytes]) -> None:
+        """Veto windows (calibrated ns) of the triggered events, per frame."""
+        events, hits, _ = decode_events_and_hits(self.context, payloads)
+        if not len(events) or not len(hits):
+            return
+        dom_index = self.detector.dom_index(hits["dom_id"])
+        known = dom_index >= 0
+        hits, dom_index = hits[known], dom_index[known]
+        times = self.finder.calibrated_ns(dom_index, hits["channel"], hits["time_ns"])
+        first = np.full(len(events), np.iinfo(np.int64).max)
+        last = np.full(len(events), np.iinfo(np.int64).min)
+        np.minimum.at(first, hits["event"], times)
+        np.maximum.at(last, hits["event"], times)
+        margin = int(self.settings.veto_window_ns)
+        for row in np.flatnonzero(last >= first).tolist():
+            event = events[row]
+            time_s = float(event["utc_seconds"] + event["utc_16ns_cycles"] * 16e-9)
+            frame = self._frame(int(event["run"]), int(event["frame_index"]), time_s)
+            frame.vetoes.append(np.array([first[row] - margin, last[row] + margin]))
+
+    def _close_frames(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        due = [
+            key
+            for key, frame in self.open.items()
+            if everything
+            or key[1] <= self.newest_index.get(key[0], key[1]) - CLOSE_AFTER_FRAMES
+            or key[0] < max(self.newest_index)
+            or now - frame.arrived > CLOSE_AFTER_WALL_S
+        ]
+        for key in sorted(due):
+            self._close(key, self.open.pop(key))
+
+    def _close(self, key: tuple[int, int], frame: OpenFrame) -> None:
+        if not frame.coincidences:
+            return  # events only: no SN data for this frame
+        multiplicity = np.concatenate([c.multiplicity for c in frame.coincidences])
+        times = np.concatenate([c.time_ns for c in frame.coincidences])
+        np.add.at(self.multiplicities, np.minimum(multiplicity, 31), 1)
+        selected = (multiplicity >= self.settings.min_multiplicity) & (
+            multiplicity <= self.settings.max_multiplicity
+        )
+        if frame.vetoes and selected.any():
+            windows = np.array(frame.vetoes)
+            windows = windows[np.argsort(windows[:, 0])]
+            reach = np.maximum.accumulate(windows[:, 1])
+            position = np.searchsorted(windows[:, 0], times, side="right") - 1
+            inside = (position >= 0) & (times <= reach[np.maximum(position, 0)])
+            self.vetoed += int((selected & inside).sum())
+            selected &= ~inside
+        count = int(selected.sum())
+        self.selected_total += count
+        run, frame_index = key
+        if self.recent and (self.recent[-1][0] != run or self.recent[-1][1] != frame_index - 1):
+            self.recent.clear()  # a gap: windows must be whole
+        self.recent.append((run, frame_index, count))
+        if len(self.recent) == self.window_frames:
+            self._statistic(frame.time_s, sum(c for _, _, c in self.recent))
+
+    def _statistic(self, time_s: float, value: int) -> None:
+        if value >= len(self.histogram):
+            grown = np.zeros(max(2 * len(self.histogram), value + 1), np.int64)
+            grown[: len(self.histogram)] = self.histogram
+            self.histogram = grown
+        self.histogram[value] += 1
+        self.latest = (time_s, value)
+        if self.highest is None or value > self.highest[1]:
+            self.highest = (time_s, value)
+        second = float(int(time_s))
+        if self.peaks and self.peaks[-1][0] == second:
+            if value > self.peaks[-1][1]:
+                self.peaks[-1] = (second, value)
+        else:
+            self.peaks.append((second, value))
+            while self.peaks and self.peaks[0][0] < second - KEEP_PEAKS_S:
+                self.peaks.popleft()
+        threshold = self.threshold()
+        if threshold is not None and value >= threshold:
+            self.above_threshold += 1
+            now = time.monotonic()
+            if now - self.last_alarm_log > 10:
+                self.last_alarm_log = now
+                self.log.warning(
+                    "SN statistic %d at %s is above the threshold %d (background median %.1f, "
+                    "%.1f sigma); %s",
+                    value,
+                    utc(time_s),
+                    threshold,
+                    self.background_median(),
+                    significance(value, self.background_median()),
+                    MONITOR_NOTE,
+                )
+
+    # -- statistics -------------------------------------------------------------------
+
+    def background_median(self) -> float:
+        total = int(self.histogram.sum())
+        if not total:
+            return 0.0
+        return float(np.searchsorted(np.cumsum(self.histogram), total / 2))
+
+    def threshold(self) -> int | None:
+        """The threshold count, once there are :data:`MIN_BACKGROUND_WINDOWS` windows."""
+        if self.histogram.sum() < MIN_BACKGROUND_WINDOWS:
+            return None
+        return threshold_count(max(self.background_median(), 0.5), self.settings.threshold_sigma)
+
+    # -- state ------------------------------------------------------------------------
+
+    def _read_state(self) -> None:
+        try:
+            state = json.loads(self.state_path.read_text())
+            histogram = np.asarray(state["histogram"], np.int64)
+            peaks = [(float(t), int(v)) for t, v in state["peaks"]]
+            settings = state["settings"]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self.log.warning("cannot read %s (%s): starting afresh", self.state_path, error)
+            return
+        if settings != self._settings_key():
+            self.log.info("[SN] settings changed: background distribution starts afresh")
+            return
+        self.histogram = histogram if len(histogram) else self.histogram
+        self.peaks.extend(peaks)
+        self.log.info("read %d windows of background from %s", histogram.sum(), self.state_path)
+
+    def _settings_key(self) -> list[float]:
+        s = self.settings
+        return [s.min_multiplicity, s.max_multiplicity, s.window_s, s.veto_window_ns, self.n_doms]
+
+    def _save_state(self) -> None:
+        state = {
+            "settings": self._settings_key(),
+            "histogram": self.histogram.tolist(),
+            "peaks": [list(p) for p in self.peaks],
+        }
+        atomic_write(self.state_path, json.dumps(state).encode())
+        self.last_saved = time.monotonic()
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def poll(self) -> None:
+        if self.open:
+            self._close_frames()
+
+    def render(self) -> None:
+        median = self.background_median()
+        threshold = self.threshold()
+        latest = self.latest[1] if self.latest else None
+        self.context.save_figure("sn_bg_histogram.png", self._histogram_figure(median, threshold))
+        self.context.save_figure("sn_pk_history.png", self._history_figure(threshold))
+        self.context.save_metrics(
+            "sn",
+            {
+                "note": MONITOR_NOTE,
+                "multiplicity_range": [
+                    self.settings.min_multiplicity,
+                    self.settings.max_multiplicity,
+                ],
+                "window_s": self.settings.window_s,
+                "veto_window_ns": self.settings.veto_window_ns,
+                "latest_time": self.latest[0] if self.latest else None,
+                "latest": latest,
+                "background_median": median,
+                "threshold": threshold,
+                "significance": significance(latest, median) if latest is not None else None,
+                "highest_time": self.highest[0] if self.highest else None,
+                "highest": self.highest[1] if self.highest else None,
+                "highest_significance": significance(self.highest[1], median)
+                if self.highest
+                else None,
+                "windows": int(self.histogram.sum()),
+                "windows_above_threshold": self.above_threshold,
+                "selected": self.selected_total,
+                "vetoed": self.vetoed,
+                "coincidences_by_multiplicity": self.multiplicities,
+            },
+        )
+        if time.monotonic() - self.last_saved > SAVE_STATE_EVERY_S:
+            self._save_state()
+
+    def _title(self) -> str:
+        s = self.settings
+        return (
+            f"coincidences of {s.min_multiplicity}-{s.max_multiplicity} PMTs in "
+            f"{s.window_s:g} s windows, {self.n_doms} DOMs, muon veto ±{s.veto_window_ns:g} ns"
+        )
+
+    def _histogram_figure(self, median: float, threshold: int | None) -> Figure:
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(10, 6))
+        values = np.arange(len(self.histogram))
+        used = np.flatnonzero(self.histogram)
+        total = int(self.histogram.sum())
+        if total:
+            top = max(int(used[-1]) + 2, threshold + 3 if threshold else 0)
+            axes.bar(values[:top], self.histogram[:top], width=1.0, color="#92c5de",
+                     label=f"background distribution ({total} windows)")  # fmt: skip
+            if median > 0:
+                k = np.arange(top)
+                pmf = np.exp(
+                    k * np.log(median) - median - np.array([math.lgamma(i + 1) for i in k])
+                )
+                axes.plot(k, total * pmf, color="0.3", lw=1, label=f"Poisson, mean {median:g}")
+            axes.set_yscale("log")
+            axes.set_ylim(0.5, None)
+            if threshold is not None:
+                label = f"threshold {threshold} ({self.settings.threshold_sigma:g} σ)"
+                axes.axvline(threshold, color="#b2182b", ls="--", label=label)
+            if self.latest is not None:
+                axes.axvline(self.latest[1], color="black", lw=2,
+                             label=f"current {self.latest[1]} ({utc(self.latest[0])})")  # fmt: skip
+            if median > 0:
+                top_axis = axes.secondary_xaxis("top")
+                ticks = [v for v in range(0, top) if v >= median][:: max(1, top // 12)]
+                top_axis.set_xticks(ticks)
+                top_axis.set_xticklabels([f"{significance(v, median):.1f}" for v in ticks])
+                top_axis.set_xlabel("significance of a value [σ, Poisson tail]")
+            axes.legend(loc="upper right", fontsize=9)
+        else:
+            axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
+                      transform=axes.transAxes)  # fmt: skip
+        axes.set_xlabel("selected coincidences per window")
+        axes.set_ylabel("windows")
+        figure.suptitle(f"SN background: {self._title()}\n({MONITOR_NOTE})", fontsize=11)
+        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return figure
+
+    def _history_figure(self, threshold: int | None) -> Figure:
+        import matplotlib.dates as mdates
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(16, 5))
+        if self.peaks:
+            times = np.array([t for t, _ in self.peaks])
+            peaks = np.array([v for _, v in self.peaks])
+            dates = times.astype("datetime64[s]")
+            axes.plot(dates, peaks, ".", ms=2, color="#2166ac", label="peak per second")
+            if threshold is not None:
+                above = peaks >= threshold
+                axes.plot(dates[above], peaks[above], "o", ms=5, color="#b2182b",
+                          label=f"above threshold ({int(above.sum())} s)")  # fmt: skip
+                axes.axhline(threshold, color="#b2182b", ls="--",
+                             label=f"threshold ({self.settings.threshold_sigma:g} σ)")  # fmt: skip
+            locator = mdates.AutoDateLocator()
+            axes.xaxis.set_major_locator(locator)
+            axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            axes.legend(loc="upper left", fontsize=9)
+        else:
+            axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
+                      transform=axes.transAxes)  # fmt: skip
+        axes.set_xlabel("UTC time")
+        axes.set_ylabel("selected coincidences per window (peak per second)")
+        axes.grid(alpha=0.3)
+        figure.suptitle(f"SN statistic history: {self._title()} ({MONITOR_NOTE})", fontsize=11)
+        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return figure
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_monitor(subparsers, SN)

@@ -1,0 +1,170 @@
+"""Twofold (K40) coincidences per PMT pair, counted straight from ``IO_TSL1`` payloads.
+
+The definition is km3pipe's ``add_to_twofold_matrix`` (km3modules/k40.py, ``timeslices.md``
+§4.2), so its counts serve as an oracle: a DOM's hits of one frame sorted by time; from each
+start hit, the hits within ``tmax_ns`` of it; exactly two make one count in bin
+``Δt + tmax`` of the pair ``(i < j)`` with ``Δt = t_j - t_i``, and the walk goes on at the second
+hit; three or more are skipped and the walk goes on after them; hits on one PMT are no pair.
+Pairs are indexed as ``itertools.combinations(range(31), 2)``.
+
+Where we differ from km3pipe, and why:
+
+* times are calibrated with the DETX t0 rounded to 1 ns, relative to the DOM's mean t0, so
+  the ±10 ns window is centred on the light, not on cable delays (up to 10 ns within one
+  ARCA-21 DOM); km3pipe counts raw TDC times. The fractional parts are kept
+  (:attr:`TwofoldCounter.bin_shift_ns`) so the fit knows the true bin centres;
+* the hits are read from the payload bytes by one numba kernel per message (no hit table, no
+  per-frame Python): km3pipe builds a hit table per timeslice and calls its kernel per DOM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from km3mon.daq.summaryslice import N_CHANNELS
+from km3mon.daq.timeslice import TimesliceFrames
+from km3mon.detector import Detector
+
+N_PAIRS = N_CHANNELS * (N_CHANNELS - 1) // 2
+PAIR_I, PAIR_J = (a.astype(np.int64) for a in np.triu_indices(N_CHANNELS, 1))
+TIMESLICE_S = 0.1
+_CHANNEL_BITS = 5
+_CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
+_TIME_BIAS_NS = 1 << 20  # keeps calibrated times positive in the sort keys
+
+
+def pair_index(i: np.ndarray | int, j: np.ndarray | int) -> np.ndarray | int:
+    """Index of the PMT pair ``(i, j)``, ``i < j``, in km3pipe's order."""
+    return i * (N_CHANNELS - 1) - i * (i + 1) // 2 + j - 1
+
+
+@dataclass
+class CountResult:
+    """What one message added: frames counted, their hits, frames of unknown DOMs."""
+
+    frames: int
+    hits: int
+    unknown_dom_ids: np.ndarray
+    bad_channels: int
+
+
+class TwofoldCounter:
+    """Twofold counts ``(DOM slot, pair, Δt bin)`` and livetime per DOM of a detector.
+
+    Slots are the detector's optical DOMs in detector order (:attr:`dom_index`).
+    ``raw_times=True`` counts uncalibrated TDC times, as km3pipe does.
+    """
+
+    def __init__(self, detector: Detector, tmax_ns: int = 10, *, raw_times: bool = False) -> None:
+        if tmax_ns < 1:
+            raise ValueError(f"tmax_ns must be at least 1, got {tmax_ns}")
+        self.detector = detector
+        self.tmax_ns = tmax_ns
+        self.dom_index = np.flatnonzero(detector.n_pmts > 0)
+        n = len(self.dom_index)
+        self.slot_of_index = np.full(len(detector.dom_ids) + 1, -1)
+        self.slot_of_index[self.dom_index] = np.arange(n)
+        t0_ns = np.full((n, N_CHANNELS), np.nan)
+        pmt_slot = self.slot_of_index[detector.pmt_dom_index]
+        usable = (pmt_slot >= 0) & (detector.pmt_channel < N_CHANNELS)
+        t0_ns[pmt_slot[usable], detector.pmt_channel[usable]] = detector.pmt_t0_ns[usable]
+        #: DETX t0 per slot and channel relative to the DOM's mean (ns; NaN: no such PMT).
+        self.relative_t0_ns = t0_ns - np.nanmean(t0_ns, axis=1, keepdims=True)
+        self._t0_int = np.rint(np.nan_to_num(self.relative_t0_ns)).astype(np.int64)
+        if raw_times:  # uncalibrated, as km3pipe counts (for comparisons)
+            self._t0_int[:] = 0
+        fraction = np.nan_to_num(self.relative_t0_ns) - self._t0_int
+        #: Per slot and pair: calibrated Δt minus the bin's integer Δt (the rounding of t0).
+        self.bin_shift_ns = fraction[:, PAIR_J] - fraction[:, PAIR_I]
+        self.counts = np.zeros((n, N_PAIRS, 2 * tmax_ns + 1), np.int32)
+        self.frames = np.zeros(n, np.int64)
+        self.hits = 0
+
+    @property
+    def livetime_s(self) -> np.ndarray:
+        """Seconds of data per slot (frames × 100 ms)."""
+        return self.frames * TIMESLICE_S
+
+    def reset(self) -> None:
+        self.counts[:] = 0
+        self.frames[:] = 0
+        self.hits = 0
+
+    def add(self, payload: bytes, located: TimesliceFrames) -> CountResult:
+        """Count the frames of one located timeslice (``locate_frames(payload)``)."""
+        frames = located.frames
+        slots = self.slot_of_index[self.detector.dom_index(frames["dom_id"])]
+        n_hits = frames["n_hits"].astype(np.int64)
+        buffer = np.frombuffer(payload, np.uint8)
+        bad = _count_frames(
+            buffer,
+            located.hit_offsets,
+            n_hits,
+            slots,
+            self._t0_int,
+            self.counts,
+            self.frames,
+            self.tmax_ns,
+            int(n_hits.max(initial=0)),
+        )
+        known = slots >= 0
+        hits = int(n_hits[known].sum())
+        self.hits += hits
+        return CountResult(int(known.sum()), hits, frames["dom_id"][~known], bad)
+
+
+@njit(cache=True, nogil=True)
+def _count_frames(buffer, hit_offsets, n_hits, slots, t0_ns, counts, frames, tmax, longest):
+    """Add every frame's exactly-two groups to ``counts``; returns hits with a channel > 30."""
+    keys = np.empty(max(longest, 1), np.int64)
+    bad = 0
+    for frame in range(len(slots)):
+        slot = slots[frame]
+        if slot < 0:
+            continue
+        frames[slot] += 1
+        start = hit_offsets[frame]
+        n = 0
+        for hit in range(n_hits[frame]):
+            at = start + 6 * hit
+            channel = np.int64(buffer[at])
+            if channel >= N_CHANNELS:
+                bad += 1
+                continue
+            raw = (
+                (np.int64(buffer[at + 1]) << 24)
+                | (np.int64(buffer[at + 2]) << 16)
+                | (np.int64(buffer[at + 3]) << 8)
+                | np.int64(buffer[at + 4])
+            )
+            time_ns = raw + t0_ns[slot, channel] + _TIME_BIAS_NS
+            keys[n] = (time_ns << _CHANNEL_BITS) | channel
+            n += 1
+        if n < 2:
+            continue
+        ordered = np.sort(keys[:n])
+        start_hit = 0
+        while start_hit < n:
+            first_time = ordered[start_hit] >> _CHANNEL_BITS
+            other = start_hit + 1
+            if other < n and (ordered[other] >> _CHANNEL_BITS) - first_time <= tmax:
+                other += 1
+                while other < n and (ordered[other] >> _CHANNEL_BITS) - first_time <= tmax:
+                    other += 1
+                if other - start_hit != 2:
+                    start_hit = other
+                    continue
+                other -= 1
+                a = ordered[start_hit] & _CHANNEL_MASK
+                b = ordered[other] & _CHANNEL_MASK
+                if a != b:
+                    delta = (ordered[other] >> _CHANNEL_BITS) - first_time
+                    if a < b:
+                        counts[slot, a * 30 - a * (a + 1) // 2 + b - 1, tmax + delta] += 1
+                    else:
+                        counts[slot, b * 30 - b * (b + 1) // 2 + a - 1, tmax - delta] += 1
+            start_hit = other
+    return bad
