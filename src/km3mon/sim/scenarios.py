@@ -202,6 +202,7 @@ def _delay_dom(scenario: Scenario, effects: Effects) -> None:
 def _offset_text(scenario: Scenario) -> str:
     return f"{_dom_text(scenario)}, hit times {scenario.factors[0]:+g} ns against the DETX"
 
+
 def _shift_pmt_delay(scenario: Scenario, effects: Effects) -> None:
     effects.time_shift_ns[scenario.dom_index[0], scenario.channel] += PMT_T0_SHIFT_NS
 
