@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from km3mon.config import load_pipeline
-from km3mon.monitors.output import Freshness
+from km3mon.freshness import Freshness
 from km3mon.monitors.palette_image import PaletteFigure
 from km3mon.monitors.pmt_rates import OVER_COLOUR, PMTRates
 from km3mon.monitors.runtime import Context

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from km3mon.monitors.output import Freshness, OutputRecord
+from km3mon.freshness import Freshness, OutputRecord
 from tests.conftest import REPO, free_port, wait_for_port, wait_until
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

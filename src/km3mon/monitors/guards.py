@@ -1,0 +1,121 @@
+"""Guards against corrupted DAQ header fields: implausible times and unconfirmed runs.
+
+One flipped bit in a header must not take a monitor over. A UTC field of 0x7FFFFFFF would
+set "newest data" to 2038, move a binning clock into the future and make every later good
+message "late"; a corrupted run number would be drawn as a run change. Both guards judge a
+value by the stream around it, so a single bad message never outvotes the good ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Before this (2015-01-01) no KM3NeT detector sent data: such times are unset clocks.
+EARLIEST_S = 1_420_070_400.0
+#: Never accepted: a time further ahead of the wall clock than this (a simulation sped up
+#: for longer than a day would have to start in the past).
+MAX_AHEAD_OF_WALL_S = 86_400.0
+#: How far ahead of the wall clock, or of the stream's recent median, a time may be.
+AHEAD_S = 60.0
+#: How far behind them (late data are harmless: they move no clock; they are counted late).
+BEHIND_S = 3600.0
+#: Recent times kept for the median: a jump to another time (a replay of another day) is
+#: accepted once it is most of the last WINDOW messages.
+WINDOW = 32
+#: The stream window widens with the spread of the recent times (a fast replay of a file
+#: puts many seconds of DAQ time into one batch): this many robust standard deviations,
+#: once enough times are known for the spread to resist a minority of wild ones.
+SPREAD_FACTOR = 4.0
+SPREAD_NEEDS = WINDOW // 2
+#: Consecutive messages that must agree on a new run number before it is the run.
+CONFIRM_RUN = 5
+
+
+class TimeGuard:
+    """Says which DAQ times are plausible: never far ahead of the wall clock, and close to
+    the wall clock (live data) or to the median of the recent times (a replay, a sped-up
+    simulation). Every time that is not absurd joins the recent times, so a real jump is
+    followed once it is confirmed by the majority of the stream."""
+
+    def __init__(self) -> None:
+        self.recent_s = np.zeros(0)
+
+    def plausible(self, times_s: np.ndarray, now_s: float | None = None) -> np.ndarray:
+        """True for each plausible time; the recent times are updated with these."""
+        times_s = np.asarray(times_s, dtype=np.float64)
+        if not len(times_s):
+            return np.zeros(0, bool)
+        now_s = time.time() if now_s is None else now_s
+        with np.errstate(invalid="ignore"):
+            candidate = (times_s >= EARLIEST_S) & (times_s <= now_s + MAX_AHEAD_OF_WALL_S)
+        self._remember(times_s[candidate])
+        near_wall = (times_s >= now_s - BEHIND_S) & (times_s <= now_s + AHEAD_S)
+        recent = self.recent_s
+        median = float(np.median(recent)) if len(recent) else now_s
+        widening = 0.0
+        if len(recent) >= SPREAD_NEEDS:
+            widening = SPREAD_FACTOR * 1.4826 * float(np.median(np.abs(recent - median)))
+        near_stream = (times_s >= median - max(BEHIND_S, widening)) & (
+            times_s <= median + max(AHEAD_S, widening)
+        )
+        return candidate & (near_wall | near_stream)
+
+    def _remember(self, times_s: np.ndarray) -> None:
+        if len(times_s) > WINDOW:  # evenly spread over the batch, in its order
+            times_s = times_s[np.linspace(0, len(times_s) - 1, WINDOW).astype(np.int64)]
+        self.recent_s = np.concatenate([self.recent_s, times_s])[-WINDOW:]
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """A confirmed run change: the DAQ time of the first message of the new run."""
+
+    time_s: float
+    previous: int | None
+    run: int
+
+
+class RunTracker:
+    """The current run, changed only when ``confirm`` consecutive messages agree on it.
+
+    A corrupted run number in one message is a blip in the sequence and is ignored; a real
+    run change is seen by every following message. Messages of the confirming streak are
+    given the new run, also those of the batch that came before the confirmation.
+    """
+
+    def __init__(self, confirm: int = CONFIRM_RUN) -> None:
+        self.confirm = confirm
+        self.run: int | None = None
+        self._candidate: int | None = None
+        self._streak = 0
+        self._streak_start_s = 0.0
+
+    def update(self, runs: np.ndarray, times_s: np.ndarray) -> tuple[np.ndarray, list[RunChange]]:
+        """Runs of messages in time order -> (the confirmed run of each message, -1 before
+        any is known; the run changes confirmed)."""
+        runs = np.asarray(runs, dtype=np.int64)
+        confirmed = np.full(len(runs), -1, np.int64)
+        changes: list[RunChange] = []
+        if not len(runs):
+            return confirmed, changes
+        # one step per stretch of equal run numbers, not per message (neighbouring
+        # stretches differ, so a streak spans one stretch, or continues the last batch's)
+        starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
+        ends = np.r_[starts[1:], len(runs)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            run = int(runs[start])
+            if run == self.run:
+                self._candidate, self._streak = None, 0
+            elif run == self._candidate:
+                self._streak += end - start
+            else:
+                self._candidate, self._streak = run, end - start
+                self._streak_start_s = float(times_s[start])
+            if self._candidate is not None and self._streak >= self.confirm:
+                changes.append(RunChange(self._streak_start_s, self.run, run))
+                self.run, self._candidate, self._streak = run, None, 0
+            confirmed[start:end] = -1 if self.run is None else self.run
+        return confirmed, changes
