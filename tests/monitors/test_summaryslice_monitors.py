@@ -100,3 +100,33 @@ def test_corrupt_summary_slices_are_counted_and_skipped(ligier, spawn, tmp_path,
     assert monitor.alive()
     assert "summary slice unusable" in monitor.log
     assert monitor.log.count("summary slice unusable") == 1, "rate limited"
+
+
+def test_a_dom_not_seen_yet_is_not_called_inactive_in_the_first_minutes(
+    ligier, spawn, tmp_path, detector
+) -> None:
+    data = tmp_path / "data"
+    activity = spawn("dom_activity", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
+                     "--data-dir", data, "-i", "0.5")  # fmt: skip
+    wait_until(lambda: read_json(data / "freshness" / "dom_activity.json").get("connected"),
+               what="dom_activity connected")  # fmt: skip
+    absent = int(detector.dom_ids[detector.dom_floor > 0][7])
+    start = float(int(time.time()) - 900)
+    metrics_path = data / "metrics" / "dom_activity.json"
+    with Client("127.0.0.1", ligier.port) as publisher:  # the first minute of data
+        publisher.publish_many(
+            [("IO_SUM", slice_payload(detector, start + s, {}, {absent})) for s in range(60)]
+        )
+        wait_until(lambda: read_json(metrics_path).get("data_time") == start + 59, what="a minute")
+        metrics = read_json(metrics_path)
+        assert metrics["inactive_dom_ids"] == []
+        assert metrics["not_seen_since_start_dom_ids"] == [absent]
+        publisher.publish_many(  # five minutes later it has still not sent anything
+            [("IO_SUM", slice_payload(detector, start + s, {}, {absent})) for s in (300, 361)]
+        )
+    wait_until(lambda: read_json(metrics_path).get("data_time") == start + 361, what="6 minutes")
+    metrics = read_json(metrics_path)
+    assert metrics["inactive_dom_ids"] == [absent]
+    assert metrics["not_seen_since_start_dom_ids"] == []
+    wait_until(lambda: f"inactive > 300 s: {absent}" in activity.log, what="reported once due")
+    assert activity.log.count("inactive > 300 s") == 1

@@ -182,3 +182,42 @@ def test_zero_rate_is_zero_runs_are_marked_and_history_survives(ligier, spawn, t
     monitor.stop()
     restarted = start(spawn, ligier, tmp_path, "1")
     wait_until(lambda: "read 5 intervals of history" in restarted.log, what="history read back")
+
+
+def test_figure_draws_gaps_hollow_partial_intervals_and_few_run_marks(tmp_path) -> None:
+    import argparse
+    import logging
+    import time
+
+    from matplotlib.colors import to_hex
+
+    from km3mon.config import load_pipeline
+    from km3mon.freshness import Freshness
+    from km3mon.monitors.guards import RunChange
+    from km3mon.monitors.runtime import Context
+    from km3mon.monitors.trigger_rates import Interval, TriggerRates
+
+    args = argparse.Namespace(det_id=133, plot_dir=tmp_path, data_dir=tmp_path)
+    freshness = Freshness(process="trigger_rates", pid=0, started_at=time.time(), ligier="-",
+                          tags=[], render_interval_s=10.0, stale_after_s=60.0)  # fmt: skip
+    monitor = TriggerRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    t0 = 1_700_000_000.0
+    rates = [50.0, 40.0, 1.0, 9.0]
+    monitor.history.extend(  # a partial first interval, then a 20 s stop
+        Interval(t0 + start, rates, live) for start, live in
+        ((0, 3.0), (10, 10.0), (20, 10.0), (50, 10.0), (60, 10.0))
+    )  # fmt: skip
+    monitor.run_changes.extend(RunChange(t0 + 0.1 * i, i, i + 1) for i in range(500))
+    figure = monitor._figure(log_scale=False)
+    axes = figure.axes[0]
+    overall = next(line for line in axes.lines if line.get_label() == "Overall")
+    drawn = np.asarray(overall.get_ydata(), dtype=float)
+    assert np.isnan(drawn).tolist() == [True, False, False, True, False, False], (
+        "the partial interval is not on the line, and no line crosses the stop"
+    )
+    hollow = [line for line in axes.lines if line.get_markerfacecolor() == "none"]
+    assert [len(line.get_ydata()) for line in hollow] == [1, 1, 1, 1]
+    assert np.asarray(hollow[0].get_ydata()).tolist() == [50.0]
+    run_marks = [line for line in axes.lines if to_hex(line.get_color()) == "#ff0f5b"]
+    assert len(run_marks) == 20
+    assert "480 older run changes not drawn" in axes.get_title()

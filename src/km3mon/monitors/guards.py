@@ -9,6 +9,7 @@ value by the stream around it, so a single bad message never outvotes the good o
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,9 @@ WINDOW = 32
 #: once enough times are known for the spread to resist a minority of wild ones.
 SPREAD_FACTOR = 4.0
 SPREAD_NEEDS = WINDOW // 2
-#: Consecutive messages that must agree on a new run number before it is the run.
+#: A new run number is the run once this many of the last RUN_WINDOW messages carry it.
 CONFIRM_RUN = 5
+RUN_WINDOW = 10
 
 
 class TimeGuard:
@@ -79,43 +81,40 @@ class RunChange:
 
 
 class RunTracker:
-    """The current run, changed only when ``confirm`` consecutive messages agree on it.
+    """The current run, changed only when ``confirm`` of the last ``window`` messages carry
+    the new one.
 
-    A corrupted run number in one message is a blip in the sequence and is ignored; a real
-    run change is seen by every following message. Messages of the confirming streak are
-    given the new run, also those of the batch that came before the confirmation.
+    A corrupted run number is random: it does not come again, so it never adds up (even
+    when many messages are corrupted); a real run change is seen by every following
+    message. Messages of the batch from the first that carried the new run on are given it,
+    also those that came before the confirmation.
     """
 
-    def __init__(self, confirm: int = CONFIRM_RUN) -> None:
+    def __init__(self, confirm: int = CONFIRM_RUN, window: int = RUN_WINDOW) -> None:
         self.confirm = confirm
         self.run: int | None = None
-        self._candidate: int | None = None
-        self._streak = 0
-        self._streak_start_s = 0.0
+        #: (run, DAQ time, index in the current batch or -1) of the last messages
+        self._recent: deque[tuple[int, float, int]] = deque(maxlen=window)
 
     def update(self, runs: np.ndarray, times_s: np.ndarray) -> tuple[np.ndarray, list[RunChange]]:
         """Runs of messages in time order -> (the confirmed run of each message, -1 before
         any is known; the run changes confirmed)."""
         runs = np.asarray(runs, dtype=np.int64)
-        confirmed = np.full(len(runs), -1, np.int64)
         changes: list[RunChange] = []
-        if not len(runs):
-            return confirmed, changes
-        # one step per stretch of equal run numbers, not per message (neighbouring
-        # stretches differ, so a streak spans one stretch, or continues the last batch's)
-        starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
-        ends = np.r_[starts[1:], len(runs)]
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            run = int(runs[start])
-            if run == self.run:
-                self._candidate, self._streak = None, 0
-            elif run == self._candidate:
-                self._streak += end - start
-            else:
-                self._candidate, self._streak = run, end - start
-                self._streak_start_s = float(times_s[start])
-            if self._candidate is not None and self._streak >= self.confirm:
-                changes.append(RunChange(self._streak_start_s, self.run, run))
-                self.run, self._candidate, self._streak = run, None, 0
-            confirmed[start:end] = -1 if self.run is None else self.run
+        if self.run is not None and (runs == self.run).all():  # nearly always: no loop
+            tail = slice(max(0, len(runs) - (self._recent.maxlen or 0)), len(runs))
+            self._recent.extend((self.run, float(t), -1) for t in times_s[tail].tolist())
+            return np.full(len(runs), self.run, np.int64), changes
+        confirmed = np.full(len(runs), -1, np.int64)
+        self._recent = deque(((r, t, -1) for r, t, _ in self._recent), self._recent.maxlen)
+        for index, (run, time_s) in enumerate(zip(runs.tolist(), times_s.tolist(), strict=True)):
+            self._recent.append((run, time_s, index))
+            if run != self.run:
+                carrying = [entry for entry in self._recent if entry[0] == run]
+                if len(carrying) >= self.confirm:
+                    changes.append(RunChange(carrying[0][1], self.run, run))
+                    self.run = run
+                    in_batch = [i for _, _, i in carrying if i >= 0]
+                    confirmed[in_batch[0] if in_batch else index : index] = run
+            confirmed[index] = -1 if self.run is None else self.run
         return confirmed, changes

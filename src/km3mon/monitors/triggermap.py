@@ -87,6 +87,7 @@ class TriggerMap(Monitor):
                 "dom_id": self.detector.dom_ids[self.row_dom],
                 "hits": self.hits[:, columns].sum(axis=1),
                 "triggered_hits": self.triggered[:, columns].sum(axis=1),
+                "run_changes": self.runs[columns][self._run_changes(self.runs[columns])],
             },
         )
 
@@ -112,9 +113,7 @@ class TriggerMap(Monitor):
                                            zip(dus[labelled][::step], floors[labelled][::step],
                                                strict=True)], fontsize=6)  # fmt: skip
         runs = self.runs[columns]
-        known = (runs[1:] >= 0) & (runs[:-1] >= 0)  # -1: before the first run was confirmed
-        changes = np.flatnonzero((np.diff(runs) != 0) & known) + 1
-        for change in changes[-MAX_DRAWN_RUN_CHANGES:]:
+        for change in self._run_changes(runs)[-MAX_DRAWN_RUN_CHANGES:]:
             axes.axvline(change - 0.5, color="#ff0f5b", lw=2)
             axes.text(change, len(self.row_dom) * 0.98, f" RUN {runs[change]}", color="0.3",
                       rotation=60, va="top", fontsize=8)  # fmt: skip
@@ -125,6 +124,12 @@ class TriggerMap(Monitor):
         )
         figure.tight_layout(rect=(0, 0.03, 1, 1))
         return figure
+
+    @staticmethod
+    def _run_changes(runs: np.ndarray) -> np.ndarray:
+        """Columns where a confirmed run follows another (-1: before the first one)."""
+        known = (runs[1:] >= 0) & (runs[:-1] >= 0)
+        return np.flatnonzero((np.diff(runs) != 0) & known) + 1
 
 
 def max_pooled_rows(image: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:

@@ -196,8 +196,11 @@ class ZTPlot(Monitor):
                 "selected_events": self.selected,
                 "top10": self.selection.names(),
                 "hits": {
-                    name: hits[name]
-                    for name in ("dom_id", "channel", "du", "pos_z_m", "time_ns", "triggered")
+                    **{
+                        name: hits[name]
+                        for name in ("dom_id", "channel", "du", "pos_z_m", "time_ns", "triggered")
+                    },
+                    "multiplicity": coincidence_multiplicity(hits["dom_id"], hits["time_ns"]),
                 },
             },
         )
