@@ -47,11 +47,11 @@ def test_time_guard_rejects_wild_times_and_follows_a_real_jump() -> None:
     assert not guard.plausible(replay[:3], now).any()
     assert guard.plausible(replay[3:], now).all()
     assert not guard.plausible(np.array([replay[-1] + 1800]), now).any()
-    # a simulation running 40 times faster than the wall clock, minutes ahead of it
+    # a simulation running 40 times faster than the wall clock: followed once it is ahead
     fast = TimeGuard()
-    for step in range(20):
-        ahead = now + 40 * step + np.arange(100) * 0.4
-        assert fast.plausible(ahead, now + step).all()
+    accepted = [fast.plausible(now + 2 * step + np.arange(20) * 0.1, now + 0.05 * step).mean()
+                for step in range(400)]  # fmt: skip
+    assert min(accepted[10:]) == 1.0 and np.mean(accepted) > 0.95
 
 
 def test_run_tracker_ignores_corrupted_runs_and_confirms_a_real_change() -> None:
@@ -106,13 +106,13 @@ def test_wild_daq_times_move_no_clock(ligier, spawn, tmp_path) -> None:
     rng = np.random.default_rng(5)
     optical = detector.dom_ids[detector.dom_floor > 0]
     newest_s = float(int(time.time()))
-    start_s = newest_s - 6
+    start_s = newest_s - 20
     wild_utc = (0x7FFFFFFF, 0xFFFFFFFF, int(newest_s + 3 * 86400), int(newest_s + 1800))
     messages: list[tuple[str, bytes]] = []
     first_event, _ = make_event(0, 42, optical, rng, time_s=start_s)
     messages.append(("IO_EVT", with_utc("IO_EVT", first_event, 0x7FFFFFFF)))  # wild first
     good_events = []
-    for step in range(61):  # 6 s: slices and events at 10 Hz, monitoring packets at 1 Hz
+    for step in range(201):  # 20 s: slices and events at 10 Hz, monitoring packets at 1 Hz
         time_s = start_s + 0.1 * step
         payload, _ = make_event(step + 1, 42, optical, rng, time_s=time_s + 0.01)
         good_events.append(step + 1)

@@ -87,7 +87,7 @@ def test_recorded_events_counts_match_the_trigger_masks(ligier, spawn, tmp_path)
             sent += len(messages)
             wait_until(lambda n=sent: read_json(record).get("messages") == n, what="consumed")
             last_time = float(events["utc_seconds"].max())
-        publisher.publish("IO_SUM", summary_slice(last_time // 10 * 10 + 10.05, 1))
+        publisher.publish("IO_SUM", summary_slice(last_time // 10 * 10 + 20.05, 1))
     path = tmp_path / "data" / "trigger_rates.csv"
 
     def totals() -> dict[str, int]:  # counts are rates times live time
@@ -127,7 +127,7 @@ def test_rates_are_divided_by_live_time_gaps_and_torn_rows_kept_apart(
         return messages
 
     begin = first_bin * 10 + 7  # 7 s into an interval
-    seconds = [begin + s for s in range(23)] + [begin + 33 + s for s in range(13)]  # a 10 s stop
+    seconds = [begin + s for s in range(23)] + [begin + 33 + s for s in range(21)]  # a 10 s stop
     with Client("127.0.0.1", ligier.port) as publisher:
         for time_s in seconds:
             publisher.publish_many(second(time_s))
@@ -158,7 +158,7 @@ def test_zero_rate_is_zero_runs_are_marked_and_history_survives(ligier, spawn, t
     muon = dataclasses.replace(template, trigger_mask=trigger_mask("3DMuon"))
     t0 = 1_700_000_000.0
     with Client("127.0.0.1", ligier.port) as publisher:
-        for step in range(60):  # 6 s of DAQ time; events at 5 Hz in the first 2 s only
+        for step in range(160):  # 16 s of DAQ time; events at 5 Hz in the first 2 s only
             now, run = t0 + 0.1 * step, 100 if step < 30 else 101
             publisher.publish("IO_SUM", summary_slice(now, run))
             if step < 20 and step % 2 == 0:

@@ -19,8 +19,10 @@ EARLIEST_S = 1_420_070_400.0
 #: Never accepted: a time further ahead of the wall clock than this (a simulation sped up
 #: for longer than a day would have to start in the past).
 MAX_AHEAD_OF_WALL_S = 86_400.0
-#: How far ahead of the wall clock, or of the stream's recent median, a time may be.
-AHEAD_S = 60.0
+#: How far ahead of the wall clock, or of the stream's recent median, a time may be: live
+#: data never come from the future (White Rabbit and NTP agree to far better than this),
+#: so a flipped bit moves "newest data" by a few seconds at most.
+AHEAD_S = 5.0
 #: How far behind them (late data are harmless: they move no clock; they are counted late).
 BEHIND_S = 3600.0
 #: Recent times kept for the median: a jump to another time (a replay of another day) is
@@ -37,10 +39,11 @@ RUN_WINDOW = 10
 
 
 class TimeGuard:
-    """Says which DAQ times are plausible: never far ahead of the wall clock, and close to
-    the wall clock (live data) or to the median of the recent times (a replay, a sped-up
-    simulation). Every time that is not absurd joins the recent times, so a real jump is
-    followed once it is confirmed by the majority of the stream."""
+    """Says which DAQ times are plausible: never far ahead of the wall clock; for a live
+    stream (its recent median near the wall clock) not ahead of the wall clock at all;
+    otherwise (a replay, a sped-up simulation, a monitoring host whose clock is off) close
+    to the median of the recent times. Every time that is not absurd joins the recent
+    times, so a real jump is followed once it is confirmed by the majority of the stream."""
 
     def __init__(self) -> None:
         self.recent_s = np.zeros(0)
@@ -56,7 +59,11 @@ class TimeGuard:
         self._remember(times_s[candidate])
         near_wall = (times_s >= now_s - BEHIND_S) & (times_s <= now_s + AHEAD_S)
         recent = self.recent_s
-        median = float(np.median(recent)) if len(recent) else now_s
+        if not len(recent):
+            return candidate & near_wall
+        median = float(np.median(recent))
+        if now_s - BEHIND_S <= median <= now_s + AHEAD_S:  # live: the wall clock rules
+            return candidate & near_wall
         widening = 0.0
         if len(recent) >= SPREAD_NEEDS:
             widening = SPREAD_FACTOR * 1.4826 * float(np.median(np.abs(recent - median)))

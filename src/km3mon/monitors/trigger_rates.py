@@ -2,7 +2,9 @@
 
 Events are binned by their DAQ time, so a replay at any speed gives the true rates. Summary
 slices (10 per second whatever the trigger does) are the clock: an interval's rate is its
-events divided by its live time, the distinct slices seen in it × 0.1 s. An interval with
+events divided by its live time, the distinct slices seen in it × 0.1 s. An interval is
+closed when the data are ``LATE_S`` past its end, so late events still count and one message
+a few seconds ahead (a flipped bit) closes nothing early. An interval with
 slices but no events is a real 0 Hz; one with less than half its live time (the first after
 a start, the last before a DAQ stop) is drawn hollow, as a rough figure; intervals without
 any data are a gap in the plot. Run changes count once confirmed by several messages, so a
@@ -34,6 +36,9 @@ MASKS = {name: trigger_mask(name) for name in TYPES[1:]}
 CSV_HEADER = ("timestamp", *TYPES, "live_s")
 KEEP_S = 24 * 3600
 SLICE_S = 0.1
+#: An interval stays open until the newest data are this far past its end: longer than
+#: the data may lag the wall clock plus how far a flipped bit may move a time ahead of it.
+LATE_S = 2 * AHEAD_S
 #: Intervals with less live time than this fraction are drawn hollow, not as rates.
 MIN_LIVE_FRACTION = 0.5
 #: Run changes kept, and drawn at most (the newest): one render stays short.
@@ -56,6 +61,14 @@ class Interval(NamedTuple):
     live_s: float
 
 
+class OpenInterval:
+    """What an interval not yet closed has collected: events per type, slices seen."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(TYPES, 0)
+        self.slices: set[int] = set()  # summary slices, in 0.1 s steps since the epoch
+
+
 class TriggerRates(Monitor):
     name = "trigger_rates"
     tags = ("IO_EVT", "IO_SUM")
@@ -72,9 +85,12 @@ class TriggerRates(Monitor):
         self.csv_path = context.data_dir / "trigger_rates.csv"
         self.minor_ticks = context.pipeline.trigger_rate.with_minor_ticks
         self.history: deque[Interval] = deque(self._read_history())
-        self.counts = dict.fromkeys(TYPES, 0)
-        self.slices_seen: set[int] = set()  # summary slices (0.1 s steps) of the open bin
-        self.current_bin: int | None = None
+        self.open: dict[int, OpenInterval] = {}
+        #: The newest interval closed (and written): also after a restart, none twice.
+        self.closed_until: int | None = None
+        if self.history:
+            self.closed_until = int(max(i.start_s for i in self.history) // self.interval_s)
+        self.clock_s = -math.inf  # DAQ time of the newest data
         self.runs = RunTracker()
         self.run_changes: deque[RunChange] = deque(maxlen=KEEP_RUN_CHANGES)
         self.det_id: int | None = context.args.det_id or None
@@ -93,12 +109,14 @@ class TriggerRates(Monitor):
         latest_s = time.time() + AHEAD_S
         with self.csv_path.open(newline="") as stream:
             for row in csv.DictReader(stream):
+                if any(row.get(name) is None for name in ("timestamp", *TYPES)):
+                    continue  # a torn line after a crash
                 try:
                     timestamp = float(row["timestamp"])
                     rates = [_number(row[name]) for name in TYPES]
                     live_s = _number(row.get("live_s"))
-                except (KeyError, TypeError, ValueError):
-                    continue  # a torn line after a crash
+                except ValueError:
+                    continue  # a damaged line
                 if not timestamp <= latest_s:
                     future += 1
                     continue
@@ -132,36 +150,47 @@ class TriggerRates(Monitor):
         event_bins = (event_times // self.interval_s).astype(np.int64)
         slice_bins = (slice_times // self.interval_s).astype(np.int64)
         slice_numbers = np.round(slice_times / SLICE_S).astype(np.int64)
-        for bin_number in np.unique(np.concatenate([slice_bins, event_bins])).tolist():
-            self._advance_to(bin_number)
-            in_bin = events[event_bins == bin_number]
-            if bin_number < self.current_bin:  # late: that interval is closed and written
-                self.late_events += len(in_bin)
-                continue
-            self.counts["Overall"] += len(in_bin)
+        event_in_time = self._in_time(event_bins, event_times)
+        slice_in_time = self._in_time(slice_bins, slice_times)
+        self.late_events += int(np.count_nonzero(~event_in_time))
+        for bin_number in np.unique(
+            np.concatenate([slice_bins[slice_in_time], event_bins[event_in_time]])
+        ).tolist():
+            in_bin = events[event_in_time & (event_bins == bin_number)]
+            interval = self.open.setdefault(bin_number, OpenInterval())
+            interval.counts["Overall"] += len(in_bin)
             for name, bit in MASKS.items():
-                self.counts[name] += int(np.count_nonzero(in_bin["trigger_mask"] & np.uint64(bit)))
-            self.slices_seen.update(slice_numbers[slice_bins == bin_number].tolist())
+                fired = np.count_nonzero(in_bin["trigger_mask"] & np.uint64(bit))
+                interval.counts[name] += int(fired)
+            chosen = slice_in_time & (slice_bins == bin_number)
+            interval.slices.update(slice_numbers[chosen].tolist())
+        self.clock_s = max(self.clock_s, float(times.max()))
+        for bin_number in sorted(self.open):
+            if (bin_number + 1) * self.interval_s + LATE_S > self.clock_s:
+                break
+            self._close_bin(bin_number, self.open.pop(bin_number))
         self.context.saw_data_at(float(times.max()))
 
-    def _advance_to(self, bin_number: int) -> None:
-        if self.current_bin is None:
-            self.current_bin = bin_number
-        if bin_number <= self.current_bin:
-            return
-        self._close_bin(self.current_bin)
-        # Intervals without any message at all are gaps (no DAQ), not zeros.
-        self.current_bin = bin_number
+    def _in_time(self, bins: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+        """False for data of an interval already closed, or overdue when they arrived (the
+        newest data that arrived before them were ``LATE_S`` past its end): late data, or
+        a time flipped into the past, which must not open an old interval again."""
+        before_s = np.maximum.accumulate(np.r_[self.clock_s, times_s])[:-1]
+        in_time = (bins + 1) * self.interval_s + LATE_S > before_s
+        if self.closed_until is not None:
+            in_time &= bins > self.closed_until
+        return in_time
 
-    def _close_bin(self, bin_number: int) -> None:
+    def _close_bin(self, bin_number: int, interval: OpenInterval) -> None:
+        """Write the interval; intervals without any message at all are gaps, not zeros."""
         start = bin_number * self.interval_s
-        live_s = min(len(self.slices_seen) * SLICE_S, self.interval_s)
-        rates = [self.counts[name] / live_s if live_s > 0 else math.nan for name in TYPES]
+        live_s = min(len(interval.slices) * SLICE_S, self.interval_s)
+        counts = interval.counts
+        rates = [counts[name] / live_s if live_s > 0 else math.nan for name in TYPES]
         self.history.append(Interval(start, rates, live_s))
         row = [f"{start:.0f}", *("" if math.isnan(r) else f"{r:.6g}" for r in rates)]
         append_rows(self.csv_path, CSV_HEADER, [[*row, f"{live_s:.1f}"]])
-        self.counts = dict.fromkeys(TYPES, 0)
-        self.slices_seen = set()
+        self.closed_until = bin_number
         newest = self.history[-1].start_s
         while self.history and self.history[0].start_s < newest - KEEP_S:
             self.history.popleft()
