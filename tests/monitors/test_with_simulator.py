@@ -99,13 +99,13 @@ def test_trigger_rates_count_simulated_events_and_show_a_zero_rate(ligier, spawn
     path = data / "trigger_rates.csv"
     wait_until(lambda: len(list(csv.DictReader(path.open()))) >= 8, what="8 closed intervals")
     rows = list(csv.DictReader(path.open()))
-    for row in rows:  # rates are counts per live second
+    for row in rows:  # rates are counts per live second (written with 6 digits)
         in_bin = events[bins == int(float(row["timestamp"])) // 10]
         live_s = float(row["live_s"])
-        assert float(row["Overall"]) * live_s == pytest.approx(len(in_bin))
+        assert round(float(row["Overall"]) * live_s) == len(in_bin)
         for name in ("3DMuon", "MXShower", "3DShower"):
             fired = np.count_nonzero(in_bin["trigger_mask"] & np.uint64(trigger_mask(name)))
-            assert float(row[name]) * live_s == pytest.approx(fired)
+            assert round(float(row[name]) * live_s) == fired
     first = float(rows[0]["timestamp"])
     after_zero = [r for r in rows if float(r["timestamp"]) >= first + 70]
     assert after_zero and all(float(r["Overall"]) == 0 for r in after_zero), "zero, not a gap"
