@@ -257,7 +257,9 @@ class ZTPlot(Monitor):
                 axes.set_ylabel("z [m]")
         for axes in list(axes_grid.flat)[len(dus) :]:
             axes.set_visible(False)
-        axes_grid.flat[0].legend(loc="upper left", fontsize=8)
+        legend = axes_grid.flat[0].legend(loc="upper left", fontsize=8)
+        for handle in legend.legend_handles:  # one hit's size, whatever the first panel has
+            handle.set_sizes([MARKER_AREA_PER_HIT])
         h = event.header
         figure.suptitle(
             f"Detector {h.det_id}, run {h.run}, frame index {h.frame_index}, trigger counter "
