@@ -3,7 +3,8 @@
 One flipped bit in a header must not take a monitor over. A UTC field of 0x7FFFFFFF would
 set "newest data" to 2038, move a binning clock into the future and make every later good
 message "late"; a corrupted run number would be drawn as a run change. Both guards judge a
-value by the stream around it, so a single bad message never outvotes the good ones.
+value by the wall clock and by the stream around it, so a bad message never outvotes the good
+ones.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ RUN_WINDOW = 10
 
 class TimeGuard:
     """Says which DAQ times are plausible: never far ahead of the wall clock; for a live
-    stream (its recent median near the wall clock) not ahead of the wall clock at all;
-    otherwise (a replay, a sped-up simulation, a monitoring host whose clock is off) close
-    to the median of the recent times. Every time that is not absurd joins the recent
-    times, so a real jump is followed once it is confirmed by the majority of the stream."""
+    stream (its recent median near the wall clock) not more than ``AHEAD_S`` ahead of the
+    wall clock or of that median; otherwise (a replay, a sped-up simulation, a host whose
+    clock is off) close to the median of the recent times. Every time that is not absurd
+    joins the recent times, so a real jump is followed once most of the stream agrees."""
 
     def __init__(self) -> None:
         self.recent_s = np.zeros(0)
@@ -63,7 +64,9 @@ class TimeGuard:
             return candidate & near_wall
         median = float(np.median(recent))
         if now_s - BEHIND_S <= median <= now_s + AHEAD_S:  # live: the wall clock rules
-            return candidate & near_wall
+            # (or the stream, where it runs ahead: a simulation faster than real time)
+            ceiling_s = max(now_s, median) + AHEAD_S
+            return candidate & (times_s >= now_s - BEHIND_S) & (times_s <= ceiling_s)
         widening = 0.0
         if len(recent) >= SPREAD_NEEDS:
             widening = SPREAD_FACTOR * 1.4826 * float(np.median(np.abs(recent - median)))

@@ -364,12 +364,16 @@ class Receiver(threading.Thread):
         self.batches: deque[list[Message]] = deque()
         self.queued_bytes = 0
         self.lock = threading.Lock()
+        #: Set when the connection is lost or back: the record is written at once.
+        self.connection_changed = threading.Event()
         # Told by the client itself, also while it waits and retries inside a call: the
         # record says "disconnected" during the whole outage.
         client.on_connection = self._connection_changed
 
     def _connection_changed(self, connected: bool) -> None:
         self.freshness.connected = connected
+        self.freshness.reconnects = self.client.reconnects
+        self.connection_changed.set()
 
     def run(self) -> None:
         self.client.connect()  # retries with backoff until the ligier is there
@@ -477,7 +481,10 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
             rendering = True
         elif rendering:
             rendering = _render_more(monitor, context)
-        if now_mono >= next_record:
+        changed = receiver is not None and receiver.connection_changed.is_set()
+        if now_mono >= next_record or changed:
+            if changed:
+                receiver.connection_changed.clear()
             next_record = now_mono + FRESHNESS_EVERY_S
             freshness.message_rate_hz = round(rate_count / max(now_mono - rate_since, 1e-9), 2)
             rate_count, rate_since = 0, now_mono
