@@ -58,3 +58,19 @@ def test_100k_lines_in_order_across_rotations_and_a_ligier_restart(
     record = json.loads((data / "freshness" / "msg_dumper.json").read_text())
     assert record["reconnects"] >= 1
     assert dumper.alive()
+
+
+def test_a_line_with_two_process_codes_is_tagged_as_the_original_tagged_it() -> None:
+    from km3mon.monitors.msg_dumper import source_of
+
+    # The original tested " A0", " F0", " Q0", " W0" in this order, each match overriding
+    # the one before: the last of them present wins, wherever it stands in the line.
+    precedence = ["A0", "F0", "Q0", "W0"]
+    names = {"A0": "AcousticDataFilter", "F0": "DataFilter", "Q0": "DataQueue",
+             "W0": "DataWriter"}  # fmt: skip
+    for first in precedence:
+        for second in precedence:
+            line = f"2026-11-23 12:00:00 {first} forwarded to {second} done"
+            winner = max(first, second, key=precedence.index)
+            assert source_of(line) == names[winner], line
+    assert source_of("no code here") == "Other"

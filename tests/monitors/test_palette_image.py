@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from km3mon.config import load_pipeline
-from km3mon.monitors.output import Freshness
+from km3mon.freshness import Freshness
 from km3mon.monitors.palette_image import PaletteFigure
 from km3mon.monitors.pmt_rates import OVER_COLOUR, PMTRates
 from km3mon.monitors.runtime import Context
@@ -112,3 +112,39 @@ def test_hot_pmt_is_drawn_in_its_floor_band_in_the_newest_columns(tmp_path) -> N
     assert (tmp_path / f"pmt_rates_du{du + 1}.png").exists(), "every DU drawn in one tick"
     assert freshness.redraw_interval_s == 0.0
     assert slices >= 1
+
+
+def test_every_palette_image_is_stamped_also_after_a_column_closes_mid_tick(tmp_path) -> None:
+    """A stale pmt_rates tick: every DU's image says STALE in its pixels and in its text
+    chunks, also those drawn after a column closed in the middle of the tick (the frame is
+    then redrawn, and must be redrawn with the stamps)."""
+    from km3mon.monitors.output import utc
+    from tests.monitors.stamps import banner_fraction, png_text
+
+    args = argparse.Namespace(
+        det_id=0, detx=ARCA21, du=None, columns=40, plot_dir=tmp_path, data_dir=tmp_path
+    )
+    freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
+                          tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
+    monitor = PMTRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    newest = time.time() - 600  # the last data came ten minutes ago: stale
+    freshness.newest_data_at, freshness.last_message_at = newest, newest
+    first = int(newest // 20) - 10
+    for column in range(10):
+        monitor.ring.advance_to(first + column)
+        monitor.rate_sum[:] = 7000.0
+        monitor.packets[:] = 1
+    monitor.render()
+    dus = list(monitor.dus)
+    monitor.render_du(monitor.round_robin.queue.pop())  # the first DU of the tick
+    monitor.ring.advance_to(first + 11)  # late data close a column in the middle of the tick
+    while monitor.render_more():
+        pass
+    for du in dus:
+        png = tmp_path / f"pmt_rates_du{du}.png"
+        assert png_text(png) == {
+            "data_until": utc(newest),
+            "rendered": png_text(png)["rendered"],
+            "stale": "true",
+        }, du
+        assert banner_fraction(png) > 0.3, f"DU {du}: the STALE banner over the data"

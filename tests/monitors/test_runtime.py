@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 from km3mon.controlhost import Client
+from km3mon.monitors.output import utc
 from tests.conftest import REPO, free_port, wait_until
+from tests.monitors.stamps import banner_fraction, png_text
 
 
 def read_record(data_dir: Path) -> dict:
@@ -43,8 +45,17 @@ def test_runtime_counts_renders_goes_stale_reconnects_and_stops(start_ligier, tm
         assert record["newest_data_at"] == daq_time
         assert record["dropped"] == 0
         wait_until(lambda: "counting.png" in read_record(data).get("outputs", {}), what="a plot")
-        png = (plots / "counting.png").read_bytes()
-        assert png.startswith(b"\x89PNG")
+        plot = plots / "counting.png"
+        with Client("127.0.0.1", port) as publisher:  # data keep coming: a fresh plot
+            deadline = time.monotonic() + 20
+            while png_text(plot).get("stale") != "false" and time.monotonic() < deadline:
+                publisher.publish("IO_EVT", b"n=%f" % daq_time)
+                time.sleep(0.1)
+        stamps = png_text(plot)  # the words drawn on the plot, also as PNG text chunks
+        assert stamps["data_until"] == utc(daq_time)
+        assert stamps["stale"] == "false" and banner_fraction(plot) == 0
+        assert abs(time.mktime(time.strptime(stamps["rendered"], "%Y-%m-%d %H:%M:%S UTC"))
+                   - time.mktime(time.gmtime())) < 30  # fmt: skip
         assert not list(plots.glob(".*.tmp")), "no temporary files left behind"
 
         # No more data: the monitor keeps running, its outputs turn stale.
@@ -52,18 +63,26 @@ def test_runtime_counts_renders_goes_stale_reconnects_and_stops(start_ligier, tm
         wait_until(
             lambda: read_record(data)["outputs"]["counting.png"]["stale"], what="a stale plot"
         )
+        wait_until(lambda: png_text(plot).get("stale") == "true", what="a STALE stamp")
+        assert banner_fraction(plot) > 0.3, "the STALE banner is drawn over the plot"
+        assert png_text(plot)["data_until"] == utc(daq_time)
         assert monitor.poll() is None
 
         # The ligier restarts: the monitor is back within 5 s.
+        before = read_record(data)["messages"]
         ligier.process.stop()
         start_ligier(port=port)
         restart = time.monotonic()
         with Client("127.0.0.1", port) as publisher:
-            while read_record(data).get("messages", 0) < 308 and time.monotonic() - restart < 15:
+            while read_record(data)["messages"] <= before and time.monotonic() - restart < 15:
                 publisher.publish("IO_EVT", b"n=%f" % (daq_time + 1))
                 time.sleep(0.1)
-        assert time.monotonic() - restart < 5
-        wait_until(lambda: read_record(data).get("state") == "running", what="running again")
+            assert time.monotonic() - restart < 5
+            deadline = time.monotonic() + 20  # data keep coming: "running" again
+            while read_record(data).get("state") != "running":
+                assert time.monotonic() < deadline, read_record(data)
+                publisher.publish("IO_EVT", b"n=%f" % (daq_time + 1))
+                time.sleep(0.1)
         assert read_record(data)["reconnects"] >= 1
 
         monitor.send_signal(signal.SIGTERM)
@@ -75,3 +94,38 @@ def test_runtime_counts_renders_goes_stale_reconnects_and_stops(start_ligier, tm
     finally:
         if monitor.poll() is None:
             monitor.kill()
+
+
+def test_record_says_disconnected_while_the_ligier_is_down(start_ligier, tmp_path) -> None:
+    port = free_port()
+    ligier = start_ligier(port=port)
+    data = tmp_path / "data"
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "tests.monitors.counting", "-p", str(port), "-o",
+         str(tmp_path / "plots"), "--data-dir", str(data), "-i", "0.5", "--stale-after", "120"],
+        cwd=REPO, stdout=(tmp_path / "monitor.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: read_record(data).get("connected"), what="the monitor to connect")
+
+        def publish_until_running() -> None:
+            with Client("127.0.0.1", port) as publisher:
+                deadline = time.monotonic() + 30
+                while read_record(data).get("state") != "running":
+                    assert time.monotonic() < deadline, read_record(data)
+                    publisher.publish("IO_EVT", b"n=%f" % time.time())
+                    time.sleep(0.1)
+
+        publish_until_running()
+        ligier.process.stop()
+        wait_until(lambda: read_record(data).get("state") == "disconnected", what="disconnected")
+        time.sleep(3)  # retrying all the while: still disconnected, data or not
+        record = read_record(data)
+        assert (record["state"], record["connected"]) == ("disconnected", False)
+        assert time.time() - record["updated_at"] < 5, "the record is kept up to date"
+        start_ligier(port=port)
+        publish_until_running()
+        assert read_record(data)["connected"] is True
+    finally:
+        monitor.kill()
+        monitor.wait()

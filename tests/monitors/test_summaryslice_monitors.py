@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import km3net_testdata
 import numpy as np
 import pytest
@@ -31,9 +33,11 @@ def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, 
 
     optical = detector.dom_ids[detector.dom_floor > 0]
     silent, hot = int(optical[5]), int(optical[40])
-    slices = [slice_payload(detector, T0 + 0.1 * step, {hot: 20e3}, set()) for step in range(10)]
+    start = float(int(time.time()) - 600)  # live data: a 400 s jump in DAQ time is plausible
+    slices = [slice_payload(detector, start + 0.1 * step, {hot: 20e3}, set()) for step in range(10)]
     slices += [  # 400 s later the silent DOM has stopped sending
-        slice_payload(detector, T0 + 400 + 0.1 * step, {hot: 20e3}, {silent}) for step in range(3)
+        slice_payload(detector, start + 400 + 0.1 * step, {hot: 20e3}, {silent})
+        for step in range(3)
     ]
     with Client("127.0.0.1", ligier.port) as publisher:  # one batch: no render in between
         publisher.publish_many([("IO_SUM", payload) for payload in slices])
@@ -50,7 +54,7 @@ def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, 
     since = dict(zip(metrics["dom_id"], metrics["inactive_s"], strict=True))
     assert since[silent] == pytest.approx(400.2 - 0.9, abs=0.01)
     assert since[hot] == 0
-    assert metrics["data_time"] == pytest.approx(T0 + 400.2, abs=1e-3)
+    assert metrics["data_time"] == pytest.approx(start + 400.2, abs=1e-3)
 
     expected_normal = 31 * RATES_HZ_LUT[hz_to_rates(np.array([7000.0]))[0]] / 1000
     expected_hot = 31 * RATES_HZ_LUT[hz_to_rates(np.array([20e3]))[0]] / 1000
@@ -96,3 +100,33 @@ def test_corrupt_summary_slices_are_counted_and_skipped(ligier, spawn, tmp_path,
     assert monitor.alive()
     assert "summary slice unusable" in monitor.log
     assert monitor.log.count("summary slice unusable") == 1, "rate limited"
+
+
+def test_a_dom_not_seen_yet_is_not_called_inactive_in_the_first_minutes(
+    ligier, spawn, tmp_path, detector
+) -> None:
+    data = tmp_path / "data"
+    activity = spawn("dom_activity", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
+                     "--data-dir", data, "-i", "0.5")  # fmt: skip
+    wait_until(lambda: read_json(data / "freshness" / "dom_activity.json").get("connected"),
+               what="dom_activity connected")  # fmt: skip
+    absent = int(detector.dom_ids[detector.dom_floor > 0][7])
+    start = float(int(time.time()) - 900)
+    metrics_path = data / "metrics" / "dom_activity.json"
+    with Client("127.0.0.1", ligier.port) as publisher:  # the first minute of data
+        publisher.publish_many(
+            [("IO_SUM", slice_payload(detector, start + s, {}, {absent})) for s in range(60)]
+        )
+        wait_until(lambda: read_json(metrics_path).get("data_time") == start + 59, what="a minute")
+        metrics = read_json(metrics_path)
+        assert metrics["inactive_dom_ids"] == []
+        assert metrics["not_seen_since_start_dom_ids"] == [absent]
+        publisher.publish_many(  # five minutes later it has still not sent anything
+            [("IO_SUM", slice_payload(detector, start + s, {}, {absent})) for s in (300, 361)]
+        )
+    wait_until(lambda: read_json(metrics_path).get("data_time") == start + 361, what="6 minutes")
+    metrics = read_json(metrics_path)
+    assert metrics["inactive_dom_ids"] == [absent]
+    assert metrics["not_seen_since_start_dom_ids"] == []
+    wait_until(lambda: f"inactive > 300 s: {absent}" in activity.log, what="reported once due")
+    assert activity.log.count("inactive > 300 s") == 1

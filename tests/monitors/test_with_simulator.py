@@ -99,12 +99,16 @@ def test_trigger_rates_count_simulated_events_and_show_a_zero_rate(ligier, spawn
     path = data / "trigger_rates.csv"
     wait_until(lambda: len(list(csv.DictReader(path.open()))) >= 8, what="8 closed intervals")
     rows = list(csv.DictReader(path.open()))
-    for row in rows:
+    for row in rows:  # rates are counts per live second (written with 6 digits)
         in_bin = events[bins == int(float(row["timestamp"])) // 10]
-        assert float(row["Overall"]) * 10 == pytest.approx(len(in_bin))
+        live_s = float(row["live_s"])
+        if live_s < 10:  # a partial interval: the first, or one where the simulation ran
+            continue  # ahead of the wall clock before the time guard followed it
+        assert round(float(row["Overall"]) * live_s) == len(in_bin)
         for name in ("3DMuon", "MXShower", "3DShower"):
             fired = np.count_nonzero(in_bin["trigger_mask"] & np.uint64(trigger_mask(name)))
-            assert float(row[name]) * 10 == pytest.approx(fired)
+            assert round(float(row[name]) * live_s) == fired
+    assert sum(float(r["live_s"]) == 10 for r in rows) >= 6
     first = float(rows[0]["timestamp"])
     after_zero = [r for r in rows if float(r["timestamp"]) >= first + 70]
     assert after_zero and all(float(r["Overall"]) == 0 for r in after_zero), "zero, not a gap"

@@ -20,8 +20,8 @@ import pytest
 from km3mon.cli import build_parser
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import FrameDecoder
+from km3mon.freshness import Freshness
 from km3mon.monitors.k40 import K40
-from km3mon.monitors.output import Freshness
 from km3mon.monitors.runtime import Context
 from km3mon.sim.simulator import Simulator, write_calibration_truth
 from tests.conftest import wait_until

@@ -20,7 +20,7 @@ AUTH = ("shifter", "s3cret")
 
 def _context(folder: Path, detx: Path, name: str, interval_s: float):
     from km3mon.config import PipelineConfig
-    from km3mon.monitors.output import Freshness
+    from km3mon.freshness import Freshness
     from km3mon.monitors.runtime import Context
 
     args = argparse.Namespace(plot_dir=folder / "plots", data_dir=folder / "data", det_id=0,

@@ -13,7 +13,7 @@ import select
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from km3mon.controlhost.prefix import (
@@ -78,6 +78,13 @@ class ClientBase:
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._decoder = FrameDecoder(max_message_size)
         self._closed = False
+        #: Called with True when a connection is made and False when it is lost, also in
+        #: the middle of a call that then waits and retries (a freshness record follows it).
+        self.on_connection: Callable[[bool], None] | None = None
+
+    def _connection_changed(self, connected: bool) -> None:
+        if self.on_connection is not None:
+            self.on_connection(connected)
 
     def _greeting(self) -> bytes:
         """Sent on every (re)connection: nickname, subscription, delivery mode."""
@@ -153,6 +160,7 @@ class Client(ClientBase):
         self._decoder.reset()
         if greeting := self._greeting():
             sock.sendall(greeting)
+        self._connection_changed(True)
         if self.reconnects or self._backoff.next_delay != self._backoff.initial:
             log.info(
                 "connected to ligier %s:%d%s",
@@ -179,6 +187,7 @@ class Client(ClientBase):
                 self._socket.close()
             finally:
                 self._socket = None
+                self._connection_changed(False)
         self._decoder.reset()
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from km3mon.controlhost.aio import AsyncClient
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.controlhost.subscription import split_tags
-from km3mon.monitors.output import Freshness
+from km3mon.freshness import Freshness
 from km3mon.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligiermirror")

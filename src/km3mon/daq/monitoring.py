@@ -18,7 +18,6 @@ payloads -- no per-packet Python code -- which is why we do not use km3pipe's ``
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ MAGIC = b"TMCH"
 HIT_COUNT_TO_HZ = 10.0  # hit counts are per 100 ms
 CENTI = 100.0  # temperature and humidity are sent in hundredths
 
-log = logging.getLogger(__name__)
 
 PACKET_DTYPE = np.dtype(
     [
@@ -270,7 +268,8 @@ def decode_monitoring_batch(payloads: Sequence[bytes], *, skip_invalid: bool = F
     Packets of the usual common size are a zero-copy view of the joined payloads; shorter (v1,
     v2) packets are zero-padded, longer ones cut to 244 bytes. Invalid packets (wrong magic,
     unknown version code, too short for their version) raise :class:`DAQFormatError` naming the
-    first one, or with ``skip_invalid`` are dropped (and counted in a warning).
+    first one, or with ``skip_invalid`` are dropped (the caller counts and reports them:
+    a warning per batch would flood the log under a stream of bad packets).
     """
     n = len(payloads)
     lengths = np.fromiter(map(len, payloads), np.int64, n)
@@ -292,7 +291,6 @@ def decode_monitoring_batch(payloads: Sequence[bytes], *, skip_invalid: bool = F
         return packets
     bad = np.flatnonzero(~valid)
     if skip_invalid:
-        log.warning("dropped %d of %d invalid TMCH packets", bad.size, n)
         return packets[valid]
     first = int(bad[0])
     try:

@@ -15,16 +15,22 @@ import numpy as np
 
 #: Gap in median PMT-direction z that separates two rings of PMTs (rings are ~0.25 apart).
 RING_GAP = 0.1
+#: Where each ring's circle of azimuths is cut open, counted counter-clockwise from the
+#: azimuth of channel 0 (the top ring's lowest channel): where km3pipe's ``ORDERED_PMT_IDS``
+#: starts its rings, 15° from the nearest PMT (the rings' PMTs sit 30° apart in azimuth).
+RING_CUT_DEG = 195.0
 
 
 @dataclass(frozen=True)
 class ChannelOrder:
-    """DAQ channels ordered from the top PMT ring to the bottom PMT, derived from the geometry.
+    """DAQ channels from the top PMT ring to the bottom PMT, each ring by azimuth.
 
     ``channels[row]`` is the channel drawn in ``row`` (0 = top); ``rank[channel]`` is the inverse;
-    ``ring[channel]`` numbers the rings from 0 at the top. km3pipe's fixed ``ORDERED_PMT_IDS``
-    does not follow the PMT directions of the DOMs in the DETX files checked (ARCA-21, ORCA-6),
-    hence the derivation.
+    ``ring[channel]`` numbers the rings from 0 at the top. Within a ring the channels follow
+    the azimuth (counter-clockwise seen from above), so neighbours on the DOM are neighbours
+    on the plot. For KM3NeT DOMs this is km3pipe's ``ORDERED_PMT_IDS`` read as the original
+    pmt_rates used it (``ORDERED_PMT_IDS[channel]`` = row from the bottom); it is derived
+    from the PMT directions so that a DOM design with another channel map is drawn right too.
     """
 
     channels: np.ndarray
@@ -187,10 +193,11 @@ class Detector:
 
     @cached_property
     def channel_order(self) -> ChannelOrder:
-        """Top-to-bottom channel order from the median PMT direction per channel.
+        """Rings from the median PMT direction per channel, top to bottom; within a ring,
+        by the azimuth relative to the top ring's lowest channel (averaged over DOMs as
+        angles, so that each DOM's own rotation drops out), from ``RING_CUT_DEG`` on.
 
-        Uses the DOMs with the most common PMT count (31 for KM3NeT DOMs); within a ring,
-        channels keep ascending order.
+        Uses the DOMs with the most common PMT count (31 for KM3NeT DOMs).
         """
         optical = self.n_pmts > 0
         n_channels = int(np.bincount(self.n_pmts[optical]).argmax()) if optical.any() else 0
@@ -201,7 +208,11 @@ class Detector:
         ring_of_row = np.cumsum(np.r_[0, np.diff(-dir_z[channels]) > RING_GAP])
         ring = np.empty(n_channels, dtype=np.int64)
         ring[channels] = ring_of_row
-        channels = np.lexsort((np.arange(n_channels), ring))
+        azimuth = np.arctan2(self.pmt_dir[rows, 1], self.pmt_dir[rows, 0])
+        reference = int(np.flatnonzero(ring == 0).min()) if n_channels else 0
+        turn = np.exp(1j * (azimuth - azimuth[:, reference : reference + 1])).mean(axis=0)
+        relative = np.mod(np.angle(turn) - np.radians(RING_CUT_DEG), 2 * np.pi)
+        channels = np.lexsort((np.arange(n_channels), relative, ring))
         rank = np.empty(n_channels, dtype=np.int64)
         rank[channels] = np.arange(n_channels)
         return ChannelOrder(channels=channels, rank=rank, ring=ring)

@@ -1,7 +1,9 @@
 """dom_activity: how long ago each DOM last sent a summary-slice frame.
 
 Times are DAQ times (the slices' own UTC), measured against the newest slice, so a replay at
-any speed shows the truth; if the whole stream stops, the runtime marks the plot stale.
+any speed shows the truth; if the whole stream stops, the runtime marks the plot stale. A DOM
+not seen yet is "inactive > 5 min" only once the process has watched for 5 min; before, it is
+"not seen since start".
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class DOMActivity(Monitor):
         self.detector = context.detector
         self.last_seen_s = np.full(len(self.detector.dom_ids), np.nan)
         self.newest_s: float | None = None
+        self.first_s: float | None = None  # DAQ time of the first slice seen
         self.reported_inactive: set[int] = set()
 
     def consume(self, messages: list[Message]) -> None:
@@ -39,6 +42,7 @@ class DOMActivity(Monitor):
             index = index[index >= 0]
             self.last_seen_s[index] = np.fmax(self.last_seen_s[index], time_s)
             self.newest_s = time_s if self.newest_s is None else max(self.newest_s, time_s)
+            self.first_s = time_s if self.first_s is None else min(self.first_s, time_s)
             self.context.saw_data_at(time_s)
 
     def inactive_s(self) -> np.ndarray:
@@ -47,22 +51,42 @@ class DOMActivity(Monitor):
             return np.full_like(self.last_seen_s, np.nan)
         return self.newest_s - self.last_seen_s
 
+    def watched_s(self) -> float:
+        """DAQ seconds from the first slice seen to the newest one."""
+        if self.newest_s is None or self.first_s is None:
+            return 0.0
+        return self.newest_s - self.first_s
+
     def render(self) -> None:
         since = self.inactive_s()
         optical = self.detector.dom_floor > 0
-        inactive = optical & (np.isnan(since) | (since > INACTIVE_AFTER_S))
+        never_seen = optical & np.isnan(self.last_seen_s)
+        watched_long_enough = self.watched_s() > INACTIVE_AFTER_S
+        with np.errstate(invalid="ignore"):
+            inactive = optical & (since > INACTIVE_AFTER_S)
+        if watched_long_enough:
+            inactive |= never_seen
+        not_seen = never_seen & ~inactive
         self._log_changes(inactive)
+        minutes = INACTIVE_AFTER_S // 60
+        title = (
+            f"DOM activity for detector {self.detector.det_id} (via summary slices)\n"
+            f"{int(inactive.sum())} of {int(optical.sum())} DOMs inactive > {minutes} min (ringed)"
+        )
+        if not_seen.any():
+            title += (
+                f", {int(not_seen.sum())} not seen since start "
+                f"({self.watched_s():.0f} s of data so far)"
+            )
         figure = dom_map(
             self.detector,
             since,
             vmin=0,
             vmax=COLOUR_RANGE_S,
             label="time since last summary frame [s]",
-            title=f"DOM activity for detector {self.detector.det_id} (via summary slices)\n"
-            f"{int(inactive.sum())} of {int(optical.sum())} DOMs inactive > "
-            f"{INACTIVE_AFTER_S // 60} min (ringed)",
+            title=title,
             marked=inactive,
-            marked_label=f"inactive > {INACTIVE_AFTER_S // 60} min",
+            marked_label=f"inactive > {minutes} min",
         )
         self.context.save_figure("dom_activity.png", figure)
         self.context.save_metrics(
@@ -71,6 +95,8 @@ class DOMActivity(Monitor):
                 "dom_id": self.detector.dom_ids,
                 "inactive_s": since,
                 "inactive_dom_ids": self.detector.dom_ids[inactive],
+                "not_seen_since_start_dom_ids": self.detector.dom_ids[not_seen],
+                "watched_s": self.watched_s(),
             },
         )
 

@@ -24,7 +24,10 @@ DAY_S = 86400
 
 
 def source_of(text: str) -> str:
-    for code, name in SOURCES.items():
+    """The source of a log line by its process code; with several codes in a line the last
+    in ``A0, F0, Q0, W0`` wins, as in the original msg_dumper (it tested them in that
+    order, each match overriding the one before)."""
+    for code, name in reversed(SOURCES.items()):
         if f" {code}" in text:
             return name
     return "Other"

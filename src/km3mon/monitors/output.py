@@ -1,41 +1,44 @@
-"""Everything a monitor writes: plots and freshness records, always atomically.
+"""Everything a monitor writes: plots atomically, history files appended safely.
 
-A reader (the web server, a shifter's browser) must never see half a PNG or half a JSON
-record, so every file is written to a temporary file in the same folder and renamed.
+A reader (the web server, a shifter's browser) must never see half a PNG, so every plot is
+written to a temporary file in the same folder and renamed. A history file is appended to;
+a crash mid-write leaves a torn last line, which is cut off before the next rows go in.
+Every PNG carries its stamps also as text chunks (``data_until``, ``rendered``, ``stale``),
+so what a plot says about itself can be read back without reading its pixels.
 """
 
 from __future__ import annotations
 
+import csv
 import io
-import json
+import logging
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from km3mon.freshness import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+log = logging.getLogger("km3mon.output")
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one rename (same folder, so same filesystem)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+__all__ = ["append_rows", "atomic_write", "png_stamps", "save_figure", "utc"]
+
+#: Bytes read at a time when looking backwards for the end of the last complete line.
+_TAIL_CHUNK = 1 << 16
 
 
-def save_figure(figure: Figure, path: Path, dpi: int = 100) -> None:
+def save_figure(
+    figure: Figure, path: Path, dpi: int = 100, text: dict[str, str] | None = None
+) -> None:
+    """The figure as a PNG, with ``text`` as PNG text chunks (tEXt)."""
     buffer = io.BytesIO()
     # zlib level 1: twice as fast as the default for ~20 % larger files; rendering is our hot path.
-    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+    figure.savefig(buffer, format="png", dpi=dpi, metadata=text or {},
+                   pil_kwargs={"compress_level": 1})  # fmt: skip
     atomic_write(path, buffer.getvalue())
 
 
@@ -45,56 +48,85 @@ def utc(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
-@dataclass
-class OutputRecord:
-    """Freshness of one output file (a PNG or a CSV)."""
+def png_stamps(newest_data_at: float | None, rendered_at: float, stale: bool) -> dict[str, str]:
+    """The text chunks of a plot: the same words the stamps draw on it."""
+    return {
+        "data_until": utc(newest_data_at),
+        "rendered": utc(rendered_at),
+        "stale": "true" if stale else "false",
+    }
 
-    rendered_at: float
-    newest_data_at: float | None
-    render_s: float
-    stale: bool
 
+def append_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Append CSV ``rows`` to ``path``, which starts with ``header``.
 
-@dataclass
-class Freshness:
-    """What the dashboard and ``km3mon status`` read about one monitoring process.
-
-    Times are UTC seconds since the epoch. ``newest_data_at`` is the time of the newest
-    data the monitor has seen (DAQ time where the payload carries one); ``stale`` means no
-    data for longer than ``stale_after_s``.
+    Before appending, a torn last line (a crash or a full disk mid-write) is cut off, so a
+    new row never continues half of an old one. A missing file gets the header; a file with
+    an older header that lacks columns at its end gets the new header (old rows read back
+    with those columns empty); a file with any other header is moved aside.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header_line = _csv_text([header])
+    try:
+        stream = path.open("r+b")
+    except FileNotFoundError:
+        stream = path.open("w+b")
+    with stream:
+        end = _cut_torn_line(stream, path)
+        if end == 0:
+            stream.write(header_line)
+        else:
+            stream.seek(0)
+            first = stream.readline()
+            if _fields(first) != list(header):
+                stream.close()
+                _adopt_header(path, first, header_line)
+                append_rows(path, header, rows)
+                return
+            stream.seek(end)
+        stream.write(_csv_text(rows))
 
-    process: str
-    pid: int
-    started_at: float
-    ligier: str
-    tags: list[str]
-    render_interval_s: float
-    stale_after_s: float
-    #: Seconds between two redraws of the same output, when a monitor cycles through many
-    #: outputs (one per DU) within a time budget; 0 means every render interval.
-    redraw_interval_s: float = 0.0
-    state: str = "starting"
-    updated_at: float = 0.0
-    connected: bool = False
-    reconnects: int = 0
-    messages: int = 0
-    bytes: int = 0
-    message_rate_hz: float = 0.0
-    dropped: int = 0
-    decode_errors: int = 0
-    unknown_doms: int = 0
-    newest_data_at: float | None = None
-    #: Arrival time minus DAQ time of the newest data, at the last batch: how far the
-    #: monitor (and the chain before it) is behind the detector.
-    data_lag_s: float | None = None
-    last_message_at: float | None = None
-    outputs: dict[str, OutputRecord] = field(default_factory=dict)
 
-    def write(self, path: Path) -> None:
-        self.updated_at = time.time()
-        atomic_write(path, json.dumps(asdict(self), indent=1).encode())
+def _csv_text(rows: Sequence[Sequence[object]]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode()
 
-    @classmethod
-    def read(cls, path: Path) -> dict[str, Any]:
-        return json.loads(path.read_text())
+
+def _fields(line: bytes) -> list[str]:
+    return next(csv.reader([line.decode(errors="replace")]), [])
+
+
+def _cut_torn_line(stream: io.BufferedRandom, path: Path) -> int:
+    """Truncate ``stream`` after its last newline; return the new size."""
+    size = stream.seek(0, os.SEEK_END)
+    if size == 0:
+        return 0
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        stream.seek(start)
+        chunk = stream.read(end - start)
+        if end == size and chunk.endswith(b"\n"):
+            return size
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    log.warning("%s: torn last line (%d bytes) cut off before appending", path, size - end)
+    stream.truncate(end)
+    stream.seek(end)
+    return end
+
+
+def _adopt_header(path: Path, old_line: bytes, header_line: bytes) -> None:
+    old, new = _fields(old_line), _fields(header_line)
+    if old and new[: len(old)] == old:
+        rest = path.read_bytes()[len(old_line) :]
+        atomic_write(path, header_line + rest)
+        log.warning("%s: header extended by %s", path, ", ".join(new[len(old) :]))
+        return
+    aside = path.with_name(f"{path.stem}_{time.strftime('%Y%m%dT%H%M%S')}{path.suffix}")
+    os.replace(path, aside)
+    log.warning("%s: unexpected header %r; moved aside to %s", path, old_line[:80], aside.name)

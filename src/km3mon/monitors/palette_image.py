@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -82,6 +83,8 @@ class PaletteFigure:
         self._on_top_pixels = np.zeros(0, np.uint8)
         self._titles: dict[str, np.ndarray] = {}
         self._y_axes: dict[tuple[object, ...], np.ndarray] = {}
+        #: PNG text chunks of every image (the stamps drawn with the frame, in words).
+        self.png_text: dict[str, str] = {}
         figure.canvas.draw()  # lays out the frame, so that the data box is known
         self.box = self._data_box()
         rows, columns = self.box
@@ -198,6 +201,9 @@ class PaletteFigure:
         height, width = image.shape
         picture = Image.frombuffer("P", (width, height), image, "raw", "P", 0, 1)
         picture.putpalette(self._palette_bytes)
+        text = PngInfo()
+        for key, value in self.png_text.items():
+            text.add_text(key, value)
         buffer = io.BytesIO()
-        picture.save(buffer, format="png", compress_level=1)
+        picture.save(buffer, format="png", compress_level=1, pnginfo=text)
         return buffer.getvalue()

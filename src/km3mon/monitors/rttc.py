@@ -2,6 +2,8 @@
 
 ``RTTC = wr_mu - (wr_delta[0] + wr_delta[1] + wr_delta[2] + wr_delta[3])`` in ps, polled
 through the Detector Manager's monitoring sessions (the protocol of km3pipe's ``DMMonitor``).
+The DUs are the detector's (DETX or database), as in the original; the Detector Manager's
+parameter listing, whose format we only know from our stand-in, is a cross-check at most.
 The baseline is the median of the last 24 h with a robust spread (1.4826 × MAD), from our own
 history in ``data/rttc.csv`` (read back at start), since the KM3NeT database history is not
 reachable from every monitoring machine. An unreachable Detector Manager is retried with
@@ -21,10 +23,13 @@ from urllib.parse import quote
 import numpy as np
 
 from km3mon.controlhost.client import Backoff
+from km3mon.monitors.guards import AHEAD_S
+from km3mon.monitors.output import append_rows
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 BASE = "/mon/clb/outparams"
 SESSION = "km3mon_rttc"
+CSV_HEADER = ("timestamp", "du", "rttc_ps")
 KEEP_S = 24 * 3600
 TIMEOUT_S = 3.0
 #: Polls kept per DU at most (24 h at the production 10 s needs 8 640).
@@ -93,8 +98,9 @@ class RTTC(Monitor):
         self._baselines: dict[int, tuple[float, float]] = {}
         self._baselines_at = -np.inf
         self._read_history()
-        self.dus: list[int] = []
+        self.dus = [int(du) for du in context.detector.dus]
         self.session_paths: list[str] = []
+        self._cross_checked = False
         self.backoff = Backoff(1.0, 60.0)
         self.next_poll = 0.0
 
@@ -107,11 +113,29 @@ class RTTC(Monitor):
         except (urllib.error.URLError, OSError) as error:
             raise DetectorManagerError(f"{self.url}{path.split('?')[0]}: {error}") from error
 
+    def _cross_check(self) -> None:
+        """Compare the detector's DUs with the DUs the Detector Manager lists, once; a
+        listing we cannot read is only mentioned."""
+        self._cross_checked = True
+        try:
+            listing = json.loads(self._get(BASE))
+            listed = {int(p.split("/")[1]) for p in listing if str(p).startswith("wr_mu/")}
+        except (DetectorManagerError, ValueError, TypeError, IndexError) as error:
+            self.log.info("parameter listing of %s%s not used (%s)", self.url, BASE, error)
+            return
+        missing, foreign = sorted(set(self.dus) - listed), sorted(listed - set(self.dus))
+        if missing or foreign:
+            self.log.warning(
+                "the Detector Manager lists wr_mu for DUs %s; of the detector's, %s are not "
+                "listed; %s listed are not in the detector",
+                sorted(listed),
+                missing or "none",
+                foreign or "none",
+            )
+
     def _define_session(self) -> None:
-        parameters = json.loads(self._get(BASE))
-        self.dus = sorted({int(p.split("/")[1]) for p in parameters if p.startswith("wr_mu/")})
-        if not self.dus:
-            raise DetectorManagerError(f"{self.url}{BASE} lists no wr_mu parameters")
+        if not self._cross_checked:
+            self._cross_check()
         paths = []
         for du in self.dus:
             paths += [f"wr_mu/{du}/0"] + [f"wr_delta/{du}/0/{i}" for i in range(4)]
@@ -157,19 +181,13 @@ class RTTC(Monitor):
             rttc_ps = wr_mu - sum(deltas)
             self._series(du).append(timestamp, rttc_ps)
             rows.append([f"{timestamp:.3f}", du, f"{rttc_ps:.1f}"])
-        new_file = not self.csv_path.exists()
-        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.csv_path.open("a", newline="") as stream:
-            writer = csv.writer(stream)
-            if new_file:
-                writer.writerow(["timestamp", "du", "rttc_ps"])
-            writer.writerows(rows)
+        append_rows(self.csv_path, CSV_HEADER, rows)
 
     def _read_history(self) -> None:
         if not self.csv_path.exists():
             return
-        cutoff = time.time() - KEEP_S
-        with self.csv_path.open() as stream:
+        now = time.time()
+        with self.csv_path.open(newline="") as stream:
             for row in csv.DictReader(stream):
                 try:
                     timestamp, du, value = (
@@ -178,8 +196,8 @@ class RTTC(Monitor):
                         float(row["rttc_ps"]),
                     )
                 except (KeyError, TypeError, ValueError):
-                    continue
-                if timestamp >= cutoff:
+                    continue  # a torn line after a crash
+                if now - KEEP_S <= timestamp <= now + AHEAD_S:  # not from a clock gone wrong
                     self._series(du).append(timestamp, value)
 
     def _series(self, du: int) -> Series:
@@ -210,9 +228,7 @@ class RTTC(Monitor):
         return median, float(1.4826 * np.median(np.abs(values - median)))
 
     def render(self) -> None:
-        dus = self.dus or sorted(self.samples)
-        if not dus:
-            return
+        dus = self.dus
         baselines = self.baselines(dus)
         figure = (
             self._panels(dus, baselines)

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from km3mon.controlhost import Client, Message
-from km3mon.monitors.output import Freshness, OutputRecord, atomic_write, save_figure, utc
+from km3mon.freshness import Freshness, OutputRecord
+from km3mon.monitors.guards import TimeGuard
+from km3mon.monitors.output import atomic_write, png_stamps, save_figure, utc
 from km3mon.streaming import tune_garbage_collector
 
 if TYPE_CHECKING:
@@ -106,6 +108,9 @@ class Context:
         self._last_error_log = 0.0
         self._unknown_since_log: set[int] = set()
         self._last_unknown_log = 0.0
+        self.time_guard = TimeGuard()
+        self._implausible_since_log = 0
+        self._last_implausible_log = 0.0
 
     @cached_property
     def detector(self) -> Detector:
@@ -125,10 +130,35 @@ class Context:
         return newest is None or time.time() - newest > self.freshness.stale_after_s
 
     def saw_data_at(self, timestamp: float) -> None:
-        """Record the DAQ time of the newest data (shown on plots and in the record)."""
+        """Record the DAQ time of the newest data (shown on plots and in the record); an
+        implausible time is counted instead."""
+        if not self.plausible_times(np.array([timestamp])).all():
+            return
         newest = self.freshness.newest_data_at
         if newest is None or timestamp > newest:
             self.freshness.newest_data_at = timestamp
+
+    def plausible_times(self, times_s: np.ndarray) -> np.ndarray:
+        """Which DAQ times may be used (see ``TimeGuard``); the others are counted in the
+        record as ``implausible_times`` and logged at most every ERROR_LOG_EVERY_S."""
+        plausible = self.time_guard.plausible(times_s)
+        rejected = len(plausible) - int(np.count_nonzero(plausible))
+        if rejected:
+            self.freshness.implausible_times += rejected
+            self._implausible_since_log += rejected
+            now = time.monotonic()
+            if now - self._last_implausible_log >= ERROR_LOG_EVERY_S:
+                wild = np.asarray(times_s, dtype=np.float64)[~plausible][:3]
+                self.log.warning(
+                    "implausible DAQ times ignored, e.g. %s (%d since the last report, "
+                    "%d in total)",
+                    ", ".join(_describe_time(t) for t in wild.tolist()),
+                    self._implausible_since_log,
+                    self.freshness.implausible_times,
+                )
+                self._last_implausible_log = now
+                self._implausible_since_log = 0
+        return plausible
 
     def count_error(self, what: str, error: Exception | str, count: int = 1) -> None:
         """Count unusable input; log it at most every ERROR_LOG_EVERY_S seconds."""
@@ -191,9 +221,11 @@ class Context:
         therefore not among the outputs whose freshness the record tracks.
         """
         start = time.perf_counter()
-        stamps = stamp_figure(figure, self.data_time, self.stale)
+        rendered_at = time.time()
+        stamps = stamp_figure(figure, self.data_time, self.stale, rendered_at)
         try:
-            save_figure(figure, self.plot_dir / filename, dpi=dpi)
+            text = png_stamps(self.data_time, rendered_at, self.stale)
+            save_figure(figure, self.plot_dir / filename, dpi=dpi, text=text)
         finally:
             if keep:
                 for artist in stamps:
@@ -210,8 +242,10 @@ class Context:
 
     def redraw_frame(self, figure: PaletteFigure) -> None:
         """A palette figure's frame for this tick, with the stamps ``save_figure`` puts on
-        every plot (the STALE banner drawn over the data)."""
-        stamps = stamp_figure(figure.figure, self.data_time, self.stale)
+        every plot (the STALE banner drawn over the data), also as its PNGs' text chunks."""
+        rendered_at = time.time()
+        stamps = stamp_figure(figure.figure, self.data_time, self.stale, rendered_at)
+        figure.png_text = png_stamps(self.data_time, rendered_at, self.stale)
         try:
             figure.redraw_frame(overlays=stamps[1:])
         finally:
@@ -254,9 +288,17 @@ def _json_value(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def stamp_figure(figure: Figure, newest_data_at: float | None, stale: bool) -> list[Artist]:
+def _describe_time(timestamp: float) -> str:
+    if 0 <= timestamp < 2**33:
+        return f"{timestamp:.0f} ({utc(timestamp)})"
+    return f"{timestamp:g}"
+
+
+def stamp_figure(
+    figure: Figure, newest_data_at: float | None, stale: bool, rendered_at: float
+) -> list[Artist]:
     """The time of the newest data on every plot, and a STALE banner in words and colour."""
-    text = f"data until {utc(newest_data_at)}\nrendered {utc(time.time())}"
+    text = f"data until {utc(newest_data_at)}\nrendered {utc(rendered_at)}"
     stamps = [figure.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color="0.3")]
     if stale:
         stamps.append(
@@ -325,13 +367,22 @@ class Receiver(threading.Thread):
         self.batches: deque[list[Message]] = deque()
         self.queued_bytes = 0
         self.lock = threading.Lock()
+        #: Set when the connection is lost or back: the record is written at once.
+        self.connection_changed = threading.Event()
+        # Told by the client itself, also while it waits and retries inside a call: the
+        # record says "disconnected" during the whole outage.
+        client.on_connection = self._connection_changed
+
+    def _connection_changed(self, connected: bool) -> None:
+        self.freshness.connected = connected
+        self.freshness.reconnects = self.client.reconnects
+        self.connection_changed.set()
 
     def run(self) -> None:
         self.client.connect()  # retries with backoff until the ligier is there
         self.client.subscribe(self.tags)
         while not self.stop.is_set():
             batch = self.client.receive_batch(timeout=0.5)
-            self.freshness.connected = self.client.connected
             if not batch:
                 continue
             size = sum(len(m.payload) for m in batch)
@@ -433,7 +484,10 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
             rendering = True
         elif rendering:
             rendering = _render_more(monitor, context)
-        if now_mono >= next_record:
+        changed = receiver is not None and receiver.connection_changed.is_set()
+        if now_mono >= next_record or changed:
+            if changed:
+                receiver.connection_changed.clear()
             next_record = now_mono + FRESHNESS_EVERY_S
             freshness.message_rate_hz = round(rate_count / max(now_mono - rate_since, 1e-9), 2)
             rate_count, rate_since = 0, now_mono

@@ -2,7 +2,8 @@
 for the last ``[TriggerMap] max_events`` events, DOM × event, log colour scale.
 
 Every event counts; hit counts per DOM come from one ``bincount`` over a batch's hits table.
-Rows are the optical DOMs ordered by DU and floor; run changes are marked.
+Rows are the optical DOMs ordered by DU and floor; run changes are marked once confirmed by
+several events (a corrupted run number is no run change), the newest few at most.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import numpy as np
 
 from km3mon.controlhost import Message
 from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
+from km3mon.monitors.guards import RunTracker
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 #: Image rows drawn at most: about the pixel rows of the plot (a block of DOMs per row).
 MAX_IMAGE_ROWS = 600
+#: Run changes marked at most (the newest), so that one render stays short.
+MAX_DRAWN_RUN_CHANGES = 20
 
 
 class TriggerMap(Monitor):
@@ -37,7 +41,8 @@ class TriggerMap(Monitor):
         n_rows = len(self.row_dom)
         self.hits = np.zeros((n_rows, self.max_events), np.uint16)
         self.triggered = np.zeros((n_rows, self.max_events), np.uint16)
-        self.runs = np.full(self.max_events, -1, np.int64)
+        self.runs = np.full(self.max_events, -1, np.int64)  # confirmed run of each column
+        self.run_tracker = RunTracker()
         self.head = 0
         self.events_seen = 0
 
@@ -57,10 +62,11 @@ class TriggerMap(Monitor):
         columns = (self.head + np.arange(n_events)) % self.max_events
         self.hits[:, columns] = np.minimum(all_hits.T, np.iinfo(np.uint16).max)
         self.triggered[:, columns] = np.minimum(trig.T, np.iinfo(np.uint16).max)
-        self.runs[columns] = events["run"]
+        times = packet_times_s(events)
+        self.runs[columns], _ = self.run_tracker.update(events["run"], times)
         self.head = (self.head + n_events) % self.max_events
         self.events_seen += n_events
-        self.context.saw_data_at(float(packet_times_s(events).max()))
+        self.context.saw_data_at(float(times.max()))
 
     def chronological(self) -> np.ndarray:
         """Ring columns from the oldest stored event to the newest."""
@@ -81,6 +87,7 @@ class TriggerMap(Monitor):
                 "dom_id": self.detector.dom_ids[self.row_dom],
                 "hits": self.hits[:, columns].sum(axis=1),
                 "triggered_hits": self.triggered[:, columns].sum(axis=1),
+                "run_changes": self.runs[columns][self._run_changes(self.runs[columns])],
             },
         )
 
@@ -106,7 +113,7 @@ class TriggerMap(Monitor):
                                            zip(dus[labelled][::step], floors[labelled][::step],
                                                strict=True)], fontsize=6)  # fmt: skip
         runs = self.runs[columns]
-        for change in np.flatnonzero(np.diff(runs) != 0) + 1:
+        for change in self._run_changes(runs)[-MAX_DRAWN_RUN_CHANGES:]:
             axes.axvline(change - 0.5, color="#ff0f5b", lw=2)
             axes.text(change, len(self.row_dom) * 0.98, f" RUN {runs[change]}", color="0.3",
                       rotation=60, va="top", fontsize=8)  # fmt: skip
@@ -117,6 +124,12 @@ class TriggerMap(Monitor):
         )
         figure.tight_layout(rect=(0, 0.03, 1, 1))
         return figure
+
+    @staticmethod
+    def _run_changes(runs: np.ndarray) -> np.ndarray:
+        """Columns where a confirmed run follows another (-1: before the first one)."""
+        known = (runs[1:] >= 0) & (runs[:-1] >= 0)
+        return np.flatnonzero((np.diff(runs) != 0) & known) + 1
 
 
 def max_pooled_rows(image: np.ndarray, max_rows: int) -> tuple[np.ndarray, int]:

@@ -1,7 +1,9 @@
 """ztplot: z versus time of the calibrated hits of a selected event, one panel per DU.
 
 Events qualify with triggered hits on at least ``[ZTPlot] min_dus`` DUs and ``min_doms``
-DOMs. ``ztplot.png`` shows at most one event per minute of event time; an event that enters
+DOMs. A hit's marker size is the multiplicity of its coincidence, the hits on the same DOM
+within 20 ns (as km3modules' ztplot), which tells multi-PMT muon light from K40 singles.
+``ztplot.png`` shows at most one event per minute of event time; an event that enters
 a top 10 (by hits, triggered hits or overlays, all time or this run) is always drawn, and kept
 with its raw event in ``plots/event_selection/`` and a row in ``data/event_selection.sqlite3``
 (:mod:`.event_selection`), so the top 10 survives restarts.
@@ -31,6 +33,9 @@ DPI = 72  # 12-inch figures: 864 px, enough for a z-t display, half the cost of 
 RENDER_BUDGET = 0.1  # of the render interval, for top-10 plots (they may come a bit later)
 #: Panels drawn at most: the DUs with the most hits (an ARCA muon can cross dozens).
 MAX_PANELS = 16
+#: Hits on one DOM within this time of the coincidence's first hit belong to it.
+COINCIDENCE_NS = 20.0
+MARKER_AREA_PER_HIT = 30
 
 
 @dataclass
@@ -125,8 +130,11 @@ class ZTPlot(Monitor):
                 "selected_events": self.selected,
                 "top10": self.selection.names(),
                 "hits": {
-                    name: hits[name]
-                    for name in ("dom_id", "channel", "du", "pos_z_m", "time_ns", "triggered")
+                    **{
+                        name: hits[name]
+                        for name in ("dom_id", "channel", "du", "pos_z_m", "time_ns", "triggered")
+                    },
+                    "multiplicity": coincidence_multiplicity(hits["dom_id"], hits["time_ns"]),
                 },
             },
         )
@@ -161,18 +169,20 @@ class ZTPlot(Monitor):
         )
         detector = self.calibration.detector
         top_z = float(np.nanmax(detector.pmt_pos_m[:, 2])) + 10 if len(detector.pmt_pos_m) else 1
+        multiplicities = coincidence_multiplicity(hits["dom_id"], hits["time_ns"])
         for panel, (axes, du) in enumerate(zip(axes_grid.flat, dus, strict=False)):
-            on_du = hits[hits["du"] == du]
-            _, inverse, counts = np.unique(on_du["dom_id"], return_inverse=True, return_counts=True)
-            multiplicity = counts[inverse]
+            chosen = hits["du"] == du
+            on_du, multiplicity = hits[chosen], multiplicities[chosen]
             floors_z = detector.dom_pos_m[(detector.dom_du == du) & (detector.dom_floor > 0), 2]
             axes.hlines(floors_z, 0, 1, transform=axes.get_yaxis_transform(), lw=1,
                         color="0.8", ls="--", zorder=0)  # fmt: skip
-            axes.scatter(on_du["time_ns"] - offset, on_du["pos_z_m"], s=30 * multiplicity,
-                         color="#09A9DE", alpha=0.5, label="hits (size: hits per DOM)")  # fmt: skip
-            triggered = on_du[on_du["triggered"]]
-            axes.scatter(triggered["time_ns"] - offset, triggered["pos_z_m"], marker="+",
-                         color="#d7191c", s=60, label="triggered hits")  # fmt: skip
+            area = MARKER_AREA_PER_HIT * multiplicity
+            axes.scatter(on_du["time_ns"] - offset, on_du["pos_z_m"], s=area, color="#09A9DE",
+                         alpha=0.5, label="hits (size: hits on the DOM within 20 ns)")  # fmt: skip
+            triggered = on_du["triggered"]
+            axes.scatter(on_du["time_ns"][triggered] - offset, on_du["pos_z_m"][triggered],
+                         marker="+", color="#d7191c", s=area[triggered],
+                         label="triggered hits")  # fmt: skip
             axes.set_title(f"DU {du}")
             axes.set_ylim(0, top_z)
             axes.set_yticks(np.arange(0, top_z, self.settings.ytick_distance_m))
@@ -181,7 +191,9 @@ class ZTPlot(Monitor):
                 axes.set_ylabel("z [m]")
         for axes in list(axes_grid.flat)[len(dus) :]:
             axes.set_visible(False)
-        axes_grid.flat[0].legend(loc="upper left", fontsize=8)
+        legend = axes_grid.flat[0].legend(loc="upper left", fontsize=8)
+        for handle in legend.legend_handles:  # one hit's size, whatever the first panel has
+            handle.set_sizes([MARKER_AREA_PER_HIT])
         h = event.header
         figure.suptitle(
             f"Detector {h.det_id}, run {h.run}, frame index {h.frame_index}, trigger counter "
@@ -199,6 +211,54 @@ class ZTPlot(Monitor):
             left=0.07, right=0.98, bottom=0.06, top=0.9, wspace=0.08, hspace=0.35
         )
         return figure, hits
+
+
+def coincidence_multiplicity(
+    dom_ids: np.ndarray, times_ns: np.ndarray, window_ns: float = COINCIDENCE_NS
+) -> np.ndarray:
+    """Per hit, the number of hits in its coincidence: on each DOM in time order, a
+    coincidence starts at a hit and takes every later hit within ``window_ns`` of it; the
+    next hit starts the next one (km3modules' ``count_multiplicities``, per DOM).
+
+    Vectorised over DOMs: each step moves every DOM on to its next coincidence, so the
+    loop runs as often as the busiest DOM has coincidences, not once per hit.
+    """
+    n_hits = len(times_ns)
+    if not n_hits:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((times_ns, dom_ids))
+    times = np.asarray(times_ns, dtype=np.float64)[order]
+    doms = np.asarray(dom_ids)[order]
+    new_dom = np.r_[True, doms[1:] != doms[:-1]]
+    dom_number = np.cumsum(new_dom) - 1
+    dom_start = np.flatnonzero(new_dom)
+    dom_end = np.r_[dom_start[1:], n_hits]
+    # one sorted key for (DOM, time): a DOM's keys lie below the next DOM's by > window_ns
+    span = times.max() - times.min() + 2 * window_ns + 1
+    keys = dom_number * span + (times - times.min())
+    after_window = np.searchsorted(keys, keys + window_ns, side="right")
+    # The keys round differently from ``t[j] - t[i] > window_ns``: settle the boundary hits
+    # with that very test, as the reference does.
+    hit = np.arange(n_hits)
+    end_of_dom = dom_end[dom_number]
+    while True:
+        back = (after_window - 1 > hit) & (times[after_window - 1] - times > window_ns)
+        ahead = after_window < end_of_dom
+        ahead[ahead] = times[after_window[ahead]] - times[ahead] <= window_ns
+        if not (back.any() or ahead.any()):
+            break
+        after_window = after_window - back + ahead
+    starts_coincidence = np.zeros(n_hits, bool)
+    current, end = dom_start, dom_end
+    while len(current):
+        starts_coincidence[current] = True
+        current = after_window[current]
+        more = current < end
+        current, end = current[more], end[more]
+    coincidence = np.cumsum(starts_coincidence) - 1
+    multiplicity = np.empty(n_hits, np.int64)
+    multiplicity[order] = np.bincount(coincidence)[coincidence]
+    return multiplicity
 
 
 def distinct_per_event(event: np.ndarray, value: np.ndarray, n_events: int) -> np.ndarray:

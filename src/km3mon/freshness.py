@@ -1,0 +1,88 @@
+"""The freshness record: what every long-running process says about itself, as JSON.
+
+Monitors, the ligier mirror and the web server all use it (the first two write it, the
+dashboard reads it), so it lives below all three. Records are replaced atomically: a reader
+never sees half a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename (same folder, so same filesystem)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class OutputRecord:
+    """Freshness of one output file (a PNG or a CSV)."""
+
+    rendered_at: float
+    newest_data_at: float | None
+    render_s: float
+    stale: bool
+
+
+@dataclass
+class Freshness:
+    """What the dashboard and ``km3mon status`` read about one process.
+
+    Times are UTC seconds since the epoch. ``newest_data_at`` is the time of the newest
+    data the process has seen (DAQ time where the payload carries one); ``stale`` means no
+    data for longer than ``stale_after_s``.
+    """
+
+    process: str
+    pid: int
+    started_at: float
+    ligier: str
+    tags: list[str]
+    render_interval_s: float
+    stale_after_s: float
+    #: Seconds between two redraws of the same output, when a monitor cycles through many
+    #: outputs (one per DU) within a time budget; 0 means every render interval.
+    redraw_interval_s: float = 0.0
+    state: str = "starting"
+    updated_at: float = 0.0
+    #: False from the moment the connection is lost until it is back (set while reconnecting).
+    connected: bool = False
+    reconnects: int = 0
+    messages: int = 0
+    bytes: int = 0
+    message_rate_hz: float = 0.0
+    dropped: int = 0
+    decode_errors: int = 0
+    unknown_doms: int = 0
+    #: Data rows (events, slices, packets) whose DAQ time was implausible (far ahead of the
+    #: wall clock or far from the stream's recent median): not used, and no clock moved.
+    implausible_times: int = 0
+    newest_data_at: float | None = None
+    #: Arrival time minus DAQ time of the newest data, at the last batch: how far the
+    #: monitor (and the chain before it) is behind the detector.
+    data_lag_s: float | None = None
+    last_message_at: float | None = None
+    outputs: dict[str, OutputRecord] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        self.updated_at = time.time()
+        atomic_write(path, json.dumps(asdict(self), indent=1).encode())
+
+    @classmethod
+    def read(cls, path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text())

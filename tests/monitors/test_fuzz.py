@@ -1,0 +1,194 @@
+"""Every stream monitor on one ligier, fed a simulated ARCA-21 and, for a minute, about
+200 messages a second of mutated real payloads of every tag: nobody may crash, freeze, move
+a clock or say anything false about it."""
+
+from __future__ import annotations
+
+import csv
+import struct
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import km3net_testdata
+import numpy as np
+import pytest
+
+from km3mon.controlhost import Client
+from km3mon.daq import decode_summaryslice
+from km3mon.daq.files import iter_file
+from km3mon.monitors.output import utc
+from tests.conftest import read_json, wait_until
+from tests.monitors.stamps import png_text
+
+ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+DAQ_DIR = Path(km3net_testdata.data_path("daq/IO_EVT.dat")).parent
+RECORDINGS = ("IO_EVT.dat", "IO_SUM.dat", "IO_MONIT.dat", "IO_TSSN.dat", "IO_TSL1_1003.dat")
+FUZZ_S = 60.0
+FUZZ_PER_S = 200
+MONITORS = {  # process -> tags it reads
+    "dom_activity": ("IO_SUM",),
+    "dom_rates": ("IO_SUM",),
+    "pmt_rates": ("IO_MONIT",),
+    "pmt_hrv": ("IO_MONIT",),
+    "ahrs_calibration": ("IO_MONIT",),
+    "trigger_rates": ("IO_EVT", "IO_SUM"),
+    "triggermap": ("IO_EVT",),
+    "ztplot": ("IO_EVT",),
+    "msg_dumper": ("MSG",),
+}
+KINDS = ("bit flips", "truncated", "wild UTC", "UTC bit flip", "wild run", "garbage")
+LOG_LINE = b"2026-11-30 12:00:00.000 DataFilter F0 STATUS: run 1, 4023 events written"
+
+
+class Fuzzer(threading.Thread):
+    """Real recorded payloads, their header set to the live stream's detector, run and time
+    (of its newest summary slice), then mutated; published at ``FUZZ_PER_S`` and counted per
+    tag and kind."""
+
+    def __init__(self, port: int, stop: threading.Event) -> None:
+        super().__init__(name="fuzzer", daemon=True)
+        self.port, self.stop = port, stop
+        self.rng = np.random.default_rng(14)
+        self.sent: Counter[tuple[str, str]] = Counter()
+        self.live_run: int | None = None
+        self.live_time_s = 0.0
+        self.samples = [
+            (m.tag, m.payload) for name in RECORDINGS for m in iter_file(DAQ_DIR / name)
+        ]
+        self.samples.append(("MSG", LOG_LINE))
+
+    def run(self) -> None:
+        with Client("127.0.0.1", self.port) as watcher, Client("127.0.0.1", self.port) as sender:
+            watcher.subscribe("IO_SUM")
+            while self.live_run is None and not self.stop.is_set():
+                self.watch(watcher, timeout_s=0.5)
+            next_s = time.monotonic()
+            while not self.stop.is_set():
+                self.watch(watcher, timeout_s=0)
+                sender.publish_many(self.mutated() for _ in range(FUZZ_PER_S // 20))
+                next_s += 0.05
+                self.stop.wait(max(0.0, next_s - time.monotonic()))
+
+    def watch(self, watcher: Client, timeout_s: float) -> None:
+        """The run and DAQ time of the newest good summary slice."""
+        for message in watcher.receive_batch(timeout=timeout_s):
+            header = decode_summaryslice(message.payload).header
+            if header.det_id == 133:  # the simulator's, not one of ours
+                self.live_run, self.live_time_s = header.run, header.timestamp
+
+    def mutated(self) -> tuple[str, bytes]:
+        rng = self.rng
+        tag, payload = self.samples[int(rng.integers(len(self.samples)))]
+        kind = KINDS[int(rng.integers(len(KINDS)))]
+        if tag == "MSG" and kind in ("wild UTC", "UTC bit flip", "wild run"):
+            kind = "bit flips"
+        self.sent[tag, kind] += 1
+        data = bytearray(payload)
+        live_s = self.live_time_s
+        cycles = int((live_s % 1) * 1e9 / 16)
+        if tag == "IO_MONIT":
+            run_at, utc_at, word = 4, 12, ">I"
+            struct.pack_into(">IxxxxII", data, run_at, self.live_run, int(live_s), cycles)
+        elif tag != "MSG":
+            run_at, utc_at, word = 14, 22, "<I"
+            struct.pack_into("<iiiII", data, 10, 133, self.live_run, 0, int(live_s), cycles)
+        if kind == "bit flips":
+            for bit in rng.integers(0, 8 * len(data), int(rng.integers(1, 9))).tolist():
+                data[bit // 8] ^= 1 << (bit % 8)
+        elif kind == "truncated":
+            data = data[: int(rng.integers(0, len(data)))]
+        elif kind == "wild UTC":
+            struct.pack_into(word, data, utc_at, int(rng.choice([0x7FFFFFFF, 0xFFFFFFFF])))
+        elif kind == "UTC bit flip":
+            value = struct.unpack_from(word, data, utc_at)[0] ^ (1 << int(rng.integers(32)))
+            struct.pack_into(word, data, utc_at, value)
+        elif kind == "wild run":
+            struct.pack_into(word, data, run_at, int(rng.integers(0, 2**32)))
+        elif kind == "garbage":
+            data = bytearray(rng.bytes(int(rng.integers(0, 3000))))
+        return tag, bytes(data)
+
+    def count(self, tags: tuple[str, ...], kinds: tuple[str, ...] = KINDS) -> int:
+        return sum(n for (tag, kind), n in self.sent.items() if tag in tags and kind in kinds)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_monitors_stay_truthful_under_a_minute_of_fuzzing(ligier, spawn, tmp_path) -> None:
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text("[TriggerRate]\ninterval = 5\n[PMTRates]\ninterval = 5\n")
+    common = ["--detx", ARCA21, "-p", ligier.port, "-o", plots, "--data-dir", data,
+              "--pipeline", pipeline, "-i", "5"]  # fmt: skip
+    monitors = {name: spawn(name, *common) for name in MONITORS if name != "msg_dumper"}
+    monitors["msg_dumper"] = spawn("msg_dumper", *common, "-f", tmp_path / "logs" / "MSG.log")
+    for name in MONITORS:
+        record = data / "freshness" / f"{name}.json"
+        wait_until(lambda r=record: read_json(r).get("connected"), 60, f"{name} connected")
+    simulator = spawn("simulate", "--detx", ARCA21, "-p", ligier.port, "--seed", "14",
+                      "--duration", str(FUZZ_S + 60))  # fmt: skip
+    stop = threading.Event()
+    fuzzer = Fuzzer(ligier.port, stop)
+    fuzzer.start()
+    try:
+        wait_until(lambda: fuzzer.live_run is not None, 30, "the simulated stream")
+        fuzz_start = time.monotonic()
+        while time.monotonic() - fuzz_start < FUZZ_S:
+            time.sleep(1)
+            assert all(m.alive() for m in monitors.values()), "a monitor died under fuzzing"
+    finally:
+        stop.set()
+        fuzzer.join(10)
+    fuzzed_s = time.monotonic() - fuzz_start
+    assert sum(fuzzer.sent.values()) > 0.8 * FUZZ_PER_S * fuzzed_s
+    assert simulator.alive() and ligier.process.alive()
+
+    # Records: every monitor running, its newest data within seconds of the stream.
+    def settled() -> bool:
+        now = time.time()
+        return all(
+            (record := read_json(data / "freshness" / f"{name}.json")).get("state") == "running"
+            and now - record["updated_at"] < 10
+            and abs(now - record["newest_data_at"]) < 10
+            for name in MONITORS
+        )
+
+    wait_until(settled, 60, "every record running and current")
+    now = time.time()
+    for name, tags in MONITORS.items():
+        record = read_json(data / "freshness" / f"{name}.json")
+        assert record["connected"] and record["dropped"] == 0, name
+        assert record["newest_data_at"] <= now + 5, f"{name}: {utc(record['newest_data_at'])}"
+        if name == "msg_dumper":
+            continue  # every line is a log line: nothing to reject
+        flagged = record["decode_errors"] + record["implausible_times"]
+        assert record["decode_errors"] >= fuzzer.count(tags, ("garbage",)), name
+        assert record["implausible_times"] >= fuzzer.count(tags, ("wild UTC",)), name
+        assert flagged <= fuzzer.count(tags), f"{name}: good data flagged as bad"
+
+    # Plots: all redrawn lately, none stale, none stamped with a time ahead of now.
+    for name in MONITORS:
+        record = read_json(data / "freshness" / f"{name}.json")
+        assert name == "msg_dumper" or record["outputs"], f"{name} drew nothing"
+        cadence_s = max(record["render_interval_s"], record["redraw_interval_s"])
+        for filename, output in record["outputs"].items():  # the dashboard's rule
+            assert not output["stale"], (name, filename)
+            assert now - output["rendered_at"] < 2 * cadence_s + 30, (name, filename)
+            stamps = png_text(plots / filename)
+            assert stamps["stale"] == "false", filename
+            assert utc(now - 60) <= stamps["data_until"] <= utc(now + 5), (filename, stamps)
+
+    # History: no row from the future, no torn row, no run change made up.
+    with (data / "trigger_rates.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) >= FUZZ_S / 5 - 2
+    for row in rows:
+        assert float(row["timestamp"]) <= now and float(row["live_s"]) <= 5.0, row
+    metrics = read_json(data / "metrics" / "trigger_rates.json")
+    assert metrics["run"] == fuzzer.live_run and metrics["run_changes"] == []
+    for name, process in monitors.items():  # alive, no crash, errors reported rate-limited
+        assert process.alive(), name
+        assert "Traceback" not in process.log, f"{name}:\n{process.log[-3000:]}"
+        assert len(process.log.splitlines()) < 150, f"{name} floods its log"

@@ -1,0 +1,24 @@
+"""Imports point downstream only: the transport, the formats, the detector and the freshness
+record load nothing of the monitors or the web server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+LOWER = ["km3mon.freshness", "km3mon.controlhost", "km3mon.controlhost.mirror", "km3mon.daq",
+         "km3mon.detector"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", LOWER)
+def test_lower_layers_import_nothing_above_them(module: str) -> None:
+    probe = (
+        f"import sys, {module}; "
+        "print(' '.join(m for m in sys.modules if m.startswith(('km3mon.monitors', 'km3mon.web'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"
