@@ -34,10 +34,10 @@ from typing import Any
 
 from km3mon.controlhost import query_status
 from km3mon.demo import write_folder
+from km3mon.freshness import read_records
 from km3mon.ops import start, stop, supervisord_pid
 from km3mon.sim.sim_geometry import synthetic_detx
-from km3mon.web.freshness import read_records
-from km3mon.web.supervisor import supervisor_states
+from km3mon.supervision import supervisor_states
 
 #: On the shore station in production, not on the monitoring machine.
 DAQ_STAND_IN = ("daq_ligier", "log_ligier", "simulator", "detector_manager")

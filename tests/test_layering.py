@@ -22,3 +22,22 @@ def test_lower_layers_import_nothing_above_them(module: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"
+
+
+#: The processes behind the dashboard: each runs without the web server's code.
+BACKENDS = ["km3mon.monitors.runtime", "km3mon.monitors.reco", "km3mon.monitors.k40",
+            "km3mon.monitors.sn", "km3mon.monitors.timesync", "km3mon.alerts.alerts",
+            "km3mon.alerts.report", "km3mon.history.history", "km3mon.sim.simulator",
+            "km3mon.reco", "km3mon.timeslices"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", BACKENDS)
+def test_backends_import_nothing_of_the_web_server(module: str) -> None:
+    probe = (
+        f"import sys, {module}; "
+        "print(' '.join(m for m in sys.modules if m.startswith('km3mon.web')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "", f"{module} pulls in {result.stdout.strip()}"

@@ -36,8 +36,14 @@ MONITORS = {  # process -> tags it reads
     "trigger_rates": ("IO_EVT", "IO_SUM"),
     "triggermap": ("IO_EVT",),
     "ztplot": ("IO_EVT",),
+    "reco": ("IO_EVT",),
+    "timesync": ("IO_TSSN",),
+    "sn": ("IO_TSSN", "IO_EVT"),
+    "k40": ("IO_TSL1", "IO_SUM"),
     "msg_dumper": ("MSG",),
 }
+#: Flags beyond the common ones.
+EXTRA: dict[str, tuple[str, ...]] = {"k40": ("--period", "20")}
 KINDS = ("bit flips", "truncated", "wild UTC", "UTC bit flip", "wild run", "garbage")
 LOG_LINE = b"2026-11-30 12:00:00.000 DataFilter F0 STATUS: run 1, 4023 events written"
 
@@ -122,7 +128,11 @@ def test_monitors_stay_truthful_under_a_minute_of_fuzzing(ligier, spawn, tmp_pat
     pipeline.write_text("[TriggerRate]\ninterval = 5\n[PMTRates]\ninterval = 5\n")
     common = ["--detx", ARCA21, "-p", ligier.port, "-o", plots, "--data-dir", data,
               "--pipeline", pipeline, "-i", "5"]  # fmt: skip
-    monitors = {name: spawn(name, *common) for name in MONITORS if name != "msg_dumper"}
+    monitors = {
+        name: spawn(name, *common, *EXTRA.get(name, ()))
+        for name in MONITORS
+        if name != "msg_dumper"
+    }
     monitors["msg_dumper"] = spawn("msg_dumper", *common, "-f", tmp_path / "logs" / "MSG.log")
     for name in MONITORS:
         record = data / "freshness" / f"{name}.json"

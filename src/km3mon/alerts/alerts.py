@@ -16,9 +16,9 @@ from pathlib import Path
 from km3mon.alerts.book import AlertBook, Lifecycle
 from km3mon.alerts.rules import Places, Snapshot, TriggerRate, build_rules, collapse
 from km3mon.alerts.sinks import Courier, configured_sinks
+from km3mon.freshness import panel_states, process_state, read_records
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
-from km3mon.web.freshness import panel_states, process_state, read_records
-from km3mon.web.supervisor import supervisor_states
+from km3mon.supervision import supervisor_states
 
 
 class Alerts(Monitor):

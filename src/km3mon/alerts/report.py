@@ -24,7 +24,7 @@ from km3mon.alerts.book import FILENAME as ALERTS_DB
 from km3mon.alerts.book import as_dict
 from km3mon.history.store import HistoryError, HistoryStore
 from km3mon.monitors.event_selection import top_events
-from km3mon.web.alerts_pages import duration_text, parse_time, utc_text
+from km3mon.timetext import duration_text, parse_time, utc_text
 
 UNITS_S = {"m": 60, "min": 60, "h": 3600, "d": 86400}
 TRIGGER_TYPES = ("Overall", "3DMuon", "MXShower", "3DShower")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -125,8 +126,18 @@ class Client(ClientBase):
     nickname and the subscription again. Messages in flight during the outage are lost.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, **options: Any) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        stop: threading.Event | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(host, port, **options)
+        #: Set it to end a wait for the ligier: the call then raises ControlHostError, so a
+        #: process asked to stop during an outage stops instead of retrying for ever.
+        self.stop = stop
         self._socket: socket.socket | None = None
         self._ready: deque[Message] = deque()
         self._read_buffer = bytearray(self.read_size)
@@ -148,8 +159,15 @@ class Client(ClientBase):
                     raise ControlHostError(
                         f"cannot connect to ligier {self.host}:{self.port}: {error}"
                     ) from error
-                time.sleep(self._next_delay(str(error), lost=False))
+                self._wait(self._next_delay(str(error), lost=False))
         return self
+
+    def _wait(self, delay_s: float) -> None:
+        """The back-off between two attempts, cut short by ``stop``."""
+        if self.stop is None:
+            time.sleep(delay_s)
+        elif self.stop.wait(delay_s):
+            raise ControlHostError(f"stopped while waiting for ligier {self.host}:{self.port}")
 
     def _open(self) -> None:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
@@ -178,7 +196,7 @@ class Client(ClientBase):
         if not self.reconnect:
             raise ControlHostError(f"connection to ligier {self.host}:{self.port} lost: {reason}")
         self.reconnects += 1
-        time.sleep(self._next_delay(reason, lost=True))
+        self._wait(self._next_delay(reason, lost=True))
         self.connect()
 
     def _drop_socket(self) -> None:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from km3mon.freshness import process_state, read_records
 from km3mon.history.store import HistoryStore
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
-from km3mon.web.freshness import process_state, read_records
 
 Sample = tuple[str, str, float, np.ndarray, np.ndarray]
 #: Metrics files whose per-DOM arrays (parallel to ``dom_id``) are all recorded.

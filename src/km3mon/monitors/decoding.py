@@ -14,6 +14,7 @@ from km3mon.controlhost import Message
 from km3mon.daq import DAQFormatError, Summaryslice, decode_events_hits, decode_summaryslice
 from km3mon.daq import decode_monitoring_batch as decode_monitoring_payloads
 from km3mon.daq.event import EVENTS_DTYPE, HITS_DTYPE
+from km3mon.daq.timeslice import TimesliceFrames, locate_frames
 from km3mon.monitors.runtime import Context
 
 
@@ -89,6 +90,21 @@ def decode_summaryslices(context: Context, messages: list[Message]) -> list[Summ
     slices = _decode_summaryslices(context, messages)
     plausible = context.plausible_times(np.array([s.header.timestamp for s in slices]))
     return [s for s, keep in zip(slices, plausible.tolist(), strict=True) if keep]
+
+
+def locate_timeslices(
+    context: Context, messages: list[Message], tag: str
+) -> list[tuple[bytes, TimesliceFrames]]:
+    """Every usable timeslice payload of ``tag`` (``IO_TSL1``, ``IO_TSSN``, ...) with its
+    frame table, in order; unusable ones and implausible times counted and left out."""
+    located = []
+    for payload in payloads_of(messages, tag):
+        try:
+            located.append((payload, locate_frames(payload)))
+        except DAQFormatError as error:
+            context.count_error(f"{tag} unusable", error)
+    plausible = context.plausible_times(np.array([f.header.timestamp for _, f in located]))
+    return [item for item, keep in zip(located, plausible.tolist(), strict=True) if keep]
 
 
 def _decode_summaryslices(context: Context, messages: list[Message]) -> list[Summaryslice]:

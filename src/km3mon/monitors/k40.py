@@ -36,9 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError
-from km3mon.daq.timeslice import locate_frames
-from km3mon.monitors.decoding import decode_summaryslices
+from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
 from km3mon.monitors.output import atomic_write, utc
 from km3mon.monitors.plots import du_floor_axes
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
@@ -53,7 +51,6 @@ KEEP_ROTATED = 4
 KEEP_PROPOSALS = 10
 PANELS = 18
 MAX_FLAGGED = 1000
-FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
 CSV_COLUMNS = (
     "utc_start", "utc_end", "dom_id", "du", "floor", "channel", "t0_ns", "t0_err_ns", "rel_eff",
     "rel_eff_err", "width_ns", "n_coincidences", "flagged",
@@ -132,21 +129,10 @@ class K40(Monitor):
     # -- consuming --------------------------------------------------------------------
 
     def consume(self, messages: list[Message]) -> None:
-        now = time.time()
-        for message in messages:
-            if message.tag != "IO_TSL1":
-                continue
-            try:
-                located = locate_frames(message.payload)
-            except DAQFormatError as error:
-                self.context.count_error("IO_TSL1 unusable", error)
-                continue
+        for payload, located in locate_timeslices(self.context, messages, "IO_TSL1"):
             time_s = located.header.timestamp
-            if time_s > now + FUTURE_TOLERANCE_S:
-                self.context.count_error("IO_TSL1 from the future", f"UTC {utc(time_s)}")
-                continue
             self._advance_to(time_s)
-            result = self.counter.add(message.payload, located)
+            result = self.counter.add(payload, located)
             if len(result.unknown_dom_ids):
                 self.context.count_unknown_doms(result.unknown_dom_ids)
             if result.bad_channels:

@@ -33,9 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.daq import DAQFormatError
-from km3mon.daq.timeslice import locate_frames
-from km3mon.monitors.decoding import decode_events_and_hits, payloads_of
+from km3mon.monitors.decoding import decode_events_and_hits, locate_timeslices, payloads_of
 from km3mon.monitors.output import atomic_write, utc
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 from km3mon.timeslices.coincidences import CoincidenceFinder, Coincidences
@@ -48,7 +46,6 @@ CLOSE_AFTER_FRAMES = 5
 CLOSE_AFTER_WALL_S = 5.0
 KEEP_PEAKS_S = 24 * 3600
 SAVE_STATE_EVERY_S = 60.0
-FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
 MIN_BACKGROUND_WINDOWS = 300  # 30 s of data
 MONITOR_NOTE = "a monitor, not the KM3NeT supernova trigger"
 
@@ -134,17 +131,8 @@ class SN(Monitor):
     # -- consuming --------------------------------------------------------------------
 
     def consume(self, messages: list[Message]) -> None:
-        now = time.time()
-        for payload in payloads_of(messages, "IO_TSSN"):
-            try:
-                located = locate_frames(payload)
-            except DAQFormatError as error:
-                self.context.count_error("IO_TSSN unusable", error)
-                continue
+        for payload, located in locate_timeslices(self.context, messages, "IO_TSSN"):
             header = located.header
-            if header.timestamp > now + FUTURE_TOLERANCE_S:
-                self.context.count_error("IO_TSSN from the future", utc(header.timestamp))
-                continue
             coincidences, unknown = self.finder.find(payload, located)
             if len(unknown):
                 self.context.count_unknown_doms(unknown)

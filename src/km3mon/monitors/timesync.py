@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.controlhost import Client, ControlHostError, Message
-from km3mon.daq import DAQFormatError
-from km3mon.daq.timeslice import frames_complete, frames_white_rabbit, locate_frames
+from km3mon.daq.timeslice import frames_complete, frames_white_rabbit
 from km3mon.monitors.binning import OpticalSlots
-from km3mon.monitors.decoding import payloads_of
+from km3mon.monitors.decoding import locate_timeslices
 from km3mon.monitors.plots import dom_states_map
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
@@ -45,7 +44,6 @@ WINDOW_S = 10
 CHECK_EVERY_S = 1.0
 MAX_NAMED = 20
 JUMP_CONFIRM = 50  # messages (5 s of one DataFilter) before DAQ time going back is believed
-FUTURE_TOLERANCE_S = 86_400.0  # a wild UTC word (2038, 2106), not a fast replay
 STATES = ("OK", "incomplete UDP data", "White Rabbit lost", "missing")
 
 
@@ -140,18 +138,9 @@ class TimeSync(Monitor):
     # -- consuming --------------------------------------------------------------------
 
     def consume(self, messages: list[Message]) -> None:
-        now = time.time()
-        for payload in payloads_of(messages, "IO_TSSN"):
-            try:
-                located = locate_frames(payload)
-            except DAQFormatError as error:
-                self.context.count_error("IO_TSSN unusable", error)
-                continue
+        for _, located in locate_timeslices(self.context, messages, "IO_TSSN"):
             header = located.header
             time_s = header.timestamp
-            if time_s > now + FUTURE_TOLERANCE_S:
-                self.context.count_error("IO_TSSN from the future", f"UTC {time_s:.0f}")
-                continue
             frames = located.frames
             slot = self.slots.of(self.context.dom_index(frames["dom_id"]))
             known = slot >= 0

@@ -61,8 +61,6 @@ CYCLES_PER_SLICE = 6_250_000  # 100 ms in 16 ns cycles
 BEHIND_WARNING_S = 1.0
 BEHIND_WARNING_INTERVAL_S = 10.0
 MAX_LAG_S = 5.0
-INITIAL_RETRY_S = 0.1
-MAX_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -303,9 +301,14 @@ def run_simulation(
                 warned_at = now
                 log.warning("%.1f s behind the simulated clock: cannot keep up", -delay)
         output = simulator.step()
-        send_data(output.data)
-        if output.log:
-            send_log(output.log)
+        try:
+            send_data(output.data)
+            if output.log:
+                send_log(output.log)
+        except ControlHostError:
+            if stop.is_set():  # asked to stop while the ligier was away
+                break
+            raise
         stats.timeslices += 1
         stats.messages += output.n_messages
         stats.events += output.n_events
@@ -314,24 +317,6 @@ def run_simulation(
     stats.wall_s = time.monotonic() - start
     stats.cpu_s = time.process_time() - cpu_start
     return stats
-
-
-def _connect(client: Client, stop: threading.Event) -> bool:
-    """Connect, retrying with backoff until connected (True) or asked to stop (False)."""
-    client.reconnect = False
-    delay_s = INITIAL_RETRY_S
-    try:
-        while not stop.is_set():
-            try:
-                client.connect()
-                return True
-            except ControlHostError as error:
-                log.warning("%s; retrying in %.1f s", error, delay_s)
-                stop.wait(delay_s)
-                delay_s = min(2 * delay_s, MAX_RETRY_S)
-        return False
-    finally:
-        client.reconnect = True
 
 
 def write_calibration_truth(simulator: Simulator, path: str) -> None:
@@ -460,21 +445,24 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def request_stop(*_: object) -> None:
-        if stop.is_set():  # a second signal: stuck reconnecting, give up at once
+        if stop.is_set():  # a second signal: stuck in a write, give up at once
             raise KeyboardInterrupt
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
     log_address = (args.log_host or args.host, args.log_port or args.port)
-    data_client = Client(args.host, args.port, name="simulator")
+    data_client = Client(args.host, args.port, name="simulator", stop=stop)
     log_client = (
         data_client
         if log_address == (args.host, args.port)
-        else Client(*log_address, name="simulator-log")
+        else Client(*log_address, name="simulator-log", stop=stop)
     )
     try:
-        if not all(_connect(client, stop) for client in {data_client, log_client}):
+        try:  # retries with back-off until the ligiers are there, or until asked to stop
+            for client in {data_client, log_client}:
+                client.connect()
+        except ControlHostError:
             return 0
         stats = run_simulation(
             simulator,

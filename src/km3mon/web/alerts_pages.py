@@ -21,7 +21,6 @@ import json
 import math
 import sqlite3
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,6 +42,7 @@ from km3mon.alerts.rules import rule_table
 from km3mon.history.fits import fitted_directions
 from km3mon.history.store import HistoryError, HistoryStore
 from km3mon.monitors.event_selection import RANKINGS, top_events
+from km3mon.timetext import duration_text, parse_time, utc_text
 from km3mon.web.files import safe_path
 
 if TYPE_CHECKING:
@@ -60,43 +60,18 @@ class QueryError(ValueError):
     """A request parameter that cannot be used; the message says which and why."""
 
 
-def utc_text(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "–"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def duration_text(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
-
-
-def parse_time(text: str, name: str) -> float:
-    """UTC seconds, or an ISO 8601 date/time (UTC unless it says otherwise)."""
+def _query_time(text: str, name: str) -> float:
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{name}={text!r}: give UTC seconds or an ISO date/time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        return parse_time(text, name)
+    except ValueError as error:
+        raise QueryError(str(error)) from None
 
 
 def time_range(params: Any, now: float) -> tuple[float, float]:
     """``from``/``to`` (default: ``last``, default 24 h, up to now)."""
-    end = parse_time(params["to"], "to") if params.get("to") else now
+    end = _query_time(params["to"], "to") if params.get("to") else now
     if params.get("from"):
-        start = parse_time(params["from"], "from")
+        start = _query_time(params["from"], "from")
     else:
         last = params.get("last", "24h")
         if last not in RANGES_S:

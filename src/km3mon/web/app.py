@@ -30,12 +30,12 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from km3mon import registry
+from km3mon.freshness import panel_states, process_state, read_records
+from km3mon.supervision import supervisor_states
 from km3mon.web.alerts_pages import alerts_routes
 from km3mon.web.auth import protect
 from km3mon.web.files import archived_logs, log_file_response, safe_path, snapshot_response
-from km3mon.web.freshness import panel_states, process_state, read_records
 from km3mon.web.layouts import DEFAULT_PAGES, Page
-from km3mon.web.supervisor import supervisor_states
 from km3mon.web.tiles import (
     MAX_DU,
     DUFilter,

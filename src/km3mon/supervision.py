@@ -1,4 +1,7 @@
-"""Process states from supervisord's XML-RPC interface (its control socket in ``pids/``)."""
+"""Process states from supervisord's XML-RPC interface (its control socket in ``pids/``).
+
+Read by the dashboard, the alerts and the benchmarks alike, so it lives below them.
+"""
 
 from __future__ import annotations
 
