@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,6 +55,53 @@ def wait_until(
         time.sleep(0.02)
     seen = f"; last seen: {show()!r}" if show is not None else ""
     raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}{seen}")
+
+
+def subscribers(port: int) -> list[tuple[str | None, dict[str, str]]]:
+    """The clients of our ligier on ``port`` from its own status report (``_ShowSta``): each
+    client's nickname (None without ``_MyId``) and subscription, tag -> mode (``w``/``a``)."""
+    from km3mon.controlhost import query_status
+
+    report = query_status("127.0.0.1", port)
+    clients = []
+    for line in report.split("Active clients:", 1)[-1].splitlines():
+        subscription = re.search(r"subscription \[([^\]]*)\]", line)
+        if subscription is None:
+            continue
+        name = re.search(r" '([^']*)' since ", line)
+        tokens = subscription.group(1).split()
+        clients.append(
+            (name.group(1) if name else None, dict(zip(tokens[1::2], tokens[::2], strict=True)))
+        )
+    return clients
+
+
+def wait_subscribed(
+    port: int,
+    tags: str | list[str] | tuple[str, ...] | None = None,
+    *,
+    name: str | None = None,
+    count: int = 1,
+    timeout_s: float = 60.0,
+) -> None:
+    """Wait until the ligier on ``port`` itself reports ``count`` clients (named ``name``, if
+    given) subscribed to every tag of ``tags``: only then does a message published to them
+    reach them. An open socket, or a freshness record saying ``connected``, is not enough.
+    Without ``tags``: subscribed to anything (a monitor, whose tags the caller need not know)."""
+    wanted = [tags] if isinstance(tags, str) else list(tags or ())
+    wanted = [tag.strip() for item in wanted for tag in item.split(",") if tag.strip()]
+
+    def ready() -> int:
+        return sum(
+            1
+            for client, subscription in subscribers(port)
+            if (name is None or client == name)
+            and subscription
+            and all(tag in subscription for tag in wanted)
+        )
+
+    what = f"{count} client(s){f' named {name}' if name else ''} subscribed to {wanted}"
+    wait_until(lambda: ready() >= count, timeout_s, what, show=lambda: subscribers(port))
 
 
 def read_json(path: Path) -> dict:

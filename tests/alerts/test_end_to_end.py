@@ -15,7 +15,7 @@ from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from tests.alerts.sinks import MailReceiver, WebhookReceiver
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 
 SEED = 7
 SCENARIOS = "silent-dom@5-40,trigger-zero@45"
@@ -67,10 +67,10 @@ hold_s = 3
     spawn("msg_dumper", "-p", log_ligier.port, "-f", logs / "MSG.log", "--data-dir", data)
     alerts_args = ["alerts", *common, "-i", "1", "-m", "127.0.0.1", "-q", log_ligier.port]
     alerts = spawn(*alerts_args)
-    for name in ("dom_activity", "trigger_rates", "msg_dumper", "alerts"):
-        record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
-    time.sleep(1.0)  # subscriptions reach the ligiers
+    for name in ("dom_activity", "trigger_rates"):
+        wait_subscribed(data_ligier.port, name=name)
+    wait_subscribed(log_ligier.port, name="msg_dumper")
+    wait_until(lambda: read_json(data / "freshness" / "alerts.json"), what="alerts running")
     started = time.monotonic()
     spawn("simulate", "--detx", detx, "-p", data_ligier.port, "--log-port", log_ligier.port,
           "--seed", SEED, "--scenario", SCENARIOS, "--duration", 70)  # fmt: skip

@@ -9,13 +9,13 @@ import time
 import pytest
 
 from km3mon.controlhost import AsyncClient, Client, ControlHostError, Message, query_status
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_subscribed
 
 
 def test_batches_hold_many_messages_per_read(ligier) -> None:
     with Client("127.0.0.1", ligier.port) as subscriber:
         subscriber.subscribe("IO_MONIT")
-        time.sleep(0.2)
+        wait_subscribed(ligier.port, "IO_MONIT")
         with Client("127.0.0.1", ligier.port) as publisher:
             publisher.publish_many([("IO_MONIT", bytes(244))] * 5000)
         batches = []
@@ -79,7 +79,7 @@ def test_async_client_publishes_subscribes_and_reconnects(start_ligier) -> None:
     async def scenario() -> list[Message]:
         async with AsyncClient("127.0.0.1", port, backoff_max_s=0.3) as subscriber:
             await subscriber.subscribe("IO_EVT, MSG")
-            await asyncio.sleep(0.2)
+            await asyncio.to_thread(wait_subscribed, port, "IO_EVT, MSG")
             async with AsyncClient("127.0.0.1", port) as publisher:
                 await publisher.publish("IO_EVT", b"e" * 100_000)
                 await publisher.publish("MSG", "log line")

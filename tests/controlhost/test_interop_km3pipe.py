@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
 from km3pipe.controlhost import Client as Km3pipeClient
 from km3pipe.io.ch import CHPump
 
 from km3mon.controlhost import Client, FrameDecoder, Message, encode_frame
-from tests.conftest import Ligier, wait_until
+from tests.conftest import Ligier, wait_subscribed, wait_until
 
 SIZES = [1, 200, 4096, 228_000, 17, 65_536, 3]
 
@@ -40,7 +39,7 @@ def test_km3pipe_client_receives_byte_exact_in_order(ligier: Ligier, mode: str) 
     peer._connect()
     peer.subscribe("IO_EVT", mode=mode)
     peer.subscribe("IO_SUM", mode=mode)
-    time.sleep(0.2)  # the subscription travels on another connection than the publisher's
+    wait_subscribed(ligier.port, "IO_EVT, IO_SUM")  # on another connection than the publisher's
     payloads = sample_messages("IO_EVT", 60)
     sent = [("IO_EVT" if i % 3 else "IO_SUM", p) for i, p in enumerate(payloads)]
     with Client("127.0.0.1", ligier.port, reconnect=False) as publisher:
@@ -60,7 +59,7 @@ def test_chpump_receives_byte_exact_in_order(ligier: Ligier, mode: str) -> None:
         max_queue=1000,
     )
     try:
-        time.sleep(0.3)
+        wait_subscribed(ligier.port, "IO_EVT, MSG")
         sent = [("MSG" if i % 2 else "IO_EVT", p) for i, p in enumerate(sample_messages("x", 40))]
         with Client("127.0.0.1", ligier.port, reconnect=False) as publisher:
             publisher.publish_many(sent)
@@ -76,7 +75,7 @@ def test_chpump_receives_byte_exact_in_order(ligier: Ligier, mode: str) -> None:
 def test_km3pipe_put_message_reaches_our_subscribers(ligier: Ligier) -> None:
     with Client("127.0.0.1", ligier.port, reconnect=False) as subscriber:
         subscriber.subscribe("MSG, IO_EVT")
-        time.sleep(0.2)
+        wait_subscribed(ligier.port, "MSG, IO_EVT")
         peer = Km3pipeClient("127.0.0.1", ligier.port)
         peer._connect()
         peer.put_message(

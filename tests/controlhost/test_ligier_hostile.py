@@ -8,7 +8,7 @@ import threading
 import time
 
 from km3mon.controlhost import Client, Message, encode_frame, encode_prefix
-from tests.conftest import Ligier
+from tests.conftest import Ligier, wait_subscribed
 from tests.controlhost.rawclient import RawClient
 
 MAX_MESSAGE = 1 << 20
@@ -72,7 +72,7 @@ def test_hostile_clients_do_not_disturb_a_subscriber(start_ligier) -> None:
     ligier: Ligier = start_ligier("--max-message-size", str(MAX_MESSAGE))
     good = Client("127.0.0.1", ligier.port, reconnect=False).connect()
     good.subscribe("IO_EVT, IO_SUM")
-    time.sleep(0.2)
+    wait_subscribed(ligier.port, "IO_EVT, IO_SUM")
     sent = [("IO_EVT" if i % 2 else "IO_SUM", i.to_bytes(4, "big") * 50) for i in range(1500)]
 
     def publish() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from km3mon.daq.files import (
     detect_layout,
     iter_file,
 )
-from tests.conftest import Ligier, Process, wait_until
+from tests.conftest import Ligier, Process, wait_subscribed, wait_until
 from tests.daq.conftest import DAQ_FILES, all_messages, data_path, messages
 
 
@@ -111,8 +110,7 @@ def test_record_from_a_ligier(
     tags = "IO_EVT, IO_MONIT"
     options = ("-H", "127.0.0.1", "-p", ligier.port, "-o", output, "--count", 9)
     recorder = spawn("record", "-m", tags, *options, name="record")
-    wait_until(lambda: "recording IO_EVT, IO_MONIT" in recorder.log, what="record to subscribe")
-    time.sleep(0.3)
+    wait_subscribed(ligier.port, "IO_EVT, IO_MONIT")
     sent = [(m.tag, m.payload) for m in (*messages("IO_EVT.dat"), *messages("IO_MONIT.dat"))]
     with Client("127.0.0.1", ligier.port, name="test") as client:
         client.publish("IO_SUM", messages("IO_SUM.dat")[0].payload)  # not subscribed

@@ -9,7 +9,7 @@ import pytest
 from km3mon.controlhost import Client
 from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 T0 = 1_700_000_000
@@ -42,8 +42,7 @@ def test_yaw_pitch_roll_follow_the_injected_orientation(ligier, spawn, tmp_path)
     plots, data = tmp_path / "plots", tmp_path / "data"
     monitor = spawn("ahrs_calibration", "--detx", ARCA21, "-p", ligier.port, "-o", plots,
                     "--data-dir", data, "-i", "1", "--pipeline", pipeline)  # fmt: skip
-    record = data / "freshness" / "ahrs_calibration.json"
-    wait_until(lambda: read_json(record).get("connected"), what="connected")
+    wait_subscribed(ligier.port, name="ahrs_calibration")
 
     n = len(detector.dom_ids)
     yaw = 20.0 + 10 * detector.dom_floor  # each floor its own heading
@@ -130,8 +129,7 @@ def test_doms_without_constants_are_drawn_apart_and_named(ligier, spawn, tmp_pat
     spawn("ahrs_calibration", "--detx", ARCA21, "-p", ligier.port, "-o", plots,
           "--data-dir", data, "-i", "1", "--pipeline", pipeline, "--clbmap", clbmap,
           "--compass-map", compass, "--ahrscalib", ahrscalib)  # fmt: skip
-    record = data / "freshness" / "ahrs_calibration.json"
-    wait_until(lambda: read_json(record).get("connected"), what="connected")
+    wait_subscribed(ligier.port, name="ahrs_calibration")
     n = len(detector.dom_ids)
     a, h = sensor_vectors(np.full(n, 40.0), np.full(n, 2.0), np.full(n, -3.0))
     with Client("127.0.0.1", ligier.port) as publisher:

@@ -19,7 +19,7 @@ from km3mon.controlhost import Client
 from km3mon.daq import decode_summaryslice
 from km3mon.daq.files import iter_file
 from km3mon.monitors.output import utc
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.monitors.stamps import png_text
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -136,7 +136,7 @@ def test_monitors_stay_truthful_under_a_minute_of_fuzzing(ligier, spawn, tmp_pat
     monitors["msg_dumper"] = spawn("msg_dumper", *common, "-f", tmp_path / "logs" / "MSG.log")
     for name in MONITORS:
         record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), 60, f"{name} connected")
+        wait_subscribed(ligier.port, name=name)
     simulator = spawn("simulate", "--detx", ARCA21, "-p", ligier.port, "--seed", "14",
                       "--duration", str(FUZZ_S + 60))  # fmt: skip
     stop = threading.Event()

@@ -17,7 +17,7 @@ from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
 from km3mon.monitors.guards import MAX_AHEAD_OF_WALL_S, WINDOW, RunTracker, TimeGuard
 from km3mon.monitors.output import utc
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.monitors.daqfakes import make_event, slice_payload
 from tests.monitors.test_trigger_rates import summary_slice
 
@@ -101,7 +101,7 @@ def test_wild_daq_times_move_no_clock(ligier, spawn, tmp_path) -> None:
         spawn(name, *common, *([] if name == "trigger_rates" else ["-i", "0.5"]))
     for name in names:
         record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+        wait_subscribed(ligier.port, name=name)
 
     rng = np.random.default_rng(5)
     optical = detector.dom_ids[detector.dom_floor > 0]
@@ -163,8 +163,7 @@ def test_corrupted_run_numbers_are_no_run_changes(ligier, spawn, tmp_path) -> No
     rates = spawn("trigger_rates", *common)
     spawn("triggermap", *common, "-i", "0.5")
     for name in ("trigger_rates", "triggermap"):
-        record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+        wait_subscribed(ligier.port, name=name)
     rng = np.random.default_rng(6)
     optical = detector.dom_ids[detector.dom_floor > 0]
     start_s = float(int(time.time()) - 10)

@@ -8,7 +8,7 @@ import numpy as np
 from km3mon.controlhost import Client
 from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 T0 = 1_700_000_000
@@ -39,7 +39,7 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
     hrv = spawn("pmt_hrv", *common, "-u", int(detector.dom_du[0]))
     for name in ("pmt_rates", "pmt_hrv"):
         record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+        wait_subscribed(ligier.port, name=name)
     optical = detector.dom_ids[detector.dom_floor > 0]
     hot, veto = (int(optical[100]), 17), (int(optical[3]), 4)
     with Client("127.0.0.1", ligier.port) as publisher:

@@ -17,7 +17,7 @@ from km3mon.detector import read_detx
 from km3mon.monitors.summary_map import HATCH_COLOURS
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 
 SEED = 4
 #: Only the hot PMT is out of this range, and the high-rate veto never counts (ratio > 1).
@@ -50,8 +50,7 @@ def run_pmt_rates(ligier, spawn, tmp_path: Path, scenario: str) -> tuple[Path, P
     plots, data = tmp_path / "plots", tmp_path / "data"
     spawn("pmt_rates", "--detx", detx, "-p", ligier.port, "-o", plots, "--data-dir", data,
           "-i", "2", "--columns", "30", "--pipeline", pipeline)  # fmt: skip
-    record = data / "freshness" / "pmt_rates.json"
-    wait_until(lambda: read_json(record).get("connected"), what="pmt_rates connected")
+    wait_subscribed(ligier.port, name="pmt_rates")
     spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "10", "--seed", SEED,
           "--scenario", scenario, "--duration", "30")  # fmt: skip
     planned = Simulator(read_detx(detx), seed=SEED, scenarios=[scenario]).scenarios[0]

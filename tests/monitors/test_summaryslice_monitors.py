@@ -11,7 +11,7 @@ import pytest
 from km3mon.controlhost import Client
 from km3mon.daq.summaryslice import RATES_HZ_LUT, hz_to_rates
 from km3mon.detector import read_detx
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.monitors.daqfakes import T0, UNKNOWN_DOM, slice_payload
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -29,7 +29,7 @@ def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, 
     activity = spawn("dom_activity", *common)
     for name in ("dom_rates", "dom_activity"):
         record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+        wait_subscribed(ligier.port, name=name)
 
     optical = detector.dom_ids[detector.dom_floor > 0]
     silent, hot = int(optical[5]), int(optical[40])
@@ -89,7 +89,7 @@ def test_corrupt_summary_slices_are_counted_and_skipped(ligier, spawn, tmp_path,
     monitor = spawn("dom_rates", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
                     "--data-dir", data, "-i", "0.5")  # fmt: skip
     record = data / "freshness" / "dom_rates.json"
-    wait_until(lambda: read_json(record).get("connected"), what="connected")
+    wait_subscribed(ligier.port, name="dom_rates")
     rng = np.random.default_rng(1)
     good = slice_payload(detector, T0, {}, set())
     with Client("127.0.0.1", ligier.port) as publisher:
@@ -108,8 +108,7 @@ def test_a_dom_not_seen_yet_is_not_called_inactive_in_the_first_minutes(
     data = tmp_path / "data"
     activity = spawn("dom_activity", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
                      "--data-dir", data, "-i", "0.5")  # fmt: skip
-    wait_until(lambda: read_json(data / "freshness" / "dom_activity.json").get("connected"),
-               what="dom_activity connected")  # fmt: skip
+    wait_subscribed(ligier.port, name="dom_activity")
     absent = int(detector.dom_ids[detector.dom_floor > 0][7])
     start = float(int(time.time()) - 900)
     metrics_path = data / "metrics" / "dom_activity.json"

@@ -15,7 +15,7 @@ from km3mon.daq import DAQHeader, decode_event, decode_events_hits, encode_event
 from km3mon.daq.files import iter_file
 from km3mon.daq.summaryslice import FRAME_DTYPE, Summaryslice, encode_summaryslice
 from km3mon.daq.triggers import trigger_mask
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 
 DAQ_DIR = Path(km3net_testdata.data_path("daq/IO_EVT.dat")).parent
 TYPES = ("Overall", "3DMuon", "MXShower", "3DShower")
@@ -43,9 +43,7 @@ def start(spawn, ligier, tmp_path: Path, interval: str):
     pipeline.write_text(f"[TriggerRate]\ninterval = {interval}\n")
     process = spawn("trigger_rates", "-p", ligier.port, "-o", tmp_path / "plots",
                     "--data-dir", tmp_path / "data", "--pipeline", pipeline)  # fmt: skip
-    record = tmp_path / "data" / "freshness" / "trigger_rates.json"
-    wait_until(lambda: record.exists() and json.loads(record.read_text())["connected"],
-               what="trigger_rates connected")  # fmt: skip
+    wait_subscribed(ligier.port, name="trigger_rates")
     return process
 
 
@@ -180,8 +178,16 @@ def test_zero_rate_is_zero_runs_are_marked_and_history_survives(ligier, spawn, t
         wait_until(lambda n=name: (tmp_path / "plots" / n).exists(), what=name)
 
     monitor.stop()
+    metrics_path.unlink()  # what the restarted monitor says comes from the history it read
     restarted = start(spawn, ligier, tmp_path, "1")
     wait_until(lambda: "read 5 intervals of history" in restarted.log, what="history read back")
+
+    def latest() -> tuple[float | None, float | None]:
+        metrics = read_json(metrics_path)
+        return metrics.get("latest_start"), (metrics.get("latest_hz") or {}).get("Overall")
+
+    last_row = (float(rows[-1]["timestamp"]), float(rows[-1]["Overall"]))
+    wait_until(lambda: latest() == last_row, what=f"the newest interval {last_row}", show=latest)
 
 
 def test_figure_draws_gaps_hollow_partial_intervals_and_few_run_marks(tmp_path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from km3mon.controlhost import Client
 from km3mon.detector import read_detx
-from tests.conftest import wait_until
+from tests.conftest import wait_subscribed, wait_until
 from tests.monitors.daqfakes import make_event
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -23,8 +23,7 @@ def test_hits_per_dom_equal_the_sent_hits(ligier, spawn, tmp_path) -> None:
     monitor = spawn("triggermap", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
                     "--data-dir", data, "-i", "1", "--pipeline", pipeline)  # fmt: skip
     record = data / "freshness" / "triggermap.json"
-    wait_until(lambda: record.exists() and json.loads(record.read_text())["connected"],
-               what="connected")  # fmt: skip
+    wait_subscribed(ligier.port, name="triggermap")
     rng = np.random.default_rng(7)
     optical = detector.dom_ids[detector.dom_floor > 0]
     sent = [make_event(i, 7 if i < 120 else 8, optical, rng) for i in range(200)]

@@ -9,7 +9,7 @@ import pytest
 from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 
 SEED = 3
 SCENARIOS = "silent-dom@5,hot-pmt@0"
@@ -28,8 +28,7 @@ def test_silent_dom_and_hot_pmt_show_up(ligier, spawn, tmp_path) -> None:
         spawn(name, *common, "-i", "1")
     spawn("pmt_rates", *common, "-i", "2", "--columns", "30")
     for name in ("dom_activity", "dom_rates", "pmt_rates"):
-        record = data / "freshness" / f"{name}.json"
-        wait_until(lambda r=record: read_json(r).get("connected"), what=f"{name} connected")
+        wait_subscribed(ligier.port, name=name)
     simulator = spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "40",
                       "--seed", SEED, "--scenario", SCENARIOS, "--duration", "20")  # fmt: skip
 
@@ -72,8 +71,7 @@ def test_trigger_rates_count_simulated_events_and_show_a_zero_rate(ligier, spawn
     data = tmp_path / "data"
     spawn("trigger_rates", "-p", ligier.port, "-o", tmp_path / "plots", "--data-dir", data,
           "--pipeline", pipeline)  # fmt: skip
-    record = data / "freshness" / "trigger_rates.json"
-    wait_until(lambda: read_json(record).get("connected"), what="trigger_rates connected")
+    wait_subscribed(ligier.port, name="trigger_rates")
     received: list[bytes] = []
     collector = Client("127.0.0.1", ligier.port).connect()
     collector.subscribe("IO_EVT")

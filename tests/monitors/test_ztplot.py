@@ -12,7 +12,7 @@ import numpy as np
 from km3mon.controlhost import Client, encode_frame
 from km3mon.daq import decode_event
 from km3mon.detector import calibrate_hits, read_detx
-from tests.conftest import read_json, wait_until
+from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.monitors.daqfakes import make_event
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -22,8 +22,7 @@ def start(spawn, ligier, tmp_path):
     (tmp_path / "data" / "freshness" / "ztplot.json").unlink(missing_ok=True)  # a previous run's
     process = spawn("ztplot", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
                     "--data-dir", tmp_path / "data", "-i", "0.5")  # fmt: skip
-    record = tmp_path / "data" / "freshness" / "ztplot.json"
-    wait_until(lambda: read_json(record).get("connected"), what="ztplot connected")
+    wait_subscribed(ligier.port, name="ztplot")
     return process
 
 

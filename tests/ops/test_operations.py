@@ -193,9 +193,7 @@ def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dashboard: http://127.0.0.1:" in result.stdout and "password" in result.stdout
-    assert "all overview plots are there after" in result.stdout
-    seconds = float(result.stdout.split("are there after ")[1].split(" s")[0])
-    assert seconds < 90, f"first overview after {seconds} s"
+    assert "all overview plots are there after" in result.stdout  # within the demo's run
     assert not processes_in(folder)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from km3mon import daq
 from km3mon.controlhost import Client, Message
 from km3mon.sim.simulator import Simulator
-from tests.conftest import KM3MON, free_port, wait_until
+from tests.conftest import KM3MON, free_port, wait_subscribed, wait_until
 from tests.sim.test_simulator_support import ORCA6_DETX, orca6
 
 TAGS = ["IO_SUM", "IO_MONIT", "IO_EVT", "MSG"]
@@ -31,7 +31,7 @@ class Subscriber:
         self._client.subscribe(TAGS, mode="all")
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
-        time.sleep(0.3)  # the ligier has the subscription before anything is published
+        wait_subscribed(port, TAGS, name="test-subscriber")  # before anything is published
 
     def _collect(self) -> None:
         while not self._stop.is_set():

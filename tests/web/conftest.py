@@ -17,7 +17,7 @@ from pathlib import Path
 import km3net_testdata
 import pytest
 
-from tests.conftest import Process, free_port, read_json, wait_for_port, wait_until
+from tests.conftest import Process, free_port, wait_for_port, wait_subscribed, wait_until
 from tests.web.sites import AUTH, synthetic_site
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -140,8 +140,7 @@ def arca21_site(tmp_path_factory) -> Iterator[Dashboard]:
             start(name, "-p", ligier_port, "-i", interval_s, *common)
         start("rttc", "-l", f"127.0.0.1:{dm_port}", "-i", 5, *common)
         for name in ARCA21_MONITORS:
-            record = data / "freshness" / f"{name}.json"
-            wait_until(lambda r=record: read_json(r).get("connected"), 60, f"{name} connected")
+            wait_subscribed(ligier_port, name=name)
         start("simulate", "--detx", ARCA21, "-p", ligier_port, "--seed", 3,
               "--scenario", "silent-dom@0,hot-pmt@0")  # fmt: skip
         wanted = ["pmt_rates_summary", "ahrs_summary", "dom_rates", "dom_activity", "rttc"]

@@ -13,7 +13,7 @@ import pytest
 from km3mon.controlhost.prefix import encode_frame
 from km3mon.history.store import HistoryStore
 from km3mon.sim.sim_geometry import synthetic_detx
-from tests.conftest import free_port, read_json, wait_for_port, wait_until
+from tests.conftest import free_port, wait_for_port, wait_subscribed, wait_until
 from tests.web.conftest import needs_chromium
 from tests.web.sites import AUTH
 from tests.web.test_browser import ARTIFACTS
@@ -100,8 +100,7 @@ def test_top10_lists_events_with_plots_downloads_and_directions(
     detx.write_text(synthetic_detx(2))
     plots, data = tmp_path / "plots", tmp_path / "data"
     spawn("ztplot", "--detx", detx, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "1")
-    wait_until(lambda: read_json(data / "freshness" / "ztplot.json").get("connected"),
-               what="ztplot connected")  # fmt: skip
+    wait_subscribed(ligier.port, name="ztplot")
     time.sleep(1)
     spawn("simulate", "--detx", detx, "-p", ligier.port, "--duration", 8, "--seed", 4)
     folder = plots / "event_selection"

@@ -11,7 +11,7 @@ import km3net_testdata
 
 from km3mon.controlhost import Client
 from km3mon.detector import read_detx
-from tests.conftest import free_port, read_json, wait_for_port, wait_until
+from tests.conftest import free_port, wait_for_port, wait_subscribed, wait_until
 from tests.monitors.daqfakes import T0, slice_payload
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -30,8 +30,7 @@ def test_dashboard_serves_what_a_running_monitor_writes(ligier, spawn, tmp_path:
     wait_for_port(port)
     base = f"http://127.0.0.1:{port}"
     detector = read_detx(ARCA21)
-    record = data / "freshness" / "dom_rates.json"
-    wait_until(lambda: read_json(record).get("connected"), what="dom_rates subscribed")
+    wait_subscribed(ligier.port, name="dom_rates")
     with Client("127.0.0.1", ligier.port) as publisher:
         for step in range(5):
             publisher.publish("IO_SUM", slice_payload(detector, T0 + 0.1 * step, {}, set()))

@@ -428,7 +428,9 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         ligier=f"{args.ligier_ip}:{args.ligier_port}",
         tags=list(monitor_class.tags),
         render_interval_s=interval_s,
-        stale_after_s=args.stale_after if args.stale_after is not None else max(3 * interval_s, 60),
+        stale_after_s=args.stale_after
+        if args.stale_after is not None
+        else default_stale_after_s(interval_s),
     )
     context = Context(args, freshness, log, pipeline)
     try:
@@ -536,6 +538,11 @@ def _state(freshness: Freshness, context: Context) -> str:
     return "stale" if context.stale else "running"
 
 
+def default_stale_after_s(interval_s: float) -> float:
+    """No data for three render intervals, and at least a minute: stale (README)."""
+    return max(3 * interval_s, 60.0)
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, default_interval_s: float) -> None:
     parser.add_argument("-d", "--det-id", type=int, default=0, help="detector id")
     parser.add_argument("-l", "--ligier-ip", default="127.0.0.1", help="ligier host")
@@ -550,7 +557,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_interval_s: fl
         help=f"seconds between renders ({default_interval_s:g})",
     )
     parser.add_argument(
-        "--stale-after", type=float, help="seconds without data before outputs are stale"
+        "--stale-after",
+        type=float,
+        help="seconds without data before outputs are stale (3 intervals, at least 60)",
     )
     parser.add_argument("--detx", help="DETX file (default: $DETX, else the KM3NeT database)")
     parser.add_argument(
