@@ -57,8 +57,8 @@ class Alerts(Monitor):
         if self.trigger_rule is not None:
             self.trigger_rule.samples = self.book.load_samples(TriggerRate.name)
         self.places = self._places()
-        self.stop = threading.Event()
-        self.courier = Courier(context.data_dir, sinks, self.stop)
+        self._stopping = threading.Event()
+        self.courier = Courier(context.data_dir, sinks, self._stopping)
         self.courier.start()
         context.freshness.connected = True  # no ligier to lose; "stale" if evaluations stop
         context.freshness.ligier = "none (reads data/ and supervisord)"
@@ -76,6 +76,13 @@ class Alerts(Monitor):
                 "no detector (%s): DOMs named without DU and floor, du_lost is off", error
             )
             return Places()
+
+    def stop(self) -> None:
+        """Let the courier finish the delivery in hand (what is left stays queued in the
+        database for the next start) and close the sinks."""
+        self._stopping.set()
+        self.courier.wake()
+        self.courier.join(10)
 
     def render(self) -> None:
         now = time.time()
