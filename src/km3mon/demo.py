@@ -99,6 +99,10 @@ def free_port(preferred: int, taken: set[int]) -> int:
             return port
 
 
+#: ``--check`` fails when the overview is not complete within this many seconds.
+CHECK_DURATION_S = 300.0
+
+
 def default_detx() -> str:
     import km3net_testdata
 
@@ -223,6 +227,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--event-rate", type=float, help="simulated trigger rate in Hz (default: 10 + 2 per DU)"
     )
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="a smoke test of the installation: stop as soon as every overview plot is "
+        f"drawn (exit 0), fail if they are not within --duration ({CHECK_DURATION_S:g} s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -256,13 +266,18 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     started = time.monotonic()
     reported = False
+    duration_s = args.duration
+    if args.check and duration_s is None:
+        duration_s = CHECK_DURATION_S
     try:
         while not stopping:
             elapsed = time.monotonic() - started
             if not reported and not overview_ready(folder, since):
                 print(f"all overview plots are there after {elapsed:.0f} s", flush=True)
                 reported = True
-            if args.duration is not None and elapsed >= args.duration:
+                if args.check:
+                    break
+            if duration_s is not None and elapsed >= duration_s:
                 break
             time.sleep(0.5)
     finally:

@@ -32,6 +32,7 @@ def expected_programs() -> set[str]:
     return programs | DAQ_STAND_IN | {"supervisord", "k40"}  # k40: switched on as in the demo
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ def program_pid(folder: Path, program: str) -> int | None:
     return int(result.stdout) if result.stdout.strip().isdigit() and int(result.stdout) else None
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_make_start_status_restart_and_stop(spawn, tmp_path: Path) -> None:
@@ -183,20 +184,22 @@ def test_start_refuses_what_would_fail_later(tmp_path: Path) -> None:
     assert not processes_in(folder)
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     result = subprocess.run(
-        ["make", "-s", "-C", str(REPO), "demo", f"DEMO_ARGS=--dir {folder} --duration 110"],
+        ["make", "-s", "-C", str(REPO), "demo", f"DEMO_ARGS=--dir {folder} --check"],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dashboard: http://127.0.0.1:" in result.stdout and "password" in result.stdout
-    assert "all overview plots are there after" in result.stdout  # within the demo's run
+    assert "all overview plots are there after" in result.stdout  # then --check stops it
     assert not processes_in(folder)
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_demo_on_a_recording_instead_of_the_simulator(ligier, spawn, tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ def test_demo_on_a_recording_instead_of_the_simulator(ligier, spawn, tmp_path: P
     folder = tmp_path / "replay_demo"
     result = subprocess.run(
         [*KM3MON, "demo", "--dir", str(folder), "--detx", ARCA21, "--replay", str(recording),
-         "--duration", "75"],
+         "--check"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -34,6 +34,7 @@ def template_with_only(programs: tuple[str, ...]) -> str:
     return "\n[".join(kept)
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_program_that_keeps_failing_is_given_up_after_10_tries_as_fatal(tmp_path: Path) -> None:
