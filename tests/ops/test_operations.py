@@ -79,7 +79,6 @@ def program_pid(folder: Path, program: str) -> int | None:
     return int(result.stdout) if result.stdout.strip().isdigit() and int(result.stdout) else None
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_make_start_status_restart_and_stop(spawn, tmp_path: Path) -> None:
@@ -184,7 +183,6 @@ def test_start_refuses_what_would_fail_later(tmp_path: Path) -> None:
     assert not processes_in(folder)
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
@@ -199,7 +197,6 @@ def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
     assert not processes_in(folder)
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_demo_on_a_recording_instead_of_the_simulator(ligier, spawn, tmp_path: Path) -> None:

@@ -311,6 +311,8 @@ class K40(Monitor):
 
     def render(self) -> None:
         self.robin.start(["intradom", "angular", "summary", *self.dus.tolist()])
+        # with many DUs a tick may not finish: say how often each plot really is redrawn
+        self.context.freshness.redraw_interval_s = self.robin.redraw_interval_s
         self.render_more()
         result = self.result
         metrics: dict[str, object] = {
