@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,6 +159,15 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     yield start
     for process in processes:
         process.stop()
+
+
+@pytest.fixture
+def short_folder() -> Iterator[Path]:
+    """A working folder with a short path (pytest's, with a worker's name in it, can be too
+    long for supervisord's control socket): an operator's folder such as /home/km3net/mon."""
+    folder = Path(tempfile.mkdtemp(prefix="km3mon-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class Ligier:

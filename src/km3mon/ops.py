@@ -34,6 +34,8 @@ REQUIRED = (
 )
 LISTENING = ("MONITORING_LIGIER_PORT", "WEBSERVER_PORT", "LOGGING_PORT")
 FOLDERS = ("logs", "pids", "plots", "data")
+#: Longest path of a Unix socket (``sun_path`` holds 108 bytes with the final NUL).
+MAX_SOCKET_PATH = 107
 
 
 class OperationError(Exception):
@@ -88,6 +90,13 @@ def check(folder: Path, environ: Mapping[str, str]) -> None:
         )
     if supervisord_pid(folder) is not None:
         raise OperationError(f"already running in {folder}: `make status` or `make stop`")
+    socket_path = folder.resolve() / "pids" / "supervisor.sock"
+    if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
+        raise OperationError(
+            f"{folder} is too deep for supervisord's control socket {socket_path} "
+            f"({len(os.fsencode(socket_path))} bytes, Linux allows {MAX_SOCKET_PATH}): "
+            "use a working folder with a shorter path"
+        )
     for name in LISTENING:
         port = int(environ[name])
         if port_in_use(port):

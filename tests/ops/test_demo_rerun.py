@@ -15,8 +15,8 @@ from tests.conftest import KM3MON
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_rerun_does_not_count_the_previous_runs_plots(tmp_path: Path) -> None:
-    folder = tmp_path / "demo"
+def test_a_rerun_does_not_count_the_previous_runs_plots(short_folder: Path) -> None:
+    folder = short_folder / "demo"
     plots = folder / "plots"
     plots.mkdir(parents=True)
     an_hour_ago = time.time() - 3600

@@ -81,8 +81,8 @@ def program_pid(folder: Path, program: str) -> int | None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_make_start_status_restart_and_stop(spawn, tmp_path: Path) -> None:
-    folder = tmp_path / "shore_station"
+def test_make_start_status_restart_and_stop(spawn, short_folder: Path) -> None:
+    folder = short_folder / "shore_station"
     folder.mkdir()
     shutil.copy(REPO / "supervisord_template.conf", folder / "supervisord.conf")
     (folder / "pipeline.toml").write_text(
@@ -181,12 +181,18 @@ def test_start_refuses_what_would_fail_later(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"port {ports['web']} (WEBSERVER_PORT) is already in use" in result.stderr
     assert not processes_in(folder)
+    deep = tmp_path / ("d" * 40) / ("e" * 40)
+    deep.mkdir(parents=True)
+    shutil.copy(REPO / "supervisord_template.conf", deep / "supervisord.conf")
+    result = subprocess.run([*KM3MON, "start", "--dir", str(deep)], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1 and "too deep for supervisord's control socket" in result.stderr
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
-    folder = tmp_path / "demo"
+def test_make_demo_reaches_a_served_fresh_overview(short_folder: Path) -> None:
+    folder = short_folder / "demo"
     result = subprocess.run(
         ["make", "-s", "-C", str(REPO), "demo", f"DEMO_ARGS=--dir {folder} --check"],
         capture_output=True, text=True, timeout=400,
@@ -199,7 +205,9 @@ def test_make_demo_reaches_a_served_fresh_overview(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_demo_on_a_recording_instead_of_the_simulator(ligier, spawn, tmp_path: Path) -> None:
+def test_demo_on_a_recording_instead_of_the_simulator(
+    ligier, spawn, tmp_path: Path, short_folder: Path
+) -> None:
     recording = tmp_path / "arca21.ch"
     simulator = spawn("simulate", "--detx", ARCA21, "-p", ligier.port, "--duration", "14")
     record = subprocess.run(
@@ -209,7 +217,7 @@ def test_demo_on_a_recording_instead_of_the_simulator(ligier, spawn, tmp_path: P
     )  # fmt: skip
     assert record.returncode == 0, record.stderr
     simulator.stop()
-    folder = tmp_path / "replay_demo"
+    folder = short_folder / "replay_demo"
     result = subprocess.run(
         [*KM3MON, "demo", "--dir", str(folder), "--detx", ARCA21, "--replay", str(recording),
          "--check"],

@@ -37,11 +37,13 @@ def template_with_only(programs: tuple[str, ...]) -> str:
 @pytest.mark.serial
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_program_that_keeps_failing_is_given_up_after_10_tries_as_fatal(tmp_path: Path) -> None:
+def test_a_program_that_keeps_failing_is_given_up_after_10_tries_as_fatal(
+    short_folder: Path,
+) -> None:
     """README: a process that fails before it has run its startsecs (5 s; 2 s for the
     monitoring ligier) is restarted, and given up (FATAL) after 10 such tries in a row.
     supervisord's back-off (1 + 2 + ... + 10 s) makes that about a minute."""
-    folder = tmp_path / "shore_station"
+    folder = short_folder / "shore_station"
     folder.mkdir()
     template = (REPO / "supervisord_template.conf").read_text()
     assert re.search(r"\[program:monitoring_ligier\][^[]*startsecs=2\n", template)
