@@ -113,19 +113,6 @@ def test_waits_for_a_ligier_that_is_not_there_yet_and_stops_on_sigterm(spawn) ->
     assert process.stop() == 0
 
 
-def test_stops_on_sigterm_while_its_ligier_is_gone(start_ligier, spawn) -> None:
-    """One SIGTERM during an outage ends it (before, it kept retrying until killed)."""
-    ligier = start_ligier()
-    with subscribed(ligier.port) as subscriber:
-        process = spawn("simulate", "--detx", ORCA6_DETX, "-p", ligier.port)
-        wait_until(lambda: subscriber.tags()["IO_SUM"] >= 2, 20, "two summary slices")
-    ligier.process.stop()
-    wait_until(lambda: "retrying" in process.log, 30, "the simulator to wait for its ligier")
-    process.popen.terminate()
-    assert process.popen.wait(30) == 0
-    assert "stopped after" in process.log
-
-
 def test_bad_input_exits_2_with_a_clear_message(tmp_path) -> None:
     cases = [
         (["--detx", str(tmp_path / "missing.detx")], "cannot read DETX file"),

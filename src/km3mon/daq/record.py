@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 import time
 
 from km3mon.cli import setup_logging
-from km3mon.controlhost import Client
+from km3mon.controlhost import Client, ControlHostError
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.daq.files import RecordingWriter
 
@@ -23,50 +24,53 @@ POLL_S = 1.0  # longest wait for messages before checking the stop conditions
 REPORT_INTERVAL_S = 10.0
 
 
-class _Stop:
-    """Set by SIGTERM so that the loop ends cleanly between batches."""
-
-    requested = False
-
-    def __call__(self, _signum: int, _frame: object) -> None:
-        self.requested = True
-
-
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.debug)
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
+    stop = threading.Event()  # set by SIGTERM: the loop ends cleanly between batches
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     tags = [tag.strip() for tag in args.tags.split(",") if tag.strip()]
     start = time.monotonic()
     deadline = None if args.duration is None else start + args.duration
-    next_report = start + REPORT_INTERVAL_S
-    with (
-        RecordingWriter(args.output) as writer,
-        Client(args.host, args.port, name="record") as client,
-    ):
+    with RecordingWriter(args.output) as writer:
+        try:
+            record(args, tags, writer, stop, deadline)
+        except KeyboardInterrupt:
+            log.info("interrupted")
+        except ControlHostError:  # SIGTERM while the ligier was away
+            if not stop.is_set():
+                raise
+    log.info("wrote %d messages, %d bytes to %s", writer.messages, writer.bytes, args.output)
+    return 0
+
+
+def record(
+    args: argparse.Namespace,
+    tags: list[str],
+    writer: RecordingWriter,
+    stop: threading.Event,
+    deadline: float | None,
+) -> None:
+    """Receive and write until ``stop``, ``deadline`` or ``--count``."""
+    next_report = time.monotonic() + REPORT_INTERVAL_S
+    with Client(args.host, args.port, name="record", stop=stop) as client:
         client.subscribe(tags, mode=args.mode)
         log.info(
             "recording %s from %s:%d to %s", ", ".join(tags), args.host, args.port, args.output
         )
-        try:
-            while not stop.requested:
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = POLL_S if deadline is None else min(POLL_S, deadline - now)
+            for message in client.receive_batch(timeout=wait):
+                writer.write_frame(message.frame())
+                if writer.messages == args.count:
+                    stop.set()
                     break
-                wait = POLL_S if deadline is None else min(POLL_S, deadline - now)
-                for message in client.receive_batch(timeout=wait):
-                    writer.write_frame(message.frame())
-                    if writer.messages == args.count:
-                        stop.requested = True
-                        break
-                writer.flush()
-                if now >= next_report:
-                    log.info("%d messages, %d bytes", writer.messages, writer.bytes)
-                    next_report = now + REPORT_INTERVAL_S
-        except KeyboardInterrupt:
-            log.info("interrupted")
-    log.info("wrote %d messages, %d bytes to %s", writer.messages, writer.bytes, args.output)
-    return 0
+            writer.flush()
+            if now >= next_report:
+                log.info("%d messages, %d bytes", writer.messages, writer.bytes)
+                next_report = now + REPORT_INTERVAL_S
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

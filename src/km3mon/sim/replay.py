@@ -4,7 +4,8 @@ Reads the km3net-testdata layouts and our raw ControlHost recordings (see
 :mod:`km3mon.daq.files`). Pacing follows the DAQ timestamps inside the payloads (summary
 slices, events, timeslices, monitoring packets); messages without one (``MSG``) go out with
 their predecessor. A jump of more than ``MAX_GAP_S`` in DAQ time (a new run, a gap in the
-recording) is not waited for.
+recording) is not waited for. SIGTERM/SIGINT stop it cleanly (exit 0), also while it waits
+for its ligier.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-from km3mon.controlhost import Client, encode_frame
+from km3mon.controlhost import Client, ControlHostError, encode_frame
 from km3mon.daq import DAQFormatError, decode
 from km3mon.daq.files import RecordedMessage, iter_file
 from km3mon.sim.publishing import add_publishing_arguments, speed_of
@@ -46,8 +48,9 @@ def daq_time(message: RecordedMessage) -> float | None:
 class Pacer:
     """Maps DAQ time onto wall time at ``speed``; ``None`` speed means as fast as possible."""
 
-    def __init__(self, speed: float | None) -> None:
+    def __init__(self, speed: float | None, stop: threading.Event | None = None) -> None:
         self.speed = speed
+        self.stop = stop or threading.Event()
         self._daq_origin: float | None = None
         self._wall_origin = 0.0
         self._last_daq: float | None = None
@@ -69,7 +72,7 @@ class Pacer:
         self._last_daq = daq
         delay = self._wall_origin + (daq - self._daq_origin) / self.speed - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self.stop.wait(delay)
 
 
 class Progress:
@@ -121,6 +124,8 @@ def replay_file(
 
     try:
         for message in iter_file(path):
+            if pacer.stop.is_set():
+                break
             if tags is not None and message.tag not in tags:
                 continue
             if pacer.speed is not None:
@@ -129,8 +134,9 @@ def replay_file(
             pending.append(encode_frame(message.tag, message.payload))
             if len(pending) >= BATCH_MESSAGES:
                 flush(message.offset)
-    finally:  # what was read before a corrupt tail still goes out
-        flush(size)
+    finally:  # what was read before a corrupt tail still goes out (unless asked to stop)
+        if not pacer.stop.is_set():
+            flush(size)
         progress.update(path, 1.0, 0, 0, force=True)
     return sent
 
@@ -154,17 +160,41 @@ def run(args: argparse.Namespace) -> int:
     from km3mon.cli import setup_logging
 
     setup_logging()
+    stop = threading.Event()
     try:
-        pacer = Pacer(speed_of(args))
+        pacer = Pacer(speed_of(args), stop)
     except ValueError as error:
         log.error("%s", error)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    for signum in (signal.SIGTERM, signal.SIGINT):  # stop cleanly, also while the ligier is away
+        signal.signal(signum, lambda *_: stop.set())
     tags = {t.strip() for t in args.tags.split(",")} if args.tags else None
     progress = Progress(enabled=not args.no_progress and sys.stderr.isatty())
+    try:
+        failures = replay_all(args, Client(args.host, args.port, name="replay", stop=stop),
+                              pacer, progress, tags)  # fmt: skip
+    except ControlHostError:
+        if not stop.is_set():
+            raise
+        log.info("stopped")
+        return 0
+    if failures:
+        log.error("%d of %d files could not be replayed completely", failures, len(args.files))
+        return 1
+    return 0
+
+
+def replay_all(
+    args: argparse.Namespace,
+    client: Client,
+    pacer: Pacer,
+    progress: Progress,
+    tags: set[str] | None,
+) -> int:
+    """Every file (in a loop with ``--loop``) until done or stopped; the number that failed."""
     failures = 0
-    with Client(args.host, args.port, name="replay") as client:
-        while True:
+    with client:
+        while not pacer.stop.is_set():
             for path in args.files:
                 try:
                     sent = replay_file(path, client, pacer, progress, tags)
@@ -178,7 +208,4 @@ def run(args: argparse.Namespace) -> int:
                     log.info("%s: replayed %d messages", path, sent)
             if not args.loop or failures == len(args.files):
                 break
-    if failures:
-        log.error("%d of %d files could not be replayed completely", failures, len(args.files))
-        return 1
-    return 0
+    return failures
