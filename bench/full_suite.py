@@ -254,8 +254,9 @@ def run_size(dus: int, args: argparse.Namespace) -> dict:
     detx = folder / f"{dus}_dus.detx"
     detx.write_text(synthetic_detx(dus, t0_seed=1))  # t0s like a real detector's
     options = argparse.Namespace(detx=detx, replay=None, scenario="", event_rate=args.event_rate)
+    k40_args = None if args.no_k40 else args.k40_args
     environment, _ = write_folder(
-        folder, options, PRODUCTION_PIPELINE + args.pipeline_extra, k40_args=args.k40_args
+        folder, options, PRODUCTION_PIPELINE + args.pipeline_extra, k40_args=k40_args
     )
     try:
         start(folder, {**os.environ, **environment})
@@ -434,6 +435,11 @@ def main() -> int:
         default="",
         help="extra flags of k40, which runs on the mirrored IO_TSL1 as in the demo "
         "(default: production, a 600 s calibration period)",
+    )
+    parser.add_argument(
+        "--no-k40",
+        action="store_true",
+        help="the operator's template as it is: k40 commented out, IO_TSL1 not mirrored",
     )
     parser.add_argument("--json", type=Path, help="write every number here as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the working folders")
