@@ -76,3 +76,17 @@ def server_settings(header_timeout_s: float) -> dict[str, Any]:
         "limit_concurrency": MAX_CONNECTIONS,
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }
+
+
+def serve(app: Any, host: str, port: int, header_timeout_s: float) -> None:
+    """Run ``app`` on uvicorn with the limits above, without uvicorn's access log."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        **server_settings(header_timeout_s),
+    )

@@ -73,12 +73,10 @@ def credentials_and_host(
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from km3mon.cli import setup_logging
     from km3mon.config import ConfigError, load_pipeline
     from km3mon.web.app import Site, create_app
-    from km3mon.web.guard import server_settings
+    from km3mon.web.guard import serve
     from km3mon.web.layouts import configured_pages
 
     setup_logging()
@@ -100,12 +98,5 @@ def run(args: argparse.Namespace) -> int:
     )
     app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)
-    uvicorn.run(
-        app,
-        host=host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        **server_settings(args.header_timeout),
-    )
+    serve(app, host, args.port, args.header_timeout)
     return 0

@@ -166,11 +166,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from km3mon.cli import setup_logging
     from km3mon.config import ConfigError, load_pipeline
-    from km3mon.web.guard import server_settings
+    from km3mon.web.guard import serve
     from km3mon.web.server import credentials_and_host
 
     setup_logging()
@@ -183,12 +181,5 @@ def run(args: argparse.Namespace) -> int:
     username, password, host = credentials_and_host(settings, args.host, log)
     app = create_weblog(args.file, rules=rules, username=username, password=password)
     log.warning("DAQ log viewer for %s on http://%s:%d/", args.file, host, args.port)
-    uvicorn.run(
-        app,
-        host=host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        **server_settings(args.header_timeout),
-    )
+    serve(app, host, args.port, args.header_timeout)
     return 0
