@@ -113,6 +113,22 @@ def test_waits_for_a_ligier_that_is_not_there_yet_and_stops_on_sigterm(spawn) ->
     assert process.stop() == 0
 
 
+def test_daq_times_are_the_wall_clock_when_publishing_starts(start_ligier, spawn) -> None:
+    """The stream's DAQ time is the wall clock: neither the set-up nor a wait for a ligier
+    that comes late may age it (a monitor would report that as lag)."""
+    port = free_port()
+    process = spawn("simulate", "--detx", ORCA6_DETX, "-p", port)
+    wait_until(lambda: "retrying" in process.log, 20, "the simulator waiting for its ligier")
+    time.sleep(5)  # the ligier comes late
+    start_ligier(port=port)
+    with subscribed(port) as subscriber:
+        wait_until(lambda: subscriber.tags()["IO_SUM"] >= 20, 30, "two seconds of stream")
+        arrived = time.time()
+        newest = max(daq.decode("IO_SUM", m.payload).header.timestamp
+                     for m in subscriber.messages if m.tag == "IO_SUM")  # fmt: skip
+    assert abs(arrived - newest) < 2.5, f"DAQ time {arrived - newest:.1f} s behind the wall clock"
+
+
 def test_bad_input_exits_2_with_a_clear_message(tmp_path) -> None:
     cases = [
         (["--detx", str(tmp_path / "missing.detx")], "cannot read DETX file"),

@@ -156,6 +156,14 @@ class Simulator:
         self.log_model = LogModel(detector.optical_dom_ids, np.random.default_rng([seed, 3]))
         self._optical_rows = np.flatnonzero(detector.n_pmts > 0)
 
+    def start_clock(self, utc_s: float) -> None:
+        """Let the first timeslice begin at ``utc_s``: the moment publishing starts, so that
+        setting up (seconds at 230 DUs) and waiting for the ligiers do not age every DAQ time
+        of the stream."""
+        if self.index:
+            raise RuntimeError("the clock can only be set before the first timeslice")
+        self.first_slice = int(utc_s * SLICES_PER_S)
+
     @property
     def elapsed_s(self) -> float:
         """Simulated seconds from the start to the timeslice :meth:`step` produces next."""
@@ -464,6 +472,7 @@ def run(args: argparse.Namespace) -> int:
                 client.connect()
         except ControlHostError:
             return 0
+        simulator.start_clock(time.time())
         stats = run_simulation(
             simulator,
             data_client.send_raw,
