@@ -253,10 +253,9 @@ class SilentDOM(Rule):
         silent = _silences(snapshot)
         if silent is None:
             return None
+        lost_dus = _lost_dus(snapshot, silent)
         in_lost_du = {
-            dom_id
-            for dom_id, (du, _) in snapshot.places.du_floor.items()
-            if du in _lost_dus(snapshot, silent)
+            dom_id for dom_id, (du, _) in snapshot.places.du_floor.items() if du in lost_dus
         }
         data_time = (snapshot.metrics("dom_activity") or {}).get("data_time")
         conditions = []
