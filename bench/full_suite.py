@@ -256,7 +256,11 @@ def run_size(dus: int, args: argparse.Namespace) -> dict:
     options = argparse.Namespace(detx=detx, replay=None, scenario="", event_rate=args.event_rate)
     k40_args = None if args.no_k40 else args.k40_args
     environment, _ = write_folder(
-        folder, options, PRODUCTION_PIPELINE + args.pipeline_extra, k40_args=k40_args
+        folder,
+        options,
+        PRODUCTION_PIPELINE + args.pipeline_extra,
+        k40_args=k40_args,
+        k40_reads_daq=args.k40_reads_daq,
     )
     try:
         start(folder, {**os.environ, **environment})
@@ -440,6 +444,12 @@ def main() -> int:
         "--no-k40",
         action="store_true",
         help="the operator's template as it is: k40 commented out, IO_TSL1 not mirrored",
+    )
+    parser.add_argument(
+        "--k40-reads-daq",
+        action="store_true",
+        help="k40 subscribes to the DAQ ligier itself (the template's cheaper layout): "
+        "IO_TSL1 crosses no mirror and no monitoring ligier",
     )
     parser.add_argument("--json", type=Path, help="write every number here as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the working folders")

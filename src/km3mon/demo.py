@@ -131,13 +131,15 @@ def write_folder(
     args: argparse.Namespace,
     pipeline: str = DEMO_PIPELINE,
     k40_args: str | None = "--period 60 -i 60",
+    k40_reads_daq: bool = False,
 ) -> tuple[dict[str, str], str]:
     """The demo's setenv.sh, pipeline.toml and supervisord.conf; returns environment, password.
 
     ``pipeline`` is the text of pipeline.toml with a ``{password}`` field for the dashboard;
     the benchmark passes production settings instead of the demo's short intervals (and
     ``k40_args=""`` for the K40 calibration's production period). ``k40_args=None`` leaves
-    k40 out as the operator's template does, and IO_TSL1 unmirrored.
+    k40 out as the operator's template does, and IO_TSL1 unmirrored; ``k40_reads_daq`` runs
+    k40 on the DAQ ligier itself, the cheaper layout the template recommends (IO_TSL1 unmirrored).
     """
     from km3mon.detector import read_detx
 
@@ -153,7 +155,7 @@ def write_folder(
         "DAQ_LIGIER_IP": "127.0.0.1",
         "DAQ_LIGIER_PORT": str(ports["DAQ_LIGIER_PORT"]),
         "TAGS_TO_MIRROR": "IO_EVT, IO_SUM, IO_MONIT, IO_TSSN"
-        + (", IO_TSL1" if k40_args is not None else ""),
+        + (", IO_TSL1" if k40_args is not None and not k40_reads_daq else ""),
         "LOG_LIGIER_IP": "127.0.0.1",
         "LOG_LIGIER_PORT": str(ports["LOG_LIGIER_PORT"]),
         "LIGIER_CMD": "km3mon ligier --host 127.0.0.1",
@@ -189,7 +191,8 @@ def write_folder(
     # The operator's template at the repository root (km3mon is installed editable there).
     template = (Path(__file__).resolve().parents[2] / "supervisord_template.conf").read_text()
     if k40_args is not None:
-        template = enable_k40(template, k40_args)
+        daq = " -l %(ENV_DAQ_LIGIER_IP)s -p %(ENV_DAQ_LIGIER_PORT)s" if k40_reads_daq else ""
+        template = enable_k40(template, (k40_args + daq).strip())
     (folder / "supervisord.conf").write_text(
         template + DAQ_GROUP.format(source=source, source_command=command)
     )

@@ -50,7 +50,9 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
         scenarios=["pmt-t0@0"],
         timeslices=True,
         event_rate_hz=50,
-        start_utc_s=time.time() - 3600,  # faster than real time: stay in the past
+        # faster than real time: stay in the past; periods are aligned to multiples of
+        # --period in DAQ time, so start on one to keep the ten minutes in one period
+        start_utc_s=(time.time() // (MINUTES * 60) - 6) * MINUTES * 60,
     )
     truth_path = tmp_path / "truth.json"
     write_calibration_truth(simulator, str(truth_path))

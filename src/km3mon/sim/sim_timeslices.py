@@ -535,6 +535,8 @@ def _draw_groups(
     times = np.empty(N_CHANNELS)
     pool = np.empty(N_CHANNELS, np.int64)
     span = FRAME_NS - 2 * EDGE_NS
+    left = np.empty(4, np.int64)
+    spacing = np.empty(draws.sum(axis=1).max() + 1 if n_doms else 1)
     for dom in range(n_doms):
         l1_start[dom] = l1_at
         sn_start[dom] = sn_at
@@ -543,85 +545,101 @@ def _draw_groups(
             if live[dom, channel]:
                 pool[n_live] = channel
                 n_live += 1
+        # The DataFilter writes a frame's hits in time order: the groups' start times are drawn
+        # already sorted (normalised sums of exponential spacings: uniform order statistics),
+        # each group's kind drawn without replacement from the DOM's counts.
+        groups = 0
         for kind in range(4):
-            for _ in range(draws[dom, kind]):
-                t_true = EDGE_NS + span * _uniform(state)
-                size = 0
-                if kind == 0:  # genuine K40: a pair by angle and efficiency, maybe more PMTs
-                    table = layout[dom]
-                    ceiling = efficiency_max[dom] ** 2
-                    for _try in range(1000):  # rejection: pair rate ∝ eff_i eff_j
-                        pair = _pick(layout_probability[table], layout_alias[table], state)
-                        first = PAIR_I[pair]
-                        second = PAIR_J[pair]
-                        weight = efficiency[dom, first] * efficiency[dom, second]
-                        if _uniform(state) * ceiling < weight:
-                            break
-                    if not (live[dom, first] and live[dom, second]):
-                        continue
-                    channels[0] = first
-                    channels[1] = second
-                    size = 2
-                    while size < K40_MAX_PMTS and _uniform(state) < K40_NEXT_PMT_PROBABILITY:
-                        candidate = pool[int(_uniform(state) * n_live)]
-                        unique = True
-                        for k in range(size):
-                            if channels[k] == candidate:
-                                unique = False
-                        if unique:
-                            channels[size] = candidate
-                            size += 1
+            left[kind] = draws[dom, kind]
+            groups += draws[dom, kind]
+        total = 0.0
+        for group in range(groups + 1):
+            total -= math.log(1.0 - _uniform(state))
+            spacing[group] = total
+        for group in range(groups):
+            t_true = EDGE_NS + span * (spacing[group] / total)
+            pick = int(_uniform(state) * (groups - group))
+            kind = 0
+            while pick >= left[kind]:
+                pick -= left[kind]
+                kind += 1
+            left[kind] -= 1
+            size = 0
+            if kind == 0:  # genuine K40: a pair by angle and efficiency, maybe more PMTs
+                table = layout[dom]
+                ceiling = efficiency_max[dom] ** 2
+                for _try in range(1000):  # rejection: pair rate ∝ eff_i eff_j
+                    pair = _pick(layout_probability[table], layout_alias[table], state)
+                    first = PAIR_I[pair]
+                    second = PAIR_J[pair]
+                    weight = efficiency[dom, first] * efficiency[dom, second]
+                    if _uniform(state) * ceiling < weight:
+                        break
+                if not (live[dom, first] and live[dom, second]):
+                    continue
+                channels[0] = first
+                channels[1] = second
+                size = 2
+                while size < K40_MAX_PMTS and _uniform(state) < K40_NEXT_PMT_PROBABILITY:
+                    candidate = pool[int(_uniform(state) * n_live)]
+                    unique = True
                     for k in range(size):
-                        c = channels[k]
-                        times[k] = t_true + width_ns[dom, c] * normals[_index(state)]
-                elif kind == 1:  # accidental pair from the singles, flat in calibrated Δt
-                    first = _pick(singles_probability[dom], singles_alias[dom], state)
-                    second = _pick(singles_probability[dom], singles_alias[dom], state)
-                    if first == second or not (live[dom, first] and live[dom, second]):
-                        continue
-                    channels[0] = first
-                    channels[1] = second
-                    size = 2
-                    delta = (2 * _uniform(state) - 1) * _L1_CONTINUOUS_NS
-                    times[0] = t_true
-                    times[1] = t_true + delta + shift_ns[dom, second] - shift_ns[dom, first]
-                else:  # muon or supernova light: M distinct PMTs at once
-                    cdf = untriggered_cdf if kind == 2 else burst_cdf
-                    spread = MUON_SPREAD_NS if kind == 2 else BURST_SPREAD_NS
-                    wanted = min(_search(cdf, _uniform(state)), n_live)
-                    for k in range(wanted):  # partial Fisher-Yates over the live PMTs
-                        pick = k + int(_uniform(state) * (n_live - k))
-                        pool[k], pool[pick] = pool[pick], pool[k]
-                        channels[k] = pool[k]
-                        jitter = spread * normals[_index(state)]
-                        jitter = min(max(jitter, -SPREAD_LIMIT_NS), SPREAD_LIMIT_NS)
-                        times[k] = t_true + jitter
-                    size = wanted
-                if size < 2:
-                    continue
-                kept = size  # accidental pairs are inside the L1 window by construction
-                if kind != 1 and size == 2:
-                    delta = times[1] - shift_ns[dom, channels[1]]
-                    delta -= times[0] - shift_ns[dom, channels[0]]
-                    kept = 2 if abs(delta) < _L1_CONTINUOUS_NS else 0
-                elif kind != 1:
-                    kept = _inside_l1_window(channels, times, size, shift_ns[dom])
-                if kept < 2:
-                    continue
-                for k in range(kept):
+                        if channels[k] == candidate:
+                            unique = False
+                    if unique:
+                        channels[size] = candidate
+                        size += 1
+                for k in range(size):
                     c = channels[k]
-                    raw = times[k] - delay_ns[dom, c]
-                    raw_ns = np.uint32(min(max(math.floor(raw), 0), FRAME_NS - 1))
-                    tot = tots[_index(state)]
-                    l1_channel[l1_at] = c
-                    l1_time[l1_at] = raw_ns
-                    l1_tot[l1_at] = tot
-                    l1_at += 1
-                    if kept >= SN_MIN_PMTS:
-                        sn_channel[sn_at] = c
-                        sn_time[sn_at] = raw_ns
-                        sn_tot[sn_at] = tot
-                        sn_at += 1
+                    times[k] = t_true + width_ns[dom, c] * normals[_index(state)]
+            elif kind == 1:  # accidental pair from the singles, flat in calibrated Δt
+                first = _pick(singles_probability[dom], singles_alias[dom], state)
+                second = _pick(singles_probability[dom], singles_alias[dom], state)
+                if first == second or not (live[dom, first] and live[dom, second]):
+                    continue
+                channels[0] = first
+                channels[1] = second
+                size = 2
+                delta = (2 * _uniform(state) - 1) * _L1_CONTINUOUS_NS
+                times[0] = t_true
+                times[1] = t_true + delta + shift_ns[dom, second] - shift_ns[dom, first]
+            else:  # muon or supernova light: M distinct PMTs at once
+                cdf = untriggered_cdf if kind == 2 else burst_cdf
+                spread = MUON_SPREAD_NS if kind == 2 else BURST_SPREAD_NS
+                wanted = min(_search(cdf, _uniform(state)), n_live)
+                for k in range(wanted):  # partial Fisher-Yates over the live PMTs
+                    pick = k + int(_uniform(state) * (n_live - k))
+                    pool[k], pool[pick] = pool[pick], pool[k]
+                    channels[k] = pool[k]
+                    jitter = spread * normals[_index(state)]
+                    jitter = min(max(jitter, -SPREAD_LIMIT_NS), SPREAD_LIMIT_NS)
+                    times[k] = t_true + jitter
+                size = wanted
+            if size < 2:
+                continue
+            kept = size  # accidental pairs are inside the L1 window by construction
+            if kind != 1 and size == 2:
+                delta = times[1] - shift_ns[dom, channels[1]]
+                delta -= times[0] - shift_ns[dom, channels[0]]
+                kept = 2 if abs(delta) < _L1_CONTINUOUS_NS else 0
+            elif kind != 1:
+                kept = _inside_l1_window(channels, times, size, shift_ns[dom])
+            if kept < 2:
+                continue
+            for k in range(kept):
+                c = channels[k]
+                raw = times[k] - delay_ns[dom, c]
+                raw_ns = np.uint32(min(max(math.floor(raw), 0), FRAME_NS - 1))
+                tot = tots[_index(state)]
+                l1_channel[l1_at] = c
+                l1_time[l1_at] = raw_ns
+                l1_tot[l1_at] = tot
+                l1_at += 1
+                if kept >= SN_MIN_PMTS:
+                    sn_channel[sn_at] = c
+                    sn_time[sn_at] = raw_ns
+                    sn_tot[sn_at] = tot
+                    sn_at += 1
         for hit in range(extra_offsets[dom], extra_offsets[dom + 1]):
             l1_channel[l1_at] = extra_channel[hit]
             l1_time[l1_at] = extra_raw[hit]
