@@ -105,6 +105,7 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
         f"t0 RMS error {np.sqrt(np.mean(t0_error**2)):.3f} ns (max {np.abs(t0_error).max():.3f}),"
         f" efficiency RMS error {np.sqrt(np.mean(efficiency_error**2)):.4f}"
         f" (max {np.abs(efficiency_error).max():.4f}), late PMT {late_row['t0_ns']} ns"
+        f" (truth {expected[flagged[0]][0]:+.3f} ns)"
     )
     proposal = (tmp_path / "data" / "k40" / "t0_corrections_latest.txt").read_text()
     assert "new_t0_ns = detx_t0_ns + correction_ns" in proposal
