@@ -471,10 +471,10 @@ def fuzz(seconds: float) -> Table:
 
 
 NOTES = """\
-Notes. The machine is a shared 2-vCPU VM that other jobs load at the same time: numpy code,
-bound by memory bandwidth, suffers more from that than km3pipe's interpreter-bound loops, and
-ratios move by up to a factor 2 between runs (both sides are timed in alternating repeats to
-keep the comparison fair). About the targets:
+Notes. The machine is a 2-vCPU VM, often shared with other jobs: under load numpy code,
+bound by memory bandwidth, suffers more than km3pipe's interpreter-bound loops, and ratios
+moved by up to a factor 2 between runs (both sides are timed in alternating repeats to keep
+the comparison fair). About the targets:
 
 * `IO_EVT` hits table vs `DAQProcessor` (not met): the batch decoder does about 25 numpy passes
   over the hits (gather of the hit records, a hash join for the triggered flag and per-hit mask,
