@@ -18,6 +18,7 @@ from numba import njit
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.daq.timeslice import TimesliceFrames
 from km3mon.detector import Detector
+from km3mon.timeslices.hits import HIT_SIZE, raw_time_ns
 
 _CHANNEL_BITS = 5
 _CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
@@ -96,16 +97,11 @@ def _group(
         start = hit_offsets[frame]
         n = 0
         for hit in range(n_hits[frame]):
-            at = start + 6 * hit
+            at = start + HIT_SIZE * hit
             channel = np.int64(buffer[at])
             if channel >= N_CHANNELS:
                 continue
-            raw = (
-                (np.int64(buffer[at + 1]) << 24)
-                | (np.int64(buffer[at + 2]) << 16)
-                | (np.int64(buffer[at + 3]) << 8)
-                | np.int64(buffer[at + 4])
-            )
+            raw = raw_time_ns(buffer, at)
             keys[n] = ((raw + t0_ns[dom, channel] + _BIAS_NS) << _CHANNEL_BITS) | channel
             n += 1
         if n == 0:

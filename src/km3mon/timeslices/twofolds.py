@@ -27,6 +27,7 @@ from numba import njit
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.daq.timeslice import TimesliceFrames
 from km3mon.detector import Detector
+from km3mon.timeslices.hits import HIT_SIZE, raw_time_ns
 
 N_PAIRS = N_CHANNELS * (N_CHANNELS - 1) // 2
 PAIR_I, PAIR_J = (a.astype(np.int64) for a in np.triu_indices(N_CHANNELS, 1))
@@ -129,17 +130,12 @@ def _count_frames(buffer, hit_offsets, n_hits, slots, t0_ns, counts, frames, tma
         start = hit_offsets[frame]
         n = 0
         for hit in range(n_hits[frame]):
-            at = start + 6 * hit
+            at = start + HIT_SIZE * hit
             channel = np.int64(buffer[at])
             if channel >= N_CHANNELS:
                 bad += 1
                 continue
-            raw = (
-                (np.int64(buffer[at + 1]) << 24)
-                | (np.int64(buffer[at + 2]) << 16)
-                | (np.int64(buffer[at + 3]) << 8)
-                | np.int64(buffer[at + 4])
-            )
+            raw = raw_time_ns(buffer, at)
             time_ns = raw + t0_ns[slot, channel] + _TIME_BIAS_NS
             keys[n] = (time_ns << _CHANNEL_BITS) | channel
             n += 1
