@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from km3mon.cli import build_parser
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import FrameDecoder
 from km3mon.freshness import Freshness
-from km3mon.monitors.k40 import K40
+from km3mon.monitors.k40 import FIT_NICENESS, K40
 from km3mon.monitors.runtime import Context
 from km3mon.sim.simulator import Simulator, write_calibration_truth
 from tests.conftest import wait_until
@@ -111,3 +113,14 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     assert "new_t0_ns = detx_t0_ns + correction_ns" in proposal
     for name in ("intradom", "angular_k40rate_distribution", "k40_summary"):
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_the_fitting_thread_yields_the_cpu_to_counting(tmp_path: Path) -> None:
+    """A calibration at 230 DUs takes tens of CPU-seconds; IO_TSL1 cannot wait meanwhile."""
+    monitor = k40_monitor(tmp_path)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    fitting = monitor._worker.submit(
+        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    ).result(timeout=30)
+    assert fitting == min(own + FIT_NICENESS, 19)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
