@@ -23,6 +23,7 @@ import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,15 @@ class Places:
                 )
             }
         )
+
+    @cached_property
+    def optical_by_du(self) -> dict[int, list[int]]:
+        """DU -> its optical DOMs (a fact of the detector: worked out once)."""
+        doms: dict[int, list[int]] = {}
+        for dom_id, (du, floor) in self.du_floor.items():
+            if floor > 0:
+                doms.setdefault(du, []).append(dom_id)
+        return doms
 
     def optical(self, dom_id: int) -> bool | None:
         place = self.du_floor.get(dom_id)
@@ -224,13 +234,9 @@ def _silences(snapshot: Snapshot) -> dict[int, float] | None:
 
 def _lost_dus(snapshot: Snapshot, silent: dict[int, float]) -> dict[int, list[float]]:
     """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent."""
-    optical_by_du: dict[int, list[int]] = {}
-    for dom_id, (du, floor) in snapshot.places.du_floor.items():
-        if floor > 0:
-            optical_by_du.setdefault(du, []).append(dom_id)
     return {
         du: [silent[d] for d in doms]
-        for du, doms in optical_by_du.items()
+        for du, doms in snapshot.places.optical_by_du.items()
         if all(d in silent for d in doms)
     }
 
