@@ -106,7 +106,10 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
     browser.save_screenshot(str(ARTIFACTS / "overview-stale.png"))
 
     browser.get(f"http://127.0.0.1:{port}/status")
-    assert "dom_rates" in browser.page_source
+    # on a loaded machine chromedriver can answer before the new document is there (CI once
+    # read an empty page source right after get())
+    wait_until(lambda: "dom_rates" in browser.page_source, what="the status page",
+               show=lambda: (browser.current_url, browser.page_source[-300:]))  # fmt: skip
     browser.save_screenshot(str(ARTIFACTS / "status.png"))
 
 

@@ -78,3 +78,37 @@ def test_without_credentials_it_listens_on_loopback_only(spawn, tmp_path: Path) 
     wait_for_port(port)
     assert "OPEN to anyone who can reach 127.0.0.1 (loopback only" in server.log
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+
+
+def test_a_plot_written_before_the_live_stream_opens_is_announced(spawn, tmp_path: Path) -> None:
+    """A new DU's plot written after the page listed the plots, before its live-update stream
+    took its first look: the stream still announces it (``?since=`` the listing)."""
+    plots, data = tmp_path / "plots", tmp_path / "data"
+    plots.mkdir()
+    (plots / "dom_rates.png").write_bytes(b"\x89PNG old")
+    listed_at = time.time()
+    os.utime(plots / "dom_rates.png", (listed_at - 10, listed_at - 10))  # drawn long before
+    (plots / "pmt_rates_du7.png").write_bytes(b"\x89PNG new")  # between listing and stream
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
+    port = free_port()
+    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
+          "--pipeline", pipeline)  # fmt: skip
+    wait_for_port(port)
+
+    def first_scan(query: str) -> list[str]:
+        """The event names and plots of the stream's first look (up to its first status)."""
+        lines = []
+        url = f"http://127.0.0.1:{port}/events{query}"
+        with httpx.stream("GET", url, auth=AUTH, timeout=10) as stream:
+            for line in stream.iter_lines():
+                lines.append(line)
+                if line == "event: status":
+                    return lines
+        raise AssertionError(lines)
+
+    announced = first_scan(f"?since={listed_at}")
+    assert any('"name": "pmt_rates_du7"' in line for line in announced), announced
+    assert not any('"name": "dom_rates"' in line for line in announced), "listed: not again"
+    for query in ("", "?since=nonsense", "?since=nan"):
+        assert not any(line.startswith("event: plot") for line in first_scan(query)), query

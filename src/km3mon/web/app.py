@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from km3mon.web.tiles import (
 )
 
 EVENT_POLL_S = 1.0
+#: File times come from the kernel's coarse clock, a few ms behind ``time.time()``.
+MTIME_SLACK_S = 0.05
 #: Panel states are pushed when one changes, and at least this often (ages tick in the page).
 STATUS_EVERY_S = 5.0
 NO_CACHE = {"Cache-Control": "no-store"}
@@ -92,6 +95,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         du: int | None = None,
     ) -> HTMLResponse:
         """A page of plot tiles (a layout page, a single plot, a DU's page, a wall page)."""
+        scanned_at = time.time()
         files = plot_index.scan()
         records = read_records(site.data_dir)
         panels = panel_states(records)
@@ -116,6 +120,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
             page=chosen,
             rows=rows,
             now=time.time(),
+            scanned_at=scanned_at,
             wildcards=wildcards,
             du_filter=du_filter,
             du_error=error,
@@ -297,13 +302,26 @@ class SiteScan:
 
 
 async def event_stream(scan: SiteScan, request: Request) -> AsyncIterator[str]:
-    """``plot`` events for rewritten PNGs, ``status`` events with every panel's state."""
+    """``plot`` events for rewritten PNGs, ``status`` events with every panel's state.
+
+    ``?since=`` is when the page listed the plots: a plot written between that listing and
+    this stream's first scan (a new DU, a redraw) is announced too, not missed until its next
+    redraw.
+    """
+    try:
+        since = float(request.query_params.get("since", "inf")) - MTIME_SLACK_S
+    except ValueError:
+        since = math.inf
+    if math.isnan(since):
+        since = math.inf
     seen: dict[str, float] | None = None
     sent_version = -1
     while not await request.is_disconnected():
         scan.refresh()
+        if seen is None:  # what the page listed: the plots written before its listing
+            seen = {name: mtime for name, mtime in scan.mtimes.items() if mtime <= since}
         for name, mtime in scan.mtimes.items():
-            if seen is not None and seen.get(name) != mtime:
+            if seen.get(name) != mtime:
                 yield f"event: plot\ndata: {json.dumps({'name': name, 'mtime': mtime})}\n\n"
         seen = scan.mtimes
         if scan.status_version != sent_version:
