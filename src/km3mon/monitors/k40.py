@@ -40,7 +40,7 @@ import numpy as np
 from km3mon.controlhost import Message
 from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
 from km3mon.monitors.output import atomic_write, utc
-from km3mon.monitors.plots import du_floor_axes
+from km3mon.monitors.plots import MISSING_COLOUR, MISSING_HATCH, dom_cells, du_floor_axes
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
 from km3mon.timeslices.k40_fit import DOMCalibration, fit_pairs, solve_doms
 from km3mon.timeslices.twofolds import PAIR_I, PAIR_J, TwofoldCounter
@@ -462,7 +462,6 @@ class K40(Monitor):
         out[cal.n_pairs == 0] = np.nan
         dom = self.slots
         du, floor = self.detector.dom_du[dom], self.detector.dom_floor[dom]
-        size = 90 if len(self.dus) <= 40 else max(4.0, 90 * 40 / len(self.dus))
         panels = (
             (rms, "RMS of the DOM's PMT offsets [ns]", "cividis", 0, 2 * self.tolerance_ns),
             (rate, "K40 twofold rate of the DOM [Hz]", "cividis", 0, 1000),
@@ -470,10 +469,11 @@ class K40(Monitor):
         )
         for axis, (values, label, cmap, low, high) in zip(axes, panels, strict=True):
             missing = np.isnan(values)
-            points = axis.scatter(du[~missing], floor[~missing], c=values[~missing], s=size,
-                                  marker="s", cmap=cmap, vmin=low, vmax=high)  # fmt: skip
-            axis.scatter(du[missing], floor[missing], s=size, marker="x", color="#bdbdbd",
-                         label="not measured")  # fmt: skip
+            points = dom_cells(axis, du[~missing], floor[~missing], array=values[~missing],
+                               cmap=cmap)  # fmt: skip
+            points.set_clim(low, high)
+            dom_cells(axis, du[missing], floor[missing], facecolor=MISSING_COLOUR,
+                      hatch=MISSING_HATCH, label="not measured")  # fmt: skip
             figure.colorbar(points, ax=axis, pad=0.01, extend="max").set_label(label)
             du_floor_axes(axis, self.detector)
             axis.set_title(label, fontsize=10)

@@ -1,7 +1,7 @@
 """Drawing shared by several monitors: the DU × floor map of one value per DOM.
 
 Colour choices are colour-blind safe: a perceptually uniform map (cividis) for the range,
-and out-of-range and missing DOMs told apart by marker shape as well as colour.
+and out-of-range and missing DOMs told apart by hatching as well as colour.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.collections import PolyCollection
     from matplotlib.figure import Figure
 
     from km3mon.detector import Detector
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 UNDER_COLOUR = "#1b1b1b"
 OVER_COLOUR = "#d01c8b"
 MISSING_COLOUR = "#bdbdbd"
+UNDER_HATCH, OVER_HATCH, MISSING_HATCH = "\\\\\\", "////", "xx"
+MARK_COLOUR = "#e41a1c"
+#: Hatch lines are drawn in the edge colour.
+CELL_EDGE_COLOUR = "#6e6e6e"
 
 
 def dom_map(
@@ -33,10 +38,12 @@ def dom_map(
     marked: np.ndarray | None = None,
     marked_label: str = "",
 ) -> Figure:
-    """Scatter of ``values`` (one per DOM of ``detector``, NaN = missing) at (DU, floor).
+    """A cell per DOM of ``detector`` at (DU, floor), coloured by ``values`` (NaN = missing).
 
-    ``marked`` DOMs get a red ring, e.g. the inactive ones.
+    Cells, not markers: at 230 DUs a marker is a few pixels and the map turns into stripes.
+    ``marked`` DOMs get a red frame, e.g. the inactive ones.
     """
+    import matplotlib
     import matplotlib.pyplot as plt
 
     optical = detector.dom_floor > 0
@@ -48,25 +55,27 @@ def dom_map(
     over = ~missing & (values > vmax)
     inside = ~missing & ~under & ~over
 
-    n_dus = len(detector.dus)
-    width_in = min(20.0, max(8.0, 2 + 0.35 * n_dus))  # 230 DUs still fit a screen
+    width_in = map_width_in(detector)
     figure, axes = plt.subplots(figsize=(width_in, 6.5))
-    size = 90 if n_dus <= 40 else max(4.0, 90 * 40 / n_dus)
-    points = axes.scatter(
-        du[inside], floor[inside], c=values[inside], s=size, marker="s", cmap=cmap,
-        vmin=vmin, vmax=vmax,
-    )  # fmt: skip
-    axes.scatter(du[under], floor[under], s=size, marker="v", color=UNDER_COLOUR,
-                 label=f"below {vmin:g}")  # fmt: skip
-    axes.scatter(du[over], floor[over], s=size, marker="^", color=OVER_COLOUR,
-                 label=f"above {vmax:g}")  # fmt: skip
-    axes.scatter(du[missing], floor[missing], s=size, marker="x", color=MISSING_COLOUR,
-                 label="missing")  # fmt: skip
+    colours = matplotlib.colormaps[cmap].with_extremes(under=UNDER_COLOUR, over=OVER_COLOUR)
+    scale = dom_cells(axes, du[inside], floor[inside], array=values[inside], cmap=colours)
+    scale.set_clim(vmin, vmax)
+    for chosen, (colour, hatch, hatch_colour, name) in zip(
+        (under, over, missing),
+        ((UNDER_COLOUR, UNDER_HATCH, "#9e9e9e", f"below {vmin:g}"),
+         (OVER_COLOUR, OVER_HATCH, "#f7f7f7", f"above {vmax:g}"),
+         (MISSING_COLOUR, MISSING_HATCH, CELL_EDGE_COLOUR, "missing")),
+        strict=True,
+    ):  # fmt: skip
+        dom_cells(axes, du[chosen], floor[chosen], facecolor=colour, hatch=hatch,
+                  edgecolor=hatch_colour, label=name)  # fmt: skip
     if marked is not None and np.any(marked[optical]):
         ring = np.asarray(marked)[optical]
-        axes.scatter(du[ring], floor[ring], s=size * 2.2, facecolors="none",
-                     edgecolors="#e41a1c", linewidths=1.5, label=marked_label)  # fmt: skip
-    colour_bar = figure.colorbar(points, ax=axes, extend="both", pad=0.01)
+        dom_cells(axes, du[ring], floor[ring], facecolor="none", edgecolor=MARK_COLOUR,
+                  linewidth=1.5, label=marked_label, size=1.0)  # fmt: skip
+    # the bar's share of the width: 1.5 inches at most, not 15 % of a 20-inch figure
+    colour_bar = figure.colorbar(scale, ax=axes, extend="both", pad=0.01,
+                                 fraction=min(0.15, 1.5 / width_in))  # fmt: skip
     colour_bar.set_label(label)
     du_floor_axes(axes, detector)
     axes.set_title(title)
@@ -75,26 +84,52 @@ def dom_map(
     return figure
 
 
+def map_width_in(detector: Detector) -> float:
+    """Figure width: wider with more DUs, up to what still fits a screen at 230 DUs."""
+    return min(20.0, max(8.0, 2 + 0.35 * len(detector.dus)))
+
+
+def dom_cells(
+    axes: Axes, du: np.ndarray, floor: np.ndarray, *, size: float = 0.86, **style: object
+) -> PolyCollection:
+    """Square cells of side ``size`` (in DU and floor units) centred on each (DU, floor);
+    ``style`` goes to the collection (facecolor, hatch, array and cmap, label, ...)."""
+    from matplotlib.collections import PolyCollection
+
+    half = size / 2
+    x, y = np.asarray(du, float), np.asarray(floor, float)
+    corners = np.stack(
+        [np.stack([x - half, y - half], -1), np.stack([x + half, y - half], -1),
+         np.stack([x + half, y + half], -1), np.stack([x - half, y + half], -1)], axis=1,
+    )  # fmt: skip
+    style.setdefault("edgecolor", CELL_EDGE_COLOUR)
+    style.setdefault("linewidth", 0.0)
+    cells = PolyCollection(corners, **style)
+    axes.add_collection(cells)
+    return cells
+
+
 def du_floor_axes(axes: Axes, detector: Detector) -> None:
-    """DU on x, floor on y, integer ticks, a light grid."""
+    """DU on x, floor on y, integer ticks (the cells, with gaps between them, are the grid)."""
     dus = detector.dus
-    step = max(1, len(dus) // 30)
-    axes.set_xticks(dus[::step])
+    step = max(1, int(np.ceil(len(dus) / 30)))
+    if step > 1:
+        step = int(np.ceil(step / 5) * 5)  # every 5th or 10th DU: round numbers
+    axes.set_xticks(dus if step == 1 else dus[dus % step == 0])
     axes.set_xlabel("DU")
     axes.set_ylabel("floor")
     axes.set_yticks(np.arange(1, detector.n_floors + 1))
     axes.set_ylim(0.3, detector.n_floors + 0.7)
     axes.set_xlim(dus.min() - 0.7, dus.max() + 0.7)
-    axes.grid(alpha=0.2)
 
 
-#: Colours and markers of categorical DOM states: good first, then worse and worse; shape
-#: as well as colour tells them apart.
+#: Colours and hatches of categorical DOM states: good first, then worse and worse; the
+#: hatch as well as the colour tells them apart.
 STATE_STYLES = (
-    ("#1a9850", "s"),
-    ("#fdae61", "^"),
-    ("#d01c8b", "X"),
-    (MISSING_COLOUR, "x"),
+    ("#1a9850", ""),
+    ("#fdae61", "...."),
+    ("#d01c8b", "////"),
+    (MISSING_COLOUR, MISSING_HATCH),
 )
 
 
@@ -108,14 +143,11 @@ def dom_states_map(
     optical = detector.dom_floor > 0
     du, floor = detector.dom_du[optical], detector.dom_floor[optical]
     states = np.asarray(states)[optical]
-    n_dus = len(detector.dus)
-    width_in = min(20.0, max(8.0, 2 + 0.35 * n_dus))
-    figure, axes = plt.subplots(figsize=(width_in, 6.5))
-    size = 90 if n_dus <= 40 else max(4.0, 90 * 40 / n_dus)
-    for state, (name, (colour, marker)) in enumerate(zip(names, STATE_STYLES, strict=False)):
+    figure, axes = plt.subplots(figsize=(map_width_in(detector), 6.5))
+    for state, (name, (colour, hatch)) in enumerate(zip(names, STATE_STYLES, strict=False)):
         chosen = states == state
-        axes.scatter(du[chosen], floor[chosen], s=size * (1.4 if state else 1.0), marker=marker,
-                     color=colour, label=f"{name} ({int(chosen.sum())})")  # fmt: skip
+        dom_cells(axes, du[chosen], floor[chosen], facecolor=colour, hatch=hatch,
+                  label=f"{name} ({int(chosen.sum())})")  # fmt: skip
     du_floor_axes(axes, detector)
     axes.set_title(title, fontsize=10)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)
