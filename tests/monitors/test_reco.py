@@ -4,7 +4,6 @@ simulated ARCA-21 with a DOM whose t0 is off."""
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -127,7 +126,11 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     _, events = read_truth(truth_path)
     wait_until(lambda: read_json(data / "freshness" / "reco.json").get("messages", 0)
                >= len(events), 60, "every event consumed")  # fmt: skip
-    time.sleep(3)  # the last batch written
+    consumed_at = time.time()
+    wait_until(lambda: metrics_path.stat().st_mtime > consumed_at + 0.1, 30,
+               "a render after the last event")  # fmt: skip
+    time.sleep(1)  # the last batch of fits written
+    final = read_json(metrics_path)
 
     rows = fits_rows(data / "reco" / "fits.csv")
     multi = [r for r in rows if r["kind"] == "multi-du"]
@@ -153,14 +156,18 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     for name in ("time_residuals", "ztplot_roy", "reco_zenith"):
         assert (plots / f"{name}.png").stat().st_size > 10_000
 
-    # a restart reads the two hours back: the DOM stays flagged without new data
+    # a restart reads the two hours back: without new data, every DOM's offset and flag are
+    # those of the last render before the stop (whether the 5 ns DOM is still flagged at the
+    # end depends on how many of its residuals this run's timing let through)
     monitor.stop()
     assert (data / "reco" / "state.npz").exists()
     metrics_path.unlink()
     restarted = spawn(*command)
-    wait_until(lambda: flagged(), 120, "flag after restart", show=lambda: restarted.log)
+    wait_until(metrics_path.exists, 120, "metrics after restart", show=lambda: restarted.log)
     assert "read the last two hours back" in restarted.log
-    assert json.loads(metrics_path.read_text())["flagged_doms"][0]["dom_id"] == dom["dom_id"]
+    read_back = read_json(metrics_path)
+    assert read_back["doms"] == final["doms"] and len(final["doms"]["dom_id"]) > 300
+    assert read_back["flagged_doms"] == final["flagged_doms"]
 
 
 def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> None:
