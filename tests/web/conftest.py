@@ -81,6 +81,17 @@ class Dashboard:
         wait_for_port(port)
 
 
+def serve(spawn: Callable[..., Process], tmp_path: Path, plots: Path, data: Path) -> int:
+    """Start ``km3mon webserver`` on loopback with the test credentials; its port."""
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
+    port = free_port()
+    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
+          "--pipeline", pipeline)  # fmt: skip
+    wait_for_port(port)
+    return port
+
+
 def _stop(processes: list[Process]) -> None:
     for process in reversed(processes):
         process.stop()

@@ -13,9 +13,8 @@ import pytest
 from km3mon.controlhost.prefix import encode_frame
 from km3mon.history.store import HistoryStore
 from km3mon.sim.sim_geometry import synthetic_detx
-from tests.conftest import free_port, wait_for_port, wait_subscribed, wait_until
-from tests.web.conftest import needs_chromium
-from tests.web.sites import AUTH
+from tests.conftest import wait_subscribed, wait_until
+from tests.web.conftest import needs_chromium, serve
 from tests.web.test_browser import ARTIFACTS
 
 pytestmark = needs_chromium
@@ -46,16 +45,6 @@ def month_of_history(data, n_dus: int = 2) -> tuple[int, float]:
         store.note_run(12000 + day, (now_hour - DAYS * 24) * 3600 + day * 86400.0)
     store.close()
     return int(doms[5]), now_hour * 3600.0
-
-
-def serve(spawn, tmp_path, plots, data) -> int:
-    pipeline = tmp_path / "pipeline.toml"
-    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
-    port = free_port()
-    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
-          "--pipeline", pipeline)  # fmt: skip
-    wait_for_port(port)
-    return port
 
 
 def test_history_draws_a_dom_over_30_days_within_a_second(spawn, tmp_path, browser) -> None:

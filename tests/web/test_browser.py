@@ -11,7 +11,7 @@ from pathlib import Path
 
 from km3mon.freshness import Freshness, OutputRecord
 from tests.conftest import REPO, free_port, wait_for_port, wait_until
-from tests.web.conftest import needs_chromium
+from tests.web.conftest import needs_chromium, serve
 from tests.web.sites import AUTH
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -58,12 +58,7 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
     for name in overview:
         (plots / f"{name}.png").write_bytes(png("#a6cee3"))
     write_record(data, stale=False)
-    pipeline = tmp_path / "pipeline.toml"
-    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
-    port = free_port()
-    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
-          "--pipeline", pipeline)  # fmt: skip
-    wait_for_port(port)
+    port = serve(spawn, tmp_path, plots, data)
     ARTIFACTS.mkdir(exist_ok=True)
 
     browser.get(f"http://127.0.0.1:{port}/")

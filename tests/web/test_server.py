@@ -13,6 +13,7 @@ from km3mon.controlhost import Client
 from km3mon.detector import read_detx
 from tests.conftest import free_port, wait_for_port, wait_subscribed, wait_until
 from tests.monitors.daqfakes import T0, slice_payload
+from tests.web.conftest import serve
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 AUTH = ("shifter", "s3cret")
@@ -89,12 +90,7 @@ def test_a_plot_written_before_the_live_stream_opens_is_announced(spawn, tmp_pat
     listed_at = time.time()
     os.utime(plots / "dom_rates.png", (listed_at - 10, listed_at - 10))  # drawn long before
     (plots / "pmt_rates_du7.png").write_bytes(b"\x89PNG new")  # between listing and stream
-    pipeline = tmp_path / "pipeline.toml"
-    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n')
-    port = free_port()
-    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", plots, "--data", data,
-          "--pipeline", pipeline)  # fmt: skip
-    wait_for_port(port)
+    port = serve(spawn, tmp_path, plots, data)
 
     def first_scan(query: str) -> list[str]:
         """The event names and plots of the stream's first look (up to its first status)."""
