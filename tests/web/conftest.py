@@ -61,6 +61,21 @@ def open_browser() -> Iterator[Callable[..., object]]:
         driver.quit()
 
 
+def visit(browser, url: str) -> None:
+    """``browser.get(url)``, then wait until that document is completely loaded: on a loaded
+    machine chromedriver can return from ``get`` before the new document is there (CI read an
+    empty page source, and a half-parsed 230-DU page, right after it)."""
+    browser.get(url)
+    loaded = ("return document.readyState === 'complete'"
+              " && location.href === new URL(arguments[0], location.href).href")  # fmt: skip
+    wait_until(
+        lambda: browser.execute_script(loaded, url),
+        30,
+        f"{url} loaded",
+        show=lambda: browser.execute_script("return [location.href, document.readyState]"),
+    )
+
+
 @pytest.fixture
 def browser(open_browser):
     return open_browser(1400, 1000)

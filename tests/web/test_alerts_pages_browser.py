@@ -14,7 +14,7 @@ from km3mon.controlhost.prefix import encode_frame
 from km3mon.history.store import HistoryStore
 from km3mon.sim.sim_geometry import synthetic_detx
 from tests.conftest import wait_subscribed, wait_until
-from tests.web.conftest import needs_chromium, serve
+from tests.web.conftest import needs_chromium, serve, visit
 from tests.web.test_browser import ARTIFACTS
 
 pytestmark = needs_chromium
@@ -51,7 +51,7 @@ def test_history_draws_a_dom_over_30_days_within_a_second(spawn, tmp_path, brows
     data = tmp_path / "data"
     dom, _ = month_of_history(data)
     port = serve(spawn, tmp_path, tmp_path / "plots", data)
-    browser.get(f"http://127.0.0.1:{port}/history?dom={dom}&last=30d")
+    visit(browser, f"http://127.0.0.1:{port}/history?dom={dom}&last=30d")
     wait_until(lambda: browser.execute_script("return document.body.dataset.drawn"), 20,
                "the chart drawn")  # fmt: skip
     drawn_ms = float(browser.execute_script("return document.body.dataset.drawnMs"))
@@ -112,7 +112,7 @@ def test_top10_lists_events_with_plots_downloads_and_directions(
         f"{run},{frame},{counter},{utc:.3f},multi-du,,42.5,123.4,0.8\n"
     )
     port = serve(spawn, tmp_path, plots, data)
-    browser.get(f"http://127.0.0.1:{port}/top10")
+    visit(browser, f"http://127.0.0.1:{port}/top10")
     wait_until(lambda: browser.execute_script(
         "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length") >= 10,
         20, "the z-t plots loaded")  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from km3mon.freshness import Freshness, OutputRecord
 from tests.conftest import REPO, free_port, wait_for_port, wait_until
-from tests.web.conftest import needs_chromium, serve
+from tests.web.conftest import needs_chromium, serve, visit
 from tests.web.sites import AUTH
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -61,7 +61,7 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
     port = serve(spawn, tmp_path, plots, data)
     ARTIFACTS.mkdir(exist_ok=True)
 
-    browser.get(f"http://127.0.0.1:{port}/")
+    visit(browser, f"http://127.0.0.1:{port}/")
     # images on screen are fetched (lazily), each completely
     loaded = (
         "return [...document.images].filter(i => i.getAttribute('src'))"
@@ -100,11 +100,8 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
     assert "stale" in panel_class(browser, "dom_rates")
     browser.save_screenshot(str(ARTIFACTS / "overview-stale.png"))
 
-    browser.get(f"http://127.0.0.1:{port}/status")
-    # on a loaded machine chromedriver can answer before the new document is there (CI once
-    # read an empty page source right after get())
-    wait_until(lambda: "dom_rates" in browser.page_source, what="the status page",
-               show=lambda: (browser.current_url, browser.page_source[-300:]))  # fmt: skip
+    visit(browser, f"http://127.0.0.1:{port}/status")
+    assert "dom_rates" in browser.page_source
     browser.save_screenshot(str(ARTIFACTS / "status.png"))
 
 
@@ -134,7 +131,7 @@ def test_log_viewer_shows_a_new_line_live(spawn, tmp_path, browser) -> None:
     port = free_port()
     spawn("weblog", "-p", port, "--host", "127.0.0.1", "-f", log, "--pipeline", pipeline)
     wait_for_port(port)
-    browser.get(f"http://127.0.0.1:{port}/")
+    visit(browser, f"http://127.0.0.1:{port}/")
     count = "return document.getElementById('log').childElementCount"
     wait_until(lambda: browser.execute_script(count) == 200, what="the last 200 lines")
     with log.open("a") as stream:

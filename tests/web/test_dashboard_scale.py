@@ -11,14 +11,15 @@ import time
 import pytest
 
 from tests.conftest import REPO, wait_until
-from tests.web.conftest import DESK, WALL, needs_chromium
+from tests.web.conftest import DESK, WALL, needs_chromium, visit
 
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = [needs_chromium, pytest.mark.slow]
 
 #: Per tile: on screen?, image width, share of the image under the badge, loaded or a
-#: labelled placeholder.
+#: labelled placeholder; null while the document is still loading.
 TILES_JS = """
+if (document.readyState !== "complete") return null;  // a page reloading for a new DU
 const onScreen = (r) => r.width > 0 && r.bottom > 0 && r.right > 0 &&
                         r.top < innerHeight && r.left < innerWidth;
 return [...document.querySelectorAll(".tile")].map((tile) => {
@@ -51,7 +52,15 @@ return performance.getEntriesByType("resource").filter((e) => e.name.includes("/
 
 
 def tiles(browser) -> list[dict]:
-    return browser.execute_script(TILES_JS)
+    found: list[dict] | None = None
+
+    def read() -> bool:
+        nonlocal found
+        found = browser.execute_script(TILES_JS)
+        return found is not None
+
+    wait_until(read, 30, "a completely loaded page")
+    return found
 
 
 def settled(browser) -> bool:
@@ -60,9 +69,12 @@ def settled(browser) -> bool:
     return bool(shown) and all(t["loaded"] or t["placeholder"] for t in shown)
 
 
-def check_page(browser, url: str, shot: str) -> list[dict]:
-    """Open ``url``, wait for the first screen, assert it is readable; screenshot."""
-    browser.get(url)
+def check_page(browser, url: str, shot: str, static: bool = False) -> list[dict]:
+    """Open ``url``, wait for the first screen, assert it is readable; screenshot. On a
+    ``static`` plot folder the page must not reload itself meanwhile (a live update reloads
+    it for a new DU's plot only)."""
+    visit(browser, url)
+    browser.execute_script("window.sameDocument = true")
     wait_until(lambda: settled(browser), 30, f"the first screen of {url}",
                show=lambda: [t for t in tiles(browser) if t["visible"]][:3])  # fmt: skip
     found = tiles(browser)
@@ -80,14 +92,16 @@ def check_page(browser, url: str, shot: str) -> list[dict]:
     ARTIFACTS.mkdir(exist_ok=True)
     browser.execute_async_script(PAINTED_JS)
     browser.save_screenshot(str(ARTIFACTS / f"{shot}.png"))
+    if static:
+        assert browser.execute_script("return window.sameDocument === true"), (url, "reloaded")
     return found
 
 
-def check_every_page(dashboard, open_browser, size: str, du: int) -> None:
+def check_every_page(dashboard, open_browser, size: str, du: int, static: bool) -> None:
     browser = open_browser(*DESK)
     for path, name in (("/", "overview"), ("/pmt.html", "pmt"), ("/ahrs.html", "ahrs"),
                        (f"/du/{du}", "du"), ("/reco.html", "reco")):  # fmt: skip
-        found = check_page(browser, dashboard.base + path, f"{size}-{name}")
+        found = check_page(browser, dashboard.base + path, f"{size}-{name}", static)
         if name == "du":
             assert {t["du"] for t in found if t["du"] is not None} == {du}
         if name == "reco":  # nothing produces these here: the page says who should
@@ -104,7 +118,7 @@ def check_every_page(dashboard, open_browser, size: str, du: int) -> None:
 
 
 def check_du_filter(dashboard, browser, available: set[int]) -> None:
-    browser.get(f"{dashboard.base}/pmt.html?du=9-16,23")
+    visit(browser, f"{dashboard.base}/pmt.html?du=9-16,23")
     wait_until(lambda: settled(browser), 30, "the filtered PMT page")
     shown = {t["du"] for t in tiles(browser) if t["du"] is not None}
     assert shown == {du for du in available if 9 <= du <= 16 or du == 23}
@@ -118,7 +132,7 @@ def click_summary_column(browser, base: str, du: int) -> None:
     """Click the summary image in the middle of ``du``'s column: its DU page opens."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    browser.get(f"{base}/pmt.html")
+    visit(browser, f"{base}/pmt.html")
     wait_until(lambda: settled(browser), 30, "the PMT page")
     frame = browser.find_element("css selector", ".summary [data-du-axis]")
     axis = browser.execute_script("return JSON.parse(arguments[0].dataset.duAxis)", frame)
@@ -134,7 +148,7 @@ def click_summary_column(browser, base: str, du: int) -> None:
 
 @pytest.mark.timeout(600)
 def test_arca21_from_the_real_monitors(arca21_site, open_browser) -> None:
-    check_every_page(arca21_site, open_browser, "arca21", du=9)
+    check_every_page(arca21_site, open_browser, "arca21", du=9, static=False)
     browser = open_browser(*DESK)
     dus = {5, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 32}
     wait_until(lambda: all((arca21_site.folder / "plots" / f"pmt_rates_du{d}.png").exists()
@@ -145,12 +159,13 @@ def test_arca21_from_the_real_monitors(arca21_site, open_browser) -> None:
 
 @pytest.mark.timeout(600)
 def test_230_dus_first_screen_fetches_only_what_it_shows(arca230_site, open_browser) -> None:
-    check_every_page(arca230_site, open_browser, "arca230", du=117)
+    check_every_page(arca230_site, open_browser, "arca230", du=117, static=True)
     browser = open_browser(*DESK)
     check_du_filter(arca230_site, browser, set(range(1, 231)))
     click_summary_column(browser, arca230_site.base, 200)
 
-    found = check_page(browser, f"{arca230_site.base}/ahrs.html", "arca230-ahrs-first-screen")
+    found = check_page(browser, f"{arca230_site.base}/ahrs.html", "arca230-ahrs-first-screen",
+                       static=True)  # fmt: skip
     assert sum(t["hasImage"] for t in found) == 691, "690 per-DU images and the summary"
     time.sleep(1.5)  # anything else the page would fetch by itself
     shown = [t for t in tiles(browser) if t["visible"] and t["hasImage"]]
