@@ -44,6 +44,10 @@ MONITORS = {  # process -> tags it reads
 }
 #: Flags beyond the common ones.
 EXTRA: dict[str, tuple[str, ...]] = {"k40": ("--period", "20")}
+#: How old the data of a current plot may be [s]. A K40 plot shows the last calibration: a
+#: 20 s period, the fit (niced; 24 s for ARCA-21 with both cores busy) and the period it
+#: skipped meanwhile.
+OLDEST_S = {"k40": 120}
 KINDS = ("bit flips", "truncated", "wild UTC", "UTC bit flip", "wild run", "garbage")
 LOG_LINE = b"2026-11-30 12:00:00.000 DataFilter F0 STATUS: run 1, 4023 events written"
 
@@ -188,7 +192,8 @@ def test_monitors_stay_truthful_under_a_minute_of_fuzzing(ligier, spawn, tmp_pat
             assert now - output["rendered_at"] < 2 * cadence_s + 30, (name, filename)
             stamps = png_text(plots / filename)
             assert stamps["stale"] == "false", filename
-            assert utc(now - 60) <= stamps["data_until"] <= utc(now + 5), (filename, stamps)
+            oldest = utc(now - OLDEST_S.get(name, 60))
+            assert oldest <= stamps["data_until"] <= utc(now + 5), (filename, stamps)
 
     # History: no row from the future, no torn row, no run change made up.
     with (data / "trigger_rates.csv").open(newline="") as stream:
