@@ -96,12 +96,8 @@ def dom_cells(
     ``style`` goes to the collection (facecolor, hatch, array and cmap, label, ...)."""
     from matplotlib.collections import PolyCollection
 
-    half = size / 2
-    x, y = np.asarray(du, float), np.asarray(floor, float)
-    corners = np.stack(
-        [np.stack([x - half, y - half], -1), np.stack([x + half, y - half], -1),
-         np.stack([x + half, y + half], -1), np.stack([x - half, y + half], -1)], axis=1,
-    )  # fmt: skip
+    centres = np.stack([np.asarray(du, float), np.asarray(floor, float)], axis=-1)
+    corners = centres[:, None, :] + size / 2 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]])
     style.setdefault("edgecolor", CELL_EDGE_COLOUR)
     style.setdefault("linewidth", 0.0)
     cells = PolyCollection(corners, **style)
@@ -109,12 +105,16 @@ def dom_cells(
     return cells
 
 
+def du_label_step(n_dus: int, most: int) -> int:
+    """Label every DU up to ``most`` DUs, else every 5th, 10th, ... (round numbers)."""
+    step = int(np.ceil(n_dus / most))
+    return 1 if step <= 1 else int(np.ceil(step / 5) * 5)
+
+
 def du_floor_axes(axes: Axes, detector: Detector) -> None:
     """DU on x, floor on y, integer ticks (the cells, with gaps between them, are the grid)."""
     dus = detector.dus
-    step = max(1, int(np.ceil(len(dus) / 30)))
-    if step > 1:
-        step = int(np.ceil(step / 5) * 5)  # every 5th or 10th DU: round numbers
+    step = du_label_step(len(dus), most=30)
     axes.set_xticks(dus if step == 1 else dus[dus % step == 0])
     axes.set_xlabel("DU")
     axes.set_ylabel("floor")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.monitors.palette_image import PaletteFigure
+from km3mon.monitors.plots import du_label_step
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -124,9 +125,7 @@ class DUFloorMap:
         n_dus = len(self.dus)
         axes.set_xlim(-0.5, n_dus - 0.5)
         axes.set_ylim(0.5, self.n_floors + 0.5)
-        step = max(1, int(np.ceil(n_dus / 40)))
-        if step > 1:
-            step = int(np.ceil(step / 5) * 5)  # label every 5th or 10th DU, round numbers
+        step = du_label_step(n_dus, most=40)
         labelled = [i for i, du in enumerate(self.dus) if du % step == 0 or step == 1]
         axes.set_xticks(labelled, [str(self.dus[i]) for i in labelled],
                         fontsize=8 if n_dus > 60 else 10)  # fmt: skip
