@@ -478,7 +478,9 @@ class K40(Monitor):
             du_floor_axes(axis, self.detector)
             axis.set_title(label, fontsize=10)
             if missing.any():
-                axis.legend(loc="upper right", fontsize=8)
+                # above the map, right of the title: a box inside would cover the last DUs
+                axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                            frameon=False, borderaxespad=0.1)  # fmt: skip
         figure.text(0.01, 0.005, f"data {utc(result.utc_start)} to {utc(result.utc_end)}",
                     fontsize=8)  # fmt: skip
         figure.tight_layout(rect=(0, 0.02, 1, 0.97))
