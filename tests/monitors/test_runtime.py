@@ -149,3 +149,19 @@ def test_outputs_turn_stale_after_three_intervals_and_at_least_a_minute(ligier, 
         for process in processes:
             process.terminate()
             process.wait(10)
+
+
+def test_round_robin_draws_the_longest_waiting_first_and_ties_in_the_given_order() -> None:
+    from km3mon.monitors.runtime import RoundRobin
+
+    robin, drawn = RoundRobin(), []
+    robin.start(["summary", 1, 2, 3])  # the detector-wide image first, not after every DU
+    while robin.run(drawn.append):
+        pass
+    assert drawn == ["summary", 1, 2, 3]
+    robin.rendered_at[1] = -1.0  # as if 1 had been drawn long before the others
+    robin.start(["summary", 1, 2, 3])
+    drawn.clear()
+    while robin.run(drawn.append):
+        pass
+    assert drawn == [1, "summary", 2, 3]

@@ -340,8 +340,10 @@ class RoundRobin:
             self.redraw_interval_s = max(now - self.rendered_at.get(k, now) for k in keys)
         else:
             self.redraw_interval_s = 0.0
-        # longest-waiting (never drawn first) at the end, where ``run`` pops
-        self.queue = sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0), reverse=True)
+        # longest-waiting (never drawn first) at the end, where ``run`` pops; equally long
+        # waiting outputs in the order given (a detector-wide summary listed first comes
+        # before 230 DU images, not after them)
+        self.queue = sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0))[::-1]
 
     def run(self, render_one: Callable[[object], None]) -> bool:
         """Render queued outputs for about one slice; True while some are left."""
