@@ -235,7 +235,7 @@ class K40(Monitor):
                 return
             self.calibrations += 1
             self._write_tables(self.result)
-            self.render()
+            self.render(new_result=True)
 
     def flagged(self, result: PeriodResult) -> np.ndarray:
         """PMTs whose offset is out of tolerance (and measured well enough to say so)."""
@@ -326,8 +326,10 @@ class K40(Monitor):
         for old in proposals[:-KEEP_PROPOSALS]:
             old.unlink(missing_ok=True)
 
-    def render(self) -> None:
-        self.robin.start(["intradom", "angular", "summary", *self.dus.tolist()])
+    def render(self, new_result: bool = False) -> None:
+        detector_wide = ("intradom", "angular", "summary")
+        self.robin.start([*detector_wide, *self.dus.tolist()],
+                         first=detector_wide if new_result else ())  # fmt: skip
         # with many DUs a tick may not finish: say how often each plot really is redrawn
         self.context.freshness.redraw_interval_s = self.robin.redraw_interval_s
         self.render_more()

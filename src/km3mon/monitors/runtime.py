@@ -334,7 +334,9 @@ class RoundRobin:
         #: Seconds between two redraws of the same output when ticks did not finish, else 0.
         self.redraw_interval_s = 0.0
 
-    def start(self, keys: list) -> None:
+    def start(self, keys: list, first: tuple = ()) -> None:
+        """Queue ``keys``; ``first`` (some of them) before all others, e.g. the summaries of
+        a new result, which would otherwise wait for hundreds of never-drawn DU images."""
         now = time.monotonic()
         if self.queue:  # the previous tick did not finish: say how late outputs are
             self.redraw_interval_s = max(now - self.rendered_at.get(k, now) for k in keys)
@@ -343,7 +345,9 @@ class RoundRobin:
         # longest-waiting (never drawn first) at the end, where ``run`` pops; equally long
         # waiting outputs in the order given (a detector-wide summary listed first comes
         # before 230 DU images, not after them)
-        self.queue = sorted(keys, key=lambda k: self.rendered_at.get(k, 0.0))[::-1]
+        self.queue = sorted(keys, key=lambda k: (k not in first, self.rendered_at.get(k, 0.0)))[
+            ::-1
+        ]
 
     def run(self, render_one: Callable[[object], None]) -> bool:
         """Render queued outputs for about one slice; True while some are left."""
