@@ -14,15 +14,8 @@ import time
 from pathlib import Path
 
 from km3mon.alerts.book import AlertBook, Lifecycle
-from km3mon.alerts.hygiene import drop_known_bad, inhibit, known_bad
-from km3mon.alerts.rules import (
-    Places,
-    Snapshot,
-    ThresholdRule,
-    TriggerRate,
-    build_rules,
-    collapse,
-)
+from km3mon.alerts.hygiene import known_bad, prepare
+from km3mon.alerts.rules import Places, Snapshot, ThresholdRule, TriggerRate, build_rules
 from km3mon.alerts.sinks import Courier, configured_sinks
 from km3mon.freshness import panel_states, process_state, read_records
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
@@ -122,16 +115,12 @@ class Alerts(Monitor):
                 self.context.count_error(f"rule {rule.name} failed", error)
                 evaluated[rule.name] = None
         bad = known_bad(self.book.db, self.known_bad_config)
-        inhibition = inhibit(drop_known_bad(evaluated, bad), snapshot)
+        inhibition = prepare(evaluated, snapshot, bad, self.max_per_rule)
         if inhibition.causes != self.causes:
             self.log.warning("inhibited by: %s", "; ".join(inhibition.causes) or "nothing")
             self.causes = inhibition.causes
-        results = {
-            name: None if conditions is None else collapse(conditions, self.max_per_rule)
-            for name, conditions in inhibition.results.items()
-        }
         before = dict(self.trigger_rule.samples) if self.trigger_rule else {}
-        if self.book.update(results, self.settings, now, hidden=inhibition.hidden):
+        if self.book.update(inhibition.results, self.settings, now, hidden=inhibition.hidden):
             self.courier.wake()
         if self.trigger_rule is not None and self.trigger_rule.samples != before:
             self.book.save_samples(TriggerRate.name, self.trigger_rule.samples)

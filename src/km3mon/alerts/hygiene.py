@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from km3mon.alerts.rules import Condition, Snapshot, _lost_dus, _silences
+from km3mon.alerts.rules import Condition, Snapshot, _lost_dus, _silences, collapse
 
 #: Rules about km3mon itself and its host, not the detector's data: never hidden by a
 #: data source that is down (every other rule, built-in or configured, is a data rule).
@@ -141,6 +141,19 @@ def inhibit(results: Results, snapshot: Snapshot) -> Inhibition:
         causes.append(f"{', '.join(sorted(down))} down")
         hide("plot_stale", lambda c: c.process not in down)
     return Inhibition(results, hidden, causes)
+
+
+def prepare(
+    evaluated: Results, snapshot: Snapshot, bad: list[KnownBad], max_per_rule: int
+) -> Inhibition:
+    """One evaluation as the book takes it: known-bad DOMs and PMTs out, the consequences of
+    the causes in force hidden, then more than ``max_per_rule`` conditions of a rule as one."""
+    inhibition = inhibit(drop_known_bad(evaluated, bad), snapshot)
+    inhibition.results = {
+        rule: None if conditions is None else collapse(conditions, max_per_rule)
+        for rule, conditions in inhibition.results.items()
+    }
+    return inhibition
 
 
 # -- known bad --------------------------------------------------------------------------------
