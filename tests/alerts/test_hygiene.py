@@ -18,6 +18,7 @@ from km3mon.alerts.hygiene import (
     known_bad,
     prepare,
     remove_known_bad,
+    run_stopped,
 )
 from km3mon.alerts.rules import Places, Snapshot, build_rules
 from km3mon.config import AlertRuleSection, AlertsSection, ConfigError
@@ -147,6 +148,10 @@ def test_a_stopped_run_hides_per_dom_alerts_and_a_monitor_down_its_plots(tmp_pat
         causes = suite.evaluate(T0 + 10 * step, records, panels)
     assert causes == ["the run stopped: no summary slices from any DOM"]
     assert suite.notifications() == [("firing", "plot_stale", "dom_activity")]
+    late = {"dom_activity": {**record(), "last_message_at": T0 - 10}}  # slow, but it comes
+    assert not run_stopped(Snapshot(tmp_path, T0, late, {}, None, Places()))
+    late["dom_activity"]["last_message_at"] = T0 - 31
+    assert run_stopped(Snapshot(tmp_path, T0, late, {}, None, Places()))
 
     suite = Suite(tmp_path / "down")
     records["pmt_rates"] = record("disconnected")

@@ -29,6 +29,8 @@ SYSTEM_RULES = frozenset({"process_down", "dropped_messages", "disk_space"})
 #: The process whose outage hides all data alerts, and the one that sees summary slices.
 MIRROR = "ligiermirror"
 SLICE_MONITOR = "dom_activity"
+#: No summary slice reached dom_activity for this long (wall clock): the run stopped.
+STOPPED_AFTER_S = 30.0
 DOWN_STATES = frozenset({"silent", "disconnected", "stopped"})
 BAD_SUPERVISOR = frozenset({"FATAL", "EXITED", "BACKOFF", "UNKNOWN", "STOPPED"})
 SILENCE_KINDS = ("rule", "dom", "du")
@@ -73,9 +75,13 @@ def source_down(snapshot: Snapshot) -> str | None:
 
 
 def run_stopped(snapshot: Snapshot) -> bool:
-    """No summary slices from any DOM: dom_activity has no new data, or all DOMs are silent."""
-    if snapshot.records.get(SLICE_MONITOR, {}).get("state") == "stale":
-        return True
+    """No summary slices from any DOM: none reached dom_activity for ``STOPPED_AFTER_S``
+    (by the wall clock: slices that come late still come), or all its DOMs are silent."""
+    record = snapshot.records.get(SLICE_MONITOR)
+    if record and record["state"] not in DOWN_STATES:
+        last = record.get("last_message_at") or record.get("started_at")
+        if last is not None and snapshot.now - last > STOPPED_AFTER_S:
+            return True
     silent = _silences(snapshot)
     optical = [d for doms in snapshot.places.optical_by_du.values() for d in doms]
     return bool(silent is not None and optical and all(d in silent for d in optical))
