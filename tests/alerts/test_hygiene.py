@@ -126,6 +126,26 @@ def test_a_mirror_outage_is_one_notification(tmp_path) -> None:
     assert suite.notifications()[1:] == [("resolved", "process_down", "ligiermirror")]
 
 
+@pytest.mark.parametrize(
+    ("mirror", "monitors", "supervisor", "summary"),
+    [
+        ("stopped", "running", {"ligiermirror": {"state": "STOPPED", "description": ""}},
+         "no data reaches the monitors: the ligier mirror is stopped"),
+        ("disconnected", "disconnected", {},  # the monitoring ligier is down
+         "ligiermirror is disconnected"),
+    ],
+)  # fmt: skip
+def test_any_mirror_outage_is_one_alert(tmp_path, mirror, monitors, supervisor, summary) -> None:
+    suite = Suite(tmp_path)
+    suite.write(dom_activity=activity({}))
+    records = {"ligiermirror": record(mirror), **{m: record(monitors) for m in MONITORS}}
+    for step in range(10):
+        suite.evaluate(T0 + 10 * step, records, {}, supervisor)
+    assert suite.notifications() == [("firing", "process_down", "ligiermirror")]
+    (alert,) = alert_rows(suite.book.db)
+    assert alert["summary"] == summary
+
+
 def test_a_ligier_down_without_mirror_is_one_alert(tmp_path) -> None:
     suite = Suite(tmp_path)
     suite.write(dom_activity=activity({}))

@@ -114,21 +114,22 @@ def inhibit(results: Results, snapshot: Snapshot) -> Inhibition:
         for rule in results:
             if rule not in SYSTEM_RULES:
                 results[rule] = None  # cannot tell without data: firing alerts stay as they are
-        if MIRROR not in snapshot.records:  # one alert for the ligier, not one per monitor
+        down = results.get("process_down")
+        if down is not None:  # one alert for the cause, not one per disconnected monitor
             disconnected = [
-                c for c in results.get("process_down") or [] if "disconnected" in c.summary
+                c.key
+                for c in down
+                if c.key != MIRROR
+                and snapshot.records.get(c.key, {}).get("state") == "disconnected"
             ]
-            if disconnected:
-                hide("process_down", lambda c: c not in disconnected)
-                results["process_down"] = [
-                    *(results.get("process_down") or []),
-                    Condition(
-                        "process_down",
-                        "ligier",
-                        f"no data: {source} ({', '.join(c.key for c in disconnected)})",
-                        link="/status",
-                    ),
-                ]
+            hide("process_down", lambda c: c.key not in disconnected)
+            with_mirror = MIRROR in snapshot.records or MIRROR in (snapshot.supervisor or {})
+            key = MIRROR if with_mirror else "ligier"
+            if not any(c.key == key for c in results["process_down"] or []):
+                also = f" ({', '.join(disconnected)} disconnected)" if disconnected else ""
+                summary = f"no data reaches the monitors: {source}{also}"
+                cause = Condition("process_down", key, summary, process=key, link="/status")
+                results["process_down"] = [*(results["process_down"] or []), cause]
     elif run_stopped(snapshot):
         causes.append("the run stopped: no summary slices from any DOM")
         for rule in results:
