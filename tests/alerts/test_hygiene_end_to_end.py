@@ -1,11 +1,12 @@
-"""Inhibition and a silence through real processes: simulator → ligier → dom_activity →
-``km3mon alerts`` → a webhook receiver on loopback, with the silence set on the real
-dashboard (``km3mon webserver``) by a POST behind its auth, as the alerts page sends it.
+"""Inhibition and a silence through real processes: simulator → DAQ ligier → ligiermirror →
+monitoring ligier → dom_activity → ``km3mon alerts`` → a webhook receiver on loopback, with the
+silence set on the real dashboard (``km3mon webserver``) by a POST behind its auth, as the
+alerts page sends it.
 
 A simulated DU is lost for 25 s (18 silent DOMs: one alert, not 18) while a DOM of another DU
 is silent from 5 s to the end; a shifter silenced that DOM before. The webhook must receive
 exactly the DU's firing and resolved notifications; the silenced DOM's alert is recorded and
-shown on the dashboard, silenced.
+shown on the dashboard, silenced. Then the DAQ ligier goes away: one alert, the mirror's.
 """
 
 from __future__ import annotations
@@ -89,10 +90,15 @@ hold_s = {HOLD_S}
 
 [Alerts.du_lost]
 hold_s = {HOLD_S}
+
+[Alerts.process_down]
+hold_s = 3
 """
     )
     data = tmp_path / "data"
-    ligier = start_ligier()
+    daq, ligier = start_ligier(), start_ligier()
+    spawn("ligiermirror", "127.0.0.1", "-p", daq.port, "-q", ligier.port, "-m", "IO_SUM",
+          "--data-dir", data)  # fmt: skip
     common = ["--detx", detx, "-p", ligier.port, "-o", tmp_path / "plots", "--data-dir", data,
               "--pipeline", pipeline]  # fmt: skip
     spawn("dom_activity", *common, "-i", "1")
@@ -100,9 +106,10 @@ hold_s = {HOLD_S}
     port = free_port()
     spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", tmp_path / "plots",
           "--data", data, "--pipeline", pipeline)  # fmt: skip
-    wait_for_port(port)
+    wait_for_port(port, 60)
     dashboard = Dashboard(port)
     wait_subscribed(ligier.port, name="dom_activity")
+    wait_subscribed(daq.port, name="ligiermirror")
     wait_until(lambda: read_json(data / "freshness" / "alerts.json"), 30, "alerts running")
 
     # The shifter silences the DOM for an hour on the alerts page, with a name and a reason.
@@ -112,7 +119,7 @@ hold_s = {HOLD_S}
     (silence,) = dashboard.alerts()["silences"]
     assert silence["created_by"] == "Ada" and silence["value"] == str(silent.dom_ids[0])
 
-    spawn("simulate", "--detx", detx, "-p", ligier.port, "--seed", SEED,
+    simulator = spawn("simulate", "--detx", detx, "-p", daq.port, "--seed", SEED,
           "--scenario", SCENARIOS, "--duration", 50)  # fmt: skip
 
     def firing() -> dict[str, dict]:
@@ -131,3 +138,11 @@ hold_s = {HOLD_S}
     assert [(b["rule"], b["status"]) for b in webhook.bodies] == [
         ("du_lost", "firing"), ("du_lost", "resolved")
     ], "one alert for 18 silent DOMs, nothing for the silenced one"  # fmt: skip
+
+    # The DAQ ligier goes away: the mirror's one alert hides every consequence.
+    wait_until(lambda: not simulator.alive(), 60, "the simulation's end")
+    daq.process.stop()
+    wait_until(lambda: webhook.of("process_down"), 60, "the mirror's alert",
+               show=lambda: webhook.bodies)  # fmt: skip
+    time.sleep(3)
+    assert [(b["rule"], b["key"]) for b in webhook.bodies[2:]] == [("process_down", "ligiermirror")]
