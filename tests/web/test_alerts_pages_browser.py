@@ -168,7 +168,15 @@ def test_alerts_page_silences_and_known_bad_in_a_browser(spawn, tmp_path, browse
                 field.send_keys(value)
         element.find_element("css selector", "button").click()
 
-    fill("/alerts/silences", kind="du", value="2", hours="3", name="Ada", reason="DU 2 repair")
+    buttons = "tr[data-alert] td.silence-this button[data-kind=du]"
+    du_buttons = {
+        b.get_attribute("data-value"): b for b in browser.find_elements("css selector", buttons)
+    }
+    assert sorted(du_buttons) == ["1", "2"]
+    du_buttons["2"].click()  # the alert's "silence DU" fills in what and which
+    form = browser.find_element("css selector", "form[action='/alerts/silences']")
+    assert form.find_element("name", "value").get_attribute("value") == "2"
+    fill("/alerts/silences", hours="3", name="Ada", reason="DU 2 repair")
     wait_until(lambda: "Silenced du 2" in browser.page_source, 20, "the silence set")
     row = browser.find_element("css selector", "table[aria-label=silences] tr[data-silence]")
     assert "DU" in row.text and "Ada" in row.text and "DU 2 repair" in row.text
