@@ -20,6 +20,7 @@ from km3mon.alerts.hygiene import (
     remove_known_bad,
     run_stopped,
 )
+from km3mon.alerts.report import shift_report
 from km3mon.alerts.rules import Places, Snapshot, build_rules
 from km3mon.config import AlertRuleSection, AlertsSection, ConfigError
 from km3mon.freshness import PanelState
@@ -226,6 +227,9 @@ def test_silenced_alerts_are_recorded_but_notify_no_one_until_the_silence_ends(t
     assert suite.notifications()[1:] == [("resolved", "silent_dom", "105")]
     (resolved_silently,) = [a for a in alert_rows(db) if a["key"] == "310"]
     assert resolved_silently["state"] == "resolved" and resolved_silently["announced"] == 0
+    report = shift_report(tmp_path, T0, T0 + 1000)
+    assert "DOM 310 (DU 3, floor 10) silent 895 s (silenced: nobody notified)" in report
+    assert "DOM 105 (DU 1, floor 5) silent 895 s |" in report
     with pytest.raises(ValueError, match="number"):
         add_silence(db, "dom", "DOM 7", T0 + 10, "Ada", "typo")
 
