@@ -267,6 +267,17 @@ def test_hysteresis_one_firing_and_one_resolution_for_a_wobbling_value(tmp_path)
     ]  # fmt: skip
     (alert,) = alert_rows(suite.book.db)
     assert "clears below 250" in alert["summary"]
+    suite.write(dom_rates={"dom_id": [105], "rate_khz": [310.0]})
+    for step in range(10):  # firing again, then km3mon alerts restarts
+        suite.evaluate(T0 + 7200 + 10 * step)
+    told = suite.notifications()
+    assert told[-1] == ("firing", "rate_high", "105")
+    restarted = Suite(tmp_path, suite.section)
+    restarted.rules[-2].alarmed = restarted.book.active_keys("rate_high")  # as Alerts starts
+    suite.write(dom_rates={"dom_id": [105], "rate_khz": [280.0]})
+    for step in range(10):  # within the band: still firing after the restart
+        restarted.evaluate(T0 + 7300 + 10 * step)
+    assert restarted.notifications() == told
     with pytest.raises(ConfigError, match="clear_below"):
         build_rules(AlertsSection(rules={
             "bad": AlertRuleSection(metric="dom_rates.rate_khz", above=300, clear_below=350)

@@ -60,13 +60,7 @@ class Alerts(Monitor):
             self.trigger_rule.samples = self.book.load_samples(TriggerRate.name)
         for rule in self.rules:  # a restart keeps a threshold alert in its hysteresis band
             if isinstance(rule, ThresholdRule):
-                rule.alarmed = {
-                    key
-                    for (key,) in self.book.db.execute(
-                        "SELECT key FROM alerts WHERE rule = ? AND state != 'resolved'",
-                        (rule.name,),
-                    )
-                }
+                rule.alarmed = self.book.active_keys(rule.name)
         self.causes: list[str] = []
         self.places = self._places()
         self._stopping = threading.Event()

@@ -265,6 +265,13 @@ class AlertBook:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    def active_keys(self, rule: str) -> set[str]:
+        """Keys of the rule's pending and firing alerts (a restart's threshold rule resumes)."""
+        rows = self.db.execute(
+            "SELECT key FROM alerts WHERE rule = ? AND state != 'resolved'", (rule,)
+        )
+        return {key for (key,) in rows}
+
     # -- samples a rule keeps across restarts (the trigger rate's day) --------------------
 
     def save_samples(self, rule: str, samples: dict[float, float]) -> None:
