@@ -645,15 +645,11 @@ def build_rules(alerts: AlertsSection) -> list[Rule]:
             )
         if name not in BUILTIN and section.above is None and section.below is None:
             raise ConfigError(f"[Alerts.{name}] needs above or below")
-        for clear, threshold, word, ok in (
-            (section.clear_below, section.above, "clear_below", lambda c, t: c <= t),
-            (section.clear_above, section.below, "clear_above", lambda c, t: c >= t),
-        ):
-            if clear is not None and (threshold is None or not ok(clear, threshold)):
-                limit = "above" if word == "clear_below" else "below"
-                raise ConfigError(
-                    f"[Alerts.{name}] {word} needs {limit}, and must be on its clearing side"
-                )
+        above, below = section.above, section.below
+        if section.clear_below is not None and (above is None or section.clear_below > above):
+            raise ConfigError(f"[Alerts.{name}] clear_below needs above, and not more than it")
+        if section.clear_above is not None and (below is None or section.clear_above < below):
+            raise ConfigError(f"[Alerts.{name}] clear_above needs below, and not less than it")
     for name, kind in BUILTIN.items():
         settings = _settings(alerts, alerts.rules.get(name), kind.hold_s, kind.defaults)
         if settings.enabled:
