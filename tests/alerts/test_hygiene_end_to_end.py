@@ -3,7 +3,8 @@ monitoring ligier → dom_activity → ``km3mon alerts`` → a webhook receiver 
 silence set on the real dashboard (``km3mon webserver``) by a POST behind its auth, as the
 alerts page sends it.
 
-A simulated DU is lost for 25 s (18 silent DOMs: one alert, not 18) while a DOM of another DU
+A simulated DU is lost for 25 s (18 silent DOMs, each also past a threshold rule on its
+inactive time: one alert, not 36) while a DOM of another DU
 is silent from 5 s to the end; a shifter silenced that DOM before. The webhook must receive
 exactly the DU's firing and resolved notifications; the silenced DOM's alert is recorded and
 shown on the dashboard, silenced. Then the DAQ ligier goes away: one alert, the mirror's.
@@ -93,6 +94,11 @@ hold_s = {HOLD_S}
 
 [Alerts.process_down]
 hold_s = 3
+
+[Alerts.dom_inactive]  # a threshold rule per DOM: the lost DU's 18 DOMs, hidden by du_lost
+metric = "dom_activity.inactive_s"
+above = 2.0
+hold_s = 3
 """
     )
     data = tmp_path / "data"
@@ -131,6 +137,10 @@ hold_s = 3
                show=firing)  # fmt: skip
     shown = firing()["silent_dom"]
     assert shown["silenced_by"] == silence["id"] and shown["details"]["dom_id"] == silent.dom_ids[0]
+    wait_until(lambda: "dom_inactive" in firing(), 30, "the silenced DOM's threshold alert",
+               show=firing)  # fmt: skip
+    assert firing()["dom_inactive"]["key"] == str(silent.dom_ids[0]), "the lost DU's are hidden"
+    assert firing()["dom_inactive"]["silenced_by"] == silence["id"]
     assert webhook.of("du_lost")[0]["du"] == lost.du
     wait_until(lambda: webhook.of("du_lost", "resolved"), 60, "the DU back: resolved",
                show=lambda: webhook.bodies)  # fmt: skip
@@ -138,6 +148,7 @@ hold_s = 3
     assert [(b["rule"], b["status"]) for b in webhook.bodies] == [
         ("du_lost", "firing"), ("du_lost", "resolved")
     ], "one alert for 18 silent DOMs, nothing for the silenced one"  # fmt: skip
+    assert len(dashboard.alerts()["firing"]) == 2, "the silenced DOM's two alerts"
 
     # The DAQ ligier goes away: the mirror's one alert hides every consequence.
     wait_until(lambda: not simulator.alive(), 60, "the simulation's end")
