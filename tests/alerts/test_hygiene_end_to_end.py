@@ -149,6 +149,9 @@ hold_s = 3
         ("du_lost", "firing"), ("du_lost", "resolved")
     ], "one alert for 18 silent DOMs, nothing for the silenced one"  # fmt: skip
     assert len(dashboard.alerts()["firing"]) == 2, "the silenced DOM's two alerts"
+    metrics = data / "metrics" / "alerts.json"
+    wait_until(lambda: read_json(metrics).get("silenced") == 2, 20, "2 silenced in the metrics",
+               show=lambda: read_json(metrics))  # fmt: skip
 
     # The DAQ ligier goes away: the mirror's one alert hides every consequence.
     wait_until(lambda: not simulator.alive(), 60, "the simulation's end")

@@ -3,7 +3,9 @@
 It runs on the monitors' runtime without a ligier subscription (its "render" is one
 evaluation), so it has a freshness record, the common flags and a clean stop like every
 monitor. ``-m``/``-q`` name the DAQ logging ligier for the ``ALERT (MONITORING)`` lines, as the
-original's timesync monitor took them.
+original's timesync monitor took them. Between the rules and the book, :mod:`.hygiene` drops
+known-bad DOMs and PMTs and hides the consequences of a cause (inhibition); the book keeps
+silenced alerts from the sinks.
 """
 
 from __future__ import annotations
@@ -132,6 +134,10 @@ class Alerts(Monitor):
             {
                 "firing": counts.get("firing", 0),
                 "pending": counts.get("pending", 0),
+                "silenced": self.book.db.execute(
+                    "SELECT count(*) FROM alerts WHERE state = 'firing' AND silenced_by IS NOT NULL"
+                ).fetchone()[0],
+                "inhibited": len(inhibition.hidden),
                 "delivered": self.courier.sent,
                 "delivery_failures": self.courier.failed,
             },
