@@ -195,6 +195,10 @@ class AlertRuleSection:
     metric: str | None = None
     above: float | None = None
     below: float | None = None
+    #: Hysteresis: an alert above ``above`` holds until the value drops below ``clear_below``
+    #: (below ``below``: until it rises above ``clear_above``); unset: the threshold itself.
+    clear_below: float | None = None
+    clear_above: float | None = None
     fraction: float | None = option(None, minimum=0, maximum=1)
     min_free_gb: float | None = option(None, minimum=0)
     max_spreads: float | None = option(None, positive=True)
@@ -218,6 +222,8 @@ class AlertsSection:
     flap_count: int = option(3, minimum=2)
     flap_window_s: float = option(3600.0, positive=True)
     max_per_rule: int = option(20, minimum=1)
+    #: DOMs and PMTs known to be broken, no alert for them: "<dom id>[/<channel>] <reason>".
+    known_bad: tuple[str, ...] = ()
     #: ``[Alerts.<rule>]`` tables by rule name.
     rules: dict[str, AlertRuleSection] = field(default_factory=dict)
 
@@ -226,6 +232,13 @@ class AlertsSection:
             host, _, port = self.smtp.rpartition(":")
             if not host or not port.isdigit():
                 raise ConfigError(f'smtp must be "host:port", got {self.smtp!r}')
+        for entry in self.known_bad:
+            target = entry.split(maxsplit=1)[0] if entry.strip() else ""
+            dom, _, channel = target.partition("/")
+            if not dom.isdigit() or (channel and not channel.isdigit()):
+                raise ConfigError(
+                    f'known_bad entries are "<dom id>[/<channel>] <reason>", got {entry!r}'
+                )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@ behind the auth; the history API's answers and errors; raw events without path t
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import numpy as np
 from starlette.testclient import TestClient
 
@@ -70,3 +73,54 @@ def test_history_api_and_raw_events(tmp_path) -> None:
     assert raw.status_code == 200 and raw.content == b"IO_EVT\0\0raw"
     assert "attachment" in raw.headers["content-disposition"]
     assert client.get("/top10/..%2F..%2Fpipeline.dat").status_code == 404
+
+
+def test_silences_and_known_bad_need_auth_our_origin_a_name_and_a_reason(tmp_path) -> None:
+    site = replace(make_site(tmp_path), known_bad=("808 flooded in 2024",))
+    client = TestClient(create_app(site, username="u", password="p"))
+    auth, ours = ("u", "p"), {"Origin": "http://testserver"}
+    form = {"kind": "du", "value": "1", "hours": "2", "name": "Ada", "reason": "DU 1 repair"}
+    assert client.post("/alerts/silences", data=form).status_code == 401
+    assert client.post("/alerts/silences", data=form, auth=auth,
+                       headers={"Origin": "http://evil.example"}).status_code == 403  # fmt: skip
+    for missing in ("name", "reason"):
+        answer = client.post("/alerts/silences", data={**form, missing: ""}, auth=auth,
+                             headers=ours)  # fmt: skip
+        assert "Give+your+name+and+a+reason" in str(answer.url)
+    assert "at+most+168" in str(client.post("/alerts/silences", data={**form, "hours": "999"},
+                                            auth=auth, headers=ours).url)  # fmt: skip
+    assert "is+a+number" in str(client.post("/alerts/silences", data={**form, "value": "one"},
+                                            auth=auth, headers=ours).url)  # fmt: skip
+    done = client.post("/alerts/silences", data=form, auth=auth, headers=ours)
+    assert "Silenced+du+1+until" in str(done.url)
+    (silence,) = client.get("/api/alerts", auth=auth).json()["silences"]
+    assert (silence["kind"], silence["value"], silence["created_by"]) == ("du", "1", "Ada")
+    assert 7100 < silence["until"] - time.time() <= 7200
+    book = AlertBook(tmp_path / "data", Lifecycle())  # the next evaluation sees the silence
+    settings = {"silent_dom": Settings(hold_s=0, clear_s=60, reminder_s=0)}
+    condition = Condition("silent_dom", "7", "DOM 7 silent 400 s", dom_id=7, du=1, floor=2)
+    book.update({"silent_dom": [condition]}, settings)
+    book.close()
+    page = client.get("/alerts", auth=auth).text
+    assert f'data-silenced="{silence["id"]}"' in page and "DU 1 repair" in page
+    assert "silenced: nobody notified" in page
+
+    bad = {"dom_id": "809", "channel": "12", "name": "Bob", "reason": "hot PMT, ticket 7"}
+    assert client.post("/alerts/known-bad", data=bad, auth=auth).status_code == 403
+    assert "channel+0+to+30" in str(client.post("/alerts/known-bad", data={**bad, "channel": "31"},
+                                                auth=auth, headers=ours).url)  # fmt: skip
+    assert client.post("/alerts/known-bad", data=bad, auth=auth, headers=ours).status_code == 200
+    entries = client.get("/api/alerts", auth=auth).json()["known_bad"]
+    assert [(e["dom_id"], e["channel"], e["by"]) for e in entries] == [
+        (808, None, "pipeline.toml"), (809, 12, "Bob")
+    ]  # fmt: skip
+    page = client.get("/alerts", auth=auth).text
+    assert 'data-known-bad="809/12"' in page and "flooded in 2024" in page
+    end = {"name": "Cy"}
+    assert client.post(f"/alerts/known-bad/{entries[1]['id']}/remove", data=end, auth=auth,
+                       headers=ours).status_code == 200  # fmt: skip
+    assert len(client.get("/api/alerts", auth=auth).json()["known_bad"]) == 1
+    assert client.post(f"/alerts/silences/{silence['id']}/end", data=end, auth=auth,
+                       headers={"Origin": "http://evil.example"}).status_code == 403  # fmt: skip
+    client.post(f"/alerts/silences/{silence['id']}/end", data=end, auth=auth, headers=ours)
+    assert client.get("/api/alerts", auth=auth).json()["silences"] == []

@@ -10,11 +10,14 @@ import time
 import numpy as np
 import pytest
 
+from km3mon.alerts.book import AlertBook, Lifecycle
+from km3mon.alerts.rules import Condition, Settings
 from km3mon.controlhost.prefix import encode_frame
 from km3mon.history.store import HistoryStore
 from km3mon.sim.sim_geometry import synthetic_detx
-from tests.conftest import wait_subscribed, wait_until
+from tests.conftest import free_port, wait_for_port, wait_subscribed, wait_until
 from tests.web.conftest import needs_chromium, serve, visit
+from tests.web.sites import AUTH
 from tests.web.test_browser import ARTIFACTS
 
 pytestmark = needs_chromium
@@ -132,3 +135,66 @@ def test_top10_lists_events_with_plots_downloads_and_directions(
         link,
     )
     assert status == 200 and bytes(first) == encode_frame("IO_EVT", b"")[:8]
+
+
+def test_alerts_page_silences_and_known_bad_in_a_browser(spawn, tmp_path, browser) -> None:
+    """A shifter silences a DU and marks a PMT known-bad with the page's own forms; the
+    silenced alert is greyed, the silence listed with who, why and until when."""
+    from selenium.webdriver.support.ui import Select
+
+    data = tmp_path / "data"
+    book = AlertBook(data, Lifecycle())
+    settings = {"silent_dom": Settings(hold_s=0, clear_s=60, reminder_s=0)}
+    doms = [Condition("silent_dom", str(d), f"DOM {d} silent 400 s", dom_id=d, du=du, floor=3)
+            for d, du in ((808400007, 1), (808400133, 2))]  # fmt: skip
+    book.update({"silent_dom": doms}, settings)
+    pipeline = tmp_path / "pipeline.toml"
+    pipeline.write_text(f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n'
+                        '[Alerts]\nknown_bad = ["808400014 flooded since 2024"]\n')  # fmt: skip
+    port = free_port()
+    spawn("webserver", "-p", port, "--host", "127.0.0.1", "--plots", tmp_path / "plots",
+          "--data", data, "--pipeline", pipeline)  # fmt: skip
+    wait_for_port(port)
+    visit(browser, f"http://127.0.0.1:{port}/alerts")
+
+    def fill(form: str, **fields: str) -> None:
+        element = browser.find_element("css selector", f"form[action='{form}']")
+        for name, value in fields.items():
+            field = element.find_element("name", name)
+            if field.tag_name == "select":
+                Select(field).select_by_value(value)
+            else:
+                field.clear()
+                field.send_keys(value)
+        element.find_element("css selector", "button").click()
+
+    buttons = "tr[data-alert] td.silence-this button[data-kind=du]"
+    du_buttons = {
+        b.get_attribute("data-value"): b for b in browser.find_elements("css selector", buttons)
+    }
+    assert sorted(du_buttons) == ["1", "2"]
+    du_buttons["2"].click()  # the alert's "silence DU" fills in what and which
+    form = browser.find_element("css selector", "form[action='/alerts/silences']")
+    assert form.find_element("name", "value").get_attribute("value") == "2"
+    fill("/alerts/silences", hours="3", name="Ada", reason="DU 2 repair")
+    wait_until(lambda: "Silenced du 2" in browser.page_source, 20, "the silence set")
+    row = browser.find_element("css selector", "table[aria-label=silences] tr[data-silence]")
+    assert "DU" in row.text and "Ada" in row.text and "DU 2 repair" in row.text
+    book.update({"silent_dom": doms}, settings)  # the next evaluation: DU 2's DOM silenced
+    book.close()
+    fill("/alerts/known-bad", dom_id="808400021", channel="12", name="Bob", reason="hot PMT")
+    wait_until(lambda: 'data-known-bad="808400021/12"' in browser.page_source, 20,
+               "the known-bad PMT listed")  # fmt: skip
+    listed = browser.find_elements(
+        "css selector", "table[aria-label='known bad'] tr[data-known-bad]"
+    )
+    assert [r.get_attribute("data-known-bad") for r in listed] == ["808400014", "808400021/12"]
+    assert "pipeline.toml" in listed[0].text and "Bob" in listed[1].text
+    background = "return getComputedStyle(arguments[0].querySelector('td')).backgroundColor"
+    silenced = browser.find_element("css selector", "tr[data-alert][data-silenced]")
+    loud = browser.find_element("css selector", "tr.firing[data-alert]")
+    assert "808400133" in silenced.text and "silenced: nobody notified" in silenced.text
+    assert browser.execute_script(background, silenced) == "rgb(238, 238, 238)", "greyed"
+    assert browser.execute_script(background, loud) != "rgb(238, 238, 238)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "alerts-silences.png"))

@@ -3,7 +3,9 @@
 It runs on the monitors' runtime without a ligier subscription (its "render" is one
 evaluation), so it has a freshness record, the common flags and a clean stop like every
 monitor. ``-m``/``-q`` name the DAQ logging ligier for the ``ALERT (MONITORING)`` lines, as the
-original's timesync monitor took them.
+original's timesync monitor took them. Between the rules and the book, :mod:`.hygiene` drops
+known-bad DOMs and PMTs and hides the consequences of a cause (inhibition); the book keeps
+silenced alerts from the sinks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 from pathlib import Path
 
 from km3mon.alerts.book import AlertBook, Lifecycle
-from km3mon.alerts.rules import Places, Snapshot, TriggerRate, build_rules, collapse
+from km3mon.alerts.hygiene import known_bad, prepare
+from km3mon.alerts.rules import Places, Snapshot, ThresholdRule, TriggerRate, build_rules
 from km3mon.alerts.sinks import Courier, configured_sinks
 from km3mon.freshness import panel_states, process_state, read_records
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
@@ -46,6 +49,7 @@ class Alerts(Monitor):
         super().__init__(context)
         settings = context.pipeline.alerts
         self.max_per_rule = settings.max_per_rule
+        self.known_bad_config = settings.known_bad
         self.rules = build_rules(settings)
         self.settings = {rule.name: rule.settings for rule in self.rules}
         args = context.args
@@ -56,6 +60,10 @@ class Alerts(Monitor):
         self.trigger_rule = next((r for r in self.rules if isinstance(r, TriggerRate)), None)
         if self.trigger_rule is not None:
             self.trigger_rule.samples = self.book.load_samples(TriggerRate.name)
+        for rule in self.rules:  # a restart keeps a threshold alert in its hysteresis band
+            if isinstance(rule, ThresholdRule):
+                rule.alarmed = self.book.active_keys(rule.name)
+        self.causes: list[str] = []
         self.places = self._places()
         self._stopping = threading.Event()
         self.courier = Courier(context.data_dir, sinks, self._stopping)
@@ -95,18 +103,20 @@ class Alerts(Monitor):
             supervisor=supervisor_states(self.context.args.supervisor_socket),
             places=self.places,
         )
-        results = {}
+        evaluated = {}
         for rule in self.rules:
             try:
-                conditions = rule.evaluate(snapshot)
+                evaluated[rule.name] = rule.evaluate(snapshot)
             except Exception as error:  # one broken input must not silence the other rules
                 self.context.count_error(f"rule {rule.name} failed", error)
-                conditions = None
-            results[rule.name] = (
-                None if conditions is None else collapse(conditions, self.max_per_rule)
-            )
+                evaluated[rule.name] = None
+        bad = known_bad(self.book.db, self.known_bad_config)
+        inhibition = prepare(evaluated, snapshot, bad, self.max_per_rule)
+        if inhibition.causes != self.causes:
+            self.log.warning("inhibited by: %s", "; ".join(inhibition.causes) or "nothing")
+            self.causes = inhibition.causes
         before = dict(self.trigger_rule.samples) if self.trigger_rule else {}
-        if self.book.update(results, self.settings, now):
+        if self.book.update(inhibition.results, self.settings, now, hidden=inhibition.hidden):
             self.courier.wake()
         if self.trigger_rule is not None and self.trigger_rule.samples != before:
             self.book.save_samples(TriggerRate.name, self.trigger_rule.samples)
@@ -124,6 +134,10 @@ class Alerts(Monitor):
             {
                 "firing": counts.get("firing", 0),
                 "pending": counts.get("pending", 0),
+                "silenced": self.book.db.execute(
+                    "SELECT count(*) FROM alerts WHERE state = 'firing' AND silenced_by IS NOT NULL"
+                ).fetchone()[0],
+                "inhibited": len(inhibition.hidden),
                 "delivered": self.courier.sent,
                 "delivery_failures": self.courier.failed,
             },

@@ -8,6 +8,10 @@ acknowledged), and ``resolved`` when its condition has been absent for ``clear_s
 "resolved" notification). Flapping is damped: an alert that fired ``flap_count`` times within
 ``flap_window_s`` needs ``flap_window_s`` of quiet before it resolves, so it stays one alert.
 
+An alert covered by a silence (:mod:`.hygiene`) lives the same life but notifies no one: its
+firing is announced only if it still fires once the silence has ended, and its resolution only
+if its firing was announced.
+
 Notifications are written to an outbox in the same transaction as the state change, one
 delivery row per sink; :mod:`.sinks` sends them and marks them sent.
 """
@@ -23,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from km3mon.alerts.hygiene import active_silences, silence_for
 from km3mon.alerts.rules import Condition, Settings
 
 FILENAME = "km3mon.sqlite3"
@@ -44,7 +49,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     resolved_at REAL,
     acked_by TEXT,
     ack_comment TEXT,
-    acked_at REAL
+    acked_at REAL,
+    silenced_by INTEGER,            -- the silence covering it at the last evaluation
+    announced INTEGER NOT NULL DEFAULT 1  -- 0: fired while silenced, nobody told yet
 );
 CREATE UNIQUE INDEX IF NOT EXISTS active_alert ON alerts (rule, key) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (fired_at);
@@ -64,6 +71,26 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at REAL NOT NULL,
     error TEXT,
     PRIMARY KEY (notification_id, sink)
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,             -- rule, dom, du
+    value TEXT NOT NULL,            -- the rule's name, the DOM id, the DU number
+    created_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    until REAL NOT NULL,            -- UTC s it ends by itself (or was ended)
+    ended_by TEXT
+);
+CREATE TABLE IF NOT EXISTS known_bad (
+    id INTEGER PRIMARY KEY,
+    dom_id INTEGER NOT NULL,
+    channel INTEGER,                -- NULL: the whole DOM
+    reason TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    removed_at REAL,
+    removed_by TEXT
 );
 CREATE TABLE IF NOT EXISTS rule_samples (
     rule TEXT NOT NULL, at REAL NOT NULL, value REAL NOT NULL, PRIMARY KEY (rule, at)
@@ -86,6 +113,10 @@ def connect(data_dir: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(alerts)")}
+    for column, kind in (("silenced_by", "INTEGER"), ("announced", "INTEGER NOT NULL DEFAULT 1")):
+        if column not in columns:  # a database of an older km3mon
+            db.execute(f"ALTER TABLE alerts ADD COLUMN {column} {kind}")
     return db
 
 
@@ -105,6 +136,7 @@ class AlertBook:
         self.db = connect(data_dir)
         self.lifecycle = lifecycle
         self.sinks = list(sinks)
+        self.silences: list[dict[str, Any]] = []
 
     def close(self) -> None:
         self.db.close()
@@ -114,17 +146,21 @@ class AlertBook:
         results: dict[str, list[Condition] | None],
         settings: dict[str, Settings],
         now: float | None = None,
+        hidden: Iterable[tuple[str, str]] = (),
     ) -> list[int]:
-        """Apply one evaluation (rule -> conditions, None: cannot tell); new notification ids."""
+        """Apply one evaluation (rule -> conditions, None: cannot tell); new notification ids.
+
+        ``hidden`` (rule, key) hold but are inhibited by their cause: kept as they are."""
         now = time.time() if now is None else now
         notified: list[int] = []
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            self.silences = active_silences(self.db, now)
             active = {
                 (row["rule"], row["key"]): row
                 for row in self.db.execute("SELECT * FROM alerts WHERE state != 'resolved'")
             }
-            seen = set()
+            seen = set(hidden)
             for rule, conditions in results.items():
                 if conditions is None:  # cannot tell: keep its alerts as they are
                     seen.update(key for key in active if key[0] == rule)
@@ -145,6 +181,7 @@ class AlertBook:
     def _apply(
         self, condition: Condition, row: sqlite3.Row | None, settings: Settings, now: float
     ) -> list[int]:
+        silenced = silence_for(self.silences, condition.rule, condition.details())
         details = json.dumps(condition.details())
         if row is None:
             started = condition.started_at if condition.started_at is not None else now
@@ -162,17 +199,25 @@ class AlertBook:
                 (now, condition.summary, details, row["id"]),
             )
         assert row is not None
+        self.db.execute("UPDATE alerts SET silenced_by = ? WHERE id = ?", (silenced, row["id"]))
         if row["state"] == "pending":
             held = condition.held_s if condition.held_s is not None else now - row["first_seen"]
             if held < settings.hold_s:
                 return []
             self.db.execute(
-                "UPDATE alerts SET state = 'firing', fired_at = ? WHERE id = ?", (now, row["id"])
+                "UPDATE alerts SET state = 'firing', fired_at = ?, announced = ? WHERE id = ?",
+                (now, int(silenced is None), row["id"]),
             )
+            return [] if silenced is not None else [self._notify(row["id"], "firing", now)]
+        if not row["announced"]:  # fired during a silence: told once the silence is over
+            if silenced is not None:
+                return []
+            self.db.execute("UPDATE alerts SET announced = 1 WHERE id = ?", (row["id"],))
             return [self._notify(row["id"], "firing", now)]
         due = row["fired_at"] + settings.reminder_s
         if (
-            settings.reminder_s > 0
+            silenced is None
+            and settings.reminder_s > 0
             and row["reminded_at"] is None
             and row["acked_at"] is None
             and now >= due
@@ -193,6 +238,8 @@ class AlertBook:
         self.db.execute(
             "UPDATE alerts SET state = 'resolved', resolved_at = ? WHERE id = ?", (now, row["id"])
         )
+        if not row["announced"]:  # nobody was told it fired
+            return []
         return [self._notify(row["id"], "resolved", now)]
 
     def flapping(self, rule: str, key: str, now: float) -> bool:
@@ -217,6 +264,13 @@ class AlertBook:
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def active_keys(self, rule: str) -> set[str]:
+        """Keys of the rule's pending and firing alerts (a restart's threshold rule resumes)."""
+        rows = self.db.execute(
+            "SELECT key FROM alerts WHERE rule = ? AND state != 'resolved'", (rule,)
+        )
+        return {key for (key,) in rows}
 
     # -- samples a rule keeps across restarts (the trigger rate's day) --------------------
 

@@ -77,9 +77,10 @@ def alerts_section(alerts: list[dict[str, Any]], end: float) -> list[str]:
     rows = []
     for alert in alerts:
         until = alert["resolved_at"] or end
+        muted = " (silenced: nobody notified)" if alert.get("announced") == 0 else ""
         rows.append([
             alert["rule"],
-            alert["summary"],
+            alert["summary"] + muted,
             utc_text(alert["started_at"]),
             utc_text(alert["resolved_at"]) if alert["resolved_at"] else "**still firing**",
             duration_text(until - alert["started_at"]),

@@ -141,6 +141,8 @@ class Settings:
     metric: str | None = None
     above: float | None = None
     below: float | None = None
+    clear_below: float | None = None
+    clear_above: float | None = None
 
 
 class Rule:
@@ -524,6 +526,10 @@ class ThresholdRule(Rule):
     Keys walk the JSON; ``*`` takes every key of an object or element of a list. A list of
     numbers at the end gives one condition per element, keyed by DOM id where the document
     has a ``dom_id`` list of the same length (so ``dom_rates.rate_khz`` is per DOM).
+
+    Hysteresis: a key past ``above`` stays in alarm until its value drops below
+    ``clear_below`` (past ``below``: until above ``clear_above``), so a value wobbling around
+    the threshold is one alert, not a firing and a resolution per wobble.
     """
 
     hold_s = 300.0
@@ -531,6 +537,8 @@ class ThresholdRule(Rule):
     def __init__(self, name: str, settings: Settings) -> None:
         super().__init__(settings)
         self.name = name
+        #: Keys in alarm; km3mon alerts seeds it with the rule's active alerts at start.
+        self.alarmed: set[str] = set()
         assert settings.metric is not None
         self.file, _, path = settings.metric.partition(".")
         self.path = [part for part in path.split(".") if part]
@@ -562,14 +570,12 @@ class ThresholdRule(Rule):
     ) -> list[Condition]:
         if not isinstance(value, int | float) or isinstance(value, bool):
             return []
-        above, below = self.settings.above, self.settings.below
-        if above is not None and value > above:
-            relation = f"above {above:g}"
-        elif below is not None and value < below:
-            relation = f"below {below:g}"
-        else:
-            return []
         key = "/".join(where) or self.settings.metric or self.name
+        relation = self._relation(key, float(value))
+        if relation is None:
+            self.alarmed.discard(key)
+            return []
+        self.alarmed.add(key)
         label = snapshot.places.describe(dom_id) if dom_id is not None else key
         text = f"{self.settings.metric} of {label} = {value:.4g}, {relation}"
         if dom_id is not None:
@@ -579,6 +585,21 @@ class ThresholdRule(Rule):
                 )
             ]
         return [Condition(self.name, key, text, link=f"/api/metrics/{self.file}")]
+
+    def _relation(self, key: str, value: float) -> str | None:
+        """Why ``key`` is in alarm at ``value`` (past a threshold, or not yet back past
+        its clearing value), None when it is not."""
+        settings, alarmed = self.settings, key in self.alarmed
+        above, below = settings.above, settings.below
+        if above is not None:
+            clear = settings.clear_below if settings.clear_below is not None else above
+            if value > above or (alarmed and value >= clear and clear < above):
+                return f"above {above:g}" + (f" (clears below {clear:g})" if clear < above else "")
+        if below is not None:
+            clear = settings.clear_above if settings.clear_above is not None else below
+            if value < below or (alarmed and value <= clear and clear > below):
+                return f"below {below:g}" + (f" (clears above {clear:g})" if clear > below else "")
+        return None
 
 
 def _walk(value: Any, path: list[str], where: list[str]) -> Iterator[tuple[list[str], Any]]:
@@ -624,6 +645,11 @@ def build_rules(alerts: AlertsSection) -> list[Rule]:
             )
         if name not in BUILTIN and section.above is None and section.below is None:
             raise ConfigError(f"[Alerts.{name}] needs above or below")
+        above, below = section.above, section.below
+        if section.clear_below is not None and (above is None or section.clear_below > above):
+            raise ConfigError(f"[Alerts.{name}] clear_below needs above, and not more than it")
+        if section.clear_above is not None and (below is None or section.clear_above < below):
+            raise ConfigError(f"[Alerts.{name}] clear_above needs below, and not less than it")
     for name, kind in BUILTIN.items():
         settings = _settings(alerts, alerts.rules.get(name), kind.hold_s, kind.defaults)
         if settings.enabled:
@@ -657,6 +683,8 @@ def _settings(
             "metric",
             "above",
             "below",
+            "clear_below",
+            "clear_above",
         )
         if getattr(section, name) is not None
     }

@@ -11,8 +11,10 @@
   time, with their z-t plots, raw-event downloads and, once ``km3mon reco`` runs, their fitted
   direction.
 
-Acknowledging is a POST behind the dashboard's auth; a request whose ``Origin`` (or
-``Referer``) is another site is refused, so a foreign page cannot acknowledge for a shifter.
+Acknowledging, silencing (a rule, a DOM or a DU for a chosen time) and marking a DOM or PMT
+known-bad are POSTs behind the dashboard's auth, each with the shifter's name and reason; a
+request whose ``Origin`` (or ``Referer``) is another site is refused, so a foreign page cannot
+act for a shifter.
 """
 
 from __future__ import annotations
@@ -37,7 +39,17 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from km3mon.alerts.book import FILENAME as ALERTS_DB
-from km3mon.alerts.book import acknowledge, alert_rows
+from km3mon.alerts.book import acknowledge, alert_rows, connect
+from km3mon.alerts.hygiene import (
+    SILENCE_KINDS,
+    KnownBad,
+    active_silences,
+    add_known_bad,
+    add_silence,
+    end_silence,
+    known_bad,
+    remove_known_bad,
+)
 from km3mon.alerts.rules import rule_table
 from km3mon.history.fits import fitted_directions
 from km3mon.history.store import HistoryError, HistoryStore
@@ -54,6 +66,8 @@ RANGES_S = {"6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 MAX_POINTS = 20_000
 HISTORY = {"title": "History", "slug": "history"}
 RANKING_TITLES = {"n_hits": "hits", "n_triggered": "triggered hits", "overlays": "overlays"}
+#: Longest silence a shifter can set (a week: longer is a known issue, not a silence).
+MAX_SILENCE_H = 7 * 24.0
 
 
 class QueryError(ValueError):
@@ -206,36 +220,123 @@ def alerts_routes(site: Site) -> list[Route]:
         db.row_factory = sqlite3.Row
         return db
 
-    def current_alerts() -> tuple[list[dict], list[dict]]:
+    def current_alerts() -> dict[str, list[dict]]:
+        """Firing and resolved alerts, silences in force, known-bad DOMs and PMTs."""
         db = alerts_db()
+        configured = [KnownBad.parse(entry).as_dict() for entry in site.known_bad]
         if db is None:
-            return [], []
+            return {"firing": [], "resolved": [], "silences": [], "known_bad": configured}
         try:
             rows = alert_rows(db, since=time.time() - WEEK_S)
+            (tables,) = db.execute(  # none in a database of an older km3mon alerts
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('silences', 'known_bad')"
+            ).fetchone()
+            silences = active_silences(db) if tables == 2 else []
+            bad = (
+                [b.as_dict() for b in known_bad(db, site.known_bad)] if tables == 2 else configured
+            )
         finally:
             db.close()
-        return [a for a in rows if a["state"] == "firing"], [
-            a for a in rows if a["state"] == "resolved"
-        ]
+        return {
+            "firing": [a for a in rows if a["state"] == "firing"],
+            "resolved": [a for a in rows if a["state"] == "resolved"],
+            "silences": silences,
+            "known_bad": bad,
+        }
 
     async def alerts_page(request: Request) -> Response:
-        firing, resolved = current_alerts()
+        current = current_alerts()
         return render(
             "alerts.html",
             page={"title": "Alerts", "slug": "alerts"},
-            firing=firing,
-            resolved=resolved,
+            **current,
+            silence_kinds=SILENCE_KINDS,
             rules=rule_table(),
             now=time.time(),
             message=request.query_params.get("message", ""),
         )
 
     async def api_alerts(request: Request) -> Response:
-        firing, resolved = current_alerts()
+        current = current_alerts()
         return JSONResponse(
-            {"time": time.time(), "count": len(firing), "firing": firing, "resolved": resolved},
-            headers=NO_CACHE,
+            {"time": time.time(), "count": len(current["firing"]), **current}, headers=NO_CACHE
         )
+
+    async def shifter_form(request: Request) -> dict[str, str] | Response:
+        """The fields of a form from our own pages, or the answer refusing it."""
+        if not same_origin(request):
+            return PlainTextResponse("refused: the form must come from this site\n", 403)
+        body = await request.body()  # a urlencoded form (no multipart parser needed)
+        if len(body) > 8192:
+            return PlainTextResponse("form too large\n", 413)
+        form = parse_qs(body.decode(errors="replace"))
+        return {key: values[0].strip()[:500] for key, values in form.items()}
+
+    def back(message: str) -> Response:
+        return RedirectResponse(f"/alerts?message={message.replace(' ', '+')}", 303)
+
+    def write(action) -> bool:
+        """Run ``action`` on the alert database (created if km3mon alerts never ran)."""
+        db = connect(site.data_dir)
+        try:
+            return action(db)
+        finally:
+            db.close()
+
+    async def silence(request: Request) -> Response:
+        form = await shifter_form(request)
+        if isinstance(form, Response):
+            return form
+        name, reason = form.get("name", "")[:80], form.get("reason", "")
+        kind, value = form.get("kind", ""), form.get("value", "")
+        if not name or not reason:
+            return back("Give your name and a reason to silence")
+        try:
+            hours = float(form.get("hours", ""))
+        except ValueError:
+            hours = math.nan
+        if not 0 < hours <= MAX_SILENCE_H:
+            return back(f"Silence for more than 0 and at most {MAX_SILENCE_H:g} hours")
+        until = time.time() + hours * 3600.0
+        try:
+            write(lambda db: add_silence(db, kind, value[:80], until, name, reason))
+        except ValueError as error:
+            return back(str(error))
+        return back(f"Silenced {kind} {value} until {utc_text(until)}")
+
+    async def end_silence_now(request: Request) -> Response:
+        form = await shifter_form(request)
+        if isinstance(form, Response):
+            return form
+        name = form.get("name", "")[:80]
+        if not name:
+            return back("Give your name to end a silence")
+        done = write(lambda db: end_silence(db, int(request.path_params["id"]), name))
+        return back("Silence ended" if done else "No such silence in force")
+
+    async def mark_known_bad(request: Request) -> Response:
+        form = await shifter_form(request)
+        if isinstance(form, Response):
+            return form
+        name, reason = form.get("name", "")[:80], form.get("reason", "")
+        dom, channel = form.get("dom_id", ""), form.get("channel", "")
+        if not name or not reason:
+            return back("Give your name and a reason to mark a DOM or PMT known-bad")
+        if not dom.isdigit() or (channel and not (channel.isdigit() and int(channel) < 31)):
+            return back("A DOM id is a number, a channel 0 to 30")
+        pmt = int(channel) if channel else None
+        write(lambda db: add_known_bad(db, int(dom), pmt, name, reason))
+        return back(f"DOM {dom}" + (f" channel {pmt}" if pmt is not None else "") + " known bad")
+
+    async def unmark_known_bad(request: Request) -> Response:
+        form = await shifter_form(request)
+        if isinstance(form, Response):
+            return form
+        name = form.get("name", "")[:80]
+        if not name:
+            return back("Give your name to remove a known-bad entry")
+        done = write(lambda db: remove_known_bad(db, int(request.path_params["id"]), name))
+        return back("Removed from the known-bad list" if done else "No such known-bad entry")
 
     async def acknowledge_alert(request: Request) -> Response:
         if not same_origin(request):
@@ -369,6 +470,10 @@ def alerts_routes(site: Site) -> list[Route]:
     return [
         Route("/alerts", alerts_page),
         Route("/alerts/{id:int}/ack", acknowledge_alert, methods=["POST"]),
+        Route("/alerts/silences", silence, methods=["POST"]),
+        Route("/alerts/silences/{id:int}/end", end_silence_now, methods=["POST"]),
+        Route("/alerts/known-bad", mark_known_bad, methods=["POST"]),
+        Route("/alerts/known-bad/{id:int}/remove", unmark_known_bad, methods=["POST"]),
         Route("/api/alerts", api_alerts),
         Route("/history", history_page),
         Route("/api/history", api_history),

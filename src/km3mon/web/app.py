@@ -72,6 +72,8 @@ class Site:
     #: ``[Wall]``: pages the wall screen cycles through, seconds per page.
     wall_pages: tuple[str, ...] = ("index", "pmt", "ahrs", "trigger")
     wall_seconds: float = 30.0
+    #: ``[Alerts] known_bad``: listed on /alerts with those set there.
+    known_bad: tuple[str, ...] = ()
 
 
 def create_app(site: Site, *, username: str | None = None, password: str | None = None):

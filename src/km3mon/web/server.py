@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         supervisor_socket=args.supervisor_socket,
         wall_pages=pipeline.wall.pages,
         wall_seconds=pipeline.wall.seconds,
+        known_bad=pipeline.alerts.known_bad,
     )
     app = create_app(site, username=username, password=password)
     log.warning("dashboard on http://%s:%d/", host, args.port)
