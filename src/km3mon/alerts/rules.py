@@ -555,7 +555,7 @@ class RecoT0(Rule):
                     f"{flag['offset_ns']:+.1f} ± {flag['error_ns']:.1f} ns "
                     f"(track residuals, {flag['residuals']} hits)",
                     dom_id,
-                    link=f"/history?dom={dom_id}",
+                    link=f"/history?dom={dom_id}&metric=reco.offset_ns",
                 )
             )
         return conditions
