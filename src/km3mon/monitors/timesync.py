@@ -289,10 +289,12 @@ class TimeSync(Monitor):
         state[(bad > 0) & (bad > self.udp_fraction * expected)] = UDP
         state[wr_lost > 0] = WHITE_RABBIT
         age = self.newest_s - self.last_seen_s
-        watched = self.newest_s - (self.first_s or self.newest_s) >= self.missing_after_s
-        missing = (np.isnan(age) & watched) | (age > self.missing_after_s)
-        state[missing] = MISSING
-        state[np.isnan(age) & ~watched] = OK  # too early to say
+        never_seen = np.isnan(age)
+        if self.newest_s - (self.first_s or self.newest_s) < self.missing_after_s:
+            state[never_seen] = OK  # too early to say
+        else:
+            state[never_seen] = MISSING
+        state[age > self.missing_after_s] = MISSING
         return state
 
     def alert(self, state: np.ndarray) -> None:
