@@ -37,7 +37,7 @@ MONITORS = {  # process -> tags it reads
     "triggermap": ("IO_EVT",),
     "ztplot": ("IO_EVT",),
     "reco": ("IO_EVT",),
-    "timesync": ("IO_TSSN",),
+    "timesync": ("IO_SUM", "IO_TSSN"),
     "sn": ("IO_TSSN", "IO_EVT"),
     "k40": ("IO_TSL1", "IO_SUM"),
     "msg_dumper": ("MSG",),
