@@ -5,14 +5,20 @@ to the logging ligier at most one per ``--alert-interval``."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from km3mon.cli import build_parser
+from km3mon.config import PipelineConfig
 from km3mon.controlhost import Client, FrameDecoder
 from km3mon.daq.timeslice import locate_frames
+from km3mon.freshness import Freshness
+from km3mon.monitors.runtime import Context
+from km3mon.monitors.timesync import MISSING, TimeSync
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.sim.test_simulator_support import ORCA6_DETX, orca6
@@ -135,3 +141,26 @@ def test_udp_loss_missing_dom_stopped_datafilter_and_the_alert_interval(
     gaps = np.diff([at for at, _ in lines])
     assert len(lines) >= 3 and gaps.min() > ALERT_INTERVAL_S - 0.3, gaps
     assert np.median(gaps) < 2 * ALERT_INTERVAL_S, "the interval asked for, not the default"
+
+
+def test_a_lost_du_is_no_stopped_datafilter(tmp_path) -> None:
+    """A DataFilter serving one DU that went dark sends nothing, but its DOMs are the news
+    (silent_dom, du_lost): it is not called stopped. Fed in-process with the simulator."""
+    args = build_parser().parse_args(
+        ["timesync", "--detx", str(ORCA6_DETX), "-o", str(tmp_path / "plots"),
+         "--data-dir", str(tmp_path / "data"), "--missing-after", "2", "-q", "1"]
+    )  # fmt: skip
+    freshness = Freshness("timesync", 0, time.time(), "in-process", ["IO_SUM"], 10, 10)
+    monitor = TimeSync(Context(args, freshness, logging.getLogger("test"), PipelineConfig()))
+    simulator = Simulator(orca6(), seed=3, scenarios=["du-loss@1"], timeslices=True,
+                          data_filters=6)  # fmt: skip
+    simulator.start_clock(time.time() - 10)
+    decoder = FrameDecoder()
+    for _ in range(60):
+        monitor.consume(decoder.feed(simulator.step().data))
+    state = monitor.evaluate()
+    (scenario,) = simulator.scenarios
+    lost = np.isin(orca6().dom_ids[monitor.slots.dom_index], scenario.dom_ids)
+    assert len(monitor.data_filters.numbers()) == 6
+    assert monitor.stopped == []
+    assert (state[lost] == MISSING).all() and (state[~lost] == 0).all()

@@ -15,8 +15,9 @@ last :data:`WINDOW_S` seconds (a lost packet now and then is normal); a DOM with
 DataFilters: nothing in a DAQ header names the DataFilter that sent it, but each one sends,
 per frame index, one ``IO_TSSN`` with a frame for every DOM it serves (``timeslices.md`` §5.1).
 So a DataFilter is known by its DOMs: messages sharing DOMs come from the same one. One whose
-messages stopped for ``--missing-after`` seconds while data still come is named by its DUs (its
-DOMs are "no timeslices" when their summary frames still come, else "missing"). If every
+messages stopped for ``--missing-after`` seconds while its DOMs still send summary frames is
+named by its DUs and its DOMs are "no timeslices" (when all its DOMs are silent, the DOMs are
+the news: they are "missing", and ``silent_dom``/``du_lost`` alert on them). If every
 message carries every DOM (one DataFilter, or DataFilters taking turns by frame index), there
 is one group and nothing to tell apart.
 
@@ -280,15 +281,20 @@ class TimeSync(Monitor):
             else np.full(len(self.slots), np.nan)
         )
         state = np.zeros(len(self.slots), np.int64)
+        age = self.newest_s - self.last_seen_s
+        sending = age <= self.missing_after_s
+        # stopped: no IO_TSSN while some of its DOMs still send summary frames (when all of
+        # them are silent, the DOMs are the news: silent_dom and du_lost say so)
+        of_slot = self.data_filters.of_slot
         self.stopped = [
             n
             for n in self.data_filters.numbers()
             if self.newest_s - self.data_filters.last_seen_s[n] > self.missing_after_s
+            and sending[of_slot == n].any()
         ]
-        state[np.isin(self.data_filters.of_slot, self.stopped)] = NO_TIMESLICES
+        state[np.isin(of_slot, self.stopped)] = NO_TIMESLICES
         state[(bad > 0) & (bad > self.udp_fraction * expected)] = UDP
         state[wr_lost > 0] = WHITE_RABBIT
-        age = self.newest_s - self.last_seen_s
         never_seen = np.isnan(age)
         if self.newest_s - (self.first_s or self.newest_s) < self.missing_after_s:
             state[never_seen] = OK  # too early to say
