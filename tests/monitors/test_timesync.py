@@ -9,19 +9,23 @@ import logging
 import threading
 import time
 
+import km3net_testdata
 import numpy as np
 import pytest
 
 from km3mon.cli import build_parser
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import Client, FrameDecoder
+from km3mon.daq.files import iter_file
+from km3mon.daq.summaryslice import decode_summaryslice
 from km3mon.daq.timeslice import locate_frames
 from km3mon.freshness import Freshness
 from km3mon.monitors.runtime import Context
-from km3mon.monitors.timesync import MISSING, TimeSync
+from km3mon.monitors.timesync import MISSING, UDP, WHITE_RABBIT, TimeSync
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.sim.test_simulator_support import ORCA6_DETX, orca6
+from tests.timeslices.test_twofolds import detector_with_dom_ids
 
 ALERT_INTERVAL_S = 3.0
 MISSING_AFTER_S = 4.0
@@ -143,15 +147,43 @@ def test_udp_loss_missing_dom_stopped_datafilter_and_the_alert_interval(
     assert np.median(gaps) < 2 * ALERT_INTERVAL_S, "the interval asked for, not the default"
 
 
+def in_process(tmp_path, detx, *flags: str) -> TimeSync:
+    """timesync in this process (its ALERT sender never sends: ``alert`` is not called)."""
+    args = build_parser().parse_args(
+        ["timesync", "--detx", str(detx), "-o", str(tmp_path / "plots"),
+         "--data-dir", str(tmp_path / "data"), "-q", "1", *flags]
+    )  # fmt: skip
+    freshness = Freshness("timesync", 0, time.time(), "in-process", ["IO_SUM"], 10, 10)
+    return TimeSync(Context(args, freshness, logging.getLogger("test"), PipelineConfig()))
+
+
+def test_recorded_summary_slices_are_complete_and_legacy_ones_not_judged(tmp_path) -> None:
+    """Real IO_SUM (ORCA det 44, every frame complete) and legacy IO_SUM (det 7, no daq and
+    fifo words: completeness not judged): no UDP loss, no White Rabbit loss made up."""
+    current = in_process(tmp_path, km3net_testdata.data_path("detx/detx_v4.detx"))
+    current.consume(list(iter_file(km3net_testdata.data_path("daq/IO_SUM.dat"))))
+    state = current.evaluate()
+    seen = ~np.isnan(current.last_seen_s)
+    assert seen.sum() == 69 and (state == 0).all()
+    assert (current.lost_fraction[seen] == 0).all()
+
+    messages = list(iter_file(km3net_testdata.data_path("daq/IO_SUM_legacy.dat")))
+    dom_ids = sorted({int(d) for m in messages for d in decode_summaryslice(m.payload).dom_ids})
+    detx = tmp_path / "det7.detx"
+    detx.write_text(detector_with_dom_ids(dom_ids, det_id=7))
+    legacy = in_process(tmp_path, detx)
+    legacy.consume(messages)
+    state = legacy.evaluate()
+    assert legacy.context.freshness.decode_errors == 0
+    assert not (state == UDP).any() and not (state == WHITE_RABBIT).any()
+    # a frame missing from a slice now and then (real data): counted, below --udp-fraction
+    assert (legacy.lost_fraction[~np.isnan(legacy.last_seen_s)] < 0.1).all()
+
+
 def test_a_lost_du_is_no_stopped_datafilter(tmp_path) -> None:
     """A DataFilter serving one DU that went dark sends nothing, but its DOMs are the news
     (silent_dom, du_lost): it is not called stopped. Fed in-process with the simulator."""
-    args = build_parser().parse_args(
-        ["timesync", "--detx", str(ORCA6_DETX), "-o", str(tmp_path / "plots"),
-         "--data-dir", str(tmp_path / "data"), "--missing-after", "2", "-q", "1"]
-    )  # fmt: skip
-    freshness = Freshness("timesync", 0, time.time(), "in-process", ["IO_SUM"], 10, 10)
-    monitor = TimeSync(Context(args, freshness, logging.getLogger("test"), PipelineConfig()))
+    monitor = in_process(tmp_path, ORCA6_DETX, "--missing-after", "2")
     simulator = Simulator(orca6(), seed=3, scenarios=["du-loss@1"], timeslices=True,
                           data_filters=6)  # fmt: skip
     simulator.start_clock(time.time() - 10)
