@@ -126,7 +126,7 @@ def test_udp_loss_missing_dom_stopped_datafilter_and_the_alert_interval(
     state = dict(zip(doms["dom_id"], doms["state"], strict=True))
     frames_per_s = dict(zip(doms["dom_id"], doms["frames_per_s"], strict=True))
     lost = dict(zip(doms["dom_id"], doms["lost_fraction"], strict=True))
-    assert {d for d, s in state.items() if s == 4} == held, "no timeslices: its DataFilter"
+    assert {d for d, s in state.items() if s == 4} == held, "the DOMs of the stopped DataFilter"
     assert 0.25 < lost[lossy] < 0.9, lost[lossy]
     assert 7.0 < frames_per_s[lossy] < 10.0, frames_per_s[lossy]
     healthy = [d for d in state if d not in (lossy, silent)]

@@ -16,7 +16,7 @@ DataFilters: nothing in a DAQ header names the DataFilter that sent it, but each
 per frame index, one ``IO_TSSN`` with a frame for every DOM it serves (``timeslices.md`` §5.1).
 So a DataFilter is known by its DOMs: messages sharing DOMs come from the same one. One whose
 messages stopped for ``--missing-after`` seconds while its DOMs still send summary frames is
-named by its DUs and its DOMs are "no timeslices" (when all its DOMs are silent, the DOMs are
+named by its DUs and its DOMs are "DataFilter stopped" (when all its DOMs are silent, the DOMs are
 the news: they are "missing", and ``silent_dom``/``du_lost`` alert on them). If every
 message carries every DOM (one DataFilter, or DataFilters taking turns by frame index), there
 is one group and nothing to tell apart.
@@ -62,8 +62,7 @@ MAX_NAMED = 20
 JUMP_CONFIRM = 50  # summary slices (5 s) before DAQ time going back is believed
 #: Frames a DOM sends per second: one per 100 ms timeslice.
 EXPECTED_FRAMES_PER_S = 10
-STATES = ("OK", "incomplete UDP data", "White Rabbit lost", "missing",
-          "no timeslices (DataFilter stopped)")  # fmt: skip
+STATES = ("OK", "incomplete UDP", "White Rabbit lost", "missing", "DataFilter stopped")
 OK, UDP, WHITE_RABBIT, MISSING, NO_TIMESLICES = range(len(STATES))
 #: The metrics key of the DOMs without White Rabbit time (``km3mon alerts``' ``time_sync``).
 WHITE_RABBIT_LOST = "white_rabbit_lost"
@@ -359,9 +358,16 @@ class TimeSync(Monitor):
         values = np.full(len(self.detector.dom_ids), -1)
         values[self.slots.dom_index] = state
         counts = [int((state == k).sum()) for k in range(len(STATES))]
+        seen = np.isfinite(self.frames_per_s) & (state != MISSING)
+        rate = (
+            f"frames/s per DOM sending: median {np.median(self.frames_per_s[seen]):.1f}, lowest "
+            f"{self.frames_per_s[seen].min():.1f} (of {EXPECTED_FRAMES_PER_S})\n"
+            if seen.any()
+            else ""
+        )
         title = (
-            f"Time sync (White Rabbit) and UDP completeness, detector {self.detector.det_id} "
-            f"(IO_SUM, last {WINDOW_S} s)\n"
+            f"Time sync and UDP completeness, detector {self.detector.det_id} "
+            f"(IO_SUM, last {WINDOW_S} s)\n{rate}"
             + ", ".join(f"{c} {s}" for c, s in zip(counts, STATES, strict=True))
         )
         figure = dom_states_map(self.detector, values, STATES, title)
