@@ -70,8 +70,8 @@ PROGRAMS: tuple[Program, ...] = (
             outputs=("sn_bg_histogram", "sn_pk_history")),
     Program("reco", "reconstruction", "the reconstruction", "km3mon reco", tags=("IO_EVT",),
             outputs=("time_residuals", "ztplot_roy", "reco_zenith")),
-    Program("timesync", "alerts", "the time-sync monitor", "km3mon timesync", tags=("IO_TSSN",),
-            outputs=("timesync",)),
+    Program("timesync", "alerts", "the time-sync monitor", "km3mon timesync",
+            tags=("IO_SUM", "IO_TSSN"), outputs=("timesync",)),
     Program("alerts", "alerts", "the alert service", "km3mon alerts"),
     Program("webserver", None, "the dashboard", "km3mon webserver", writes_freshness=False),
     # The demo's stand-in for the shore station (group daq_simulation, not in production).

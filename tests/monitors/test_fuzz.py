@@ -37,7 +37,7 @@ MONITORS = {  # process -> tags it reads
     "triggermap": ("IO_EVT",),
     "ztplot": ("IO_EVT",),
     "reco": ("IO_EVT",),
-    "timesync": ("IO_TSSN",),
+    "timesync": ("IO_SUM", "IO_TSSN"),
     "sn": ("IO_TSSN", "IO_EVT"),
     "k40": ("IO_TSL1", "IO_SUM"),
     "msg_dumper": ("MSG",),
@@ -169,7 +169,15 @@ def test_monitors_stay_truthful_under_a_minute_of_fuzzing(ligier, spawn, tmp_pat
             for name in MONITORS
         )
 
-    wait_until(settled, 60, "every record running and current")
+    def laggards() -> dict[str, tuple]:
+        now = time.time()
+        records = {name: read_json(data / "freshness" / f"{name}.json") for name in MONITORS}
+        return {
+            name: (r.get("state"), now - (r.get("updated_at") or 0), r.get("newest_data_at"))
+            for name, r in records.items()
+        }
+
+    wait_until(settled, 60, "every record running and current", show=laggards)
     now = time.time()
     for name, tags in MONITORS.items():
         record = read_json(data / "freshness" / f"{name}.json")

@@ -441,13 +441,15 @@ class TimeSync(Rule):
     name = "time_sync"
     description = "DOMs without valid time sync, where `km3mon timesync` runs"
     hold_s = 60.0
+    #: The list timesync writes (``km3mon.monitors.timesync.WHITE_RABBIT_LOST``).
+    METRIC = "timesync.white_rabbit_lost"
 
     def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        metric = self.settings.metric or "timesync.wr_lost_dom_ids"
+        metric = self.settings.metric or self.METRIC
         name, _, key = metric.partition(".")
         document = snapshot.metrics(name)
-        if document is None:
-            return None
+        if document is None or not isinstance(document.get(key), list):
+            return None  # no timesync, or a document without the list: cannot tell
         return [
             snapshot.places.condition(
                 self.name,
@@ -456,8 +458,109 @@ class TimeSync(Rule):
                 int(dom_id),
                 link=f"/plot/{name}",
             )
-            for dom_id in document.get(key) or []
+            for dom_id in document[key]
         ]
+
+
+class UDPLoss(Rule):
+    """DOMs whose frames in ``IO_SUM`` lose UDP data (or whole frames) more often than
+    timesync's ``--udp-fraction``."""
+
+    name = "udp_loss"
+    description = "DOMs losing UDP data: incomplete or missing frames in IO_SUM (timesync)"
+    hold_s = 60.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("timesync")
+        if document is None or not isinstance(document.get("udp_incomplete"), list):
+            return None
+        doms = document.get("doms") or {}
+        details = {
+            int(dom): (lost, rate)
+            for dom, lost, rate in zip(
+                doms.get("dom_id") or [],
+                doms.get("lost_fraction") or [],
+                doms.get("frames_per_s") or [],
+                strict=False,
+            )
+        }
+        expected = document.get("expected_frames_per_s", 10)
+        conditions = []
+        for dom_id in document["udp_incomplete"]:
+            lost, rate = details.get(int(dom_id), (None, None))
+            numbers = ", ".join(
+                text
+                for text in (
+                    f"{lost:.0%} of its frames incomplete or lost" if lost is not None else "",
+                    f"{rate:.1f} frames/s of {expected}" if rate is not None else "",
+                )
+                if text
+            )
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(int(dom_id)),
+                    f"{snapshot.places.describe(int(dom_id))}: UDP data lost"
+                    + (f" ({numbers})" if numbers else ""),
+                    int(dom_id),
+                    link="/plot/timesync",
+                )
+            )
+        return conditions
+
+
+class DataFilterDown(Rule):
+    """A DataFilter whose timeslices stopped while the others go on (timesync knows each
+    one by the DOMs of its ``IO_TSSN`` messages)."""
+
+    name = "datafilter_down"
+    description = "a DataFilter that stopped sending its timeslices (timesync)"
+    hold_s = 60.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("timesync")
+        if document is None or not isinstance(document.get("data_filters"), list):
+            return None
+        return [
+            Condition(
+                self.name,
+                str(data_filter["name"]),
+                f"{data_filter['name']} stopped sending timeslices "
+                f"({data_filter['silent_s']:.0f} s, {data_filter['n_doms']} DOMs)",
+                link="/plot/timesync",
+            )
+            for data_filter in document["data_filters"]
+            if data_filter.get("stopped")
+        ]
+
+
+class RecoT0(Rule):
+    """DOMs whose reconstruction residuals say their time calibration is off (reco's
+    ``flagged_doms``: offset beyond ``--offset-threshold`` at ``--offset-significance``)."""
+
+    name = "reco_t0"
+    description = "a DOM's time offset from the track fits' residuals (reco's flagged DOMs)"
+    hold_s = 300.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("reco")
+        if document is None or not isinstance(document.get("flagged_doms"), list):
+            return None
+        conditions = []
+        for flag in document["flagged_doms"]:
+            dom_id = int(flag["dom_id"])
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(dom_id),
+                    f"{snapshot.places.describe(dom_id)}: time offset "
+                    f"{flag['offset_ns']:+.1f} ± {flag['error_ns']:.1f} ns "
+                    f"(track residuals, {flag['residuals']} hits)",
+                    dom_id,
+                    link=f"/history?dom={dom_id}&metric=reco.offset_ns",
+                )
+            )
+        return conditions
 
 
 class RTTCOff(Rule):
@@ -628,6 +731,9 @@ BUILTIN: dict[str, type[Rule]] = {
         TriggerRate,
         DroppedMessages,
         TimeSync,
+        UDPLoss,
+        DataFilterDown,
+        RecoT0,
         RTTCOff,
         DiskSpace,
     )

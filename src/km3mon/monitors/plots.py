@@ -130,6 +130,7 @@ STATE_STYLES = (
     ("#fdae61", "...."),
     ("#d01c8b", "////"),
     (MISSING_COLOUR, MISSING_HATCH),
+    ("#4575b4", "xx"),
 )
 
 

@@ -18,6 +18,9 @@ trigger-zero    no triggered events (no ``IO_EVT``)
 wr-loss         one DOM loses White Rabbit time sync: WR bit 31 cleared in its summary frame
                 ``status``, its TMCH ``dom_status[0]`` and its timeslice (``IO_TSL1``, ``IO_TSSN``)
                 frames
+udp-loss        one DOM loses UDP packets: in ``IO_SUM`` its frames show it in the ``daq`` word and
+                the trailer bit, some frames are lost whole (:mod:`.sim_optical`); its incomplete
+                frames are left out of ``IO_TSL1``/``IO_TSSN``, as the DataFilter does
 pmt-t0          one PMT's true delay exceeds its DETX t0 by :data:`PMT_T0_SHIFT_NS` (its hits
                 in every stream come that much earlier): what a K40 calibration must find
 sn-burst        a Galactic core-collapse supernova: for :data:`SN_BURST_DURATION_S` (unless an end
@@ -58,6 +61,8 @@ class Effects:
     #: written that much earlier; see :mod:`.sim_calibration`).
     time_shift_ns: np.ndarray
     event_rate_factor: float = 1.0
+    #: Per CLB: its optical data lose UDP packets (``udp-loss``); None: none do.
+    udp_lossy: np.ndarray | None = None
 
     @classmethod
     def neutral(cls, n_clbs: int, n_channels: int) -> Effects:
@@ -194,6 +199,12 @@ def _lose_white_rabbit(scenario: Scenario, effects: Effects) -> None:
     effects.wr_lost[scenario.dom_index] = True
 
 
+def _lose_udp_packets(scenario: Scenario, effects: Effects) -> None:
+    if effects.udp_lossy is None:
+        effects.udp_lossy = np.zeros(len(effects.silent), bool)
+    effects.udp_lossy[scenario.dom_index] = True
+
+
 def _delay_dom(scenario: Scenario, effects: Effects) -> None:
     # time_shift_ns is true delay minus DETX t0: a shorter true delay makes hits late
     effects.time_shift_ns[scenario.dom_index] -= scenario.factors[0]
@@ -223,6 +234,7 @@ KINDS: dict[str, _Kind] = {
     "hrv-storm": _Kind(_many_doms, _glow, lambda s: f"{len(s.dom_ids)} DOMs"),
     "trigger-zero": _Kind(_nothing, _stop_triggers, lambda s: "all triggers"),
     "wr-loss": _Kind(_one_dom, _lose_white_rabbit, _dom_text),
+    "udp-loss": _Kind(_one_dom, _lose_udp_packets, _dom_text),
     "t0-offset": _Kind(_offset_dom, _delay_dom, _offset_text),
     "pmt-t0": _Kind(
         _one_pmt,

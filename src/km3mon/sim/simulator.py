@@ -193,7 +193,9 @@ class Simulator:
         effects = effects_at(self.scenarios, elapsed_s, n_clbs, N_CHANNELS)
         self.optical.update(elapsed_s, effects.rate_factor)
 
-        summaryslice = self.optical.summaryslice(header, effects.silent, effects.wr_lost)
+        summaryslice = self.optical.summaryslice(
+            header, effects.silent, effects.wr_lost, effects.udp_lossy
+        )
         monitoring = self.optical.monitoring_frames(
             header, elapsed_s, effects.silent, effects.wr_lost
         )
