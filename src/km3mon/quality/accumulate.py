@@ -1,0 +1,391 @@
+"""What a run's quality record counts, from the streams km3mon already reads.
+
+One :class:`RunAccumulator` per run takes whole batches: decoded summary slices (``IO_SUM``),
+the event table of ``IO_EVT`` and the frame tables of ``IO_TSSN``. It keeps sums, not samples:
+per DAQ minute a row of counters (:data:`COUNTERS`; the run's totals are their sums), per DOM
+its frames and summed rate, per PMT the frames with a non-zero rate, a bitmap of the summary
+slices seen (the live time counts each timeslice once, however many DataFilters send it), and
+the histograms the shape tests compare (hits per event, multi-DU zenith). Everything is
+vectorised per batch; :meth:`RunAccumulator.state` and :meth:`RunAccumulator.from_state` carry
+it across a restart.
+
+The quantities (:meth:`RunAccumulator.quantities`) use JQAQC's names where the quantity is the
+same (README "Run quality" says which are JQAQC's and which are ours).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+
+from km3mon.daq.summaryslice import N_CHANNELS, RATES_HZ_LUT, Summaryslice
+from km3mon.daq.triggers import trigger_mask
+from km3mon.detector import Detector
+
+SLICE_S = 0.1
+MINUTE_S = 60.0
+#: Counters kept per minute (and summed for the run).
+COUNTERS = (
+    "slices_live",  # distinct summary slices (timeslices) of the run first seen in this minute
+    "jdaqsummaryslice",  # IO_SUM messages
+    "frames",  # summary frames
+    "frames_complete",  # frames whose UDP data were complete (all packets and the trailer)
+    "frames_wr",  # frames with White Rabbit time (status bit 31)
+    "pmt_frames",  # PMT-frames: frames x PMTs of their DOM
+    "hrv_pmt_frames",  # PMT-frames in high-rate veto
+    "fifo_pmt_frames",  # PMT-frames with the FIFO almost full
+    "rate_n",  # PMT-frames with a non-zero rate
+    "rate_sum_khz",  # their rates summed, kHz
+    "rate_sum2_khz2",  # and squared
+    "jdaqevent",
+    "jtrigger3dmuon",
+    "jtrigger3dshower",
+    "jtriggermxshower",
+    "jtriggernb",
+    "jdaqtimeslice_sn",  # IO_TSSN messages
+    "sn_frames",  # superframes in them
+    "sn_frames_out_sync",  # superframes whose own header is not the timeslice's
+    "multi_du_fits",  # events with a multi-DU fit (km3mon reco, where it runs)
+)
+_COLUMN = {name: i for i, name in enumerate(COUNTERS)}
+TRIGGER_COUNTERS = {
+    "jtrigger3dmuon": trigger_mask("3DMuon"),
+    "jtrigger3dshower": trigger_mask("3DShower"),
+    "jtriggermxshower": trigger_mask("MXShower"),
+    "jtriggernb": trigger_mask("NB"),
+}
+#: Hits per event in half-octave bins: bin = floor(2 log2(hits + 1)), 0 .. 47.
+HITS_BINS = 48
+#: Zenith of the multi-DU fits, 10 degree bins.
+ZENITH_EDGES_DEG = np.linspace(0.0, 180.0, 19)
+RATES_KHZ_LUT = RATES_HZ_LUT / 1e3
+_HRV_BITS = np.uint32((1 << N_CHANNELS) - 1)
+#: The frame index of a run fits this bitmap for a week of 100 ms timeslices; beyond, it grows.
+_INITIAL_SLICES = 1 << 16
+
+
+def hits_bin(n_hits: np.ndarray) -> np.ndarray:
+    """The half-octave bin of each hit count (0 hits: bin 0; 1: 2; 3: 4; 2 ** 23: 46)."""
+    bins = np.floor(2 * np.log2(np.asarray(n_hits, np.float64) + 1)).astype(np.int64)
+    return np.clip(bins, 0, HITS_BINS - 1)
+
+
+class RunAccumulator:
+    """The counters of one run; ``detector`` gives the expected DOMs and PMTs."""
+
+    def __init__(self, detector: Detector, run: int, det_id: int) -> None:
+        self.detector = detector
+        self.run = run
+        self.det_id = det_id
+        n_doms = len(detector.dom_ids)
+        self.utc_min = math.inf
+        self.utc_max = -math.inf
+        self.minutes: dict[int, np.ndarray] = {}
+        self.dom_frames = np.zeros(n_doms, np.int64)
+        self.dom_rate_sum_khz = np.zeros(n_doms)
+        self.pmt_nonzero = np.zeros((n_doms, N_CHANNELS), np.int64)
+        self.slices_seen = np.zeros(_INITIAL_SLICES, bool)
+        self.hits_histogram = np.zeros(HITS_BINS, np.int64)
+        self.zenith_histogram = np.zeros(len(ZENITH_EDGES_DEG) - 1, np.int64)
+        self.unknown_frames = 0
+
+    # --- input ---------------------------------------------------------------------------
+
+    def _minute_rows(self, minutes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(minute start, boolean selection) for each minute present in ``minutes``."""
+        if len(minutes) and (minutes == minutes[0]).all():
+            return [(int(minutes[0]), np.ones(len(minutes), bool))]
+        return [(int(m), minutes == m) for m in np.unique(minutes).tolist()]
+
+    def _add(self, minute: int, columns: dict[str, float]) -> None:
+        row = self.minutes.get(minute)
+        if row is None:
+            row = self.minutes[minute] = np.zeros(len(COUNTERS))
+        for name, value in columns.items():
+            row[_COLUMN[name]] += value
+
+    def _times(self, times_s: np.ndarray) -> None:
+        if len(times_s):
+            self.utc_min = min(self.utc_min, float(times_s.min()))
+            self.utc_max = max(self.utc_max, float(times_s.max()))
+
+    def add_summaryslices(self, slices: list[Summaryslice]) -> None:
+        """Summary slices of this run (already checked: plausible times, this run)."""
+        if not slices:
+            return
+        times = np.array([s.header.timestamp for s in slices])
+        self._times(times)
+        counts = np.array([len(s.frames) for s in slices])
+        frames = np.concatenate([s.frames for s in slices]) if len(slices) > 1 else slices[0].frames
+        slice_minutes = (times // MINUTE_S * MINUTE_S).astype(np.int64)
+        new_slice = self._first_sight(np.array([s.header.frame_index for s in slices]))
+        index = self.detector.dom_index(frames["dom_id"])
+        known = index >= 0
+        self.unknown_frames += int(np.count_nonzero(~known))
+        n_pmts = np.where(known, self.detector.n_pmts[np.maximum(index, 0)], N_CHANNELS)
+        daq, status, fifo = frames["daq"], frames["status"], frames["fifo"]
+        complete = ((daq & 0xFFFF) == (daq >> 16) + 1) & ((fifo >> 31) == 1)
+        rates_khz = RATES_KHZ_LUT[frames["rates"]]
+        nonzero = frames["rates"] > 0
+        summed_khz = rates_khz.sum(axis=1)
+        per_frame = {
+            "frames": np.ones(len(frames)),
+            "frames_complete": complete,
+            "frames_wr": (status >> 31) == 1,
+            "pmt_frames": n_pmts,
+            "hrv_pmt_frames": np.bitwise_count(status & _HRV_BITS),
+            "fifo_pmt_frames": np.bitwise_count(fifo & _HRV_BITS),
+            "rate_n": nonzero.sum(axis=1),
+            "rate_sum_khz": summed_khz,
+            "rate_sum2_khz2": np.square(rates_khz).sum(axis=1),
+        }
+        frame_minutes = np.repeat(slice_minutes, counts)
+        for minute, chosen in self._minute_rows(slice_minutes):
+            self._add(
+                minute,
+                {
+                    "jdaqsummaryslice": int(chosen.sum()),
+                    "slices_live": int(new_slice[chosen].sum()),
+                },
+            )
+        for minute, chosen in self._minute_rows(frame_minutes):
+            self._add(minute, {k: float(np.sum(v[chosen])) for k, v in per_frame.items()})
+        doms = index[known]
+        n_doms = len(self.dom_frames)
+        self.dom_frames += np.bincount(doms, minlength=n_doms)
+        self.dom_rate_sum_khz += np.bincount(doms, weights=summed_khz[known], minlength=n_doms)
+        cells = (doms[:, None] * N_CHANNELS + np.arange(N_CHANNELS)).ravel()
+        self.pmt_nonzero += np.bincount(
+            cells[nonzero[known].ravel()], minlength=n_doms * N_CHANNELS
+        ).reshape(n_doms, N_CHANNELS)
+
+    def _first_sight(self, frame_indices: np.ndarray) -> np.ndarray:
+        """True for each timeslice (frame index) of the run not seen before (once per index,
+        also within this batch)."""
+        frame_indices = np.clip(frame_indices.astype(np.int64), 0, 1 << 31)
+        top = int(frame_indices.max(initial=0))
+        if top >= len(self.slices_seen):
+            grown = np.zeros(max(top + 1, 2 * len(self.slices_seen)), bool)
+            grown[: len(self.slices_seen)] = self.slices_seen
+            self.slices_seen = grown
+        _, first = np.unique(frame_indices, return_index=True)
+        new = np.zeros(len(frame_indices), bool)
+        new[first] = ~self.slices_seen[frame_indices[first]]
+        self.slices_seen[frame_indices] = True
+        return new
+
+    def add_events(self, events: np.ndarray, times_s: np.ndarray) -> None:
+        """Rows of the event table (``km3mon.daq.event.EVENTS_DTYPE``) of this run."""
+        if not len(events):
+            return
+        self._times(times_s)
+        minutes = (times_s // MINUTE_S * MINUTE_S).astype(np.int64)
+        masks = events["trigger_mask"]
+        for minute, chosen in self._minute_rows(minutes):
+            columns = {"jdaqevent": int(chosen.sum())}
+            for name, bit in TRIGGER_COUNTERS.items():
+                columns[name] = int(np.count_nonzero(masks[chosen] & np.uint64(bit)))
+            self._add(minute, columns)
+        self.hits_histogram += np.bincount(hits_bin(events["n_snapshot"]), minlength=HITS_BINS)
+
+    def add_sn_timeslices(self, headers: list, frame_tables: list[np.ndarray]) -> None:
+        """``IO_TSSN`` of this run: each timeslice's header and superframe table."""
+        if not headers:
+            return
+        times = np.array([h.timestamp for h in headers])
+        for header, frames, time_s in zip(headers, frame_tables, times.tolist(), strict=True):
+            seconds = frames["utc_raw"] & np.uint32(0x7FFFFFFF)
+            out_of_sync = (
+                (frames["frame_index"] != header.frame_index)
+                | (seconds != header.utc_seconds)
+                | (frames["utc_16ns_cycles"] != header.utc_16ns_cycles)
+            )
+            self._add(
+                int(time_s // MINUTE_S * MINUTE_S),
+                {
+                    "jdaqtimeslice_sn": 1,
+                    "sn_frames": len(frames),
+                    "sn_frames_out_sync": int(np.count_nonzero(out_of_sync)),
+                },
+            )
+
+    def add_fits(self, times_s: np.ndarray, zenith_deg: np.ndarray) -> None:
+        """Multi-DU fits of this run's events (from ``km3mon reco``)."""
+        if not len(times_s):
+            return
+        minutes = (times_s // MINUTE_S * MINUTE_S).astype(np.int64)
+        for minute, chosen in self._minute_rows(minutes):
+            self._add(minute, {"multi_du_fits": int(chosen.sum())})
+        counts, _ = np.histogram(zenith_deg, ZENITH_EDGES_DEG)
+        self.zenith_histogram += counts
+
+    # --- output --------------------------------------------------------------------------
+
+    def totals(self) -> dict[str, float]:
+        summed = sum(self.minutes.values(), np.zeros(len(COUNTERS)))
+        return dict(zip(COUNTERS, summed.tolist(), strict=True))
+
+    @property
+    def livetime_s(self) -> float:
+        return self.totals()["slices_live"] * SLICE_S
+
+    def dom_rate_khz(self) -> np.ndarray:
+        """Mean summed PMT rate of each DOM in kHz (NaN: no frame in this run)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.dom_frames > 0, self.dom_rate_sum_khz / self.dom_frames, np.nan)
+
+    def quantities(self, active_dom_fraction: float, hot_dom_factor: float) -> dict[str, Any]:
+        """The run's quantities (JQAQC's names where the same; see README)."""
+        return quantities_of(
+            self.totals(),
+            detector=self.detector,
+            det_id=self.det_id,
+            run=self.run,
+            utc_min=self.utc_min,
+            utc_max=self.utc_max,
+            dom_frames=self.dom_frames,
+            dom_rate_khz=self.dom_rate_khz(),
+            pmt_nonzero=self.pmt_nonzero,
+            active_dom_fraction=active_dom_fraction,
+            hot_dom_factor=hot_dom_factor,
+        )
+
+    def minute_quantities(self) -> dict[int, dict[str, Any]]:
+        """Per DAQ minute: the scalar quantities of that minute alone."""
+        return {
+            minute: scalar_quantities(dict(zip(COUNTERS, row.tolist(), strict=True)))
+            for minute, row in sorted(self.minutes.items())
+        }
+
+    def state(self) -> tuple[dict[str, Any], bytes]:
+        """Everything needed to go on after a restart: JSON-able scalars and packed arrays."""
+        document = {
+            "run": self.run,
+            "det_id": self.det_id,
+            "utc_min": self.utc_min if math.isfinite(self.utc_min) else None,
+            "utc_max": self.utc_max if math.isfinite(self.utc_max) else None,
+            "minutes": {str(m): row.tolist() for m, row in self.minutes.items()},
+            "counters": list(COUNTERS),
+            "unknown_frames": self.unknown_frames,
+        }
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            dom_frames=self.dom_frames,
+            dom_rate_sum_khz=self.dom_rate_sum_khz,
+            pmt_nonzero=self.pmt_nonzero.astype(np.int32),
+            slices_seen=np.packbits(self.slices_seen),
+            n_slices=np.array([len(self.slices_seen)]),
+            hits_histogram=self.hits_histogram,
+            zenith_histogram=self.zenith_histogram,
+        )
+        return document, zlib.compress(buffer.getvalue(), 3)
+
+    @classmethod
+    def from_state(
+        cls, detector: Detector, document: dict[str, Any], arrays: bytes
+    ) -> RunAccumulator:
+        """The accumulator saved by :meth:`state` (ValueError if it does not fit ``detector``)."""
+        accumulator = cls(detector, int(document["run"]), int(document["det_id"]))
+        accumulator.utc_min = document.get("utc_min") or math.inf
+        accumulator.utc_max = document.get("utc_max") or -math.inf
+        names = document.get("counters", list(COUNTERS))
+        for minute, values in document.get("minutes", {}).items():
+            row = np.zeros(len(COUNTERS))
+            for name, value in zip(names, values, strict=True):
+                if name in _COLUMN:
+                    row[_COLUMN[name]] = value
+            accumulator.minutes[int(minute)] = row
+        accumulator.unknown_frames = int(document.get("unknown_frames", 0))
+        with np.load(io.BytesIO(zlib.decompress(arrays))) as saved:
+            if saved["dom_frames"].shape != accumulator.dom_frames.shape:
+                raise ValueError("the saved run has another number of DOMs than the detector")
+            accumulator.dom_frames = saved["dom_frames"].astype(np.int64)
+            accumulator.dom_rate_sum_khz = saved["dom_rate_sum_khz"].astype(np.float64)
+            accumulator.pmt_nonzero = saved["pmt_nonzero"].astype(np.int64)
+            n_slices = int(saved["n_slices"][0])
+            accumulator.slices_seen = np.unpackbits(saved["slices_seen"])[:n_slices].astype(bool)
+            accumulator.hits_histogram = saved["hits_histogram"].astype(np.int64)
+            accumulator.zenith_histogram = saved["zenith_histogram"].astype(np.int64)
+        return accumulator
+
+
+def _fraction(part: float, whole: float) -> float | None:
+    return part / whole if whole > 0 else None
+
+
+def scalar_quantities(totals: dict[str, float]) -> dict[str, Any]:
+    """The quantities that follow from the counters alone (a run's or a minute's)."""
+    livetime_s = totals["slices_live"] * SLICE_S
+    rate_n = totals["rate_n"]
+    mean_khz = totals["rate_sum_khz"] / rate_n if rate_n else None
+    rms_khz = None
+    if mean_khz is not None:
+        rms_khz = math.sqrt(max(totals["rate_sum2_khz2"] / rate_n - mean_khz**2, 0.0))
+    events = totals["jdaqevent"]
+    quantities: dict[str, Any] = {
+        "livetime_s": round(livetime_s, 1),
+        "triggerrate": events / livetime_s if livetime_s > 0 else None,
+        **{name: int(totals[name]) for name in TRIGGER_COUNTERS},
+        "jdaqevent": int(events),
+        "jdaqsummaryslice": int(totals["jdaqsummaryslice"]),
+        "jdaqtimeslice_sn": int(totals["jdaqtimeslice_sn"]),
+        "daq": _fraction(totals["frames_complete"], totals["frames"]),
+        "whiterabbitstatus": _fraction(totals["frames_wr"], totals["frames"]),
+        "out_sync": _fraction(totals["sn_frames_out_sync"], totals["sn_frames"]),
+        "hrv": _fraction(totals["hrv_pmt_frames"], totals["pmt_frames"]),
+        "fifo": _fraction(totals["fifo_pmt_frames"], totals["pmt_frames"]),
+        "meanrate": mean_khz,
+        "rmsrate": rms_khz,
+        "frames": int(totals["frames"]),
+        "reco_fraction": _fraction(totals["multi_du_fits"], events)
+        if totals["multi_du_fits"]
+        else None,
+    }
+    return quantities
+
+
+def quantities_of(
+    totals: dict[str, float],
+    *,
+    detector: Detector,
+    det_id: int,
+    run: int,
+    utc_min: float,
+    utc_max: float,
+    dom_frames: np.ndarray,
+    dom_rate_khz: np.ndarray,
+    pmt_nonzero: np.ndarray,
+    active_dom_fraction: float,
+    hot_dom_factor: float,
+) -> dict[str, Any]:
+    """All quantities of a run: the scalar ones and those over DOMs and PMTs."""
+    optical = detector.n_pmts > 0
+    slices = totals["slices_live"]
+    active = optical & (dom_frames >= active_dom_fraction * max(slices, 1)) & (slices > 0)
+    pmt_slots = np.arange(N_CHANNELS)[None, :] < detector.n_pmts[:, None]
+    pmts_active = (pmt_nonzero >= active_dom_fraction * np.maximum(dom_frames, 1)[:, None]) & (
+        pmt_nonzero > 0
+    )
+    pmts = int(np.count_nonzero(pmts_active & pmt_slots & active[:, None]))
+    expected_pmts = int(detector.n_pmts[optical].sum())
+    rates = dom_rate_khz[active]
+    median_khz = float(np.median(rates)) if len(rates) else None
+    hot = active & (dom_rate_khz > hot_dom_factor * (median_khz or math.inf))
+    return {
+        "detector": det_id,
+        "run": run,
+        "utc_min": utc_min if math.isfinite(utc_min) else None,
+        "utc_max": utc_max if math.isfinite(utc_max) else None,
+        **scalar_quantities(totals),
+        "pmts": pmts,
+        "pmts_norm": pmts / expected_pmts if expected_pmts else None,
+        "doms_active": int(np.count_nonzero(active)),
+        "doms_expected": int(np.count_nonzero(optical)),
+        "silent_doms": [int(d) for d in detector.dom_ids[optical & ~active]],
+        "hot_doms": [int(d) for d in detector.dom_ids[hot]],
+    }
