@@ -44,7 +44,7 @@ class CheckSettings:
 
 #: Default thresholds of every test (``[Quality.<test>]`` overrides them).
 TESTS: dict[str, CheckSettings] = {
-    "dom_rates": CheckSettings(warn=0.99, fail=0.97, min_entries=100, band=0.3),
+    "dom_rates": CheckSettings(warn=0.97, fail=0.9, min_entries=100, band=0.5),
     "trigger_rates": CheckSettings(warn=0.01, fail=1e-4, min_entries=20, min_spread=0.05),
     "hits_per_event": CheckSettings(warn=1e-3, fail=1e-6, min_entries=200),
     "zenith": CheckSettings(warn=1e-3, fail=1e-6, min_entries=200),
