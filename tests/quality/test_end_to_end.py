@@ -122,7 +122,8 @@ def test_scenario_runs_get_their_verdicts_and_counts(spawn, ligier, tmp_path: Pa
         records = {r["run"]: r["quantities"] for r in store.records()}
     for run in range(FIRST_RUN + 3, SHORT_RUN):  # runs the quality process saw whole
         ours, theirs = records[run], truth[run]
-        assert ours["livetime_s"] == pytest.approx(theirs["livetime_s"], abs=0.05), run
+        # to 1 %: on a loaded machine the ligier may skip a message for one of the two clients
+        assert ours["livetime_s"] == pytest.approx(theirs["livetime_s"], rel=0.01), run
         assert ours["hrv"] == pytest.approx(theirs["hrv"], rel=0.01, abs=1e-6), run
         assert ours["daq"] == pytest.approx(theirs["daq"], rel=0.01), run
         no_wr = 1 - ours["whiterabbitstatus"]

@@ -1,8 +1,8 @@
 """The /runs pages in headless chromium, at 21 and 230 DUs.
 
 The quality store is made by the real ``Quality`` monitor, in-process, from the simulator's
-stream (clean runs, a run in a bioluminescence storm, a run still going on); the dashboard serves it.
-Every assertion is read from the rendered page.
+stream (clean runs, a run in a bioluminescence storm, a run still going on); the dashboard
+serves it. Every assertion is read from the rendered page.
 """
 
 from __future__ import annotations
