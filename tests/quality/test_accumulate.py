@@ -17,7 +17,7 @@ from km3mon.config import ConfigError, PipelineConfig
 from km3mon.daq.files import iter_file
 from km3mon.detector import read_detx
 from km3mon.monitors.decoding import packet_times_s
-from km3mon.quality.accumulate import RunAccumulator, hits_bin
+from km3mon.quality.accumulate import RunAccumulator, hits_bin, scan_sn_timeslices
 from km3mon.quality.judge import build_reference, check_settings, chi2_probability, judge
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -60,8 +60,11 @@ def test_livetime_triggerrate_and_types_match_km3pipe_on_the_testdata() -> None:
     accumulator.add_summaryslices(slices[1:])
     events, _ = daq.decode_events_hits(payloads("IO_EVT.dat"))
     accumulator.add_events(events, packet_times_s(events))
+    scan, kept, problems = scan_sn_timeslices(payloads("IO_TSSN.dat"))
+    assert kept == [0, 1, 2] and problems == []
     located = [daq.timeslice.locate_frames(p) for p in payloads("IO_TSSN.dat")]
-    accumulator.add_sn_timeslices([t.header for t in located], [t.frames for t in located])
+    assert scan.frame_counts.tolist() == [len(t.frames) for t in located]
+    accumulator.add_sn_timeslices(scan)
     ours = accumulator.quantities(active_dom_fraction=0.5, hot_dom_factor=2.0)
     theirs = km3pipe_count()
     assert ours["livetime_s"] == pytest.approx(theirs["livetime_s"])
@@ -91,6 +94,14 @@ def test_hrv_fifo_and_rates_match_a_count_with_km3pipe() -> None:
             frames += 1
     assert ours["hrv"] == pytest.approx(hrv / (31 * frames))
     assert ours["fifo"] == pytest.approx(fifo / (31 * frames))
+    # rates from the rate bytes by the formula (km3pipe reads the byte as signed: not here)
+    rate_bytes = np.concatenate([
+        np.frombuffer(p, np.uint8, offset=34).reshape(-1, 55)[:, 24:].ravel()
+        for p in payloads("IO_SUM.dat")
+    ])  # fmt: skip
+    khz = 2.0 * 1000.0 ** (rate_bytes[rate_bytes > 0] / 255.0)
+    assert ours["meanrate"] == pytest.approx(khz.mean())
+    assert ours["rmsrate"] == pytest.approx(khz.std())
 
 
 def test_state_survives_a_round_trip() -> None:
@@ -163,3 +174,20 @@ def test_verdicts_against_a_reference() -> None:
     first = judge(record(9, [200.0] * 100, 6000), None, section, settings)
     assert first["verdict"] == "good"  # no reference yet: judged by the vetoes alone
     assert {t["status"] for t in first["tests"]} == {"no reference"}
+
+
+def test_sn_scan_leaves_out_damaged_timeslices_and_counts_out_of_sync_frames() -> None:
+    good = payloads("IO_TSSN.dat")
+    truncated = good[2][:-3]
+    retyped = bytearray(good[2])
+    retyped[38:42] = (999).to_bytes(4, "little")  # the first superframe's data type
+    scan, kept, problems = scan_sn_timeslices([good[0], truncated, bytes(retyped), b"xx", good[2]])
+    assert kept == [0, 4] and len(problems) == 3
+    assert scan.frame_counts.tolist() == [1, 33]
+    shifted = bytearray(good[2])  # the first superframe one timeslice late
+    index_at = 34 + 16
+    frame_index = int.from_bytes(shifted[index_at : index_at + 4], "little")
+    shifted[index_at : index_at + 4] = (frame_index + 1).to_bytes(4, "little")
+    accumulator = RunAccumulator(read_detx(ARCA21), 6760, 44)
+    accumulator.add_sn_timeslices(scan_sn_timeslices([bytes(shifted)])[0])
+    assert accumulator.quantities(0.5, 2.0)["out_sync"] == pytest.approx(1 / 33)

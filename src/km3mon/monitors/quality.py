@@ -20,14 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import (
-    decode_events_and_summaryslices,
-    locate_timeslices,
-    packet_times_s,
-)
+from km3mon.monitors.decoding import decode_events_and_summaryslices, packet_times_s, payloads_of
 from km3mon.monitors.guards import RunTracker
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
-from km3mon.quality.accumulate import RunAccumulator
+from km3mon.quality.accumulate import RunAccumulator, SNScan, scan_sn_timeslices
 from km3mon.quality.judge import build_reference, check_settings, judge
 from km3mon.quality.store import QualityStore
 
@@ -73,11 +69,12 @@ class FitsTail:
             if len(fields) <= max(wanted) or fields[kind_at] != "multi-du":
                 continue
             try:
-                runs.append(int(fields[run_at]))
-                times.append(float(fields[utc_at]))
-                zeniths.append(float(fields[zenith_at]))
+                parsed = int(fields[run_at]), float(fields[utc_at]), float(fields[zenith_at])
             except ValueError:
                 continue  # a damaged row
+            runs.append(parsed[0])
+            times.append(parsed[1])
+            zeniths.append(parsed[2])
         return np.array(runs, np.int64), np.array(times), np.array(zeniths)
 
 
@@ -132,22 +129,22 @@ class Quality(Monitor):
 
     def consume(self, messages: list[Message]) -> None:
         events, slices = decode_events_and_summaryslices(self.context, messages)
-        located = locate_timeslices(self.context, messages, "IO_TSSN")
+        sn = self._sn_timeslices(messages)
         event_times = packet_times_s(events)
         slice_times = np.array([s.header.timestamp for s in slices])
-        sn_times = np.array([t.header.timestamp for _, t in located])
+        sn_times = sn.times_s()
         times = np.concatenate([slice_times, event_times, sn_times])
         if not len(times):
             return
         runs = np.concatenate([
             np.array([s.header.run for s in slices], np.int64),
             events["run"].astype(np.int64),
-            np.array([t.header.run for _, t in located], np.int64),
+            sn.headers["run"].astype(np.int64),
         ])  # fmt: skip
         det_ids = np.concatenate([
             np.array([s.header.det_id for s in slices], np.int64),
             events["det_id"].astype(np.int64),
-            np.array([t.header.det_id for _, t in located], np.int64),
+            sn.headers["det_id"].astype(np.int64),
         ])  # fmt: skip
         order = np.argsort(times, kind="stable")
         confirmed = np.empty(len(times), np.int64)
@@ -170,14 +167,20 @@ class Quality(Monitor):
             )
             in_events = chosen[n_slices : n_slices + n_events]
             accumulator.add_events(events[in_events], event_times[in_events])
-            in_sn = chosen[n_slices + n_events :]
-            sn = [t for (_, t), keep in zip(located, in_sn, strict=True) if keep]
-            accumulator.add_sn_timeslices([t.header for t in sn], [t.frames for t in sn])
+            accumulator.add_sn_timeslices(sn.select(chosen[n_slices + n_events :]))
             self.last_data_at[run] = now
         for change in changes:
             if change.previous is not None and change.previous in self.open:
                 self._save(change.previous, ended=True)
         self.context.saw_data_at(float(times.max()))
+
+    def _sn_timeslices(self, messages: list[Message]) -> SNScan:
+        """The batch's ``IO_TSSN`` with plausible times; unusable ones counted and logged."""
+        scan, _, problems = scan_sn_timeslices(payloads_of(messages, "IO_TSSN"))
+        if problems:
+            self.context.count_error("IO_TSSN unusable", problems[0], len(problems))
+        plausible = self.context.plausible_times(scan.times_s())
+        return scan if plausible.all() else scan.select(plausible)
 
     def render(self) -> None:
         runs, fit_times, zeniths = self.fits.read()

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from km3mon.daq.preamble import DAQSUPERFRAME, DAQTIMESLICESN, records_at
 from km3mon.daq.summaryslice import N_CHANNELS, RATES_HZ_LUT, Summaryslice
+from km3mon.daq.timeslice import SUPERFRAME_DTYPE
 from km3mon.daq.triggers import trigger_mask
 from km3mon.detector import Detector
 
@@ -63,6 +67,7 @@ HITS_BINS = 48
 #: Zenith of the multi-DU fits, 10 degree bins.
 ZENITH_EDGES_DEG = np.linspace(0.0, 180.0, 19)
 RATES_KHZ_LUT = RATES_HZ_LUT / 1e3
+RATES_KHZ2_LUT = RATES_KHZ_LUT**2
 _HRV_BITS = np.uint32((1 << N_CHANNELS) - 1)
 #: The frame index of a run fits this bitmap for a week of 100 ms timeslices; beyond, it grows.
 _INITIAL_SLICES = 1 << 16
@@ -72,6 +77,94 @@ def hits_bin(n_hits: np.ndarray) -> np.ndarray:
     """The half-octave bin of each hit count (0 hits: bin 0; 1: 2; 3: 4; 2 ** 23: 46)."""
     bins = np.floor(2 * np.log2(np.asarray(n_hits, np.float64) + 1)).astype(np.int64)
     return np.clip(bins, 0, HITS_BINS - 1)
+
+
+@dataclass
+class SNScan:
+    """``IO_TSSN`` timeslices of a batch: their DAQ headers (:data:`SN_HEADER_DTYPE`), the
+    superframes of each, and every superframe's fixed part (``SUPERFRAME_DTYPE``)."""
+
+    headers: np.ndarray
+    frame_counts: np.ndarray
+    superframes: np.ndarray
+
+    def times_s(self) -> np.ndarray:
+        seconds = self.headers["utc_raw"] & np.uint32(0x7FFFFFFF)
+        return seconds + self.headers["utc_16ns_cycles"] * 16e-9
+
+    def select(self, chosen: np.ndarray) -> SNScan:
+        """The timeslices where ``chosen`` is True, with their superframes."""
+        per_frame = np.repeat(chosen, self.frame_counts)
+        return SNScan(self.headers[chosen], self.frame_counts[chosen], self.superframes[per_frame])
+
+
+#: The preamble, class version and DAQ header of a current-format timeslice, and its count.
+SN_HEADER_DTYPE = np.dtype(
+    [("length", "<i4"), ("data_type", "<i4"), ("version", "<i2"), ("det_id", "<i4"),
+     ("run", "<i4"), ("frame_index", "<i4"), ("utc_raw", "<u4"), ("utc_16ns_cycles", "<u4"),
+     ("n_frames", "<i4")]
+)  # fmt: skip
+_LENGTH = struct.Struct("<i")
+
+
+def scan_sn_timeslices(payloads: list[bytes]) -> tuple[SNScan, list[int], list[str]]:
+    """The headers and superframe headers of ``IO_TSSN`` payloads, without their hits.
+
+    The superframes are walked by their lengths (one read each) and then read all at once;
+    ``locate_frames`` checks more per frame and costs several times as much, too much for
+    every SN timeslice of ARCA-230 (770 per second). Returns the scan, the indices of the
+    payloads in it, and a reason for each payload left out (not a current-format SN
+    timeslice, or superframes that do not fit)."""
+    kept, starts, counts, problems = [], [], [], []
+    header_size, frame_size = SN_HEADER_DTYPE.itemsize, SUPERFRAME_DTYPE.itemsize
+    base = 0
+    for index, payload in enumerate(payloads):
+        size = len(payload)
+        if size < header_size:
+            problems.append(f"{size} bytes: too short for an SN timeslice")
+            continue
+        length, data_type, version = struct.unpack_from("<iih", payload)
+        (n_frames,) = _LENGTH.unpack_from(payload, header_size - 4)
+        if (length, data_type, version) != (size, DAQTIMESLICESN, 1) or not (
+            0 <= n_frames <= (size - header_size) // frame_size
+        ):
+            problems.append(
+                f"length {length} of {size}, data type {data_type}, version {version}, "
+                f"{n_frames} frames: not a current-format SN timeslice"
+            )
+            continue
+        position, frames = header_size, []
+        for _ in range(n_frames):
+            if position + frame_size > size:
+                break
+            frames.append(base + position)
+            (frame_length,) = _LENGTH.unpack_from(payload, position)
+            if frame_length < frame_size:
+                break
+            position += frame_length
+        if len(frames) != n_frames or position != size:
+            problems.append(f"{n_frames} superframes do not end at the payload's end ({size})")
+            continue
+        kept.append(index)
+        starts += frames
+        counts.append(n_frames)
+        base += size
+    buffer = b"".join(payloads[i] for i in kept)
+    firsts = np.cumsum([0] + [len(payloads[i]) for i in kept])[:-1]
+    headers = records_at(buffer, np.asarray(firsts, np.int64), SN_HEADER_DTYPE)
+    superframes = records_at(buffer, np.asarray(starts, np.int64), SUPERFRAME_DTYPE)
+    frame_counts = np.asarray(counts, np.int64)
+    scan = SNScan(headers, frame_counts, superframes)
+    valid = (superframes["data_type"] == DAQSUPERFRAME) & (
+        superframes["length"] == frame_size + 6 * superframes["n_hits"].astype(np.int64)
+    )
+    if not valid.all():
+        parent = np.repeat(np.arange(len(kept)), frame_counts)
+        good = np.bincount(parent, weights=~valid, minlength=len(kept)) == 0
+        problems += ["a superframe with a wrong data type or length"] * int(np.sum(~good))
+        kept = [index for index, ok in zip(kept, good.tolist(), strict=True) if ok]
+        scan = scan.select(good)
+    return scan, kept, problems
 
 
 class RunAccumulator:
@@ -129,9 +222,9 @@ class RunAccumulator:
         n_pmts = np.where(known, self.detector.n_pmts[np.maximum(index, 0)], N_CHANNELS)
         daq, status, fifo = frames["daq"], frames["status"], frames["fifo"]
         complete = ((daq & 0xFFFF) == (daq >> 16) + 1) & ((fifo >> 31) == 1)
-        rates_khz = RATES_KHZ_LUT[frames["rates"]]
-        nonzero = frames["rates"] > 0
-        summed_khz = rates_khz.sum(axis=1)
+        rate_bytes = frames["rates"]
+        nonzero = rate_bytes > 0
+        summed_khz = RATES_KHZ_LUT[rate_bytes].sum(axis=1)
         per_frame = {
             "frames": np.ones(len(frames)),
             "frames_complete": complete,
@@ -139,9 +232,6 @@ class RunAccumulator:
             "pmt_frames": n_pmts,
             "hrv_pmt_frames": np.bitwise_count(status & _HRV_BITS),
             "fifo_pmt_frames": np.bitwise_count(fifo & _HRV_BITS),
-            "rate_n": nonzero.sum(axis=1),
-            "rate_sum_khz": summed_khz,
-            "rate_sum2_khz2": np.square(rates_khz).sum(axis=1),
         }
         frame_minutes = np.repeat(slice_minutes, counts)
         for minute, chosen in self._minute_rows(slice_minutes):
@@ -154,6 +244,17 @@ class RunAccumulator:
             )
         for minute, chosen in self._minute_rows(frame_minutes):
             self._add(minute, {k: float(np.sum(v[chosen])) for k, v in per_frame.items()})
+            # the PMT rates' sums from how often each rate byte occurs: one pass over bytes
+            chosen_bytes = rate_bytes if len(chosen) == chosen.sum() else rate_bytes[chosen]
+            occurrences = np.bincount(chosen_bytes.ravel(), minlength=256)
+            self._add(
+                minute,
+                {
+                    "rate_n": float(occurrences[1:].sum()),
+                    "rate_sum_khz": float(occurrences @ RATES_KHZ_LUT),
+                    "rate_sum2_khz2": float(occurrences @ RATES_KHZ2_LUT),
+                },
+            )
         doms = index[known]
         n_doms = len(self.dom_frames)
         self.dom_frames += np.bincount(doms, minlength=n_doms)
@@ -192,24 +293,28 @@ class RunAccumulator:
             self._add(minute, columns)
         self.hits_histogram += np.bincount(hits_bin(events["n_snapshot"]), minlength=HITS_BINS)
 
-    def add_sn_timeslices(self, headers: list, frame_tables: list[np.ndarray]) -> None:
-        """``IO_TSSN`` of this run: each timeslice's header and superframe table."""
-        if not headers:
+    def add_sn_timeslices(self, scan: SNScan) -> None:
+        """``IO_TSSN`` of this run (:func:`scan_sn_timeslices`): timeslices and superframes."""
+        if not len(scan.headers):
             return
-        times = np.array([h.timestamp for h in headers])
-        for header, frames, time_s in zip(headers, frame_tables, times.tolist(), strict=True):
-            seconds = frames["utc_raw"] & np.uint32(0x7FFFFFFF)
-            out_of_sync = (
-                (frames["frame_index"] != header.frame_index)
-                | (seconds != header.utc_seconds)
-                | (frames["utc_16ns_cycles"] != header.utc_16ns_cycles)
-            )
+        headers, frames = scan.headers, scan.superframes
+        parent = np.repeat(np.arange(len(headers)), scan.frame_counts)
+        seconds = np.uint32(0x7FFFFFFF)
+        out_of_sync = (
+            (frames["frame_index"] != headers["frame_index"][parent])
+            | ((frames["utc_raw"] & seconds) != (headers["utc_raw"] & seconds)[parent])
+            | (frames["utc_16ns_cycles"] != headers["utc_16ns_cycles"][parent])
+        )
+        out_per_slice = np.bincount(parent, weights=out_of_sync, minlength=len(headers))
+        times = scan.times_s()
+        self._times(times)
+        for minute, chosen in self._minute_rows((times // MINUTE_S * MINUTE_S).astype(np.int64)):
             self._add(
-                int(time_s // MINUTE_S * MINUTE_S),
+                minute,
                 {
-                    "jdaqtimeslice_sn": 1,
-                    "sn_frames": len(frames),
-                    "sn_frames_out_sync": int(np.count_nonzero(out_of_sync)),
+                    "jdaqtimeslice_sn": int(chosen.sum()),
+                    "sn_frames": int(scan.frame_counts[chosen].sum()),
+                    "sn_frames_out_sync": float(out_per_slice[chosen].sum()),
                 },
             )
 
