@@ -191,7 +191,8 @@ class Quality(Monitor):
         now = time.monotonic()
         for run in sorted(self.open):
             quiet_s = now - self.last_data_at.get(run, now)
-            ended = run != self.runs.run or quiet_s > self.section.end_after_s
+            replaced = self.runs.run is not None and run != self.runs.run
+            ended = replaced or quiet_s > self.section.end_after_s
             self._save(run, ended=ended)
         if time.time() - self.forgot_at > FORGET_EVERY_S:
             self.forgot_at = time.time()
