@@ -191,3 +191,18 @@ def test_sn_scan_leaves_out_damaged_timeslices_and_counts_out_of_sync_frames() -
     accumulator = RunAccumulator(read_detx(ARCA21), 6760, 44)
     accumulator.add_sn_timeslices(scan_sn_timeslices([bytes(shifted)])[0])
     assert accumulator.quantities(0.5, 2.0)["out_sync"] == pytest.approx(1 / 33)
+
+
+def test_a_slice_off_the_run_clock_adds_no_live_time() -> None:
+    accumulator = RunAccumulator(read_detx(ARCA21), 6760, 44)
+    slices = [daq.decode_summaryslice(p) for p in payloads("IO_SUM.dat")]
+    accumulator.add_summaryslices(slices)
+    flipped = daq.decode_summaryslice(payloads("IO_SUM.dat")[0])
+    flipped.header = flipped.header._replace(utc_seconds=flipped.header.utc_seconds - 2048)
+    renumbered = daq.decode_summaryslice(payloads("IO_SUM.dat")[1])
+    renumbered.header = renumbered.header._replace(frame_index=renumbered.header.frame_index + 64)
+    accumulator.add_summaryslices([flipped, renumbered])
+    quantities = accumulator.quantities(0.5, 2.0)
+    assert quantities["livetime_s"] == pytest.approx(0.3)
+    assert quantities["slices_inconsistent"] == 2
+    assert quantities["utc_min"] == slices[0].header.timestamp

@@ -69,6 +69,10 @@ ZENITH_EDGES_DEG = np.linspace(0.0, 180.0, 19)
 RATES_KHZ_LUT = RATES_HZ_LUT / 1e3
 RATES_KHZ2_LUT = RATES_KHZ_LUT**2
 _HRV_BITS = np.uint32((1 << N_CHANNELS) - 1)
+#: The run's clock is the median offset of its first this many summary slices; a slice more
+#: than CLOCK_TOLERANCE_S off it has a corrupted header (real ones agree to the ns).
+CLOCK_SLICES = 50
+CLOCK_TOLERANCE_S = 0.5
 #: The frame index of a run fits this bitmap for a week of 100 ms timeslices; beyond, it grows.
 _INITIAL_SLICES = 1 << 16
 
@@ -185,6 +189,9 @@ class RunAccumulator:
         self.hits_histogram = np.zeros(HITS_BINS, np.int64)
         self.zenith_histogram = np.zeros(len(ZENITH_EDGES_DEG) - 1, np.int64)
         self.unknown_frames = 0
+        #: Offsets (time - 100 ms x frame index) of the run's first slices: the run's clock.
+        self.clock_offsets: np.ndarray | None = None
+        self.inconsistent_slices = 0
 
     # --- input ---------------------------------------------------------------------------
 
@@ -211,11 +218,19 @@ class RunAccumulator:
         if not slices:
             return
         times = np.array([s.header.timestamp for s in slices])
+        frame_indices = np.array([s.header.frame_index for s in slices], np.int64)
+        consistent = self._on_the_run_clock(times, frame_indices)
+        if not consistent.all():
+            self.inconsistent_slices += int(np.count_nonzero(~consistent))
+            slices = [s for s, keep in zip(slices, consistent.tolist(), strict=True) if keep]
+            times, frame_indices = times[consistent], frame_indices[consistent]
+            if not slices:
+                return
         self._times(times)
         counts = np.array([len(s.frames) for s in slices])
         frames = np.concatenate([s.frames for s in slices]) if len(slices) > 1 else slices[0].frames
         slice_minutes = (times // MINUTE_S * MINUTE_S).astype(np.int64)
-        new_slice = self._first_sight(np.array([s.header.frame_index for s in slices]))
+        new_slice = self._first_sight(frame_indices)
         index = self.detector.dom_index(frames["dom_id"])
         known = index >= 0
         self.unknown_frames += int(np.count_nonzero(~known))
@@ -264,6 +279,27 @@ class RunAccumulator:
             cells[nonzero[known].ravel()], minlength=n_doms * N_CHANNELS
         ).reshape(n_doms, N_CHANNELS)
 
+    def _on_the_run_clock(self, times_s: np.ndarray, frame_indices: np.ndarray) -> np.ndarray:
+        """Which slices agree with the run's clock: a timeslice's time is the run's start plus
+        100 ms per frame index, so a header whose time or frame index is corrupted (a bit
+        flip) neither adds live time nor moves ``utc_min``/``utc_max``. The clock is the
+        median over the run's first slices."""
+        offsets = times_s - SLICE_S * frame_indices
+        if self.clock_offsets is not None and len(self.clock_offsets) < CLOCK_SLICES:
+            self.clock_offsets = np.concatenate([self.clock_offsets, offsets])[:CLOCK_SLICES]
+        elif self.clock_offsets is None:
+            self.clock_offsets = offsets[:CLOCK_SLICES]
+        clock = float(np.median(self.clock_offsets))
+        return np.abs(offsets - clock) <= CLOCK_TOLERANCE_S
+
+    def _minutes_of(self, times_s: np.ndarray) -> np.ndarray:
+        """The DAQ minute of each event or SN timeslice; a time outside the span of the run's
+        summary slices (a corrupted header) counts in the run's newest minute instead."""
+        if math.isfinite(self.utc_max):
+            outside = (times_s < self.utc_min - MINUTE_S) | (times_s > self.utc_max + MINUTE_S)
+            times_s = np.where(outside, self.utc_max, times_s)
+        return (times_s // MINUTE_S * MINUTE_S).astype(np.int64)
+
     def _first_sight(self, frame_indices: np.ndarray) -> np.ndarray:
         """True for each timeslice (frame index) of the run not seen before (once per index,
         also within this batch)."""
@@ -283,8 +319,7 @@ class RunAccumulator:
         """Rows of the event table (``km3mon.daq.event.EVENTS_DTYPE``) of this run."""
         if not len(events):
             return
-        self._times(times_s)
-        minutes = (times_s // MINUTE_S * MINUTE_S).astype(np.int64)
+        minutes = self._minutes_of(times_s)
         masks = events["trigger_mask"]
         for minute, chosen in self._minute_rows(minutes):
             columns = {"jdaqevent": int(chosen.sum())}
@@ -306,9 +341,7 @@ class RunAccumulator:
             | (frames["utc_16ns_cycles"] != headers["utc_16ns_cycles"][parent])
         )
         out_per_slice = np.bincount(parent, weights=out_of_sync, minlength=len(headers))
-        times = scan.times_s()
-        self._times(times)
-        for minute, chosen in self._minute_rows((times // MINUTE_S * MINUTE_S).astype(np.int64)):
+        for minute, chosen in self._minute_rows(self._minutes_of(scan.times_s())):
             self._add(
                 minute,
                 {
@@ -322,8 +355,7 @@ class RunAccumulator:
         """Multi-DU fits of this run's events (from ``km3mon reco``)."""
         if not len(times_s):
             return
-        minutes = (times_s // MINUTE_S * MINUTE_S).astype(np.int64)
-        for minute, chosen in self._minute_rows(minutes):
+        for minute, chosen in self._minute_rows(self._minutes_of(times_s)):
             self._add(minute, {"multi_du_fits": int(chosen.sum())})
         counts, _ = np.histogram(zenith_deg, ZENITH_EDGES_DEG)
         self.zenith_histogram += counts
@@ -345,7 +377,7 @@ class RunAccumulator:
 
     def quantities(self, active_dom_fraction: float, hot_dom_factor: float) -> dict[str, Any]:
         """The run's quantities (JQAQC's names where the same; see README)."""
-        return quantities_of(
+        quantities = quantities_of(
             self.totals(),
             detector=self.detector,
             det_id=self.det_id,
@@ -358,6 +390,7 @@ class RunAccumulator:
             active_dom_fraction=active_dom_fraction,
             hot_dom_factor=hot_dom_factor,
         )
+        return {**quantities, "slices_inconsistent": self.inconsistent_slices}
 
     def minute_quantities(self) -> dict[int, dict[str, Any]]:
         """Per DAQ minute: the scalar quantities of that minute alone."""
@@ -376,6 +409,8 @@ class RunAccumulator:
             "minutes": {str(m): row.tolist() for m, row in self.minutes.items()},
             "counters": list(COUNTERS),
             "unknown_frames": self.unknown_frames,
+            "inconsistent_slices": self.inconsistent_slices,
+            "clock_offsets": None if self.clock_offsets is None else self.clock_offsets.tolist(),
         }
         buffer = io.BytesIO()
         np.savez(
@@ -406,6 +441,9 @@ class RunAccumulator:
                     row[_COLUMN[name]] = value
             accumulator.minutes[int(minute)] = row
         accumulator.unknown_frames = int(document.get("unknown_frames", 0))
+        accumulator.inconsistent_slices = int(document.get("inconsistent_slices", 0))
+        if document.get("clock_offsets") is not None:
+            accumulator.clock_offsets = np.array(document["clock_offsets"], np.float64)
         with np.load(io.BytesIO(zlib.decompress(arrays))) as saved:
             if saved["dom_frames"].shape != accumulator.dom_frames.shape:
                 raise ValueError("the saved run has another number of DOMs than the detector")
