@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import km3net_testdata
 import numpy as np
 import pytest
 
@@ -100,3 +101,31 @@ def test_shift_report_lists_the_shifts_runs(data: Path) -> None:
     assert "| 1 | **good** |" in runs and "| 2 | **bad** |" in runs
     assert "| 3 | **running** |" in runs
     assert "No run in this period." in shift_report(data, T0 - 9000, T0 - 8000)
+
+
+def test_reference_chosen_on_the_dashboard_is_used(data: Path, spawn, tmp_path: Path) -> None:
+    import httpx
+
+    from km3mon.monitors.quality import Quality
+    from tests.web.conftest import serve
+    from tests.web.sites import AUTH, _context
+
+    port = serve(spawn, tmp_path, tmp_path / "plots", data)
+    base = f"http://127.0.0.1:{port}"
+    form = {"name": "run coordinator", "reason": "the calibration run"}
+    with httpx.Client(auth=AUTH, base_url=base) as client:
+        assert client.post("/runs/2/reference", data=form).status_code == 403  # no Origin
+        assert client.post("/runs/2/reference", data=form, headers={"Origin": base}).is_redirect
+    with QualityStore(data, readonly=True) as store:
+        assert store.reference_choice()["run"] == 2
+    detx = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
+    context = _context(tmp_path, Path(detx), "quality", 10.0)
+    context.data_dir = data
+    monitor = Quality(context)
+    reference = monitor._reference(5, 133)
+    assert reference.runs == [2] and "chosen by run coordinator" in reference.source
+    with httpx.Client(auth=AUTH, base_url=base) as client:
+        client.post("/runs/2/reference", data={**form, "automatic": "1"}, headers={"Origin": base})
+    automatic = monitor._reference(5, 133)
+    assert automatic.runs == [1] and automatic.source == "medians of the last 1 good runs"
+    monitor.store.close()
