@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -623,6 +624,29 @@ class DiskSpace(Rule):
         ]
 
 
+class RunQuality(Rule):
+    """The newest run ``km3mon quality`` ended, when its verdict is bad."""
+
+    name = "run_quality"
+    description = "the newest ended run is bad (km3mon quality); an override or a good run ends it"
+    hold_s = 0.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        from km3mon.quality.store import QualityError, QualityStore
+
+        try:
+            with QualityStore(snapshot.data_dir, readonly=True) as store:
+                ended = [r for r in store.records(limit=5) if r["state"] == "ended"]
+        except (QualityError, sqlite3.Error):
+            return None
+        if not ended or ended[0]["verdict"] != "bad":
+            return []
+        run = ended[0]["run"]
+        reasons = "; ".join(ended[0]["reasons"][:2]) or "see its page"
+        return [Condition(self.name, f"run {run}", f"run {run} ended bad: {reasons}",
+                          link=f"/runs/{run}")]  # fmt: skip
+
+
 class ThresholdRule(Rule):
     """``[Alerts.<name>] metric = "<metrics file>.<key>[.<key>…]"`` with ``above``/``below``.
 
@@ -736,6 +760,7 @@ BUILTIN: dict[str, type[Rule]] = {
         RecoT0,
         RTTCOff,
         DiskSpace,
+        RunQuality,
     )
 }
 
