@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from km3mon.alerts.rules import Places, Snapshot, build_rules
 from km3mon.cli import build_parser
-from km3mon.config import PipelineConfig
+from km3mon.config import AlertsSection, PipelineConfig
 from km3mon.controlhost import FrameDecoder
 from km3mon.freshness import Freshness
 from km3mon.monitors.k40 import FIT_NICENESS, K40
@@ -125,17 +126,21 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     no_peak = {(p["dom_id"], p["channel"]) for p in read_json(tmp_path / "data" / "metrics" /
                                                                "k40.json")["no_peak"]}  # fmt: skip
     far = max(large, key=large.get)
-    assert far in no_peak and far not in measured, "15 ns: no K40 peak, never 'not measured'"
+    # beyond the L1 window: at most the tail of its peak gets through, so no peak or a
+    # peak cut by the window's edge (flagged, the offset underestimated); never unseen
+    assert far in no_peak or measured[far]["flagged"] == "1", "15 ns: never 'not measured'"
     assert set(measured) | disabled | no_peak == set(true_offset)
 
-    # t0_ns is relative to the mean of the DOM's measured PMTs: compare likewise
+    # t0_ns is relative to the mean of the DOM's measured PMTs: up to one constant per DOM
     errors, efficiency_errors, relative = [], [], {}
     for dom_id in {pmt[0] for pmt in measured}:
         pmts = [pmt for pmt in measured if pmt[0] == dom_id]
         found = np.array([float(measured[pmt]["t0_ns"]) for pmt in pmts])
         truth_of = np.array([true_offset[pmt] for pmt in pmts])
         relative.update(zip(pmts, truth_of - truth_of.mean(), strict=True))
-        errors += list(found - (truth_of - truth_of.mean()))
+        error = found - truth_of
+        fair = np.array([pmt != far for pmt in pmts])
+        errors += list((error - error[fair].mean())[fair])
         efficiency = np.array([true_efficiency[pmt] for pmt in pmts])
         found_eff = np.array([float(measured[pmt]["rel_eff"]) for pmt in pmts])
         efficiency_errors += list(found_eff / (efficiency / efficiency.mean()) - 1)
@@ -148,8 +153,20 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     assert late_pmt in flagged and (set(large) - {far}) <= flagged and beyond <= flagged
     assert not flagged & within
     late_row = measured[late_pmt]
-    # DETX t0 + t0_ns is the later true delay: positive, the 3 ns plus its N(0, 1.5) offset
-    assert float(late_row["t0_ns"]) > true_offset[late_pmt] - 1.0 - 4 * OFFSET_SIGMA_NS / 31**0.5
+    # DETX t0 + t0_ns is the later true delay (the sign), less the DOM's mean
+    assert float(late_row["t0_ns"]) == pytest.approx(relative[late_pmt], abs=0.3)
+
+    # the alert rules make one alert per DOM of these, with the offsets in the summary
+    snapshot = Snapshot(tmp_path / "data", time.time(), {}, {}, None, Places.of_detector(detector))
+    rules = {rule.name: rule for rule in build_rules(AlertsSection())}
+    t0_alerts = {c.dom_id: c for c in rules["k40_t0"].evaluate(snapshot)}
+    assert set(t0_alerts) == {pmt[0] for pmt in flagged}
+    assert (
+        f"channel {late_pmt[1]} {float(late_row['t0_ns']):+.1f} ns"
+        in t0_alerts[late_pmt[0]].summary
+    )
+    no_peak_alerts = rules["k40_no_peak"].evaluate(snapshot)
+    assert {c.dom_id for c in no_peak_alerts} == {pmt[0] for pmt in no_peak}
     print(  # the numbers for BENCHMARKS.md
         f"t0 RMS error {np.sqrt(np.mean(t0_error**2)):.3f} ns (max {np.abs(t0_error).max():.3f},"
         f" {len(t0_error)} PMTs), efficiency RMS error {np.sqrt(np.mean(efficiency_error**2)):.4f}"

@@ -252,12 +252,14 @@ def _silences(snapshot: Snapshot) -> dict[int, float] | None:
 
 
 def _lost_dus(snapshot: Snapshot, silent: dict[int, float]) -> dict[int, list[float]]:
-    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent."""
-    return {
-        du: [silent[d] for d in doms]
-        for du, doms in snapshot.places.optical_by_du.items()
-        if all(d in silent for d in doms if not snapshot.places.disabled(d))
-    }
+    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent (those
+    disabled in the DETX aside)."""
+    lost = {}
+    for du, doms in snapshot.places.optical_by_du.items():
+        enabled = [d for d in doms if not snapshot.places.disabled(d)]
+        if enabled and all(d in silent for d in enabled):
+            lost[du] = [silent[d] for d in enabled]
+    return lost
 
 
 def _held(silences: list[float], data_time: float | None) -> tuple[float | None, float | None]:
@@ -379,7 +381,8 @@ class HRVPMT(FlaggedPMTs):
 
 
 class K40PMTs(Rule):
-    """PMTs k40 lists under ``key`` in its newest calibration, one condition per DOM."""
+    """PMTs k40 lists under ``key`` in its newest calibration, one condition per DOM. The list
+    is capped (the worst first); ``doms.n_<key>`` counts them for every DOM."""
 
     key = ""
     hold_s = 0.0  # a calibration takes --period (10 min) of data: it is the hold
@@ -389,20 +392,31 @@ class K40PMTs(Rule):
         if document is None or self.key not in document:
             return None  # no calibration yet: cannot tell
         by_dom: dict[int, list[dict[str, Any]]] = {}
+        listed = set()
         for pmt in document[self.key]:
             dom_id, channel = int(pmt["dom_id"]), int(pmt["channel"])
+            listed.add(dom_id)
             if not snapshot.places.disabled(dom_id, channel):
                 by_dom.setdefault(dom_id, []).append(pmt)
-        return [
-            snapshot.places.condition(
-                self.name,
-                str(dom_id),
-                f"{snapshot.places.describe(dom_id)}: {self.describe_pmts(pmts)}",
-                dom_id,
-                link=f"/plot/k40_du{pmts[0]['du']}" if "du" in pmts[0] else "/plot/k40_summary",
+        doms = document.get("doms") or {}
+        for dom_id, count in zip(doms.get("dom_id", []), doms.get(f"n_{self.key}", []),
+                                 strict=False):  # fmt: skip
+            if count and int(dom_id) not in listed and not snapshot.places.disabled(int(dom_id)):
+                by_dom[int(dom_id)] = []  # beyond the list's cap: counted, no details
+        conditions = []
+        for dom_id, pmts in sorted(by_dom.items()):
+            du = snapshot.places.du_floor.get(dom_id, (None, None))[0]
+            what = self.describe_pmts(pmts) if pmts else "PMTs listed in data/k40/offsets.csv"
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(dom_id),
+                    f"{snapshot.places.describe(dom_id)}: {what}",
+                    dom_id,
+                    link=f"/plot/k40_du{du}" if du is not None else "/plot/k40_summary",
+                )
             )
-            for dom_id, pmts in sorted(by_dom.items())
-        ]
+        return conditions
 
     def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
         raise NotImplementedError

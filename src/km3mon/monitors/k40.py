@@ -416,6 +416,8 @@ class K40(Monitor):
             cal = result.calibration
             flagged = self.flagged(result)
             slots, channels = np.nonzero(flagged)
+            worst_first = np.argsort(-np.abs(cal.t0_ns[slots, channels]), kind="stable")
+            slots, channels = slots[worst_first], channels[worst_first]
             no_peak = self.no_peak(result)
             measured = np.flatnonzero(np.isfinite(cal.t0_ns).any(axis=1))
             dom = self.slots[measured]
