@@ -79,7 +79,15 @@ CSV_COLUMNS = (
 BEFORE_COLOUR, AFTER_COLOUR = "#2166ac", "#d6604d"
 #: A PMT with at least this mean singles rate (summary slices, veto excluded) "has singles".
 MIN_SINGLES_HZ = 1000.0
-NO_PEAK_COLOUR, DISABLED_COLOUR = "#000000", "#ffffff"
+#: "No K40 peak": the net coincidences of the PMT's pairs below this share of what a PMT of
+#: its DOM has on average, when that average is at least MIN_EXPECTED_COINCIDENCES (a short
+#: period cannot tell a missing peak from a small one).
+NO_PEAK_FRACTION = 0.25
+MIN_EXPECTED_COINCIDENCES = 200.0
+#: Pair -> its two PMTs, as a (465, 31) incidence matrix (sums over a PMT's pairs).
+PMT_OF_PAIR = np.zeros((len(PAIR_I), 31))
+PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_I] = PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_J] = 1.0
+NO_PEAK_COLOUR = "#000000"
 
 
 @dataclass
@@ -95,6 +103,8 @@ class PeriodResult:
     valid: np.ndarray
     #: Mean singles rate per slot and channel over the period's summary slices (veto: 0).
     singles_hz: np.ndarray
+    #: Net (background-subtracted) coincidences of each PMT's pairs, fitted or not.
+    pmt_net: np.ndarray
 
 
 #: Niceness of the fitting thread: a calibration (tens of CPU-seconds at 230 DUs) must not
@@ -266,9 +276,11 @@ class K40(Monitor):
             int(fits.valid.sum()),
             time.perf_counter() - started,
         )
+        net = np.nan_to_num(fits.net_coincidences)
+        pmt_net = net @ PMT_OF_PAIR
         return PeriodResult(
             start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns,
-            fits.rate_hz, fits.valid, singles,
+            fits.rate_hz, fits.valid, singles, pmt_net,
         )  # fmt: skip
 
     # -- outputs ----------------------------------------------------------------------
@@ -294,14 +306,20 @@ class K40(Monitor):
             )
 
     def no_peak(self, result: PeriodResult) -> np.ndarray:
-        """PMTs with singles but without any coincidence peak while their DOM's others have
-        one: light arrives, but not in time with the other PMTs' (t0 far off)."""
+        """PMTs with singles but without a coincidence peak, where their DOM's measured PMTs
+        have so many coincidences that a missing peak is no chance: light arrives, but not in
+        time with the other PMTs' (t0 far off)."""
         cal = result.calibration
+        measured = np.isfinite(cal.t0_ns)
+        typical = np.where(measured, result.pmt_net, 0.0).sum(axis=1) / np.maximum(
+            measured.sum(axis=1), 1
+        )
         return (
             self.present
-            & np.isnan(cal.t0_ns)
+            & ~measured
             & (result.singles_hz >= MIN_SINGLES_HZ)
-            & (cal.n_pairs > 0)[:, None]
+            & (typical >= MIN_EXPECTED_COINCIDENCES)[:, None]
+            & (result.pmt_net < NO_PEAK_FRACTION * typical[:, None])
         )
 
     def _write_tables(self, result: PeriodResult) -> None:
@@ -618,12 +636,14 @@ class K40(Monitor):
         marked = len(rows)
         for states, colour, hatch, label in (
             (self.no_peak(result)[of_du], NO_PEAK_COLOUR, "", "singles but no K40 peak"),
-            (self.disabled[of_du], DISABLED_COLOUR, DISABLED_HATCH, "disabled (DETX)"),
+            (self.disabled[of_du], DISABLED_DOM_COLOUR, DISABLED_HATCH, "disabled (DETX)"),
         ):
             rows, channels = np.nonzero(states)
             marked += len(rows)
-            dom_cells(axis, channels, floors[rows], size=0.9, facecolor=colour, hatch=hatch,
-                      edgecolor=DISABLED_EDGE_COLOUR, label=f"{label} ({len(rows)})")  # fmt: skip
+            if len(rows):
+                label = f"{label} ({len(rows)})"
+                dom_cells(axis, channels, floors[rows], size=0.9, facecolor=colour, hatch=hatch,
+                          edgecolor=DISABLED_EDGE_COLOUR, label=label)  # fmt: skip
         figure.colorbar(shown, ax=axis, extend="both").set_label("PMT t0 correction [ns]")
         axis.set_xlabel("TDC channel")
         axis.set_ylabel("floor")
