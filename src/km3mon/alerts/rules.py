@@ -70,17 +70,34 @@ class Places:
     """Where each DOM sits (DU, floor), from the detector when one could be loaded."""
 
     du_floor: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: DOMs and (DOM, channel) PMTs disabled in the DETX status: switched off on purpose,
+    #: they raise no alert.
+    disabled_doms: frozenset[int] = frozenset()
+    disabled_pmts: frozenset[tuple[int, int]] = frozenset()
 
     @classmethod
     def of_detector(cls, detector: Any) -> Places:
+        pmts = np.flatnonzero(detector.pmt_disabled)
         return cls(
             {
                 int(dom): (int(du), int(floor))
                 for dom, du, floor in zip(
                     detector.dom_ids, detector.dom_du, detector.dom_floor, strict=True
                 )
-            }
+            },
+            frozenset(int(d) for d in detector.dom_ids[detector.dom_disabled]),
+            frozenset(
+                zip(
+                    detector.dom_ids[detector.pmt_dom_index[pmts]].tolist(),
+                    detector.pmt_channel[pmts].tolist(),
+                    strict=True,
+                )
+            ),
         )
+
+    def disabled(self, dom_id: int, channel: int | None = None) -> bool:
+        """The DOM, or the PMT when a channel is given, is disabled in the DETX."""
+        return dom_id in self.disabled_doms or (dom_id, channel) in self.disabled_pmts
 
     @cached_property
     def optical_by_du(self) -> dict[int, list[int]]:
@@ -226,6 +243,8 @@ def _silences(snapshot: Snapshot) -> dict[int, float] | None:
         return None
     silent = {}
     for dom_id, inactive in zip(document["dom_id"], document["inactive_s"], strict=False):
+        if snapshot.places.disabled(int(dom_id)):
+            continue  # switched off on purpose (DETX status)
         known = snapshot.places.optical(int(dom_id))
         if inactive is None:
             if known:  # never seen although the detector has it; base modules send no slices
@@ -236,12 +255,14 @@ def _silences(snapshot: Snapshot) -> dict[int, float] | None:
 
 
 def _lost_dus(snapshot: Snapshot, silent: dict[int, float]) -> dict[int, list[float]]:
-    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent."""
-    return {
-        du: [silent[d] for d in doms]
-        for du, doms in snapshot.places.optical_by_du.items()
-        if all(d in silent for d in doms)
-    }
+    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent (those
+    disabled in the DETX aside)."""
+    lost = {}
+    for du, doms in snapshot.places.optical_by_du.items():
+        enabled = [d for d in doms if not snapshot.places.disabled(d)]
+        if enabled and all(d in silent for d in enabled):
+            lost[du] = [silent[d] for d in enabled]
+    return lost
 
 
 def _held(silences: list[float], data_time: float | None) -> tuple[float | None, float | None]:
@@ -330,6 +351,8 @@ class FlaggedPMTs(Rule):
             if flag.get("kind") != self.kind:
                 continue
             dom_id, channel = int(flag["dom_id"]), int(flag["channel"])
+            if snapshot.places.disabled(dom_id, channel):
+                continue
             text = f"{snapshot.places.describe(dom_id)} channel {channel}: " + (
                 f"{flag['rate_hz'] / 1e3:.0f} kHz"
                 if self.kind == "above"
@@ -358,6 +381,71 @@ class HRVPMT(FlaggedPMTs):
     name = "pmt_hrv"
     description = "a PMT in high-rate veto more than [PMTRates] hrv_ratio_threshold of the time"
     kind = "hrv"
+
+
+class K40PMTs(Rule):
+    """PMTs k40 lists under ``key`` in its newest calibration, one condition per DOM. The list
+    is capped (the worst first); ``doms.n_<key>`` counts them for every DOM."""
+
+    key = ""
+    hold_s = 0.0  # a calibration takes --period (10 min) of data: it is the hold
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("k40")
+        if document is None or self.key not in document:
+            return None  # no calibration yet: cannot tell
+        by_dom: dict[int, list[dict[str, Any]]] = {}
+        listed = set()
+        for pmt in document[self.key]:
+            dom_id, channel = int(pmt["dom_id"]), int(pmt["channel"])
+            listed.add(dom_id)
+            if not snapshot.places.disabled(dom_id, channel):
+                by_dom.setdefault(dom_id, []).append(pmt)
+        doms = document.get("doms") or {}
+        for dom_id, count in zip(doms.get("dom_id", []), doms.get(f"n_{self.key}", []),
+                                 strict=False):  # fmt: skip
+            if count and int(dom_id) not in listed and not snapshot.places.disabled(int(dom_id)):
+                by_dom[int(dom_id)] = []  # beyond the list's cap: counted, no details
+        conditions = []
+        for dom_id, pmts in sorted(by_dom.items()):
+            du = snapshot.places.du_floor.get(dom_id, (None, None))[0]
+            what = self.describe_pmts(pmts) if pmts else "PMTs listed in data/k40/offsets.csv"
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(dom_id),
+                    f"{snapshot.places.describe(dom_id)}: {what}",
+                    dom_id,
+                    link=f"/plot/k40_du{du}" if du is not None else "/plot/k40_summary",
+                )
+            )
+        return conditions
+
+    def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
+        raise NotImplementedError
+
+
+class K40T0(K40PMTs):
+    name = "k40_t0"
+    description = "PMTs of a DOM whose K40 time offset is beyond k40's --t0-tolerance"
+    key = "flagged"
+
+    def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
+        offsets = ", ".join(f"channel {p['channel']} {p['t0_ns']:+.1f} ns" for p in pmts)
+        return f"PMT t0 off by K40 ({offsets}); see t0_corrections_latest.txt"
+
+
+class K40NoPeak(K40PMTs):
+    name = "k40_no_peak"
+    description = "PMTs with singles but no K40 coincidence peak (t0 off by more than the window)"
+    key = "no_peak"
+
+    def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
+        channels = ", ".join(str(p["channel"]) for p in pmts)
+        return (
+            f"no K40 coincidence peak on channel(s) {channels} although they count singles: "
+            "t0 off by more than the coincidence window, or no light in time with the others"
+        )
 
 
 class TriggerRate(Rule):
@@ -752,6 +840,8 @@ BUILTIN: dict[str, type[Rule]] = {
         DULost,
         HotPMT,
         HRVPMT,
+        K40T0,
+        K40NoPeak,
         TriggerRate,
         DroppedMessages,
         TimeSync,

@@ -23,6 +23,8 @@ udp-loss        one DOM loses UDP packets: in ``IO_SUM`` its frames show it in t
                 frames are left out of ``IO_TSL1``/``IO_TSSN``, as the DataFilter does
 pmt-t0          one PMT's true delay exceeds its DETX t0 by :data:`PMT_T0_SHIFT_NS` (its hits
                 in every stream come that much earlier): what a K40 calibration must find
+pmt-t0-15       the same by :data:`PMT_T0_LARGE_SHIFT_NS`, beyond the L1 window: the PMT keeps
+                its singles but loses its K40 coincidences (k40's "no K40 peak")
 sn-burst        a Galactic core-collapse supernova: for :data:`SN_BURST_DURATION_S` (unless an end
                 is given) every DOM sees more low-multiplicity coincidences; the amplitude and
                 time profile are in :mod:`.sim_timeslices`
@@ -47,6 +49,9 @@ HRV_STORM_FACTOR_RANGE = (4.0, 8.0)
 #: ns by which the ``t0-offset`` DOM's calibrated hit times are late (``Simulator`` option).
 T0_OFFSET_NS = 8.0
 PMT_T0_SHIFT_NS = 3.0
+PMT_T0_LARGE_SHIFT_NS = 15.0
+#: ns by which each PMT-delay scenario shifts its PMT.
+PMT_T0_SHIFTS_NS = {"pmt-t0": PMT_T0_SHIFT_NS, "pmt-t0-15": PMT_T0_LARGE_SHIFT_NS}
 SN_BURST_DURATION_S = 10.0
 
 
@@ -215,7 +220,13 @@ def _offset_text(scenario: Scenario) -> str:
 
 
 def _shift_pmt_delay(scenario: Scenario, effects: Effects) -> None:
-    effects.time_shift_ns[scenario.dom_index[0], scenario.channel] += PMT_T0_SHIFT_NS
+    shift = PMT_T0_SHIFTS_NS[scenario.name]
+    effects.time_shift_ns[scenario.dom_index[0], scenario.channel] += shift
+
+
+def _pmt_delay_text(scenario: Scenario) -> str:
+    shift = PMT_T0_SHIFTS_NS[scenario.name]
+    return f"channel {scenario.channel} of {_dom_text(scenario)}: delay DETX t0 + {shift:g} ns"
 
 
 def _burst_in_timeslices(_scenario: Scenario, _effects: Effects) -> None:
@@ -236,11 +247,8 @@ KINDS: dict[str, _Kind] = {
     "wr-loss": _Kind(_one_dom, _lose_white_rabbit, _dom_text),
     "udp-loss": _Kind(_one_dom, _lose_udp_packets, _dom_text),
     "t0-offset": _Kind(_offset_dom, _delay_dom, _offset_text),
-    "pmt-t0": _Kind(
-        _one_pmt,
-        _shift_pmt_delay,
-        lambda s: f"channel {s.channel} of {_dom_text(s)}: delay DETX t0 + {PMT_T0_SHIFT_NS:g} ns",
-    ),
+    "pmt-t0": _Kind(_one_pmt, _shift_pmt_delay, _pmt_delay_text),
+    "pmt-t0-15": _Kind(_one_pmt, _shift_pmt_delay, _pmt_delay_text),
     "sn-burst": _Kind(
         _whole_detector_for_a_burst, _burst_in_timeslices, lambda s: f"{len(s.dom_ids)} DOMs"
     ),
