@@ -141,7 +141,8 @@ def test_a_supernova_burst_stands_out_above_the_threshold(ligier, spawn, tmp_pat
     metrics = read_json(metrics_path)
     assert metrics["highest_time"] >= first + burst_s and metrics["highest_significance"] > 5
     print(  # the numbers for BENCHMARKS.md
-        f"background median {metrics['background_median']}, threshold {metrics['threshold']}, "
+        f"background {metrics['background_expected']:.1f} (variance x "
+        f"{metrics['background_dispersion']:.2f}), threshold {metrics['threshold']}, "
         f"burst peak {metrics['highest']} ({metrics['highest_significance']:.1f} sigma), "
         f"selected {metrics['selected']}, vetoed {metrics['vetoed']}"
     )
