@@ -23,6 +23,7 @@ import logging
 import math
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import km3net_testdata
@@ -45,8 +46,9 @@ OLD_SIGMA_TAIL = 2.866515719235352e-07  # one-sided tail of 5 Gaussian sigma
 TRIGGERED_DOM_MULTIPLICITY = (0, 0, 118, 87, 90, 73, 50, 34, 24, 12, 4, 2, 3, 2, 0, 1)
 
 
-def sn_monitor(detx: str, folder: Path) -> SN:
-    """The ``sn`` monitor in this process, with its default ``[SN]`` settings."""
+def sn_monitor(detx: str, folder: Path, per_week: float) -> SN:
+    """The ``sn`` monitor in this process, with the default ``[SN]`` settings but the
+    false-alarm rate."""
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, SN.default_interval_s)
     args = parser.parse_args(["--detx", detx, "-o", str(folder / "plots"),
@@ -54,7 +56,9 @@ def sn_monitor(detx: str, folder: Path) -> SN:
     freshness = Freshness(process="sn", pid=0, started_at=0.0, ligier="-", tags=[],
                           render_interval_s=10.0, stale_after_s=60.0)  # fmt: skip
     logging.getLogger("km3mon.sn").setLevel(logging.ERROR)  # alarms are counted, not logged
-    return SN(Context(args, freshness, logging.getLogger("km3mon.sn"), PipelineConfig()))
+    pipeline = PipelineConfig()
+    pipeline = replace(pipeline, sn=replace(pipeline.sn, false_alarms_per_week=per_week))
+    return SN(Context(args, freshness, logging.getLogger("km3mon.sn"), pipeline))
 
 
 class Background:
@@ -98,13 +102,18 @@ def old_threshold(histogram: np.ndarray) -> int | None:
 
 
 def run(
-    hours: float, seed: int, lose_du: bool, muons: str = "simulator", detx: str = ARCA21
+    hours: float,
+    seed: int,
+    lose_du: bool,
+    muons: str = "simulator",
+    per_week: float = 1.0,
+    detx: str = ARCA21,
 ) -> dict[str, float]:
     """Alarms on ``hours`` of simulated background; the numbers for BENCHMARKS.md."""
     background = Background(detx, seed, muons)
     settings = PipelineConfig().sn
     with tempfile.TemporaryDirectory() as folder:
-        monitor = sn_monitor(detx, Path(folder))
+        monitor = sn_monitor(detx, Path(folder), per_week)
         frames = round(hours * 3600 / TIMESLICE_S)
         old_alarms, old_above = 0, False
         thresholds: list[int] = []
@@ -132,6 +141,7 @@ def run(
     return {
         "hours": hours,
         "frames": frames,
+        "target_per_week": per_week,
         "alarms": monitor.alarms,
         "alarms_per_week": monitor.alarms / weeks,
         "windows_above": monitor.above_threshold,
@@ -154,9 +164,12 @@ def main() -> None:
     parser.add_argument("--muons", choices=("simulator", "triggered"), default="simulator",
                         help="DOMs lit per muon: the simulator's (untriggered muons) or as "
                         "many as triggered events light (a stress test)")  # fmt: skip
+    parser.add_argument("--per-week", type=float, default=1.0,
+                        help="[SN] false_alarms_per_week (1); e.g. 168 (one an hour) to check "
+                        "the rate on a day of background")  # fmt: skip
     parser.add_argument("--detx", default=ARCA21)
     args = parser.parse_args()
-    result = run(args.hours, args.seed, args.lose_du, args.muons, args.detx)
+    result = run(args.hours, args.seed, args.lose_du, args.muons, args.per_week, args.detx)
     for key, value in result.items():
         print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
 
