@@ -9,6 +9,9 @@ windowing, rolling background and threshold (``SN._close``), as a frame of the l
 would. Alarms are runs of consecutive windows above the threshold. With ``--lose-du`` a DU
 stops sending halfway: the threshold must follow the active DOMs, not alarm or go blind.
 
+With ``--burst-at`` an ``sn-burst`` (the simulator's burst model) comes that many hours in;
+``alarms_in_burst`` says whether the threshold saw it.
+
 Also counted: the alarms the old threshold (a Poisson tail at 5 sigma of the all-time median)
 would have raised on the same counts.
 
@@ -34,7 +37,15 @@ from km3mon.detector import read_detx
 from km3mon.freshness import Freshness
 from km3mon.monitors.runtime import Context, add_common_arguments
 from km3mon.monitors.sn import SN, OpenFrame, poisson_sf
-from km3mon.sim.sim_timeslices import TIMESLICE_S, MuonBlocks, untriggered_muon_cdf
+from km3mon.sim.scenarios import SN_BURST_DURATION_S
+from km3mon.sim.sim_timeslices import (
+    TIMESLICE_S,
+    MuonBlocks,
+    _multiplicity_cdf,
+    burst_multiplicity_weights,
+    burst_total_hz,
+    untriggered_muon_cdf,
+)
 from km3mon.timeslices.coincidences import Coincidences
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -73,15 +84,22 @@ class Background:
         else:
             self.blocks = MuonBlocks(detector, self.rows)
         self.cdf = untriggered_muon_cdf()
+        self.burst_cdf = _multiplicity_cdf(burst_multiplicity_weights())
         self.rng = np.random.default_rng(seed)
         self.alive = np.ones(len(self.rows), bool)
 
     def lose_du(self) -> None:
         self.alive &= self.du != self.du.max()
 
-    def selected(self, low: int, high: int) -> int:
+    def selected(self, low: int, high: int, burst_age_s: float | None = None) -> int:
+        """Selected coincidences of one timeslice; ``burst_age_s``: an ``sn-burst`` that far
+        into its course adds its coincidences, as the simulator draws them."""
         counts = self.blocks.draw(self.rng)[self.alive]
         multiplicity = np.searchsorted(self.cdf, self.rng.random(int(counts.sum())), "right")
+        if burst_age_s is not None:
+            mean = burst_total_hz(burst_age_s) * TIMESLICE_S * int(self.alive.sum())
+            drawn = self.rng.random(int(self.rng.poisson(mean)))
+            multiplicity = np.r_[multiplicity, np.searchsorted(self.burst_cdf, drawn, "right")]
         return int(np.count_nonzero((multiplicity >= low) & (multiplicity <= high)))
 
 
@@ -107,6 +125,7 @@ def run(
     lose_du: bool,
     muons: str = "simulator",
     per_week: float = 1.0,
+    burst_at_h: float | None = None,
     detx: str = ARCA21,
 ) -> dict[str, float]:
     """Alarms on ``hours`` of simulated background; the numbers for BENCHMARKS.md."""
@@ -116,12 +135,22 @@ def run(
         monitor = sn_monitor(detx, Path(folder), per_week)
         frames = round(hours * 3600 / TIMESLICE_S)
         old_alarms, old_above = 0, False
+        burst_frame = None if burst_at_h is None else round(burst_at_h * 3600 / TIMESLICE_S)
+        burst_frames = round(SN_BURST_DURATION_S / TIMESLICE_S)
+        alarms_before_burst = burst_alarms = 0
         thresholds: list[int] = []
         started = time.perf_counter()
         for index in range(frames):
             if lose_du and index == frames // 2:
                 background.lose_du()
-            count = background.selected(settings.min_multiplicity, settings.max_multiplicity)
+            age_s = None
+            if burst_frame is not None and 0 <= index - burst_frame < burst_frames:
+                age_s = (index - burst_frame) * TIMESLICE_S
+            elif burst_frame is not None and index == burst_frame + burst_frames:
+                burst_alarms = monitor.alarms - alarms_before_burst
+            if index == burst_frame:
+                alarms_before_burst = monitor.alarms
+            count = background.selected(settings.min_multiplicity, settings.max_multiplicity, age_s)
             multiplicity = np.full(count, settings.min_multiplicity, np.int64)
             frame = OpenFrame(START_S + index * TIMESLICE_S, 0.0)
             frame.coincidences.append(Coincidences(multiplicity, multiplicity, multiplicity,
@@ -145,6 +174,7 @@ def run(
         "alarms": monitor.alarms,
         "alarms_per_week": monitor.alarms / weeks,
         "windows_above": monitor.above_threshold,
+        "alarms_in_burst": burst_alarms,
         "old_alarms": old_alarms,
         "old_alarms_per_week": old_alarms / weeks,
         "mean_per_window": expected,
@@ -167,9 +197,11 @@ def main() -> None:
     parser.add_argument("--per-week", type=float, default=1.0,
                         help="[SN] false_alarms_per_week (1); e.g. 168 (one an hour) to check "
                         "the rate on a day of background")  # fmt: skip
+    parser.add_argument("--burst-at", type=float, help="an sn-burst this many hours in")
     parser.add_argument("--detx", default=ARCA21)
     args = parser.parse_args()
-    result = run(args.hours, args.seed, args.lose_du, args.muons, args.per_week, args.detx)
+    result = run(args.hours, args.seed, args.lose_du, args.muons, args.per_week,
+                 args.burst_at, args.detx)  # fmt: skip
     for key, value in result.items():
         print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
 
