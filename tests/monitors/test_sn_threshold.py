@@ -118,3 +118,17 @@ def test_sn_state_is_read_back_at_start(spawn, tmp_path: Path) -> None:
     assert (metrics["background_windows"], metrics["threshold"], metrics["windows"]) == expected
     assert metrics["active_doms"] == 378
     assert f"read {expected[2]} windows of background" in process.log
+
+
+def test_a_state_of_before_the_rolling_background_keeps_its_distribution(tmp_path: Path) -> None:
+    """A state.json written before issue 22 (no rolling hour) is read: its distribution and
+    peaks are kept, the rolling background starts empty."""
+    monitor = sn_in_process(tmp_path)
+    old_state = {"settings": monitor._settings_key(), "histogram": [0, 5, 300, 20],
+                 "peaks": [[1_700_000_000.0, 3]]}  # fmt: skip
+    path = tmp_path / "data" / "sn" / "state.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old_state))
+    monitor = sn_in_process(tmp_path)
+    assert monitor.histogram.sum() == 325 and list(monitor.peaks) == [(1_700_000_000.0, 3)]
+    assert monitor.background.windows == 0 and monitor.threshold() is None

@@ -403,8 +403,8 @@ class SN(Monitor):
             histogram = np.asarray(state["histogram"], np.int64)
             peaks = [(float(t), int(v)) for t, v in state["peaks"]]
             settings = state["settings"]
-            background = state["background"]
-            active_doms = int(state["active_doms"])
+            background = state.get("background")  # absent in states of before issue 22
+            active_doms = int(state.get("active_doms", 0))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -414,7 +414,8 @@ class SN(Monitor):
             self.log.info("[SN] settings changed: background distribution starts afresh")
             return
         try:
-            self.background.restore(background)
+            if background is not None:
+                self.background.restore(background)
         except (ValueError, KeyError, TypeError) as error:
             self.log.warning("cannot read %s (%s): starting afresh", self.state_path, error)
             return
@@ -430,8 +431,7 @@ class SN(Monitor):
 
     def _settings_key(self) -> list[float]:
         s = self.settings
-        return [s.min_multiplicity, s.max_multiplicity, s.window_s, s.veto_window_ns, self.n_doms,
-                s.false_alarms_per_week]  # fmt: skip
+        return [s.min_multiplicity, s.max_multiplicity, s.window_s, s.veto_window_ns, self.n_doms]
 
     def _save_state(self) -> None:
         state = {
