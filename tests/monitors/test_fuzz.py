@@ -148,7 +148,9 @@ def test_monitors_stay_truthful_under_a_minute_of_fuzzing(ligier, spawn, tmp_pat
     fuzzer = Fuzzer(ligier.port, stop)
     fuzzer.start()
     try:
-        wait_until(lambda: fuzzer.live_run is not None, 30, "the simulated stream")
+        # generous: a loaded machine takes a minute to start the simulator and its kernels
+        wait_until(lambda: fuzzer.live_run is not None, 180, "the simulated stream",
+                   show=lambda: simulator.log[-1000:])  # fmt: skip
         fuzz_start = time.monotonic()
         while time.monotonic() - fuzz_start < FUZZ_S:
             time.sleep(1)
