@@ -37,7 +37,7 @@ def test_negative_binomial_tail_is_poisson_without_extra_variance_and_heavier_wi
 
 def test_the_expected_count_follows_the_active_doms() -> None:
     """A lost DU lowers the expected count and the threshold: it is no quiet sky."""
-    background = RollingBackground(window_s=0.5, false_alarms_per_week=1.0)
+    background = RollingBackground(false_alarms_per_week=1.0)
     rng = np.random.default_rng(5)
     for index in range(1800):  # 3 minutes of windows, 378 DOMs and then 360
         doms = 378 if index < 900 else 360

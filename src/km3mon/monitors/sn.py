@@ -19,8 +19,8 @@ threshold from a Poisson median over all time raises false alarms. The monitor k
 hour of windows as sums per minute: the mean count per *active* DOM (DOMs that sent an SN
 frame; a lost DU lowers the expected count instead of looking like a quiet sky) and the
 variance around it. A negative binomial with that mean (for the DOMs active now) and that
-variance gives the threshold where ``[SN] false_alarms_per_week`` windows of independent
-background (one per ``window``) would pass it in a week. Windows above the threshold do not
+variance gives the threshold where background would pass it ``[SN] false_alarms_per_week``
+times in a week (one chance per 100 ms step of the window). Windows above the threshold do not
 join the background (a burst does not raise its own threshold). The background distribution,
 the rolling hour and the peak per second are kept (``data/sn/state.json``, read back at
 start).
@@ -134,11 +134,14 @@ class RollingBackground:
     active DOM times the DOMs active now; the spread is the variance of the counts around
     that expectation, as a dispersion index (variance / mean, 1 for Poisson). The threshold
     is the smallest count whose negative binomial tail is at most ``false_alarms_per_week``
-    in a week of independent windows.
+    in a week of steps of the sliding window.
     """
 
-    def __init__(self, window_s: float, false_alarms_per_week: float) -> None:
-        self.tail = false_alarms_per_week * window_s / WEEK_S
+    def __init__(self, false_alarms_per_week: float) -> None:
+        # an alarm can start at every step of the sliding window: a week has WEEK_S /
+        # TIMESLICE_S chances (counting one per window length instead, a day of simulated
+        # background alarmed three times as often as asked)
+        self.tail = false_alarms_per_week * TIMESLICE_S / WEEK_S
         self.blocks: collections.deque[np.ndarray] = collections.deque(maxlen=BACKGROUND_BLOCKS)
         self.current = np.zeros(N_SUMS)
         self.current_block: int | None = None
@@ -236,9 +239,7 @@ class SN(Monitor):
             maxlen=self.window_frames
         )  # (run, frame index, selected count) of the newest closed frames
         self.histogram = np.zeros(64, np.int64)
-        self.background = RollingBackground(
-            self.settings.window_s, self.settings.false_alarms_per_week
-        )
+        self.background = RollingBackground(self.settings.false_alarms_per_week)
         #: Active DOMs of the newest window (mean over its frames).
         self.active_doms = 0
         self.recent_active: collections.deque[int] = collections.deque(maxlen=self.window_frames)
