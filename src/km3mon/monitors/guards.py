@@ -156,6 +156,8 @@ MAX_HELD_BYTES = 256 * 1024 * 1024
 
 @dataclass
 class Held:
+    """A message whose time did not fit the stream yet."""
+
     message: Message
     time_s: float
     #: ``TimeGate.taken`` when it was held, and the monotonic clock.
