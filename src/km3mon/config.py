@@ -265,7 +265,8 @@ class SNSection:
     max_multiplicity: int = option(11, minimum=2, maximum=31)
     window_s: float = option(0.5, key="window", minimum=0.1, maximum=60)
     veto_window_ns: float = option(1000.0, key="veto_window", minimum=0)
-    threshold_sigma: float = option(5.0, positive=True)
+    #: The threshold: background passes it this often (see ``monitors/sn.py``).
+    false_alarms_per_week: float = option(1.0, positive=True)
 
     def __post_init__(self) -> None:
         if self.min_multiplicity > self.max_multiplicity:
