@@ -57,7 +57,7 @@ def simulate(detector: Detector, seconds: float, seed: int) -> list[list[bytes]]
 
 def fit_payloads(reconstruction: Reconstruction, detector: Detector, payloads: list[bytes]):
     events, hits = decode_events_hits(payloads)
-    hits = calibrate_hits(detector, hits[hits["triggered"]])
+    hits = calibrate_hits(detector, hits)  # snapshot hits too, as the monitor does
     return reconstruction.run(len(events), hits), hits
 
 
@@ -199,7 +199,7 @@ def yardstick(detector: Detector, payloads: list[bytes], ours: Reconstruction) -
                                           strict=True)}  # fmt: skip
     cpu_start = time.process_time()
     angles, n_fits = [], 0
-    hits = hits[hits["calibrated"]]
+    hits = hits[hits["calibrated"] & hits["triggered"]]
     dom = detector.dom_index(hits["dom_id"])
     for e in np.unique(hits["event"]).tolist():
         mine = hits["event"] == e

@@ -39,8 +39,10 @@ def test_multi_du_resolution_and_efficiency_at_arca21() -> None:
     fitted = np.zeros(len(sample.events), bool)
     fitted[tracks["event"]] = True
     assert fitted[wanted].mean() > 0.95
-    assert np.isfinite(tracks["quality"][tracks["n_hits"] > 5]).all()
-    assert np.median(tracks["quality"][three]) < 3.0  # chi²/NDF ~1 for a good fit
+    # degrees of freedom count DOMs (a DOM's coincident hits are one time measurement)
+    assert np.isfinite(tracks["quality"][tracks["n_doms"] > 5]).all()
+    # chi²/NDF ~1 for a good fit (soft-L1 cost, NDF = DOMs - 5)
+    assert np.median(tracks["quality"][three & (tracks["n_doms"] >= 10)]) < 3.0
 
 
 def test_two_du_fits_find_the_track_or_its_mirror() -> None:
@@ -70,7 +72,7 @@ def test_single_du_fits_measure_zenith() -> None:
     sample, result = arca21_fitted()
     lines = result.lines
     assert len(lines) > 20
-    assert (lines["n_hits"] >= 5).all()
+    assert (lines["n_hits"] >= 4).all()
     error = np.abs(zenith_deg(lines["cos_theta"]) - zenith_deg(sample.true_dir[lines["event"], 2]))
     assert np.median(error) < 3.0
     residuals = result.line_residuals["t_res_ns"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from km3mon.reco.model import KAPPA, SPEED_OF_LIGHT_M_NS
+from km3mon.reco.model import COS_CHERENKOV, KAPPA, SIN_CHERENKOV, SPEED_OF_LIGHT_M_NS
 
 C = SPEED_OF_LIGHT_M_NS
 K = KAPPA
@@ -24,6 +24,13 @@ K2 = KAPPA * KAPPA
 RHO_FLOOR_M2 = 0.01  # rho = sqrt(rho² + 0.01 m²): a hit on the track has a finite gradient
 N_TRACK = 5  # direction (2), position across the track (2), time
 N_LINE = 4  # d_c, z_c, theta, t_c
+COS_C = COS_CHERENKOV
+SIN_C = SIN_CHERENKOV
+#: PMT acceptance for the choice between solutions: linear in the cosine of the angle off
+#: the PMT axis, zero from cos = -FACING_CUTOFF (105°) on; scattered light and noise still
+#: reach a PMT from behind, at FACING_FLOOR of the head-on acceptance.
+FACING_CUTOFF = 0.26
+FACING_FLOOR = 0.05
 
 
 @nb.njit(cache=True)
@@ -393,6 +400,33 @@ def _leave_one_dom_out(x, y, z, t, lnrho, first, n, d, p, t0, sigma, sigma_lnrho
 
 
 @nb.njit(cache=True)
+def _facing_cost(x, y, z, pmt_dir, n, d, p):
+    """-2 ln of the PMTs' acceptance of the direct light of the track (d, p): the photon
+    reaches a hit's PMT at the Cherenkov angle to the track, and a PMT sees it only from
+    in front (acceptance falling from 1 head-on to ~0 at 105° off its axis). The time
+    model cannot tell a track from its mirror image across the plane of two DUs; which
+    PMTs were hit can."""
+    cost = 0.0
+    for i in range(n):
+        ox = x[i] - p[0]
+        oy = y[i] - p[1]
+        oz = z[i] - p[2]
+        along = ox * d[0] + oy * d[1] + oz * d[2]
+        px = ox - along * d[0]
+        py = oy - along * d[1]
+        pz = oz - along * d[2]
+        rho = np.sqrt(px * px + py * py + pz * pz + RHO_FLOOR_M2)
+        # photon direction: sin θc across the track plus cos θc along it
+        ux = SIN_C * px / rho + COS_C * d[0]
+        uy = SIN_C * py / rho + COS_C * d[1]
+        uz = SIN_C * pz / rho + COS_C * d[2]
+        facing = -(ux * pmt_dir[i, 0] + uy * pmt_dir[i, 1] + uz * pmt_dir[i, 2])
+        acceptance = min(max((facing + FACING_CUTOFF) / (1.0 + FACING_CUTOFF), 0.0), 1.0)
+        cost -= 2.0 * np.log(FACING_FLOOR + (1.0 - FACING_FLOOR) * acceptance)
+    return cost
+
+
+@nb.njit(cache=True)
 def _mirror(d, p, axis_a, axis_b, out_d, out_p):
     """Reflect a track across the vertical plane through two DU axes (x, y)."""
     ux = axis_b[0] - axis_a[0]
@@ -408,6 +442,7 @@ def _mirror(d, p, axis_a, axis_b, out_d, out_p):
 @nb.njit(cache=True)
 def fit_tracks(
     pos,
+    pmt_dir,
     t,
     lnrho,
     first,
@@ -432,6 +467,7 @@ def fit_tracks(
     out_iterations,
     min_loo_doms,
     max_loo_doms,
+    facing_weight,
     out_res,
     out_loo,
 ):
@@ -441,8 +477,10 @@ def fit_tracks(
     the brightest DOMs, bounded in number); all hits enter the final fit,
     and those with a finite ``lnrho`` a distance term too (see ``_track_terms``).
     ``mirror_axes[k]`` are the (x, y) of the two DUs of a two-DU event (NaN otherwise): its
-    mirror solution is fitted too and the better one kept (``out_mirror_cost`` is the
-    other's cost). Events the prefit cannot handle get NaN. Events with at least
+    mirror solution is fitted too. Candidates (the starts, the mirror) are compared by
+    their robust time cost plus ``facing_weight`` times :func:`_facing_cost` of their
+    hits' PMT directions (``pmt_dir``); the best is kept, ``out_mirror_cost`` is the
+    mirror's minus the kept one's (how clearly the PMTs chose). Events the prefit cannot handle get NaN. Events with at least
     ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of
     each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its
     first hit first.
@@ -469,6 +507,7 @@ def fit_tracks(
         z = np.empty(n)
         tt = np.empty(n)
         ln_distance = lnrho[lo:hi]
+        dirs = pmt_dir[lo:hi]
         for i in range(n):
             x[i] = pos[lo + i, 0] - cx
             y[i] = pos[lo + i, 1] - cy
@@ -523,6 +562,7 @@ def fit_tracks(
             t0, cost, iterations = _fit_track(
                 x, y, z, tt, ln_distance, n, d, p, ct0 / C, sigma, sigma_lnrho, max_iter
             )
+            cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
             out_iterations[k] += iterations
             if cost < best_cost:
                 best_cost, best_t0 = cost, t0
@@ -541,14 +581,13 @@ def fit_tracks(
             t0, cost, iterations = _fit_track(
                 x, y, z, tt, ln_distance, n, d, p, best_t0, sigma, sigma_lnrho, max_iter
             )
+            cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
             out_iterations[k] += iterations
+            out_mirror_cost[k] = abs(cost - best_cost)
             if cost < best_cost:
-                out_mirror_cost[k] = best_cost
                 best_cost, best_t0 = cost, t0
                 best_d[:] = d
                 best_p[:] = p
-            else:
-                out_mirror_cost[k] = cost
         # report the point of the track closest to the hits' centre (the origin here)
         along = -(best_p[0] * best_d[0] + best_p[1] * best_d[1] + best_p[2] * best_d[2])
         for a in range(3):
@@ -655,7 +694,7 @@ def fit_lines(z, t, offsets, starts, sigma, max_iter, out_q, out_cost, out_res):
         lo, hi = offsets[k], offsets[k + 1]
         n = hi - lo
         out_cost[k] = np.nan
-        if n < N_LINE + 1:
+        if n < N_LINE:
             continue
         t_ref = t[lo]
         for i in range(lo, hi):
