@@ -280,7 +280,8 @@ class Reconstruction:
         residual = np.full(len(hits), np.nan)
         loo = np.full(len(hits), np.nan)
         kernels.fit_tracks(
-            pos, pmt_dir, times, ln_distance, first, self._brightest(first, event, ln_distance), offsets,
+            pos, pmt_dir, times, ln_distance, first, self._brightest(first, event, ln_distance),
+            offsets,
             mirror, self.directions, self.cone, s.n_best,
             s.n_starts, float(np.cos(np.radians(s.start_separation_deg))), s.sigma_coarse_ns,
             s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,

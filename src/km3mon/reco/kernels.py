@@ -480,7 +480,8 @@ def fit_tracks(
     mirror solution is fitted too. Candidates (the starts, the mirror) are compared by
     their robust time cost plus ``facing_weight`` times :func:`_facing_cost` of their
     hits' PMT directions (``pmt_dir``); the best is kept, ``out_mirror_cost`` is the
-    mirror's minus the kept one's (how clearly the PMTs chose). Events the prefit cannot handle get NaN. Events with at least
+    mirror's minus the kept one's (how clearly the PMTs chose). Events the prefit cannot
+    handle get NaN. Events with at least
     ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of
     each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its
     first hit first.
