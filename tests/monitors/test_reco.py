@@ -99,8 +99,10 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     minutes of data reco names it with its offset; fits and residuals are written in the
     KM3NeT conventions and agree with the truth; a restart reads the two hours back."""
     plots, data = tmp_path / "plots", tmp_path / "data"
+    # the simulator hits random PMTs of a DOM (no angular acceptance): no PMT-facing cost
     command = ("reco", "--detx", ARCA21_DETX, "-p", ligier.port, "-o", plots, "--data-dir",
-               data, "-i", "2", "--timeres", data / "timeres.csv")  # fmt: skip
+               data, "-i", "2", "--timeres", data / "timeres.csv",
+               "--pmt-facing-weight", "0")  # fmt: skip
     monitor = spawn(*command)
     wait_until(lambda: "IO_EVT" in query_status(port=ligier.port), 180, "reco subscribed")
     truth_path = tmp_path / "truth.jsonl"
@@ -179,11 +181,11 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
     from km3mon.monitors.output import save_figure
     from km3mon.monitors.reco_plots import Display, residual_histograms, zenith_figure, ztplot
     from km3mon.reco.fit import Reconstruction
-    from tests.reco.simulated import simulate
+    from tests.reco.simulated import SIMULATOR, simulate
     from tests.sim.test_simulator_support import orca6
 
     sample = simulate(orca6(), 100)
-    reconstruction = Reconstruction(sample.detector)
+    reconstruction = Reconstruction(sample.detector, SIMULATOR)
     result = reconstruction.run(len(sample.events), sample.hits)
     rings = Rings(len(sample.detector.dom_ids), with_coarse=True)
     times = 1_700_000_000.0 + sample.events["frame_index"] * 0.1

@@ -121,6 +121,14 @@ class Reco(Monitor):
             help="... and at least this many standard errors from 0 (5)",
         )
         parser.add_argument(
+            "--pmt-facing-weight",
+            type=float,
+            default=Settings.facing_weight,
+            help="weight of which PMTs were hit (the light must reach a PMT from in front) in "
+            "the track fit; 0 for data without PMT angular acceptance "
+            f"({Settings.facing_weight:g})",
+        )
+        parser.add_argument(
             "--min-dom-residuals",
             type=int,
             default=30,
@@ -134,7 +142,7 @@ class Reco(Monitor):
         self.detector = detector
         from_file = args.detx or os.environ.get("DETX")
         self.calibration = RunCalibration(detector, database=None if from_file else Database())
-        self.settings = Settings()
+        self.settings = Settings(facing_weight=args.pmt_facing_weight)
         self.reconstruction = Reconstruction(detector, self.settings)
         self.warm = False
         folder = context.data_dir / "reco"

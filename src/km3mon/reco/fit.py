@@ -114,7 +114,7 @@ class Settings:
     #: Weight of the PMT-facing cost (-2 ln acceptance of each hit's PMT for the track's
     #: direct light) when choosing between candidate solutions, and the difference of the
     #: two mirror solutions' costs below which a 2-DU fit is ``ambiguous``.
-    facing_weight: float = 1.0
+    facing_weight: float = 3.0
     ambiguity_margin: float = 4.0
     max_iterations: int = 40
     #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
@@ -129,6 +129,9 @@ class Settings:
     #: (ns around the track's time; wide, so a DOM tens of ns off is still seen).
     road_m: float = 60.0
     road_window_ns: tuple[float, float] = (-40.0, 60.0)
+    #: The track refit adds those DOMs' first hits within this window (None: no refit).
+    refit_window_ns: tuple[float, float] | None = (-10.0, 25.0)
+    refit_passes: int = 2
 
 
 def cone_offsets(radius_deg: float) -> np.ndarray:
@@ -240,6 +243,8 @@ class Reconstruction:
         tracks, dom_residuals = self._tracks(
             hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus
         )
+        for _ in range(s.refit_passes if s.refit_window_ns is not None else 0):
+            self._road_refit(snapshot, tracks, hits[tried[event]], event[tried[event]])
         dom_residuals = np.concatenate((dom_residuals, self._road(snapshot, tracks)))
         lines, line_residuals, line_unfitted = self._lines(hits, dom, event, first, tracks)
         fitted = np.zeros(n_events, bool)
@@ -339,20 +344,20 @@ class Reconstruction:
                        len(curve) - 1)  # fmt: skip
         return curve[bins]
 
-    def _road(self, snapshot: np.ndarray, tracks: np.ndarray) -> np.ndarray:
-        """Residuals of the DOMs within the road of each track that the fit did not use:
-        each one's first snapshot hit in the window, slewing corrected. These are the
-        DOMs whose hits the trigger left out -- a DOM far off in time among them."""
+    def _road_hits(self, snapshot: np.ndarray, tracks: np.ndarray, window_ns: tuple):
+        """The first snapshot hit of each DOM within ``road_m`` of each track and
+        ``window_ns`` of its time, for DOMs without triggered hits in the event: (hits,
+        fit row, DOM index, residual), sorted by fit and DOM."""
         s = self.settings
         if not len(tracks) or not len(snapshot):
-            return np.zeros(0, DOM_RESIDUAL_DTYPE)
+            return snapshot[:0], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
         fit_of_event = np.full(int(snapshot["event"].max()) + 1, -1)
         known = tracks["event"] < len(fit_of_event)
         fit_of_event[tracks["event"][known]] = np.flatnonzero(known)
         fit = fit_of_event[snapshot["event"]]
         hits, fit = snapshot[fit >= 0], fit[fit >= 0]
         dom = self.detector.dom_index(hits["dom_id"])
-        # DOMs with triggered hits were in the fit: they have leave-one-out residuals
+        # DOMs with triggered hits were in the fit (they have leave-one-out residuals)
         used = np.unique(fit[hits["triggered"]] * 1_000_000 + dom[hits["triggered"]])
         free = ~np.isin(fit * 1_000_000 + dom, used)
         hits, fit, dom = hits[free], fit[free], dom[free]
@@ -361,19 +366,55 @@ class Reconstruction:
         offset = pos - track["pos_m"]
         along = np.einsum("ij,ij->i", offset, track["dir"])
         rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", offset, offset) - along**2, 0.0))
-        model = track["t_ns"] + (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS
-        residual = hits["time_ns"] - model
-        low, high = s.road_window_ns
-        near = (rho < s.road_m) & (residual >= low) & (residual <= high)
+        residual = hits["time_ns"] - (track["t_ns"] + (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS)
+        near = (rho < s.road_m) & (residual >= window_ns[0]) & (residual <= window_ns[1])
         hits, fit, dom, residual = hits[near], fit[near], dom[near], residual[near]
         order = np.lexsort((residual, dom, fit))
-        fit, dom, residual, tot = fit[order], dom[order], residual[order], hits["tot"][order]
+        hits, fit, dom, residual = hits[order], fit[order], dom[order], residual[order]
         first = np.r_[True, (fit[1:] != fit[:-1]) | (dom[1:] != dom[:-1])] if len(fit) else []
-        out = np.zeros(int(np.sum(first)), DOM_RESIDUAL_DTYPE)
-        out["fit"] = fit[first]
-        out["dom"] = dom[first]
-        out["t_res_ns"] = residual[first] - self.slewing_ns(tot[first])
+        return hits[first], fit[first], dom[first], residual[first]
+
+    def _road(self, snapshot: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """Residuals of the DOMs within the road of each track that the fit did not use,
+        slewing corrected: the DOMs whose hits the trigger left out -- a DOM far off in time
+        among them."""
+        hits, fit, dom, residual = self._road_hits(snapshot, tracks, self.settings.road_window_ns)
+        out = np.zeros(len(hits), DOM_RESIDUAL_DTYPE)
+        out["fit"] = fit
+        out["dom"] = dom
+        out["t_res_ns"] = residual - self.slewing_ns(hits["tot"])
         return out
+
+    def _road_refit(self, snapshot: np.ndarray, tracks: np.ndarray, fit_hits: np.ndarray,
+                    fit_event: np.ndarray) -> None:  # fmt: skip
+        """Refit each track from its triggered hits plus the first snapshot hit of every
+        other DOM in its road and in time with it (as Jpp's fits use L0 hits in a road):
+        DOMs the trigger did not take add time measurements. Tracks updated in place."""
+        s = self.settings
+        road, road_fit, _, _ = self._road_hits(snapshot, tracks, s.refit_window_ns)
+        fit_of_event = np.full(int(max(fit_event.max(initial=0), 0)) + 1, -1)
+        fit_of_event[tracks["event"]] = np.arange(len(tracks))
+        own_fit = fit_of_event[fit_event] if len(fit_event) else np.zeros(0, np.int64)
+        mine = own_fit >= 0
+        fit = np.concatenate((own_fit[mine], road_fit))
+        columns = ("pos_x_m", "pos_y_m", "pos_z_m", "time_ns")
+        values = np.column_stack([np.concatenate((fit_hits[c][mine], road[c])) for c in columns])
+        order = np.argsort(fit, kind="stable")
+        fit, values = fit[order], values[order]
+        counts = np.bincount(fit, minlength=len(tracks))
+        offsets = np.r_[0, np.cumsum(counts)]
+        direction = tracks["dir"].copy()
+        point = tracks["pos_m"].copy()
+        time_ns = tracks["t_ns"].copy()
+        cost = np.full(len(tracks), np.nan)
+        kernels.refit_tracks(
+            np.ascontiguousarray(values[:, :3]), values[:, 3].copy(), offsets, s.sigma_ns,
+            s.max_iterations, direction, point, time_ns, cost,
+        )  # fmt: skip
+        done = np.isfinite(cost)
+        tracks["dir"][done] = direction[done]
+        tracks["pos_m"][done] = point[done]
+        tracks["t_ns"][done] = time_ns[done]
 
     def _brightest(self, first: np.ndarray, event: np.ndarray, ln_distance: np.ndarray):
         """First hits of at most ``max_scan_doms`` DOMs per event, those with most hits."""

@@ -182,17 +182,21 @@ def _keep(cost, dx, dy, dz, best_cost, best_dir):
 
 @nb.njit(cache=True)
 def _prefit(
-    x, y, z, t, lnrho, n, directions, cone, n_best, sigma_coarse, sigma_fine, sigma_lnrho, best_dir
-):
+    x, y, z, t, lnrho, n, hx, hy, hz, hdir, facing_weight, directions, cone, n_best,
+    sigma_coarse, sigma_fine, sigma_lnrho, best_dir,
+):  # fmt: skip
     """Best ``n_best`` directions (rows of ``best_dir``, best first) of a coarse scan over
-    ``directions`` and then of cones (offsets ``cone``, radians) around each of them."""
+    ``directions`` and then of cones (offsets ``cone``, radians) around each of them. The
+    time terms come from the scanned hits (x, ...), the PMT-facing terms from all hits of
+    the event (hx, ...): each coincident hit tells which side of its DOM the light came
+    from."""
     work = np.empty((n, 3))
     best_cost = np.full(n_best, np.inf)
     for k in range(len(directions)):
-        cost, _, _, _ = _line1z(
-            x, y, z, t, lnrho, n, directions[k, 0], directions[k, 1], directions[k, 2],
-            sigma_coarse, sigma_lnrho, work,
-        )  # fmt: skip
+        dx, dy, dz = directions[k, 0], directions[k, 1], directions[k, 2]
+        cost, _, px, py = _line1z(x, y, z, t, lnrho, n, dx, dy, dz, sigma_coarse, sigma_lnrho, work)
+        if facing_weight > 0.0 and np.isfinite(cost):
+            cost += facing_weight * _facing_scan(hx, hy, hz, hdir, dx, dy, dz, px, py)
         _keep(cost, directions[k, 0], directions[k, 1], directions[k, 2], best_cost, best_dir)
     coarse = best_dir.copy()
     n_coarse = 0
@@ -209,7 +213,11 @@ def _prefit(
             uz = dz + cone[c, 0] * az + cone[c, 1] * bz
             norm = np.sqrt(ux * ux + uy * uy + uz * uz)
             ux, uy, uz = ux / norm, uy / norm, uz / norm
-            cost, _, _, _ = _line1z(x, y, z, t, lnrho, n, ux, uy, uz, sigma_fine, sigma_lnrho, work)
+            cost, _, px, py = _line1z(
+                x, y, z, t, lnrho, n, ux, uy, uz, sigma_fine, sigma_lnrho, work
+            )
+            if facing_weight > 0.0 and np.isfinite(cost):
+                cost += facing_weight * _facing_scan(hx, hy, hz, hdir, ux, uy, uz, px, py)
             _keep(cost, ux, uy, uz, best_cost, best_dir)
     found = 0
     for j in range(n_best):
@@ -400,6 +408,30 @@ def _leave_one_dom_out(x, y, z, t, lnrho, first, n, d, p, t0, sigma, sigma_lnrho
 
 
 @nb.njit(cache=True)
+def _facing_term(facing):
+    """-2 ln acceptance of a PMT for light ``facing`` (cosine of the angle off its axis)."""
+    acceptance = min(max((facing + FACING_CUTOFF) / (1.0 + FACING_CUTOFF), 0.0), 1.0)
+    return -2.0 * np.log(FACING_FLOOR + (1.0 - FACING_FLOOR) * acceptance)
+
+
+@nb.njit(cache=True)
+def _facing_scan(x, y, z, pmt_dir, dx, dy, dz, px, py):
+    """:func:`_facing_cost` of the track along (dx, dy, dz) through (px, py) across it
+    (in :func:`_basis` coordinates), as the scan has it."""
+    ax, ay, az, bx, by, bz = _basis(dx, dy, dz)
+    cost = 0.0
+    for i in range(len(x)):
+        rx = x[i] * ax + y[i] * ay + z[i] * az - px
+        ry = x[i] * bx + y[i] * by + z[i] * bz - py
+        distance = np.sqrt(rx * rx + ry * ry + RHO_FLOOR_M2)
+        ux = SIN_C * (rx * ax + ry * bx) / distance + COS_C * dx
+        uy = SIN_C * (rx * ay + ry * by) / distance + COS_C * dy
+        uz = SIN_C * (rx * az + ry * bz) / distance + COS_C * dz
+        cost += _facing_term(-(ux * pmt_dir[i, 0] + uy * pmt_dir[i, 1] + uz * pmt_dir[i, 2]))
+    return cost
+
+
+@nb.njit(cache=True)
 def _facing_cost(x, y, z, pmt_dir, n, d, p):
     """-2 ln of the PMTs' acceptance of the direct light of the track (d, p): the photon
     reaches a hit's PMT at the Cherenkov angle to the track, and a PMT sees it only from
@@ -420,9 +452,7 @@ def _facing_cost(x, y, z, pmt_dir, n, d, p):
         ux = SIN_C * px / rho + COS_C * d[0]
         uy = SIN_C * py / rho + COS_C * d[1]
         uz = SIN_C * pz / rho + COS_C * d[2]
-        facing = -(ux * pmt_dir[i, 0] + uy * pmt_dir[i, 1] + uz * pmt_dir[i, 2])
-        acceptance = min(max((facing + FACING_CUTOFF) / (1.0 + FACING_CUTOFF), 0.0), 1.0)
-        cost -= 2.0 * np.log(FACING_FLOOR + (1.0 - FACING_FLOOR) * acceptance)
+        cost += _facing_term(-(ux * pmt_dir[i, 0] + uy * pmt_dir[i, 1] + uz * pmt_dir[i, 2]))
     return cost
 
 
@@ -532,8 +562,8 @@ def fit_tracks(
                 j += 1
         best_dir = np.zeros((n_best, 3))
         found = _prefit(
-            fx, fy, fz, ft, fl, m, directions, cone, n_best, sigma_coarse, sigma_fine,
-            sigma_lnrho, best_dir,
+            fx, fy, fz, ft, fl, m, x, y, z, dirs, facing_weight, directions, cone, n_best,
+            sigma_coarse, sigma_fine, sigma_lnrho, best_dir,
         )  # fmt: skip
         if found == 0:
             continue
@@ -610,6 +640,30 @@ def fit_tracks(
         out_dir[k, 0], out_dir[k, 1], out_dir[k, 2] = best_d[0], best_d[1], best_d[2]
         out_pos[k, 0], out_pos[k, 1], out_pos[k, 2] = best_p[0] + cx, best_p[1] + cy, best_p[2] + cz
         out_t[k] = best_t0 + t_ref
+
+
+@nb.njit(cache=True)
+def refit_tracks(pos, t, offsets, sigma, max_iter, io_dir, io_pos, io_t, out_cost):
+    """Robust fit of each event's hits from its track (``io_*``, updated in place; rows
+    with a NaN direction are skipped), as after adding the snapshot hits of a road."""
+    for k in range(len(offsets) - 1):
+        lo, hi = offsets[k], offsets[k + 1]
+        n = hi - lo
+        out_cost[k] = np.nan
+        if n < N_TRACK + 1 or not np.isfinite(io_dir[k, 0]):
+            continue
+        x = pos[lo:hi, 0] - io_pos[k, 0]
+        y = pos[lo:hi, 1] - io_pos[k, 1]
+        z = pos[lo:hi, 2] - io_pos[k, 2]
+        tt = t[lo:hi] - io_t[k]
+        lnrho = np.full(n, np.nan)
+        d = io_dir[k].copy()
+        p = np.zeros(3)
+        t0, cost, _ = _fit_track(x, y, z, tt, lnrho, n, d, p, 0.0, sigma, 1.0, max_iter)
+        out_cost[k] = cost
+        io_dir[k] = d
+        io_pos[k] = p + io_pos[k]
+        io_t[k] = t0 + io_t[k]
 
 
 # --- single-line fit: ROy's four parameters ---------------------------------------------
