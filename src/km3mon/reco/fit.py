@@ -246,7 +246,9 @@ class Reconstruction:
         for _ in range(s.refit_passes if s.refit_window_ns is not None else 0):
             self._road_refit(snapshot, tracks, hits[tried[event]], event[tried[event]])
         dom_residuals = np.concatenate((dom_residuals, self._road(snapshot, tracks)))
-        lines, line_residuals, line_unfitted = self._lines(hits, dom, event, first, tracks)
+        lines, line_residuals, line_unfitted = self._lines(
+            hits, dom, event, first, tracks, snapshot
+        )
         fitted = np.zeros(n_events, bool)
         fitted[tracks["event"]] = True
         unfitted = {
@@ -426,7 +428,7 @@ class Reconstruction:
         scan[order[rank < self.settings.max_scan_doms]] = True
         return scan
 
-    def _lines(self, hits, dom, event, first, tracks):
+    def _lines(self, hits, dom, event, first, tracks, snapshot):
         s = self.settings
         hits, dom, event = hits[first], dom[first], event[first]
         du = hits["du"].astype(np.int64)
@@ -452,6 +454,20 @@ class Reconstruction:
         residual = np.full(len(hits), np.nan)
         kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
                           out_cost, residual)  # fmt: skip
+        if s.refit_window_ns is not None and n:
+            hits, dom, group = self._line_road(snapshot, hits, dom, group, fit_event, fit_du,
+                                               out_q)  # fmt: skip
+            du = hits["du"].astype(np.int64)
+            counts = np.bincount(group, minlength=n)
+            offsets = np.r_[0, np.cumsum(counts)]
+            z = np.ascontiguousarray(hits["pos_z_m"], dtype=np.float64)
+            times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
+            starts = out_q[:, None, :].copy()
+            out_q = np.full((n, 4), np.nan)
+            out_cost = np.full(n, np.nan)
+            residual = np.full(len(hits), np.nan)
+            kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
+                              out_cost, residual)  # fmt: skip
         ok = np.isfinite(out_cost)
         lines = np.zeros(int(ok.sum()), LINE_DTYPE)
         lines["event"] = fit_event[ok]
@@ -474,6 +490,35 @@ class Reconstruction:
         unfitted = {"single_du_too_few_floors": int(short.sum()),
                     "single_du_no_fit": int((~ok).sum())}  # fmt: skip
         return lines, residuals, unfitted
+
+    def _line_road(self, snapshot, hits, dom, group, fit_event, fit_du, q):
+        """Add to each single-DU fit (parameters ``q``, rows of ``group``) the first snapshot
+        hit of every other DOM of its DU within the refit window of its time model: floors
+        the trigger did not take. Returns (hits, DOM index, group), sorted by group."""
+        low, high = self.settings.refit_window_ns
+        line_key = fit_event * 100_000 + fit_du  # ascending: groups go by event, then DU
+        key = snapshot["event"].astype(np.int64) * 100_000 + snapshot["du"]
+        k = np.clip(np.searchsorted(line_key, key), 0, max(len(line_key) - 1, 0))
+        candidate = (line_key[k] == key) & np.isfinite(q[k, 0])
+        extra, k = snapshot[candidate], k[candidate]
+        extra_dom = self.detector.dom_index(extra["dom_id"])
+        taken = np.isin(k * 1_000_000 + extra_dom, group * 1_000_000 + dom)
+        extra, k, extra_dom = extra[~taken], k[~taken], extra_dom[~taken]
+        d_c, z_c, theta, t_c = q[k].T
+        dz = extra["pos_z_m"] - z_c
+        rho = np.sqrt(d_c**2 + dz**2 * np.sin(theta) ** 2)
+        model = t_c + (dz * np.cos(theta) + KAPPA * rho) / SPEED_OF_LIGHT_M_NS
+        residual = extra["time_ns"] - model
+        near = (residual >= low) & (residual <= high)
+        extra, k, extra_dom, residual = extra[near], k[near], extra_dom[near], residual[near]
+        order = np.lexsort((residual, extra_dom, k))
+        extra, k, extra_dom = extra[order], k[order], extra_dom[order]
+        first = np.r_[True, (k[1:] != k[:-1]) | (extra_dom[1:] != extra_dom[:-1])] if len(k) else []
+        all_hits = np.concatenate((hits, extra[first]))
+        all_group = np.concatenate((group, k[first]))
+        all_dom = np.concatenate((dom, extra_dom[first]))
+        order = np.argsort(all_group, kind="stable")
+        return all_hits[order], all_dom[order], all_group[order]
 
     def _line_starts(self, z, times, offsets, fit_event, fit_du, tracks) -> np.ndarray:
         """Start values per line fit: from the event's track, and at five zenith angles
