@@ -59,9 +59,9 @@ def test_multi_du_fits_on_kmc() -> None:
     assert fitted.mean() >= 0.97  # measured 99.3 %
     rows = tracks[wanted[tracks["event"]]]
     angle = space_angle_deg(rows["dir"], truth["true_dir"][rows["event"]])
-    assert np.median(angle) < 21.0  # measured 17.3° (the file's Jpp chain: 2.9°)
+    assert np.median(angle) < 11.0  # measured 8.6° (the file's Jpp chain: 2.9°)
     bright = n_dus[rows["event"]] >= 5
-    assert np.median(angle[bright]) < 4.0  # measured 3.0°
+    assert np.median(angle[bright]) < 4.0  # measured 2.9°
     assert sum(result.unfitted.values()) > 0 and "multi_du_no_fit" in result.unfitted
 
 
@@ -73,8 +73,8 @@ def test_single_du_fits_on_kmc() -> None:
     error = np.abs(
         zenith_deg(lines["cos_theta"]) - zenith_deg(truth["true_dir"][lines["event"], 2])
     )
-    assert np.median(error) < 14.0  # measured 11.3°
-    assert np.median(error[lines["n_hits"] >= 6]) < 10.0
+    assert np.median(error) < 13.5  # measured 11.2°
+    assert np.median(error[lines["n_hits"] >= 6]) < 10.0  # measured 7.8°
 
 
 def test_two_du_fits_are_chosen_by_the_pmts_or_marked_ambiguous() -> None:
@@ -90,7 +90,7 @@ def test_two_du_fits_are_chosen_by_the_pmts_or_marked_ambiguous() -> None:
     two = seeing.tracks[seeing.tracks["n_dus"] == 2]
     assert len(two) >= 3
     assert np.isfinite(two["mirror_cost"]).all()
-    assert two_blind["ambiguous"].sum() >= two["ambiguous"].sum()
+    assert two_blind["ambiguous"].sum() > two["ambiguous"].sum()  # 6 and 0 seen
 
 
 @pytest.mark.slow
