@@ -182,21 +182,22 @@ def _keep(cost, dx, dy, dz, best_cost, best_dir):
 
 @nb.njit(cache=True)
 def _prefit(
-    x, y, z, t, lnrho, n, hx, hy, hz, hdir, facing_weight, directions, cone, n_best,
+    x, y, z, t, lnrho, pmt_dir, n, hx, hy, hz, hdir, facing_weight, directions, cone, n_best,
     sigma_coarse, sigma_fine, sigma_lnrho, best_dir,
 ):  # fmt: skip
     """Best ``n_best`` directions (rows of ``best_dir``, best first) of a coarse scan over
     ``directions`` and then of cones (offsets ``cone``, radians) around each of them. The
-    time terms come from the scanned hits (x, ...), the PMT-facing terms from all hits of
-    the event (hx, ...): each coincident hit tells which side of its DOM the light came
-    from."""
+    time terms come from the scanned hits (x, ...); the PMT-facing terms from them in the
+    coarse scan and from all hits of the event (hx, ...) in the cones: each coincident hit
+    tells which side of its DOM the light came from."""
     work = np.empty((n, 3))
     best_cost = np.full(n_best, np.inf)
     for k in range(len(directions)):
         dx, dy, dz = directions[k, 0], directions[k, 1], directions[k, 2]
         cost, _, px, py = _line1z(x, y, z, t, lnrho, n, dx, dy, dz, sigma_coarse, sigma_lnrho, work)
-        if facing_weight > 0.0 and np.isfinite(cost):
-            cost += facing_weight * _facing_scan(hx, hy, hz, hdir, dx, dy, dz, px, py)
+        # the facing cost is >= 0: only a direction the time cost alone keeps can use it
+        if facing_weight > 0.0 and cost < best_cost[n_best - 1]:
+            cost += facing_weight * _facing_scan(x, y, z, pmt_dir, dx, dy, dz, px, py)
         _keep(cost, directions[k, 0], directions[k, 1], directions[k, 2], best_cost, best_dir)
     coarse = best_dir.copy()
     n_coarse = 0
@@ -216,7 +217,7 @@ def _prefit(
             cost, _, px, py = _line1z(
                 x, y, z, t, lnrho, n, ux, uy, uz, sigma_fine, sigma_lnrho, work
             )
-            if facing_weight > 0.0 and np.isfinite(cost):
+            if facing_weight > 0.0 and cost < best_cost[n_best - 1]:
                 cost += facing_weight * _facing_scan(hx, hy, hz, hdir, ux, uy, uz, px, py)
             _keep(cost, ux, uy, uz, best_cost, best_dir)
     found = 0
@@ -555,14 +556,16 @@ def fit_tracks(
         fz = np.empty(m)
         ft = np.empty(m)
         fl = np.empty(m)
+        fd = np.empty((m, 3))
         j = 0
         for i in range(n):
             if scan[lo + i]:
                 fx[j], fy[j], fz[j], ft[j], fl[j] = x[i], y[i], z[i], tt[i], ln_distance[i]
+                fd[j, 0], fd[j, 1], fd[j, 2] = dirs[i, 0], dirs[i, 1], dirs[i, 2]
                 j += 1
         best_dir = np.zeros((n_best, 3))
         found = _prefit(
-            fx, fy, fz, ft, fl, m, x, y, z, dirs, facing_weight, directions, cone, n_best,
+            fx, fy, fz, ft, fl, fd, m, x, y, z, dirs, facing_weight, directions, cone, n_best,
             sigma_coarse, sigma_fine, sigma_lnrho, best_dir,
         )  # fmt: skip
         if found == 0:
