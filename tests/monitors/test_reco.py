@@ -94,6 +94,7 @@ def fits_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # its waits, not this, bound it; a loaded CI machine is slow
 def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, tmp_path) -> None:
     """ARCA-21 at 10x real time, one DOM's hits 5 ns late against the DETX: within 10
     minutes of data reco names it with its offset; fits and residuals are written in the

@@ -121,6 +121,7 @@ def test_a_dom_off_in_time_shows_in_its_residuals(offset_ns: float) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # its waits, not this, bound it; a loaded CI machine is slow
 def test_reco_process_fits_the_kmc_replayed_through_a_ligier(ligier, spawn, tmp_path) -> None:
     """The MC as a recording, ``km3mon replay`` into our ligier, ``km3mon reco`` (a real
     process) fits it: every >= 3-DU event gets a fit, unfitted events are counted by reason
