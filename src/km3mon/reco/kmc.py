@@ -17,8 +17,9 @@ geometry), the true particles and the file's own reconstruction (Jpp's JMuon cha
   hits on at least ``MIN_SINGLE_DU_DOMS`` DOMs, as separate events after the full ones.
 
 Usable files have hits with positions and a true muon: the ORCA-6 muon-CC file (140 events)
-and the muon-neutrino CC events of the v9.2 neutrino sample (same detector). The others
+and the events with a muon of the v9.2 neutrino sample (same detector; 14 of 30). The others
 are electron/NC events, or have hits without positions for a detector with no DETX here.
+Needs the test extras (km3io, km3net-testdata), imported on use.
 """
 
 from __future__ import annotations
