@@ -115,7 +115,7 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     def flagged() -> list[dict]:
         return read_json(metrics_path).get("flagged_doms", [])
 
-    wait_until(lambda: flagged(), 240, "a flagged DOM", show=lambda: read_json(metrics_path))
+    wait_until(lambda: flagged(), 600, "a flagged DOM", show=lambda: read_json(metrics_path))
     metrics = read_json(metrics_path)
     scenarios, events = read_truth(truth_path)
     (scenario,) = scenarios
