@@ -96,9 +96,10 @@ def fits_rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # its waits, not this, bound it; a loaded CI machine is slow
 @pytest.mark.xfail(
-    reason="issue 21 branch h-reco: with snapshot-hit calibration, PMT cost and road refits the "
-    "5 ns DOM is not flagged in time at 10x speed (DOMs get ~40 residuals inside the rings' "
-    "300 s future tolerance); passes on main. To fix before merging.",
+    reason="issue 21 branch h-reco: calibrating and using the snapshot hits (road refits and "
+    "residuals) slows reco so much at 10x speed that the 5 ns DOM is not flagged in time (DOMs "
+    "get ~40 residuals inside the rings' 300 s future tolerance); with triggered hits only it "
+    "is flagged in seconds. Passes on main. To fix before merging.",
     strict=False,
 )
 def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, tmp_path) -> None:
@@ -149,6 +150,9 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     assert all(r["dir_x"] == r["pos_x"] == "" for r in single)
     angles, zenith_errors = [], []
     for r in multi:
+        if r["ambiguous"] == "1":  # a 2-DU fit the PMTs could not choose: no azimuth
+            assert r["azimuth_deg"] == r["dir_x"] == ""
+            continue
         true = events[(int(r["run"]), int(r["frame_index"]), int(r["trigger_counter"]))]
         fitted = np.array([float(r["dir_x"]), float(r["dir_y"]), float(r["dir_z"])])
         if int(r["n_dus"]) >= 3:
