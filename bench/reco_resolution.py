@@ -29,7 +29,7 @@ import numpy as np
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq import decode_events_hits
 from km3mon.detector import Detector, calibrate_hits, parse_detx, read_detx
-from km3mon.reco.fit import Reconstruction
+from km3mon.reco.fit import Reconstruction, Settings
 from km3mon.reco.model import space_angle_deg, zenith_deg
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
@@ -53,7 +53,8 @@ def detectors(names: list[str]) -> dict[str, Detector]:
 def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str, np.ndarray]:
     """Per event: truth, counts and the fits, over ``seconds`` of simulated data."""
     simulator = Simulator(detector, seed=seed, start_utc_s=1.7e9)
-    reconstruction = Reconstruction(detector)
+    # the simulator hits random PMTs of a DOM (no angular acceptance): no PMT-facing cost
+    reconstruction = Reconstruction(detector, Settings(facing_weight=0.0))
     reconstruction.warm_up()
     truth: list = []
     simulator.on_event = lambda header, counter, event: truth.append(event)

@@ -57,7 +57,7 @@ def simulate(detector: Detector, seconds: float, seed: int) -> list[list[bytes]]
 
 def fit_payloads(reconstruction: Reconstruction, detector: Detector, payloads: list[bytes]):
     events, hits = decode_events_hits(payloads)
-    hits = calibrate_hits(detector, hits[hits["triggered"]])
+    hits = calibrate_hits(detector, hits)  # snapshot hits too, as the monitor does
     return reconstruction.run(len(events), hits), hits
 
 
@@ -128,7 +128,8 @@ def scan_numpy(pos: np.ndarray, t: np.ndarray, lnrho: np.ndarray, directions: np
     distance = np.sqrt((xp - x) ** 2 + (yp - y) ** 2 + 0.01)
     r = t[:, None] - (ct0 + zp + KAPPA * distance) / C
     cost = np.sum(2 * (np.sqrt(1 + (r / sigma_ns) ** 2) - 1), 0)
-    cost += np.sum(2 * (np.sqrt(1 + ((lnrho[:, None] - np.log(distance)) / sigma_ln) ** 2) - 1), 0)
+    distance_terms = 2 * (np.sqrt(1 + ((lnrho[:, None] - np.log(distance)) / sigma_ln) ** 2) - 1)
+    cost += np.nansum(distance_terms, 0)  # NaN: the distance prior is off
     cost[~solvable] = np.inf
     return cost, ct0, x, y
 
@@ -142,7 +143,8 @@ def track_residuals(params, pos, t, lnrho, first, sigma_ns, sigma_ln):
     along = offset @ d
     rho = np.sqrt(np.maximum(np.sum(offset**2, 1) - along**2, 0) + 0.01)
     time_res = (t - t0 - (along + KAPPA * rho) / C) / sigma_ns
-    distance_res = (lnrho[first] - np.log(rho[first])) / sigma_ln
+    with_prior = first & np.isfinite(lnrho)
+    distance_res = (lnrho[with_prior] - np.log(rho[with_prior])) / sigma_ln
     return np.concatenate((time_res, distance_res))
 
 
@@ -199,7 +201,7 @@ def yardstick(detector: Detector, payloads: list[bytes], ours: Reconstruction) -
                                           strict=True)}  # fmt: skip
     cpu_start = time.process_time()
     angles, n_fits = [], 0
-    hits = hits[hits["calibrated"]]
+    hits = hits[hits["calibrated"] & hits["triggered"]]
     dom = detector.dom_index(hits["dom_id"])
     for e in np.unique(hits["event"]).tolist():
         mine = hits["event"] == e
@@ -211,7 +213,11 @@ def yardstick(detector: Detector, payloads: list[bytes], ours: Reconstruction) -
         keep = h["time_ns"] - h["time_ns"][first][group] <= settings.coincidence_ns
         multiplicity = np.bincount(group[keep])
         h, first, group = h[keep], first[keep], group[keep]
-        lnrho = np.log(settings.distance_per_hit_m / multiplicity[group])
+        lnrho = (
+            np.full(len(group), np.nan)
+            if settings.distance_per_hit_m is None
+            else np.log(settings.distance_per_hit_m / multiplicity[group])
+        )
         pos = np.column_stack((h["pos_x_m"], h["pos_y_m"], h["pos_z_m"]))
         t = np.asarray(h["time_ns"], float)
         n_dus = len(np.unique(h["du"]))

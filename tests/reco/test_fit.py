@@ -9,13 +9,13 @@ import numpy as np
 
 from km3mon.reco.fit import Reconstruction
 from km3mon.reco.model import space_angle_deg, zenith_deg
-from tests.reco.simulated import Sample, arca21_sample, arca230, simulate
+from tests.reco.simulated import SIMULATOR, Sample, arca21_sample, arca230, simulate
 
 
 @cache
 def arca21_fitted() -> tuple[Sample, object]:
     sample = arca21_sample(200)
-    return sample, Reconstruction(sample.detector).run(len(sample.events), sample.hits)
+    return sample, Reconstruction(sample.detector, SIMULATOR).run(len(sample.events), sample.hits)
 
 
 def mirrored(direction: np.ndarray, axis_a: np.ndarray, axis_b: np.ndarray) -> np.ndarray:
@@ -39,15 +39,17 @@ def test_multi_du_resolution_and_efficiency_at_arca21() -> None:
     fitted = np.zeros(len(sample.events), bool)
     fitted[tracks["event"]] = True
     assert fitted[wanted].mean() > 0.95
-    assert np.isfinite(tracks["quality"][tracks["n_hits"] > 5]).all()
-    assert np.median(tracks["quality"][three]) < 3.0  # chi²/NDF ~1 for a good fit
+    # degrees of freedom count DOMs (a DOM's coincident hits are one time measurement)
+    assert np.isfinite(tracks["quality"][tracks["n_doms"] > 5]).all()
+    # chi²/NDF ~1 for a good fit (soft-L1 cost, NDF = DOMs - 5)
+    assert np.median(tracks["quality"][three & (tracks["n_doms"] >= 10)]) < 3.0
 
 
 def test_two_du_fits_find_the_track_or_its_mirror() -> None:
     """Two vertical lines see a track and its mirror image across their plane alike: the
     fit tries both, keeps the better and records the other's cost; zenith is the same."""
     sample, result = arca21_fitted()
-    reconstruction = Reconstruction(sample.detector)
+    reconstruction = Reconstruction(sample.detector, SIMULATOR)
     two = result.tracks[result.tracks["n_dus"] == 2]
     assert len(two) > 50
     assert np.isfinite(two["mirror_cost"]).all()
@@ -70,7 +72,7 @@ def test_single_du_fits_measure_zenith() -> None:
     sample, result = arca21_fitted()
     lines = result.lines
     assert len(lines) > 20
-    assert (lines["n_hits"] >= 5).all()
+    assert (lines["n_hits"] >= 4).all()
     error = np.abs(zenith_deg(lines["cos_theta"]) - zenith_deg(sample.true_dir[lines["event"], 2]))
     assert np.median(error) < 3.0
     residuals = result.line_residuals["t_res_ns"]
@@ -79,7 +81,7 @@ def test_single_du_fits_measure_zenith() -> None:
 
 def test_resolution_at_arca230() -> None:
     sample = simulate(arca230(), 15)
-    result = Reconstruction(sample.detector).run(len(sample.events), sample.hits)
+    result = Reconstruction(sample.detector, SIMULATOR).run(len(sample.events), sample.hits)
     tracks = result.tracks
     three = tracks["n_dus"] >= 3
     assert three.sum() > 400
@@ -91,7 +93,7 @@ def test_resolution_at_arca230() -> None:
 
 def test_batches_give_the_same_fits_as_single_events() -> None:
     sample = arca21_sample(8, seed=4)
-    reconstruction = Reconstruction(sample.detector)
+    reconstruction = Reconstruction(sample.detector, SIMULATOR)
     together = reconstruction.run(len(sample.events), sample.hits)
     for row in together.tracks[:15]:
         e = int(row["event"])
@@ -121,7 +123,7 @@ def exact_event(detector, direction: np.ndarray, n_dus: int, floors: slice) -> n
     hits["channel"] = detector.pmt_channel[rows]
     hits["triggered"] = True
     calibrated = calibrate_hits(detector, hits)
-    positions = np.column_stack((Reconstruction(detector).du_axis(calibrated["du"]),
+    positions = np.column_stack((Reconstruction(detector, SIMULATOR).du_axis(calibrated["du"]),
                                  calibrated["pos_z_m"]))  # fmt: skip
     for axis, name in enumerate(("pos_x_m", "pos_y_m")):
         calibrated[name] = positions[:, axis]
@@ -136,7 +138,7 @@ def test_exact_hits_are_fitted_exactly() -> None:
     line can be fitted as well by a second track (another zenith) when it sees only one
     side of the closest approach, so only most of them find the true zenith."""
     detector = arca21_sample(1).detector
-    reconstruction = Reconstruction(detector)
+    reconstruction = Reconstruction(detector, SIMULATOR)
     direction = np.array([0.3, 0.2, -0.93]) / np.linalg.norm([0.3, 0.2, -0.93])
     result = reconstruction.run(1, exact_event(detector, direction, 4, slice(4, 12)))
     (track,) = result.tracks
@@ -153,7 +155,7 @@ def test_a_huge_event_costs_bounded_work() -> None:
     import time
 
     detector = arca21_sample(1).detector
-    reconstruction = Reconstruction(detector)
+    reconstruction = Reconstruction(detector, SIMULATOR)
     direction = np.array([0.1, -0.2, -0.97]) / np.linalg.norm([0.1, -0.2, -0.97])
     hits = exact_event(detector, direction, 21, slice(0, 18))
     started = time.process_time()

@@ -7,7 +7,9 @@ single-DU ROy fit for every DU with triggered hits on >= 5 floors. No event is s
 Outputs, all bounded:
 
 - ``data/reco/fits.csv``: one row per fit (``kind`` multi-du / single-du), KM3NeT
-  conventions; rotated at UTC midnight to ``fits_YYYY-MM-DD.csv``, oldest deleted.
+  conventions; rotated at UTC midnight to ``fits_YYYY-MM-DD.csv``, oldest deleted. A 2-DU
+  fit whose mirror solution the PMT directions cannot rule out has ``ambiguous`` 1 and
+  empty azimuth, dir_x and dir_y (its zenith is measured; its azimuth is not).
 - ``$ROYFIT_TIMERES`` (``--timeres``): the original's residual CSV, one row per hit of a
   single-DU fit, ``run,timestamp,du,floor,dom_id,t_res,Q``; rotated by size.
 - ``plots/time_residuals.png``, ``plots/ztplot_roy.png``, ``plots/reco_zenith.png``, drawn
@@ -54,9 +56,9 @@ from km3mon.reco.model import zenith_deg
 
 FITS_HEADER = (
     "run,frame_index,trigger_counter,utc,kind,du,zenith_deg,azimuth_deg,dir_x,dir_y,dir_z,"
-    "pos_x,pos_y,pos_z,t,quality,n_hits,n_doms,n_dus"
+    "pos_x,pos_y,pos_z,t,quality,n_hits,n_doms,n_dus,ambiguous"
 )
-FITS_FORMATS = "%d %d %d %.6f %s %s %.4f %.4f %.6f %.6f %.6f %.2f %.2f %.2f %.2f %.4g %d %d %d"
+FITS_FORMATS = "%d %d %d %.6f %s %s %.4f %.4f %.6f %.6f %.6f %.2f %.2f %.2f %.2f %.4g %d %d %d %d"
 TIMERES_HEADER = "run,timestamp,du,floor,dom_id,t_res,Q"
 TIMERES_FORMATS = "%d %.6f %d %d %d %.3f %.4g"
 #: At most this many DUs get per-floor residual histograms; above, a DU × floor map.
@@ -119,6 +121,14 @@ class Reco(Monitor):
             help="... and at least this many standard errors from 0 (5)",
         )
         parser.add_argument(
+            "--pmt-facing-weight",
+            type=float,
+            default=Settings.facing_weight,
+            help="weight of which PMTs were hit (the light must reach a PMT from in front) in "
+            "the track fit; 0 for data without PMT angular acceptance "
+            f"({Settings.facing_weight:g})",
+        )
+        parser.add_argument(
             "--min-dom-residuals",
             type=int,
             default=30,
@@ -132,7 +142,7 @@ class Reco(Monitor):
         self.detector = detector
         from_file = args.detx or os.environ.get("DETX")
         self.calibration = RunCalibration(detector, database=None if from_file else Database())
-        self.settings = Settings()
+        self.settings = Settings(facing_weight=args.pmt_facing_weight)
         self.reconstruction = Reconstruction(detector, self.settings)
         self.warm = False
         folder = context.data_dir / "reco"
@@ -161,6 +171,8 @@ class Reco(Monitor):
         self.display: Display | None = None
         self.display_doms = 0
         self.totals = dict.fromkeys(("events", "tried", "tracks", "lines"), 0)
+        #: events (multi-DU) and DUs (single-DU) not fitted, by reason, since the start
+        self.unfitted: dict[str, int] = {}
 
     def consume(self, messages: list[Message]) -> None:
         if not self.warm:
@@ -175,7 +187,8 @@ class Reco(Monitor):
             return
         times_s = packet_times_s(events)
         self.context.saw_data_at(float(times_s.max()))
-        calibrated = self._calibrate(events, hits[hits["triggered"]])
+        # snapshot hits too: the per-DOM residuals use those within a road around each track
+        calibrated = self._calibrate(events, hits)
         result = self.reconstruction.run(len(events), calibrated)
         self._write_fits(events, times_s, result)
         self._fill_rings(times_s, result)
@@ -184,6 +197,8 @@ class Reco(Monitor):
         self.totals["tried"] += int(result.track_tried.sum())
         self.totals["tracks"] += len(result.tracks)
         self.totals["lines"] += len(result.lines)
+        for reason, count in result.unfitted.items():
+            self.unfitted[reason] = self.unfitted.get(reason, 0) + count
 
     def _calibrate(self, events: np.ndarray, hits: np.ndarray) -> np.ndarray:
         runs = events["run"][hits["event"]]
@@ -200,12 +215,15 @@ class Reco(Monitor):
             n = len(tracks)
             zenith, azimuth = track_angles(tracks["dir"])
             direction, position = tracks["dir"], tracks["pos_m"]
+            ambiguous = tracks["ambiguous"]
+            azimuth = np.where(ambiguous, np.nan, azimuth)
+            dir_xy = np.where(ambiguous[:, None], np.nan, direction[:, :2])
             columns = [
                 events["run"][e], events["frame_index"][e], events["trigger_counter"][e],
-                times_s[e], ["multi-du"] * n, [""] * n, zenith, azimuth, direction[:, 0],
-                direction[:, 1], direction[:, 2], position[:, 0], position[:, 1],
+                times_s[e], ["multi-du"] * n, [""] * n, zenith, azimuth, dir_xy[:, 0],
+                dir_xy[:, 1], direction[:, 2], position[:, 0], position[:, 1],
                 position[:, 2], tracks["t_ns"], tracks["quality"], tracks["n_hits"],
-                tracks["n_doms"], tracks["n_dus"],
+                tracks["n_doms"], tracks["n_dus"], ambiguous.astype(np.int64),
             ]  # fmt: skip
             rows.append(format_rows(columns, FITS_FORMATS))
         if len(lines):
@@ -217,7 +235,7 @@ class Reco(Monitor):
                 times_s[e], ["single-du"] * n, lines["du"], zenith_deg(lines["cos_theta"]),
                 empty, empty, empty, lines["cos_theta"], empty, empty, lines["z_c_m"],
                 lines["t_c_ns"], lines["quality"], lines["n_hits"], lines["n_hits"],
-                np.ones(n, np.int64),
+                np.ones(n, np.int64), np.zeros(n, np.int64),
             ]  # fmt: skip
             rows.append(format_rows(columns, FITS_FORMATS))
             residuals = result.line_residuals
@@ -396,6 +414,7 @@ class Reco(Monitor):
             "reco",
             {
                 "totals": self.totals,
+                "unfitted": self.unfitted,
                 "last_10_min": {
                     "events_hz": counts[0] / seconds,
                     "multi_du_fits_hz": counts[2] / seconds,

@@ -1,6 +1,7 @@
 """Reconstruct a batch of events: select hits, fit tracks and lines, collect residuals.
 
-Hits: the calibrated **triggered** hits (the DAQ trigger already applied causality to them).
+Hits: the calibrated **triggered** hits (the DAQ trigger already applied causality to them);
+the snapshot hits only for the per-DOM residuals of DOMs a track fit did not use.
 Per DOM the earliest one is its "first hit", and the hits within :attr:`Settings.coincidence_ns`
 of it (multi-PMT light of the same muon) are its coincident hits.
 
@@ -15,9 +16,11 @@ of it (multi-PMT light of the same muon) are its coincident hits.
   hit per floor (the DOM's first hit), ROy's four parameters, started from the event's
   track fit where there is one and from a few zenith angles.
 
-No time-slewing correction is applied anywhere, in fits or residuals: hit times are
-``calibrate_hits``' (TDC + t0). The ToT-dependent shift is a few ns that the fits partly
-absorb; leaving it out keeps the residuals comparable with the original's CSV.
+The fits use ``calibrate_hits``' times (TDC + t0). The per-DOM residuals of the time-offset
+monitor are corrected for ToT slewing (a small pulse crosses the threshold late): the
+correction is the mean core residual per ToT bin of all DOMs' first hits, accumulated over
+the batches, so a DOM whose pulses are smaller or larger does not read as an offset. The
+single-DU residual CSV stays uncorrected, comparable with the original's.
 
 Quality ``Q`` = chi²/NDF with chi² the fit's robust sum (soft-L1 of the residuals in units of
 ``sigma_ns``; quadratic below sigma, linear above) and NDF = hits - parameters: about 1 for a
@@ -42,7 +45,9 @@ from km3mon.reco.model import (
 )
 
 #: One row per multi-DU fit. ``event``: row in the batch; position/time at the track's point
-#: closest to its hits; ``mirror_cost``: robust cost of the other mirror solution (2 DUs).
+#: closest to its hits; ``mirror_cost`` (2 DUs): how much worse the mirror solution is (time
+#: cost plus PMT-facing cost); ``ambiguous``: too little for a choice, the azimuth is not
+#: measured (only zenith and dir_z are).
 TRACK_DTYPE = np.dtype(
     [
         ("event", "<i8"),
@@ -55,6 +60,7 @@ TRACK_DTYPE = np.dtype(
         ("n_hits", "<i4"),
         ("n_doms", "<i4"),
         ("n_dus", "<i4"),
+        ("ambiguous", "?"),
     ]
 )
 #: One row per single-DU fit: ROy's parameters (cos θ of the direction of travel).
@@ -74,9 +80,14 @@ LINE_DTYPE = np.dtype(
 LINE_RESIDUAL_DTYPE = np.dtype(
     [("fit", "<i8"), ("dom", "<i8"), ("du", "<i4"), ("floor", "<i4"), ("t_res_ns", "<f8")]
 )
-#: Per DOM of a multi-DU fit: its first hit's residual against the track refitted without
-#: the DOM, for the per-DOM time-offset monitor.
+#: Per DOM of a multi-DU fit, for the per-DOM time-offset monitor: its first hit's residual
+#: (ToT slewing corrected) against the track refitted without the DOM, or, for a DOM the fit
+#: did not use, its first snapshot hit within the road against the track.
 DOM_RESIDUAL_DTYPE = np.dtype([("fit", "<i8"), ("dom", "<i8"), ("t_res_ns", "<f8")])
+#: ToT bins (ns) of the slewing correction estimated from the data.
+SLEWING_TOT_EDGES = np.array([0, 8, 12, 16, 20, 24, 28, 32, 40, 50, 70, 100, 256])
+#: Residuals (ns) used for the slewing estimate: the direct-light core.
+SLEWING_WINDOW_NS = 10.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ class Settings:
 
     coincidence_ns: float = 20.0
     min_track_doms: int = 4
-    min_line_floors: int = 5
+    min_line_floors: int = 4
     coarse_directions: int = 600  # ~8.4° apart
     cone_deg: float = 4.0
     n_best: int = 8
@@ -94,11 +105,17 @@ class Settings:
     sigma_coarse_ns: float = 30.0
     sigma_fine_ns: float = 10.0
     sigma_ns: float = 3.0
-    #: Distance (m) at which a DOM sees one coincident hit: a DOM with k hits is about
-    #: this / k from the track (measured on the simulator: 75 m; set it from data for a
-    #: real detector), within a factor exp(sigma_ln_distance).
-    distance_per_hit_m: float = 75.0
+    #: Optional prior: distance (m) at which a DOM sees one coincident hit, a DOM with k
+    #: hits taken as about this / k from the track within a factor exp(sigma_ln_distance).
+    #: Off (None) by default: on real data it depends on energy, bundles, showers and the
+    #: detector's spacing (ORCA and ARCA differ by 4x); 75 m suited only our simulator.
+    distance_per_hit_m: float | None = None
     sigma_ln_distance: float = 0.5
+    #: Weight of the PMT-facing cost (-2 ln acceptance of each hit's PMT for the track's
+    #: direct light) when choosing between candidate solutions, and the difference of the
+    #: two mirror solutions' costs below which a 2-DU fit is ``ambiguous``.
+    facing_weight: float = 3.0
+    ambiguity_margin: float = 4.0
     max_iterations: int = 40
     #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
     #: without one DOM must still be well determined).
@@ -107,6 +124,14 @@ class Settings:
     #: direction scan uses (the brightest), and DOMs up to which each is left out in turn.
     max_scan_doms: int = 60
     max_loo_doms: int = 80
+    #: Per-DOM residuals also from the snapshot (L0) hits of DOMs the fit did not use:
+    #: each such DOM within this distance of the track gives its first hit in the window
+    #: (ns around the track's time; wide, so a DOM tens of ns off is still seen).
+    road_m: float = 60.0
+    road_window_ns: tuple[float, float] = (-40.0, 60.0)
+    #: The track refit adds those DOMs' first hits within this window (None: no refit).
+    refit_window_ns: tuple[float, float] | None = (-10.0, 25.0)
+    refit_passes: int = 2
 
 
 def cone_offsets(radius_deg: float) -> np.ndarray:
@@ -135,6 +160,8 @@ class BatchResult:
     n_hits: np.ndarray
     #: Per event: was a track fit tried (enough DOMs on >= 2 DUs)?
     track_tried: np.ndarray
+    #: Events (multi-DU) and DUs (single-DU) not fitted, by reason; ambiguous 2-DU fits.
+    unfitted: dict[str, int]
 
 
 class Reconstruction:
@@ -146,6 +173,9 @@ class Reconstruction:
         s = self.settings
         self.directions = fibonacci_sphere(s.coarse_directions)
         self.cone = cone_offsets(s.cone_deg)
+        n_bins = len(SLEWING_TOT_EDGES) - 1
+        self.slewing_sum = np.zeros(n_bins)
+        self.slewing_count = np.zeros(n_bins)
         dus, du_of_dom = np.unique(detector.dom_du, return_inverse=True)
         self.du_numbers = dus
         self.du_xy_m = (
@@ -182,9 +212,10 @@ class Reconstruction:
 
     def run(self, n_events: int, hits: np.ndarray) -> BatchResult:
         """Fit the events of a batch from their calibrated hits (``calibrate_hits`` output
-        with ``event``, ``triggered`` and ``calibrated``)."""
+        with ``event``, ``triggered``, ``calibrated`` and ``tot``; snapshot hits too)."""
         s = self.settings
-        hits = hits[hits["triggered"] & hits["calibrated"]]
+        snapshot = hits[hits["calibrated"]]
+        hits = snapshot[snapshot["triggered"]]
         dom = self.detector.dom_index(hits["dom_id"])
         order = np.lexsort((hits["time_ns"], dom, hits["event"]))
         hits, dom = hits[order], dom[order]
@@ -194,9 +225,12 @@ class Reconstruction:
         first_time = hits["time_ns"][first][group]
         keep = hits["time_ns"] - first_time <= s.coincidence_ns
         multiplicity = np.bincount(group[keep], minlength=group[-1] + 1 if len(group) else 0)
-        ln_distance = np.where(
-            first, np.log(s.distance_per_hit_m / np.maximum(multiplicity[group], 1)), np.nan
-        )
+        if s.distance_per_hit_m is None:
+            ln_distance = np.full(len(hits), np.nan)
+        else:
+            ln_distance = np.where(
+                first, np.log(s.distance_per_hit_m / np.maximum(multiplicity[group], 1)), np.nan
+            )
         n_hits = np.bincount(event, minlength=n_events)
         n_doms = np.bincount(event[first], minlength=n_events)
         du = hits["du"].astype(np.int64)
@@ -209,9 +243,22 @@ class Reconstruction:
         tracks, dom_residuals = self._tracks(
             hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus
         )
-        lines, line_residuals = self._lines(hits, dom, event, first, tracks)
+        for _ in range(s.refit_passes if s.refit_window_ns is not None else 0):
+            self._road_refit(snapshot, tracks, hits[tried[event]], event[tried[event]])
+        dom_residuals = np.concatenate((dom_residuals, self._road(snapshot, tracks)))
+        lines, line_residuals, line_unfitted = self._lines(
+            hits, dom, event, first, tracks, snapshot
+        )
+        fitted = np.zeros(n_events, bool)
+        fitted[tracks["event"]] = True
+        unfitted = {
+            "multi_du_too_few_doms": int(((n_dus >= 2) & ~tried).sum()),
+            "multi_du_no_fit": int((tried & ~fitted).sum()),
+            "multi_du_ambiguous_azimuth": int(tracks["ambiguous"].sum()),
+            **line_unfitted,
+        }
         return BatchResult(
-            tracks, lines, line_residuals, dom_residuals, n_doms, n_dus, n_hits, tried
+            tracks, lines, line_residuals, dom_residuals, n_doms, n_dus, n_hits, tried, unfitted
         )
 
     def _tracks(self, hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus):
@@ -224,6 +271,7 @@ class Reconstruction:
         counts = np.bincount(np.searchsorted(events, event), minlength=n)
         offsets = np.r_[0, np.cumsum(counts)]
         pos = np.column_stack((hits["pos_x_m"], hits["pos_y_m"], hits["pos_z_m"]))
+        pmt_dir = np.column_stack((hits["dir_x"], hits["dir_y"], hits["dir_z"]))
         times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
         mirror = np.full((n, 4), np.nan)
         two = np.flatnonzero(n_dus[events] == 2)
@@ -239,12 +287,13 @@ class Reconstruction:
         residual = np.full(len(hits), np.nan)
         loo = np.full(len(hits), np.nan)
         kernels.fit_tracks(
-            pos, times, ln_distance, first, self._brightest(first, event, ln_distance), offsets,
+            pos, pmt_dir, times, ln_distance, first, self._brightest(first, event, ln_distance),
+            offsets,
             mirror, self.directions, self.cone, s.n_best,
             s.n_starts, float(np.cos(np.radians(s.start_separation_deg))), s.sigma_coarse_ns,
             s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,
             out_t, out_cost, out_mirror, out_iterations, s.min_loo_doms, s.max_loo_doms,
-            residual, loo,
+            s.facing_weight, residual, loo,
         )  # fmt: skip
         ok = np.isfinite(out_cost)
         tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)
@@ -257,17 +306,117 @@ class Reconstruction:
         tracks["n_hits"] = counts[ok]
         tracks["n_doms"] = n_doms[events[ok]]
         tracks["n_dus"] = n_dus[events[ok]]
-        ndf = counts[ok] - kernels.N_TRACK
+        tracks["ambiguous"] = out_mirror[ok] < s.ambiguity_margin  # NaN (not 2 DUs): False
+        # a DOM's coincident hits are one time measurement: degrees of freedom count DOMs
+        # (the mean cost per hit times DOMs over DOMs - parameters)
+        fit_doms = np.bincount(np.searchsorted(events, event[first]), minlength=n)[ok]
+        ndf = fit_doms - kernels.N_TRACK
         with np.errstate(divide="ignore", invalid="ignore"):
-            tracks["quality"] = np.where(ndf > 0, out_cost[ok] / ndf, np.nan)
+            per_hit = out_cost[ok] / counts[ok]
+            tracks["quality"] = np.where(ndf > 0, per_hit * fit_doms / ndf, np.nan)
 
         fit_of_hit = np.repeat(np.cumsum(ok) - 1, counts)
+        core = first & np.isfinite(residual) & (np.abs(residual) < SLEWING_WINDOW_NS)
+        self._learn_slewing(hits["tot"][core], residual[core])
         rows = np.flatnonzero(np.isfinite(loo))
         dom_residuals = np.zeros(len(rows), DOM_RESIDUAL_DTYPE)
         dom_residuals["fit"] = fit_of_hit[rows]
         dom_residuals["dom"] = dom[rows]
-        dom_residuals["t_res_ns"] = loo[rows]
+        dom_residuals["t_res_ns"] = loo[rows] - self.slewing_ns(hits["tot"][rows])
         return tracks, dom_residuals
+
+    def _learn_slewing(self, tot: np.ndarray, residual: np.ndarray) -> None:
+        bins = np.clip(np.searchsorted(SLEWING_TOT_EDGES, tot, side="right") - 1, 0,
+                       len(self.slewing_sum) - 1)  # fmt: skip
+        self.slewing_sum += np.bincount(bins, residual, len(self.slewing_sum))
+        self.slewing_count += np.bincount(bins, minlength=len(self.slewing_sum))
+
+    def slewing_ns(self, tot: np.ndarray) -> np.ndarray:
+        """The ToT slewing correction (ns, subtract from a residual): per ToT bin the mean
+        core residual of first hits so far, relative to the mean of all (0 until a bin has
+        100 hits)."""
+        total = self.slewing_count.sum()
+        if not total:
+            return np.zeros(len(tot))
+        overall = self.slewing_sum.sum() / total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            curve = np.where(self.slewing_count >= 100,
+                             self.slewing_sum / self.slewing_count - overall, 0.0)  # fmt: skip
+        bins = np.clip(np.searchsorted(SLEWING_TOT_EDGES, tot, side="right") - 1, 0,
+                       len(curve) - 1)  # fmt: skip
+        return curve[bins]
+
+    def _road_hits(self, snapshot: np.ndarray, tracks: np.ndarray, window_ns: tuple):
+        """The first snapshot hit of each DOM within ``road_m`` of each track and
+        ``window_ns`` of its time, for DOMs without triggered hits in the event: (hits,
+        fit row, DOM index, residual), sorted by fit and DOM."""
+        s = self.settings
+        if not len(tracks) or not len(snapshot):
+            return snapshot[:0], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        fit_of_event = np.full(int(snapshot["event"].max()) + 1, -1)
+        known = tracks["event"] < len(fit_of_event)
+        fit_of_event[tracks["event"][known]] = np.flatnonzero(known)
+        fit = fit_of_event[snapshot["event"]]
+        hits, fit = snapshot[fit >= 0], fit[fit >= 0]
+        dom = self.detector.dom_index(hits["dom_id"])
+        # DOMs with triggered hits were in the fit (they have leave-one-out residuals)
+        used = np.unique(fit[hits["triggered"]] * 1_000_000 + dom[hits["triggered"]])
+        free = ~np.isin(fit * 1_000_000 + dom, used)
+        hits, fit, dom = hits[free], fit[free], dom[free]
+        track = tracks[fit]
+        pos = np.column_stack((hits["pos_x_m"], hits["pos_y_m"], hits["pos_z_m"]))
+        offset = pos - track["pos_m"]
+        along = np.einsum("ij,ij->i", offset, track["dir"])
+        rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", offset, offset) - along**2, 0.0))
+        residual = hits["time_ns"] - (track["t_ns"] + (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS)
+        near = (rho < s.road_m) & (residual >= window_ns[0]) & (residual <= window_ns[1])
+        hits, fit, dom, residual = hits[near], fit[near], dom[near], residual[near]
+        order = np.lexsort((residual, dom, fit))
+        hits, fit, dom, residual = hits[order], fit[order], dom[order], residual[order]
+        first = np.r_[True, (fit[1:] != fit[:-1]) | (dom[1:] != dom[:-1])] if len(fit) else []
+        return hits[first], fit[first], dom[first], residual[first]
+
+    def _road(self, snapshot: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """Residuals of the DOMs within the road of each track that the fit did not use,
+        slewing corrected: the DOMs whose hits the trigger left out -- a DOM far off in time
+        among them."""
+        hits, fit, dom, residual = self._road_hits(snapshot, tracks, self.settings.road_window_ns)
+        out = np.zeros(len(hits), DOM_RESIDUAL_DTYPE)
+        out["fit"] = fit
+        out["dom"] = dom
+        out["t_res_ns"] = residual - self.slewing_ns(hits["tot"])
+        return out
+
+    def _road_refit(self, snapshot: np.ndarray, tracks: np.ndarray, fit_hits: np.ndarray,
+                    fit_event: np.ndarray) -> None:  # fmt: skip
+        """Refit each track from its triggered hits plus the first snapshot hit of every
+        other DOM in its road and in time with it (as Jpp's fits use L0 hits in a road):
+        DOMs the trigger did not take add time measurements. Tracks updated in place."""
+        s = self.settings
+        road, road_fit, _, _ = self._road_hits(snapshot, tracks, s.refit_window_ns)
+        fit_of_event = np.full(int(max(fit_event.max(initial=0), 0)) + 1, -1)
+        fit_of_event[tracks["event"]] = np.arange(len(tracks))
+        own_fit = fit_of_event[fit_event] if len(fit_event) else np.zeros(0, np.int64)
+        mine = own_fit >= 0
+        fit = np.concatenate((own_fit[mine], road_fit))
+        columns = ("pos_x_m", "pos_y_m", "pos_z_m", "time_ns")
+        values = np.column_stack([np.concatenate((fit_hits[c][mine], road[c])) for c in columns])
+        order = np.argsort(fit, kind="stable")
+        fit, values = fit[order], values[order]
+        counts = np.bincount(fit, minlength=len(tracks))
+        offsets = np.r_[0, np.cumsum(counts)]
+        direction = tracks["dir"].copy()
+        point = tracks["pos_m"].copy()
+        time_ns = tracks["t_ns"].copy()
+        cost = np.full(len(tracks), np.nan)
+        kernels.refit_tracks(
+            np.ascontiguousarray(values[:, :3]), values[:, 3].copy(), offsets, s.sigma_ns,
+            s.max_iterations, direction, point, time_ns, cost,
+        )  # fmt: skip
+        done = np.isfinite(cost)
+        tracks["dir"][done] = direction[done]
+        tracks["pos_m"][done] = point[done]
+        tracks["t_ns"][done] = time_ns[done]
 
     def _brightest(self, first: np.ndarray, event: np.ndarray, ln_distance: np.ndarray):
         """First hits of at most ``max_scan_doms`` DOMs per event, those with most hits."""
@@ -279,7 +428,7 @@ class Reconstruction:
         scan[order[rank < self.settings.max_scan_doms]] = True
         return scan
 
-    def _lines(self, hits, dom, event, first, tracks):
+    def _lines(self, hits, dom, event, first, tracks, snapshot):
         s = self.settings
         hits, dom, event = hits[first], dom[first], event[first]
         du = hits["du"].astype(np.int64)
@@ -288,6 +437,7 @@ class Reconstruction:
         start = np.r_[True, key[1:] != key[:-1]]
         group = np.cumsum(start) - 1
         size = np.bincount(group)
+        short = (size > 1) & (size < s.min_line_floors)
         use = size[group] >= s.min_line_floors
         hits, dom, event, du, group = hits[use], dom[use], event[use], du[use], group[use]
         groups, group = np.unique(group, return_inverse=True)
@@ -304,6 +454,20 @@ class Reconstruction:
         residual = np.full(len(hits), np.nan)
         kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
                           out_cost, residual)  # fmt: skip
+        if s.refit_window_ns is not None and n:
+            hits, dom, group = self._line_road(snapshot, hits, dom, group, fit_event, fit_du,
+                                               out_q)  # fmt: skip
+            du = hits["du"].astype(np.int64)
+            counts = np.bincount(group, minlength=n)
+            offsets = np.r_[0, np.cumsum(counts)]
+            z = np.ascontiguousarray(hits["pos_z_m"], dtype=np.float64)
+            times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
+            starts = out_q[:, None, :].copy()
+            out_q = np.full((n, 4), np.nan)
+            out_cost = np.full(n, np.nan)
+            residual = np.full(len(hits), np.nan)
+            kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
+                              out_cost, residual)  # fmt: skip
         ok = np.isfinite(out_cost)
         lines = np.zeros(int(ok.sum()), LINE_DTYPE)
         lines["event"] = fit_event[ok]
@@ -313,7 +477,9 @@ class Reconstruction:
         lines["cos_theta"] = np.cos(out_q[ok, 2])
         lines["t_c_ns"] = out_q[ok, 3]
         lines["n_hits"] = counts[ok]
-        lines["quality"] = out_cost[ok] / (counts[ok] - kernels.N_LINE)
+        ndf = counts[ok] - kernels.N_LINE
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lines["quality"] = np.where(ndf > 0, out_cost[ok] / ndf, np.nan)
         fitted = ok[group]
         residuals = np.zeros(int(fitted.sum()), LINE_RESIDUAL_DTYPE)
         residuals["fit"] = (np.cumsum(ok) - 1)[group[fitted]]
@@ -321,7 +487,38 @@ class Reconstruction:
         residuals["du"] = du[fitted]
         residuals["floor"] = hits["floor"][fitted]
         residuals["t_res_ns"] = residual[fitted]
-        return lines, residuals
+        unfitted = {"single_du_too_few_floors": int(short.sum()),
+                    "single_du_no_fit": int((~ok).sum())}  # fmt: skip
+        return lines, residuals, unfitted
+
+    def _line_road(self, snapshot, hits, dom, group, fit_event, fit_du, q):
+        """Add to each single-DU fit (parameters ``q``, rows of ``group``) the first snapshot
+        hit of every other DOM of its DU within the refit window of its time model: floors
+        the trigger did not take. Returns (hits, DOM index, group), sorted by group."""
+        low, high = self.settings.refit_window_ns
+        line_key = fit_event * 100_000 + fit_du  # ascending: groups go by event, then DU
+        key = snapshot["event"].astype(np.int64) * 100_000 + snapshot["du"]
+        k = np.clip(np.searchsorted(line_key, key), 0, max(len(line_key) - 1, 0))
+        candidate = (line_key[k] == key) & np.isfinite(q[k, 0])
+        extra, k = snapshot[candidate], k[candidate]
+        extra_dom = self.detector.dom_index(extra["dom_id"])
+        taken = np.isin(k * 1_000_000 + extra_dom, group * 1_000_000 + dom)
+        extra, k, extra_dom = extra[~taken], k[~taken], extra_dom[~taken]
+        d_c, z_c, theta, t_c = q[k].T
+        dz = extra["pos_z_m"] - z_c
+        rho = np.sqrt(d_c**2 + dz**2 * np.sin(theta) ** 2)
+        model = t_c + (dz * np.cos(theta) + KAPPA * rho) / SPEED_OF_LIGHT_M_NS
+        residual = extra["time_ns"] - model
+        near = (residual >= low) & (residual <= high)
+        extra, k, extra_dom, residual = extra[near], k[near], extra_dom[near], residual[near]
+        order = np.lexsort((residual, extra_dom, k))
+        extra, k, extra_dom = extra[order], k[order], extra_dom[order]
+        first = np.r_[True, (k[1:] != k[:-1]) | (extra_dom[1:] != extra_dom[:-1])] if len(k) else []
+        all_hits = np.concatenate((hits, extra[first]))
+        all_group = np.concatenate((group, k[first]))
+        all_dom = np.concatenate((dom, extra_dom[first]))
+        order = np.argsort(all_group, kind="stable")
+        return all_hits[order], all_dom[order], all_group[order]
 
     def _line_starts(self, z, times, offsets, fit_event, fit_du, tracks) -> np.ndarray:
         """Start values per line fit: from the event's track, and at five zenith angles

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from km3mon.reco.model import KAPPA, SPEED_OF_LIGHT_M_NS
+from km3mon.reco.model import COS_CHERENKOV, KAPPA, SIN_CHERENKOV, SPEED_OF_LIGHT_M_NS
 
 C = SPEED_OF_LIGHT_M_NS
 K = KAPPA
@@ -24,6 +24,13 @@ K2 = KAPPA * KAPPA
 RHO_FLOOR_M2 = 0.01  # rho = sqrt(rho² + 0.01 m²): a hit on the track has a finite gradient
 N_TRACK = 5  # direction (2), position across the track (2), time
 N_LINE = 4  # d_c, z_c, theta, t_c
+COS_C = COS_CHERENKOV
+SIN_C = SIN_CHERENKOV
+#: PMT acceptance for the choice between solutions: linear in the cosine of the angle off
+#: the PMT axis, zero from cos = -FACING_CUTOFF (105°) on; scattered light and noise still
+#: reach a PMT from behind, at FACING_FLOOR of the head-on acceptance.
+FACING_CUTOFF = 0.26
+FACING_FLOOR = 0.05
 
 
 @nb.njit(cache=True)
@@ -175,17 +182,22 @@ def _keep(cost, dx, dy, dz, best_cost, best_dir):
 
 @nb.njit(cache=True)
 def _prefit(
-    x, y, z, t, lnrho, n, directions, cone, n_best, sigma_coarse, sigma_fine, sigma_lnrho, best_dir
-):
+    x, y, z, t, lnrho, pmt_dir, n, hx, hy, hz, hdir, facing_weight, directions, cone, n_best,
+    sigma_coarse, sigma_fine, sigma_lnrho, best_dir,
+):  # fmt: skip
     """Best ``n_best`` directions (rows of ``best_dir``, best first) of a coarse scan over
-    ``directions`` and then of cones (offsets ``cone``, radians) around each of them."""
+    ``directions`` and then of cones (offsets ``cone``, radians) around each of them. The
+    time terms come from the scanned hits (x, ...); the PMT-facing terms from them in the
+    coarse scan and from all hits of the event (hx, ...) in the cones: each coincident hit
+    tells which side of its DOM the light came from."""
     work = np.empty((n, 3))
     best_cost = np.full(n_best, np.inf)
     for k in range(len(directions)):
-        cost, _, _, _ = _line1z(
-            x, y, z, t, lnrho, n, directions[k, 0], directions[k, 1], directions[k, 2],
-            sigma_coarse, sigma_lnrho, work,
-        )  # fmt: skip
+        dx, dy, dz = directions[k, 0], directions[k, 1], directions[k, 2]
+        cost, _, px, py = _line1z(x, y, z, t, lnrho, n, dx, dy, dz, sigma_coarse, sigma_lnrho, work)
+        # the facing cost is >= 0: only a direction the time cost alone keeps can use it
+        if facing_weight > 0.0 and cost < best_cost[n_best - 1]:
+            cost += facing_weight * _facing_scan(x, y, z, pmt_dir, dx, dy, dz, px, py)
         _keep(cost, directions[k, 0], directions[k, 1], directions[k, 2], best_cost, best_dir)
     coarse = best_dir.copy()
     n_coarse = 0
@@ -202,7 +214,11 @@ def _prefit(
             uz = dz + cone[c, 0] * az + cone[c, 1] * bz
             norm = np.sqrt(ux * ux + uy * uy + uz * uz)
             ux, uy, uz = ux / norm, uy / norm, uz / norm
-            cost, _, _, _ = _line1z(x, y, z, t, lnrho, n, ux, uy, uz, sigma_fine, sigma_lnrho, work)
+            cost, _, px, py = _line1z(
+                x, y, z, t, lnrho, n, ux, uy, uz, sigma_fine, sigma_lnrho, work
+            )
+            if facing_weight > 0.0 and cost < best_cost[n_best - 1]:
+                cost += facing_weight * _facing_scan(hx, hy, hz, hdir, ux, uy, uz, px, py)
             _keep(cost, ux, uy, uz, best_cost, best_dir)
     found = 0
     for j in range(n_best):
@@ -393,6 +409,55 @@ def _leave_one_dom_out(x, y, z, t, lnrho, first, n, d, p, t0, sigma, sigma_lnrho
 
 
 @nb.njit(cache=True)
+def _facing_term(facing):
+    """-2 ln acceptance of a PMT for light ``facing`` (cosine of the angle off its axis)."""
+    acceptance = min(max((facing + FACING_CUTOFF) / (1.0 + FACING_CUTOFF), 0.0), 1.0)
+    return -2.0 * np.log(FACING_FLOOR + (1.0 - FACING_FLOOR) * acceptance)
+
+
+@nb.njit(cache=True)
+def _facing_scan(x, y, z, pmt_dir, dx, dy, dz, px, py):
+    """:func:`_facing_cost` of the track along (dx, dy, dz) through (px, py) across it
+    (in :func:`_basis` coordinates), as the scan has it."""
+    ax, ay, az, bx, by, bz = _basis(dx, dy, dz)
+    cost = 0.0
+    for i in range(len(x)):
+        rx = x[i] * ax + y[i] * ay + z[i] * az - px
+        ry = x[i] * bx + y[i] * by + z[i] * bz - py
+        distance = np.sqrt(rx * rx + ry * ry + RHO_FLOOR_M2)
+        ux = SIN_C * (rx * ax + ry * bx) / distance + COS_C * dx
+        uy = SIN_C * (rx * ay + ry * by) / distance + COS_C * dy
+        uz = SIN_C * (rx * az + ry * bz) / distance + COS_C * dz
+        cost += _facing_term(-(ux * pmt_dir[i, 0] + uy * pmt_dir[i, 1] + uz * pmt_dir[i, 2]))
+    return cost
+
+
+@nb.njit(cache=True)
+def _facing_cost(x, y, z, pmt_dir, n, d, p):
+    """-2 ln of the PMTs' acceptance of the direct light of the track (d, p): the photon
+    reaches a hit's PMT at the Cherenkov angle to the track, and a PMT sees it only from
+    in front (acceptance falling from 1 head-on to ~0 at 105° off its axis). The time
+    model cannot tell a track from its mirror image across the plane of two DUs; which
+    PMTs were hit can."""
+    cost = 0.0
+    for i in range(n):
+        ox = x[i] - p[0]
+        oy = y[i] - p[1]
+        oz = z[i] - p[2]
+        along = ox * d[0] + oy * d[1] + oz * d[2]
+        px = ox - along * d[0]
+        py = oy - along * d[1]
+        pz = oz - along * d[2]
+        rho = np.sqrt(px * px + py * py + pz * pz + RHO_FLOOR_M2)
+        # photon direction: sin θc across the track plus cos θc along it
+        ux = SIN_C * px / rho + COS_C * d[0]
+        uy = SIN_C * py / rho + COS_C * d[1]
+        uz = SIN_C * pz / rho + COS_C * d[2]
+        cost += _facing_term(-(ux * pmt_dir[i, 0] + uy * pmt_dir[i, 1] + uz * pmt_dir[i, 2]))
+    return cost
+
+
+@nb.njit(cache=True)
 def _mirror(d, p, axis_a, axis_b, out_d, out_p):
     """Reflect a track across the vertical plane through two DU axes (x, y)."""
     ux = axis_b[0] - axis_a[0]
@@ -408,6 +473,7 @@ def _mirror(d, p, axis_a, axis_b, out_d, out_p):
 @nb.njit(cache=True)
 def fit_tracks(
     pos,
+    pmt_dir,
     t,
     lnrho,
     first,
@@ -432,6 +498,7 @@ def fit_tracks(
     out_iterations,
     min_loo_doms,
     max_loo_doms,
+    facing_weight,
     out_res,
     out_loo,
 ):
@@ -441,8 +508,11 @@ def fit_tracks(
     the brightest DOMs, bounded in number); all hits enter the final fit,
     and those with a finite ``lnrho`` a distance term too (see ``_track_terms``).
     ``mirror_axes[k]`` are the (x, y) of the two DUs of a two-DU event (NaN otherwise): its
-    mirror solution is fitted too and the better one kept (``out_mirror_cost`` is the
-    other's cost). Events the prefit cannot handle get NaN. Events with at least
+    mirror solution is fitted too. Candidates (the starts, the mirror) are compared by
+    their robust time cost plus ``facing_weight`` times :func:`_facing_cost` of their
+    hits' PMT directions (``pmt_dir``); the best is kept, ``out_mirror_cost`` is the
+    mirror's minus the kept one's (how clearly the PMTs chose). Events the prefit cannot
+    handle get NaN. Events with at least
     ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of
     each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its
     first hit first.
@@ -469,6 +539,7 @@ def fit_tracks(
         z = np.empty(n)
         tt = np.empty(n)
         ln_distance = lnrho[lo:hi]
+        dirs = pmt_dir[lo:hi]
         for i in range(n):
             x[i] = pos[lo + i, 0] - cx
             y[i] = pos[lo + i, 1] - cy
@@ -485,15 +556,17 @@ def fit_tracks(
         fz = np.empty(m)
         ft = np.empty(m)
         fl = np.empty(m)
+        fd = np.empty((m, 3))
         j = 0
         for i in range(n):
             if scan[lo + i]:
                 fx[j], fy[j], fz[j], ft[j], fl[j] = x[i], y[i], z[i], tt[i], ln_distance[i]
+                fd[j, 0], fd[j, 1], fd[j, 2] = dirs[i, 0], dirs[i, 1], dirs[i, 2]
                 j += 1
         best_dir = np.zeros((n_best, 3))
         found = _prefit(
-            fx, fy, fz, ft, fl, m, directions, cone, n_best, sigma_coarse, sigma_fine,
-            sigma_lnrho, best_dir,
+            fx, fy, fz, ft, fl, fd, m, x, y, z, dirs, facing_weight, directions, cone, n_best,
+            sigma_coarse, sigma_fine, sigma_lnrho, best_dir,
         )  # fmt: skip
         if found == 0:
             continue
@@ -523,6 +596,7 @@ def fit_tracks(
             t0, cost, iterations = _fit_track(
                 x, y, z, tt, ln_distance, n, d, p, ct0 / C, sigma, sigma_lnrho, max_iter
             )
+            cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
             out_iterations[k] += iterations
             if cost < best_cost:
                 best_cost, best_t0 = cost, t0
@@ -541,14 +615,13 @@ def fit_tracks(
             t0, cost, iterations = _fit_track(
                 x, y, z, tt, ln_distance, n, d, p, best_t0, sigma, sigma_lnrho, max_iter
             )
+            cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
             out_iterations[k] += iterations
+            out_mirror_cost[k] = abs(cost - best_cost)
             if cost < best_cost:
-                out_mirror_cost[k] = best_cost
                 best_cost, best_t0 = cost, t0
                 best_d[:] = d
                 best_p[:] = p
-            else:
-                out_mirror_cost[k] = cost
         # report the point of the track closest to the hits' centre (the origin here)
         along = -(best_p[0] * best_d[0] + best_p[1] * best_d[1] + best_p[2] * best_d[2])
         for a in range(3):
@@ -570,6 +643,30 @@ def fit_tracks(
         out_dir[k, 0], out_dir[k, 1], out_dir[k, 2] = best_d[0], best_d[1], best_d[2]
         out_pos[k, 0], out_pos[k, 1], out_pos[k, 2] = best_p[0] + cx, best_p[1] + cy, best_p[2] + cz
         out_t[k] = best_t0 + t_ref
+
+
+@nb.njit(cache=True)
+def refit_tracks(pos, t, offsets, sigma, max_iter, io_dir, io_pos, io_t, out_cost):
+    """Robust fit of each event's hits from its track (``io_*``, updated in place; rows
+    with a NaN direction are skipped), as after adding the snapshot hits of a road."""
+    for k in range(len(offsets) - 1):
+        lo, hi = offsets[k], offsets[k + 1]
+        n = hi - lo
+        out_cost[k] = np.nan
+        if n < N_TRACK + 1 or not np.isfinite(io_dir[k, 0]):
+            continue
+        x = pos[lo:hi, 0] - io_pos[k, 0]
+        y = pos[lo:hi, 1] - io_pos[k, 1]
+        z = pos[lo:hi, 2] - io_pos[k, 2]
+        tt = t[lo:hi] - io_t[k]
+        lnrho = np.full(n, np.nan)
+        d = io_dir[k].copy()
+        p = np.zeros(3)
+        t0, cost, _ = _fit_track(x, y, z, tt, lnrho, n, d, p, 0.0, sigma, 1.0, max_iter)
+        out_cost[k] = cost
+        io_dir[k] = d
+        io_pos[k] = p + io_pos[k]
+        io_t[k] = t0 + io_t[k]
 
 
 # --- single-line fit: ROy's four parameters ---------------------------------------------
@@ -655,7 +752,7 @@ def fit_lines(z, t, offsets, starts, sigma, max_iter, out_q, out_cost, out_res):
         lo, hi = offsets[k], offsets[k + 1]
         n = hi - lo
         out_cost[k] = np.nan
-        if n < N_LINE + 1:
+        if n < N_LINE:
             continue
         t_ref = t[lo]
         for i in range(lo, hi):
