@@ -32,6 +32,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -229,6 +230,24 @@ def schedule(faults: list[Fault], args: argparse.Namespace) -> float:
     return t
 
 
+def prewarm(detx: Path) -> None:
+    """Run the simulator for a few seconds against a throwaway ligier, so that its compiled
+    (numba) code is cached: compiled under load inside the suite, it fell minutes behind."""
+    port = free_port()
+    ligier = subprocess.Popen(
+        ["km3mon", "ligier", "--host", "127.0.0.1", "-P", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        subprocess.run(
+            ["km3mon", "simulate", "--detx", str(detx), "-p", str(port), "--duration", "20"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900, check=False,
+        )  # fmt: skip
+    finally:
+        ligier.terminate()
+        ligier.wait()
+
+
 def sim_clock_start(folder: Path) -> float | None:
     """Wall time at which the simulator logged its scenarios (just before its clock starts)."""
     path = folder / "logs" / "simulator.log"
@@ -236,7 +255,7 @@ def sim_clock_start(folder: Path) -> float | None:
         return None
     for line in path.read_text(errors="replace").splitlines():
         if " scenario " in line or "simulating detector" in line:
-            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            stamp = datetime.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")
             return stamp.replace(tzinfo=UTC).timestamp()
     return None
 
@@ -275,6 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         elif fault.kind == "known_bad":
             known_bad = str(scenario.dom_ids[0])
 
+    prewarm(detx)
     webhook, mailbox = Webhook(), Mailbox(free_port())
     options = argparse.Namespace(
         detx=detx, replay=None, scenario=",".join(specs), event_rate=args.event_rate
@@ -286,7 +306,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         k40_args=f"--period {args.k40_period:g} -i {args.k40_period:g}",
     )
     conf = folder / "supervisord.conf"
-    head, marker, rest = conf.read_text().partition(f"[program:{KILLED_MONITOR}]")
+    text = conf.read_text().replace("km3mon simulate ", f"km3mon simulate --seed {args.seed} ")
+    head, marker, rest = text.partition(f"[program:{KILLED_MONITOR}]")
     conf.write_text(head + marker + rest.replace("autorestart=true", "autorestart=false", 1))
     for fault in active:
         if fault.kind == "kill":
@@ -322,6 +343,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         webhook.close()
         mailbox.close()
     log_lines = read_alert_lines(folder / "logs" / "MSG.log")
+    simulator_log = (folder / "logs" / "simulator.log").read_text(errors="replace")
+    said = [
+        line.split(" scenario ", 1)[1]
+        for line in simulator_log.splitlines()
+        if " scenario " in line
+    ]
+    planned_text = [f.target for f in active if f.scenario]
+    if said != planned_text:
+        print(f"WARNING: the simulator's targets differ from the plan: {said}", file=sys.stderr)
     result = analyse(args, faults, t0, webhook.received, mailbox.received, log_lines)
     return {
         "detector": detector_name,
@@ -344,6 +374,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "event_rate",
             )
         },
+        "simulator_scenarios": said,
+        "simulator_lag": [line for line in simulator_log.splitlines() if "behind" in line],
         "actions": actions,
         "final_states": {name: s["state"] for name, s in states.items()},
         "webhook": webhook.received,
@@ -351,6 +383,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "log": log_lines,
         **result,
     }
+
+
+def qualified(folder: Path, program: str) -> str:
+    """``group:program`` as supervisorctl wants a program of a group."""
+    group = None
+    for line in (folder / "supervisord.conf").read_text().splitlines():
+        if line.startswith("[group:"):
+            group = line[len("[group:") : -1]
+        elif line.startswith("programs=") and program in line[len("programs=") :].split(","):
+            return f"{group}:{program}"
+    return program
 
 
 def act(folder: Path, fault: Fault, what: str) -> dict[str, Any]:
@@ -363,10 +406,10 @@ def act(folder: Path, fault: Fault, what: str) -> dict[str, Any]:
             os.kill(pid, signal.SIGKILL)
             done = f"kill -9 {pid}"
         else:
-            done = supervisorctl(folder, "start", KILLED_MONITOR).stdout.strip()
+            done = supervisorctl(folder, "start", qualified(folder, KILLED_MONITOR)).stdout.strip()
     else:
         verb = "stop" if what == "start" else "start"
-        done = supervisorctl(folder, verb, "ligiermirror").stdout.strip()
+        done = supervisorctl(folder, verb, qualified(folder, "ligiermirror")).stdout.strip()
     print(f"  {fault.name} {what}: {done}", flush=True)
     return {"at": time.time(), "fault": fault.name, "what": what, "done": done}
 
@@ -411,7 +454,7 @@ def analyse(
     ]  # fmt: skip
     mail_pattern = re.compile(r"\[km3mon\] (RESOLVED |REMINDER )?(\w+): (.*)")
     for mail in mails:
-        if match := mail_pattern.match(mail["subject"]):
+        if match := mail_pattern.match(" ".join(mail["subject"].split())):
             status = "resolved" if match[1] == "RESOLVED " else "firing"
             notifications.append({"sink": "mail", "at": mail["at"], "status": status,
                                   "rule": match[2], "summary": match[3]})  # fmt: skip
@@ -430,9 +473,17 @@ def analyse(
                 return fault.name
         return "quiet" if sim_s < (active[0].start_s if active else 1e12) else "after"
 
+    # A resolution belongs to the slot of its firing (same sink, rule and alert).
     by_slot: dict[str, list[dict]] = {}
+    open_alerts: dict[tuple, str] = {}
     for note in sorted(notifications, key=lambda n: n["at"]):
-        by_slot.setdefault(slot_of(note["sim_s"]), []).append(note)
+        alert = (note["sink"], note["rule"], identity(note))
+        slot = slot_of(note["sim_s"])
+        if note["status"] == "firing":
+            open_alerts[alert] = slot
+        else:
+            slot = open_alerts.pop(alert, slot)
+        by_slot.setdefault(slot, []).append(note)
 
     rows = []
     for fault in faults:
@@ -449,6 +500,17 @@ def analyse(
         "after": by_slot.get("after", []),
         "notifications": notifications,
     }
+
+
+def identity(note: dict) -> str:
+    """Which alert a notification is about: the webhook's key, else the summary's first words
+    (a leading count dropped: "2 plot(s) of sn stale" is the same alert as "1 plot(s)...")."""
+    if note.get("key"):
+        return str(note["key"])
+    words = (note.get("summary") or "").split()
+    if words and words[0].isdigit():
+        words = words[1:]
+    return " ".join(words[:3])
 
 
 def judge(fault: Fault, notes: list[dict], args: argparse.Namespace) -> dict[str, Any]:
