@@ -30,7 +30,7 @@ from km3mon.detector import parse_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from km3mon.timeslices.k40_fit import fit_pairs, solve_doms
-from km3mon.timeslices.twofolds import PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.timeslices.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
 
 
 def cpu_per_step_ms(simulator: Simulator, steps: int) -> float:
@@ -47,6 +47,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds of data (2)")
     parser.add_argument("--km3pipe-messages", type=int, default=40, help="IO_TSL1 for km3pipe")
     parser.add_argument("--repeat", type=int, default=3, help="timings of our counter (3)")
+    parser.add_argument("--tmax", type=int, default=DEFAULT_TMAX_NS, help="window, ns (20)")
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=600.0,
+        help="calibration period the fit is timed for: the counts scaled up from --seconds (600)",
+    )
     args = parser.parse_args()
     detector = parse_detx(synthetic_detx(args.dus))
     n_doms = len(detector.optical_dom_ids)
@@ -72,7 +79,7 @@ def main() -> None:
         f"IO_TSSN: {len(sn) / args.seconds:.0f} msg/s, {sn_bytes / args.seconds / 1e6:.2f} MB/s"
     )
 
-    counter = TwofoldCounter(detector)
+    counter = TwofoldCounter(detector, args.tmax)
     counter.add(l1[0], locate_frames(l1[0]))  # compile
     best = np.inf
     for _ in range(args.repeat):
@@ -107,7 +114,7 @@ def main() -> None:
             }
         )
         blobs.append(kp.Blob({"TSHits": table, "TimesliceInfo": Info()}))
-    theirs = k40.TwofoldCounter(tmax=10)
+    theirs = k40.TwofoldCounter(tmax=args.tmax)
     theirs.process(blobs[0])  # compile its numba kernel
     theirs.reset()
     start = time.process_time()
@@ -121,19 +128,23 @@ def main() -> None:
         f"(ratio {theirs_ns / ours_ns:.1f}x; km3pipe without its parsing)"
     )
 
-    livetime = counter.livetime_s
+    scale = args.period / args.seconds  # a period's statistics, for a realistic fit time
+    livetime = counter.livetime_s * scale
     singles = np.full((len(counter.dom_index), 31), 7.4e3)
     background = (singles[:, PAIR_I] * singles[:, PAIR_J]) * 1e-9 * livetime[:, None]
+    counts = (counter.counts * scale).astype(np.int32)
     start = time.process_time()
-    fits = fit_pairs(counter.counts, background, livetime, counter.bin_shift_ns)
+    fits = fit_pairs(counts, background, counter.pair_livetime_s * scale, counter.bin_shift_ns)
     middle = time.process_time()
     n = len(counter.dom_index)
     cos_angles = np.tile(np.cos(np.linspace(0.5, 2.5, len(PAIR_I))), (n, 1))
     solve_doms(fits, cos_angles, np.ones((n, 31), bool))
     end = time.process_time()
     print(
-        f"one calibration: pair fits {middle - start:.1f} s, per-DOM solution {end - middle:.1f} s "
-        f"CPU ({len(counter.dom_index)} DOMs x 465 pairs), on the fitting thread"
+        f"one calibration ({args.period:g} s of data, {int(fits.valid.sum())} pairs fitted): "
+        f"pair fits {middle - start:.1f} s, per-DOM solution {end - middle:.1f} s "
+        f"CPU ({len(counter.dom_index)} DOMs x 465 pairs x {2 * args.tmax + 1} bins, count "
+        f"matrix {counter.counts.nbytes / 1e6:.0f} MB), on the fitting thread"
     )
 
 

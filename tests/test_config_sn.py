@@ -14,7 +14,7 @@ def test_sn_defaults_and_overrides(tmp_path: Path) -> None:
     path.write_text("[SN]\nmin_multiplicity = 6\nwindow = 1\n")
     sn = load_pipeline(path).sn
     assert (sn.min_multiplicity, sn.max_multiplicity, sn.window_s) == (6, 11, 1.0)
-    assert (sn.veto_window_ns, sn.threshold_sigma) == (1000.0, 5.0)
+    assert (sn.veto_window_ns, sn.false_alarms_per_week) == (1000.0, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "km3mon.monitors.timesync",
     "km3mon.monitors.k40",
     "km3mon.monitors.sn",
+    "km3mon.monitors.quality",
+    "km3mon.quality.grl",
     "km3mon.web.server",
     "km3mon.web.weblog",
     "km3mon.ops",

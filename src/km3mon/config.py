@@ -265,7 +265,8 @@ class SNSection:
     max_multiplicity: int = option(11, minimum=2, maximum=31)
     window_s: float = option(0.5, key="window", minimum=0.1, maximum=60)
     veto_window_ns: float = option(1000.0, key="veto_window", minimum=0)
-    threshold_sigma: float = option(5.0, positive=True)
+    #: The threshold: background passes it this often (see ``monitors/sn.py``).
+    false_alarms_per_week: float = option(1.0, positive=True)
 
     def __post_init__(self) -> None:
         if self.min_multiplicity > self.max_multiplicity:
@@ -273,6 +274,42 @@ class SNSection:
                 f"min_multiplicity ({self.min_multiplicity}) must not be above "
                 f"max_multiplicity ({self.max_multiplicity})"
             )
+
+
+@dataclass(frozen=True)
+class QualityTestSection:
+    """``[Quality.<test>]``: a quality test's thresholds on its score q in [0, 1] (fail below
+    ``fail``, warning below ``warn``), entries needed for a verdict, its own parameters
+    (unset: the test's default, see km3mon.quality.judge)."""
+
+    enabled: bool = True
+    warn: float | None = option(None, minimum=0, maximum=1)
+    fail: float | None = option(None, minimum=0, maximum=1)
+    min_entries: int | None = option(None, minimum=0)
+    band: float | None = option(None, positive=True)
+    min_spread: float | None = option(None, minimum=0)
+
+
+@dataclass(frozen=True)
+class QualitySection:
+    """``[Quality]``: the run-quality record's reference, vetoes and tests (km3mon quality)."""
+
+    #: A run chosen as the reference (0: the last ``reference_runs`` good runs).
+    reference_run: int = option(0, minimum=0)
+    reference_runs: int = option(10, minimum=1)
+    min_livetime_s: float = option(300.0, minimum=0)
+    min_daq: float = option(0.99, minimum=0, maximum=1)
+    min_doms_active: float = option(0.97, minimum=0, maximum=1)
+    max_out_sync: float = option(0.01, minimum=0, maximum=1)
+    min_whiterabbitstatus: float = option(0.99, minimum=0, maximum=1)
+    #: A DOM (a PMT) is active with frames (a non-zero rate) in this fraction of the slices.
+    active_dom_fraction: float = option(0.5, minimum=0, maximum=1)
+    hot_dom_factor: float = option(2.0, positive=True)
+    #: A run without data for this long has ended (also when no new run follows).
+    end_after_s: float = option(120.0, positive=True)
+    keep_minutes_days: float = option(90.0, positive=True)
+    #: ``[Quality.<test>]`` tables by test name.
+    tests: dict[str, QualityTestSection] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -290,6 +327,7 @@ class PipelineConfig:
     history: HistorySection = field(default_factory=HistorySection)
     wall: WallSection = field(default_factory=WallSection)
     sn: SNSection = field(default_factory=SNSection)
+    quality: QualitySection = field(default_factory=QualitySection)
     #: ``[Layouts]``: dashboard page → rows of plot names (``*`` allowed), e.g.
     #: ``index = [["dom_activity", "dom_rates"], ["pmt_rates_du*"]]``.
     layouts: dict[str, list[list[str]]] = field(default_factory=dict)
@@ -319,6 +357,9 @@ class PipelineConfig:
                 continue
             if section == "Alerts":
                 sections["alerts"] = _alerts(table, source)
+                continue
+            if section == "Quality":
+                sections["quality"] = _quality(table, source)
                 continue
             attribute = cls.SECTIONS.get(section)
             if attribute is None:
@@ -361,6 +402,22 @@ def _alerts(table: Any, source: str) -> AlertsSection:
             if isinstance(rule, Mapping)
         }
         return dataclasses.replace(_section(AlertsSection, "Alerts", keys, source), rules=rules)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _quality(table: Any, source: str) -> QualitySection:
+    """``[Quality]`` keys, and ``[Quality.<test>]`` tables as tests."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [Quality] must be a table, got {table!r}")
+    keys = {k: v for k, v in table.items() if not isinstance(v, Mapping) and k != "tests"}
+    try:
+        tests = {
+            str(name): _section(QualityTestSection, f"Quality.{name}", test, source)
+            for name, test in table.items()
+            if isinstance(test, Mapping)
+        }
+        return dataclasses.replace(_section(QualitySection, "Quality", keys, source), tests=tests)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

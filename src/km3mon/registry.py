@@ -70,9 +70,11 @@ PROGRAMS: tuple[Program, ...] = (
             outputs=("sn_bg_histogram", "sn_pk_history")),
     Program("reco", "reconstruction", "the reconstruction", "km3mon reco", tags=("IO_EVT",),
             outputs=("time_residuals", "ztplot_roy", "reco_zenith")),
-    Program("timesync", "alerts", "the time-sync monitor", "km3mon timesync", tags=("IO_TSSN",),
-            outputs=("timesync",)),
+    Program("timesync", "alerts", "the time-sync monitor", "km3mon timesync",
+            tags=("IO_SUM", "IO_TSSN"), outputs=("timesync",)),
     Program("alerts", "alerts", "the alert service", "km3mon alerts"),
+    Program("quality", "alerts", "the run-quality record", "km3mon quality",
+            tags=("IO_SUM", "IO_EVT", "IO_TSSN")),
     Program("webserver", None, "the dashboard", "km3mon webserver", writes_freshness=False),
     # The demo's stand-in for the shore station (group daq_simulation, not in production).
     Program("daq_ligier", "daq_simulation", "the demo's DAQ ligier", "km3mon ligier",

@@ -11,9 +11,9 @@ from tests.conftest import free_port
 
 
 class WebhookReceiver:
-    """Collects every JSON body POSTed to it, on a loopback port."""
+    """Collects every JSON body POSTed to it, on a loopback port (``port``: a chosen one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         bodies: list[dict] = []
         self.bodies = bodies
 
@@ -28,7 +28,7 @@ class WebhookReceiver:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/s3cret-token"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

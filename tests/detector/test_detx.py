@@ -121,6 +121,9 @@ def test_parse_from_text_keeps_status_and_validity() -> None:
     detector = parse_detx(V3_TEXT, source="db")
     assert detector.valid_from_s == 1500000000.1
     np.testing.assert_array_equal(detector.pmt_status, [0, 0, 1])
+    # bit 0 is PMT_DISABLE (Jpp JPMTStatus); v3 has no DOM status: nothing disabled there
+    np.testing.assert_array_equal(detector.pmt_disabled, [False, False, True])
+    np.testing.assert_array_equal(detector.dom_disabled, [False, False])
     np.testing.assert_array_equal(detector.n_pmts, [2, 1])
     assert "n_doms=2" in repr(detector)
 

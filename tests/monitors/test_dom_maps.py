@@ -10,6 +10,8 @@ import pytest
 
 from km3mon.detector import read_detx
 from km3mon.monitors.plots import (
+    DISABLED_DOM_COLOUR,
+    DISABLED_LABEL,
     MISSING_COLOUR,
     OVER_COLOUR,
     STATE_STYLES,
@@ -22,11 +24,28 @@ from km3mon.sim.sim_geometry import synthetic_detx
 matplotlib.use("Agg")
 
 
+#: Detector index of the DOM that ``arca230`` has disabled in its DETX (``MODULE_DISABLE``).
+DISABLED = 3001
+
+
 @pytest.fixture(scope="module")
 def arca230(tmp_path_factory):
     detx = tmp_path_factory.mktemp("arca230") / "arca230.detx"
     detx.write_text(synthetic_detx(230))
-    return read_detx(detx)
+    plain = read_detx(detx)
+    lines = detx.read_text().splitlines()
+    at = next(k for k, line in enumerate(lines)
+              if line.split()[:1] == [str(plain.dom_ids[DISABLED])])  # fmt: skip
+    fields = lines[at].split()
+    lines[at] = " ".join([*fields[:-2], "1", fields[-1]])  # the status before N_PMTS
+    detx.write_text("\n".join(lines) + "\n")
+    detector = read_detx(detx)
+    assert np.flatnonzero(detector.dom_disabled).tolist() == [DISABLED]
+    return detector
+
+
+def legend_labels(figure) -> list[str]:
+    return [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
 
 
 def drawn(figure) -> np.ndarray:
@@ -76,6 +95,36 @@ def test_every_dom_is_a_cell_of_its_own_colour_at_230_dus(arca230) -> None:
                          ("missing", MISSING_COLOUR)):  # fmt: skip
         share = colour_share(image, cells[name][2], colour)
         assert 0.1 <= share < 1.0, f"{name}: its colour, hatched (colour-blind safe): {share}"
+
+
+def test_a_dom_disabled_in_the_detx_is_drawn_disabled_not_missing(arca230) -> None:
+    """Switched off on purpose, it sends nothing (NaN, like a silent DOM) and has a stale
+    value elsewhere: either way its cell says "disabled", in its own colour and hatch."""
+    optical = np.flatnonzero(arca230.dom_floor > 0)
+    silent = optical[4000]
+    values = np.full(len(arca230.dom_ids), 300.0)
+    values[[DISABLED, silent]] = np.nan
+    figure = dom_map(arca230, values, vmin=200, vmax=400, label="kHz", title="DOM rates")
+    assert f"{DISABLED_LABEL} (1)" in legend_labels(figure)
+    centres = {i: cell_pixels(figure, arca230.dom_du[i], arca230.dom_floor[i])[2]
+               for i in (DISABLED, silent)}  # fmt: skip
+    image = drawn(figure)
+    share = colour_share(image, centres[DISABLED], DISABLED_DOM_COLOUR)
+    assert 0.1 <= share < 1.0, f"disabled: its colour, hatched: {share}"
+    assert colour_share(image, centres[DISABLED], MISSING_COLOUR) == 0.0
+    assert 0.1 <= colour_share(image, centres[silent], MISSING_COLOUR) < 1.0
+    assert colour_share(image, centres[silent], DISABLED_DOM_COLOUR) == 0.0
+
+    states = np.zeros(len(arca230.dom_ids), dtype=int)
+    states[[DISABLED, silent]] = 3  # "missing" to the monitor
+    figure = dom_states_map(arca230, states, ("OK", "UDP incomplete", "WR lost", "missing"),
+                            "time sync")  # fmt: skip
+    assert f"{DISABLED_LABEL} (1)" in legend_labels(figure)
+    assert "missing (1)" in legend_labels(figure)
+    centre = cell_pixels(figure, arca230.dom_du[DISABLED], arca230.dom_floor[DISABLED])[2]
+    image = drawn(figure)
+    assert 0.1 <= colour_share(image, centre, DISABLED_DOM_COLOUR) < 1.0
+    assert colour_share(image, centre, MISSING_COLOUR) == 0.0
 
 
 def test_each_state_its_colour_at_230_dus(arca230) -> None:

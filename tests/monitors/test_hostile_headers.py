@@ -134,25 +134,26 @@ def test_wild_daq_times_move_no_clock(ligier, spawn, tmp_path) -> None:
         path = data / "freshness" / f"{name}.json"
         # the last good message is at newest_s: wait for it, then no wild time may be newer
         wait_until(lambda p=path: (read_json(p).get("newest_data_at") or 0) >= newest_s - 0.5,
-                   what=f"{name} reaching the last good message")  # fmt: skip
+                   120, f"{name} reaching the last good message",
+                   show=lambda p=path: read_json(p))  # fmt: skip
         record = read_json(path)
         assert record["newest_data_at"] <= newest_s + 1, (name, record["newest_data_at"])
         assert record.get("implausible_times", 0) >= 4, (name, record)
     rows_path = data / "trigger_rates.csv"
     wait_until(lambda: rows_path.exists() and len(rows_path.read_text().splitlines()) >= 5,
-               what="trigger rate intervals")  # fmt: skip
+               120, "trigger rate intervals")  # fmt: skip
     with rows_path.open() as stream:
         rows = list(csv.DictReader(stream))
     assert all(float(row["timestamp"]) <= newest_s for row in rows), "no rows in the future"
     assert [float(row["Overall"]) for row in rows[1:4]] == [10.0] * 3
     wait_until(lambda: read_json(data / "metrics" / "trigger_rates.json").get("run") == 42,
-               what="trigger_rates metrics")  # fmt: skip
+               120, "trigger_rates metrics")  # fmt: skip
     assert read_json(data / "metrics" / "trigger_rates.json")["late_events"] == 0
     zt_metrics = data / "metrics" / "ztplot.json"
     wait_until(lambda: read_json(zt_metrics).get("frame_index") in good_events,
-               what="ztplot drawing a good event after the wild one")  # fmt: skip
+               120, "ztplot drawing a good event after the wild one")  # fmt: skip
     for plot in ("trigger_rates.png", "ztplot.png", "dom_activity.png"):
-        wait_until(lambda p=plot: (plots / p).exists(), what=plot)
+        wait_until(lambda p=plot: (plots / p).exists(), 120, plot)
         stamped = Image.open(plots / plot).text["data_until"]
         assert stamped <= utc(newest_s + 1), (plot, stamped)
 

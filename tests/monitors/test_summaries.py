@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from km3mon.detector import read_detx
+from km3mon.detector import parse_detx, read_detx
+from km3mon.monitors.plots import DISABLED_DOM_COLOUR, DISABLED_EDGE_COLOUR
 from km3mon.monitors.summary_map import HATCH_COLOURS
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
@@ -42,9 +43,11 @@ def cell_colours(png: Path, metrics: dict, du: int, floor: int, panel: int = 0) 
     return {tuple(int(v) for v in pixel) for pixel in patch}
 
 
-def run_pmt_rates(ligier, spawn, tmp_path: Path, scenario: str) -> tuple[Path, Path, object]:
+def run_pmt_rates(
+    ligier, spawn, tmp_path: Path, scenario: str, detx_text: str | None = None
+) -> tuple[Path, Path, object]:
     detx = tmp_path / "four_dus.detx"
-    detx.write_text(synthetic_detx(4))
+    detx.write_text(detx_text or synthetic_detx(4))
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text(PIPELINE)
     plots, data = tmp_path / "plots", tmp_path / "data"
@@ -103,3 +106,28 @@ def test_a_silent_dom_is_a_hatched_cell_of_the_pmt_summary(ligier, spawn, tmp_pa
     assert cell_colours(png, metrics, du, floor) == hatch, "hatched: no data from the DOM"
     neighbour = (du, floor + 1 if floor < 18 else floor - 1)
     assert not cell_colours(png, metrics, *neighbour) & hatch
+
+
+@pytest.mark.slow
+def test_a_dom_disabled_in_the_detx_is_drawn_disabled_on_the_pmt_summary(
+    ligier, spawn, tmp_path
+) -> None:
+    """MODULE_DISABLE on one DOM (the simulator still sends its data): its cell is striped
+    "disabled" whatever its count, its neighbours are drawn as before."""
+    lines = synthetic_detx(4).splitlines()
+    plain = parse_detx("\n".join(lines) + "\n")
+    dom_id = int(plain.optical_dom_ids[20])
+    at = next(k for k, line in enumerate(lines) if line.split()[:1] == [str(dom_id)])
+    fields = lines[at].split()
+    lines[at] = " ".join([*fields[:-2], "1", fields[-1]])
+    png, metrics_path, _ = run_pmt_rates(
+        ligier, spawn, tmp_path, "hot-pmt@0", detx_text="\n".join(lines) + "\n"
+    )
+    wait_until(lambda: png.exists() and read_json(metrics_path).get("du_axis"), 40,
+               "the PMT summary")  # fmt: skip
+    metrics = read_json(metrics_path)
+    du, floor = dom_place(tmp_path / "four_dus.detx", dom_id)
+    disabled = {rgb(DISABLED_DOM_COLOUR), rgb(DISABLED_EDGE_COLOUR)}
+    assert cell_colours(png, metrics, du, floor) == disabled
+    neighbour = (du, floor + 1 if floor < 18 else floor - 1)
+    assert not cell_colours(png, metrics, *neighbour) & disabled

@@ -113,8 +113,10 @@ def test_a_supernova_burst_stands_out_above_the_threshold(ligier, spawn, tmp_pat
     watcher = Client("127.0.0.1", ligier.port, name="test-sn").connect()
     watcher.subscribe("IO_TSSN")
     burst_s = 40.0
+    # no --duration: a loaded machine may take a minute to compile the simulator's kernels,
+    # and the burst must come whatever the wall clock did meanwhile
     spawn("simulate", "--detx", ARCA21_DETX, "-p", ligier.port, "--speed", 2, "--seed", 8,
-          "--scenario", f"sn-burst@{burst_s:g}", "--duration", 45)  # fmt: skip
+          "--scenario", f"sn-burst@{burst_s:g}")  # fmt: skip
     first = None
     while first is None:
         for message in watcher.receive_batch(timeout=1.0):
@@ -141,7 +143,8 @@ def test_a_supernova_burst_stands_out_above_the_threshold(ligier, spawn, tmp_pat
     metrics = read_json(metrics_path)
     assert metrics["highest_time"] >= first + burst_s and metrics["highest_significance"] > 5
     print(  # the numbers for BENCHMARKS.md
-        f"background median {metrics['background_median']}, threshold {metrics['threshold']}, "
+        f"background {metrics['background_expected']:.1f} (variance x "
+        f"{metrics['background_dispersion']:.2f}), threshold {metrics['threshold']}, "
         f"burst peak {metrics['highest']} ({metrics['highest_significance']:.1f} sigma), "
         f"selected {metrics['selected']}, vetoed {metrics['vetoed']}"
     )

@@ -7,7 +7,13 @@ import pytest
 
 from km3mon.daq.monitoring import rates_hz as monit_rates_hz
 from km3mon.daq.summaryslice import channel_bits
-from km3mon.sim.scenarios import DEFAULT_START_S, KINDS, parse_scenario_names, plan_scenarios
+from km3mon.sim.scenarios import (
+    DEFAULT_START_S,
+    KINDS,
+    effects_at,
+    parse_scenario_names,
+    plan_scenarios,
+)
 from km3mon.sim.sim_optical import HRV_THRESHOLD_HZ
 from tests.sim.test_simulator_support import orca6, simulate
 
@@ -160,3 +166,14 @@ def test_plans_are_deterministic_per_seed_and_documented() -> None:
 def test_bad_scenario_names_are_refused(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         parse_scenario_names([value])
+
+
+def test_pmt_t0_15_delays_one_pmt_by_15_ns() -> None:
+    """The large variant of pmt-t0: beyond the L1 window, what k40's "no K40 peak" is for."""
+    (small, large) = plan_scenarios(parse_scenario_names(["pmt-t0@0,pmt-t0-15@0"]), orca6(), seed=3)
+    effects = effects_at([large], 1.0, len(orca6().dom_ids), 31)
+    (shifted,) = zip(*np.nonzero(effects.time_shift_ns), strict=True)
+    assert shifted == (large.dom_index[0], large.channel)
+    assert effects.time_shift_ns[shifted] == 15.0
+    assert large.describe().endswith("delay DETX t0 + 15 ns, from 0 s to the end")
+    assert effects_at([small], 1.0, len(orca6().dom_ids), 31).time_shift_ns.max() == 3.0

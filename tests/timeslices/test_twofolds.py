@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import km3net_testdata
 import numpy as np
 from km3modules import k40
@@ -45,7 +47,7 @@ def km3pipe_counts(payloads: list[bytes]) -> dict[int, np.ndarray]:
 
 
 def assert_same_counts(detector: Detector, payloads: list[bytes]) -> int:
-    counter = TwofoldCounter(detector, raw_times=True)  # as km3pipe
+    counter = TwofoldCounter(detector, 10, raw_times=True)  # as km3pipe's k40calib
     for payload in payloads:
         counter.add(payload, locate_frames(payload))
     expected = km3pipe_counts(payloads)
@@ -76,3 +78,70 @@ def test_pair_index_is_itertools_combinations_order() -> None:
 
     for index, (i, j) in enumerate(combinations(range(31), 2)):
         assert pair_index(i, j) == index == k40.get_comb_index(i, j)
+
+
+def simulated_l1(detector: Detector, slices: int = 5) -> list[bytes]:
+    simulator = Simulator(detector, seed=9, timeslices=True)
+    data = b"".join(simulator.step().data for _ in range(slices))
+    return [m.payload for m in FrameDecoder().feed(data) if m.tag == "IO_TSL1"]
+
+
+def test_a_vetoed_pmt_loses_its_hits_and_its_pairs_livetime_in_that_frame() -> None:
+    """High-rate veto (``status``) or FIFO-full (``fifo``) on a channel: the PMT's hits of that
+    frame are incomplete, so they are not counted and the frame is no livetime of its pairs;
+    the DOM's other pairs keep their full livetime (km3pipe's -r would drop the frame whole)."""
+    detector = orca6()
+    payloads = simulated_l1(detector)
+    plain, vetoed = TwofoldCounter(detector), TwofoldCounter(detector)
+    target = int(detector.optical_dom_ids[4])
+    hrv_channel, fifo_channel = 5, 17
+    for payload in payloads:
+        located = locate_frames(payload)
+        plain.add(payload, located)
+        frames = located.frames.copy()
+        mine = frames["dom_id"] == target
+        frames["status"][mine] |= np.uint32(1 << hrv_channel)
+        frames["fifo"][mine] |= np.uint32(1 << fifo_channel)
+        vetoed.add(payload, replace(located, frames=frames))
+    slot = vetoed.slot_of_index[detector.dom_index(np.array([target]))[0]]
+    i, j = np.triu_indices(31, 1)
+    touched = np.isin(i, [hrv_channel, fifo_channel]) | np.isin(j, [hrv_channel, fifo_channel])
+    frames = vetoed.frames[slot]
+    assert frames == plain.frames[slot] > 0
+    assert plain.counts[slot][touched].sum() > 0
+    assert vetoed.counts[slot][touched].sum() == 0
+    np.testing.assert_array_equal(vetoed.dead_frames[slot], np.where(touched, frames, 0))
+    np.testing.assert_allclose(vetoed.pair_livetime_s[slot][touched], 0.0)
+    np.testing.assert_allclose(vetoed.pair_livetime_s[slot][~touched], frames * 0.1)
+    others = np.arange(len(vetoed.frames)) != slot
+    np.testing.assert_array_equal(vetoed.counts[others], plain.counts[others])
+    assert not vetoed.dead_frames[others].any()
+
+
+def test_pmts_disabled_in_the_detx_are_not_counted() -> None:
+    """``PMT_DISABLE`` (bit 0 of the PMT status) on one PMT, ``MODULE_DISABLE`` on one DOM."""
+    text = synthetic_detx(1, det_id=7)
+    lines = text.splitlines()
+    detector = parse_detx(text)
+    first = int(np.flatnonzero(detector.n_pmts > 0)[0])
+    second = int(np.flatnonzero(detector.n_pmts > 0)[1])
+    pmt_line = lines.index(next(ln for ln in lines if ln.split()[:1] == [str(detector.pmt_ids[
+        detector.pmt_offset[first] + 3])]))  # fmt: skip
+    fields = lines[pmt_line].split()
+    lines[pmt_line] = " ".join([*fields[:-1], "1"])  # PMT_DISABLE
+    dom_line = next(k for k, ln in enumerate(lines)
+                    if ln.split()[:1] == [str(detector.dom_ids[second])])  # fmt: skip
+    fields = lines[dom_line].split()
+    lines[dom_line] = " ".join([*fields[:-2], "1", fields[-1]])  # MODULE_DISABLE
+    disabled = parse_detx("\n".join(lines) + "\n")
+    assert disabled.pmt_disabled.sum() == 1 + disabled.n_pmts[second]
+    assert disabled.dom_disabled.tolist() == [k == second for k in range(len(detector.dom_ids))]
+    counter = TwofoldCounter(disabled)
+    for payload in simulated_l1(disabled):
+        counter.add(payload, locate_frames(payload))
+    slot_first, slot_second = counter.slot_of_index[[first, second]]
+    i, j = np.triu_indices(31, 1)
+    assert not counter.enabled[slot_first, 3] and counter.enabled[slot_first].sum() == 30
+    assert counter.counts[slot_first][(i == 3) | (j == 3)].sum() == 0
+    assert counter.counts[slot_first].sum() > 0
+    assert counter.counts[slot_second].sum() == 0 and not counter.enabled[slot_second].any()

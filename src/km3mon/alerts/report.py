@@ -1,7 +1,8 @@
 """`km3mon shift-report --since 8h`: one shift in Markdown, for the e-logbook.
 
 It reads what the suite keeps (``data/km3mon.sqlite3`` for alerts, ``data/history.sqlite3``
-for process states and trigger rates, ``data/event_selection.sqlite3`` for the Top-10 events,
+for process states and trigger rates, ``data/quality.sqlite3`` for the runs and their verdicts,
+``data/event_selection.sqlite3`` for the Top-10 events,
 ``data/metrics/dom_activity.json`` for the DOMs silent now), so it runs on its own at any time,
 also while the suite is down.
 """
@@ -24,6 +25,7 @@ from km3mon.alerts.book import FILENAME as ALERTS_DB
 from km3mon.alerts.book import as_dict
 from km3mon.history.store import HistoryError, HistoryStore
 from km3mon.monitors.event_selection import top_events
+from km3mon.quality.store import QualityError, QualityStore
 from km3mon.timetext import duration_text, parse_time, utc_text
 
 UNITS_S = {"m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -216,6 +218,29 @@ def top10_section(data_dir: Path, start: float, end: float) -> list[str]:
             *_table(header, rows), ""]  # fmt: skip
 
 
+def runs_section(data_dir: Path, start: float, end: float) -> list[str]:
+    """The shift's runs with their verdicts (``km3mon quality``)."""
+    lines = ["## Runs", ""]
+    try:
+        with QualityStore(data_dir, readonly=True) as store:
+            records = store.records(since=start, until=end)
+    except (QualityError, sqlite3.Error):
+        return [*lines, "No run-quality record (`km3mon quality` not running).", ""]
+    if not records:
+        return [*lines, "No run in this period.", ""]
+    rows = []
+    for record in reversed(records):
+        override = record["override"]
+        rows.append([
+            record["run"], f"**{record['verdict']}**", utc_text(record["utc_min"]),
+            duration_text(record["quantities"].get("livetime_s") or 0),
+            "; ".join(record["reasons"]) or "–",
+            f"{override['who']}: {override['why']}" if override else "–",
+        ])  # fmt: skip
+    header = ["run", "verdict", "began (UTC)", "live time", "reasons", "override"]
+    return [*lines, *_table(header, rows), ""]
+
+
 def shift_report(data_dir: Path, start: float, end: float) -> str:
     try:
         store: HistoryStore | None = HistoryStore(data_dir, readonly=True)
@@ -227,6 +252,7 @@ def shift_report(data_dir: Path, start: float, end: float) -> str:
         f"({duration_text(end - start)})",
         "",
         *alerts_section(alerts, end),
+        *runs_section(data_dir, start, end),
         *downtime_section(store, start, end),
         *trigger_section(store, data_dir, start, end),
         *silent_section(alerts, data_dir, end),
@@ -241,7 +267,7 @@ def shift_report(data_dir: Path, start: float, end: float) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "shift-report",
-        help="a shift's alerts, downtime, trigger rates, silent DOMs and Top-10 as Markdown",
+        help="a shift's alerts, runs, downtime, trigger rates, silent DOMs and Top-10 as Markdown",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--since", default="8h", help="8h, 90m, 2d, or a UTC date/time (8h)")

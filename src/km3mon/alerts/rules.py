@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -69,17 +70,34 @@ class Places:
     """Where each DOM sits (DU, floor), from the detector when one could be loaded."""
 
     du_floor: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: DOMs and (DOM, channel) PMTs disabled in the DETX status: switched off on purpose,
+    #: they raise no alert.
+    disabled_doms: frozenset[int] = frozenset()
+    disabled_pmts: frozenset[tuple[int, int]] = frozenset()
 
     @classmethod
     def of_detector(cls, detector: Any) -> Places:
+        pmts = np.flatnonzero(detector.pmt_disabled)
         return cls(
             {
                 int(dom): (int(du), int(floor))
                 for dom, du, floor in zip(
                     detector.dom_ids, detector.dom_du, detector.dom_floor, strict=True
                 )
-            }
+            },
+            frozenset(int(d) for d in detector.dom_ids[detector.dom_disabled]),
+            frozenset(
+                zip(
+                    detector.dom_ids[detector.pmt_dom_index[pmts]].tolist(),
+                    detector.pmt_channel[pmts].tolist(),
+                    strict=True,
+                )
+            ),
         )
+
+    def disabled(self, dom_id: int, channel: int | None = None) -> bool:
+        """The DOM, or the PMT when a channel is given, is disabled in the DETX."""
+        return dom_id in self.disabled_doms or (dom_id, channel) in self.disabled_pmts
 
     @cached_property
     def optical_by_du(self) -> dict[int, list[int]]:
@@ -225,6 +243,8 @@ def _silences(snapshot: Snapshot) -> dict[int, float] | None:
         return None
     silent = {}
     for dom_id, inactive in zip(document["dom_id"], document["inactive_s"], strict=False):
+        if snapshot.places.disabled(int(dom_id)):
+            continue  # switched off on purpose (DETX status)
         known = snapshot.places.optical(int(dom_id))
         if inactive is None:
             if known:  # never seen although the detector has it; base modules send no slices
@@ -235,12 +255,14 @@ def _silences(snapshot: Snapshot) -> dict[int, float] | None:
 
 
 def _lost_dus(snapshot: Snapshot, silent: dict[int, float]) -> dict[int, list[float]]:
-    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent."""
-    return {
-        du: [silent[d] for d in doms]
-        for du, doms in snapshot.places.optical_by_du.items()
-        if all(d in silent for d in doms)
-    }
+    """DU -> silences of its optical DOMs, for DUs whose optical DOMs are all silent (those
+    disabled in the DETX aside)."""
+    lost = {}
+    for du, doms in snapshot.places.optical_by_du.items():
+        enabled = [d for d in doms if not snapshot.places.disabled(d)]
+        if enabled and all(d in silent for d in enabled):
+            lost[du] = [silent[d] for d in enabled]
+    return lost
 
 
 def _held(silences: list[float], data_time: float | None) -> tuple[float | None, float | None]:
@@ -329,6 +351,8 @@ class FlaggedPMTs(Rule):
             if flag.get("kind") != self.kind:
                 continue
             dom_id, channel = int(flag["dom_id"]), int(flag["channel"])
+            if snapshot.places.disabled(dom_id, channel):
+                continue
             text = f"{snapshot.places.describe(dom_id)} channel {channel}: " + (
                 f"{flag['rate_hz'] / 1e3:.0f} kHz"
                 if self.kind == "above"
@@ -357,6 +381,71 @@ class HRVPMT(FlaggedPMTs):
     name = "pmt_hrv"
     description = "a PMT in high-rate veto more than [PMTRates] hrv_ratio_threshold of the time"
     kind = "hrv"
+
+
+class K40PMTs(Rule):
+    """PMTs k40 lists under ``key`` in its newest calibration, one condition per DOM. The list
+    is capped (the worst first); ``doms.n_<key>`` counts them for every DOM."""
+
+    key = ""
+    hold_s = 0.0  # a calibration takes --period (10 min) of data: it is the hold
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("k40")
+        if document is None or self.key not in document:
+            return None  # no calibration yet: cannot tell
+        by_dom: dict[int, list[dict[str, Any]]] = {}
+        listed = set()
+        for pmt in document[self.key]:
+            dom_id, channel = int(pmt["dom_id"]), int(pmt["channel"])
+            listed.add(dom_id)
+            if not snapshot.places.disabled(dom_id, channel):
+                by_dom.setdefault(dom_id, []).append(pmt)
+        doms = document.get("doms") or {}
+        for dom_id, count in zip(doms.get("dom_id", []), doms.get(f"n_{self.key}", []),
+                                 strict=False):  # fmt: skip
+            if count and int(dom_id) not in listed and not snapshot.places.disabled(int(dom_id)):
+                by_dom[int(dom_id)] = []  # beyond the list's cap: counted, no details
+        conditions = []
+        for dom_id, pmts in sorted(by_dom.items()):
+            du = snapshot.places.du_floor.get(dom_id, (None, None))[0]
+            what = self.describe_pmts(pmts) if pmts else "PMTs listed in data/k40/offsets.csv"
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(dom_id),
+                    f"{snapshot.places.describe(dom_id)}: {what}",
+                    dom_id,
+                    link=f"/plot/k40_du{du}" if du is not None else "/plot/k40_summary",
+                )
+            )
+        return conditions
+
+    def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
+        raise NotImplementedError
+
+
+class K40T0(K40PMTs):
+    name = "k40_t0"
+    description = "PMTs of a DOM whose K40 time offset is beyond k40's --t0-tolerance"
+    key = "flagged"
+
+    def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
+        offsets = ", ".join(f"channel {p['channel']} {p['t0_ns']:+.1f} ns" for p in pmts)
+        return f"PMT t0 off by K40 ({offsets}); see t0_corrections_latest.txt"
+
+
+class K40NoPeak(K40PMTs):
+    name = "k40_no_peak"
+    description = "PMTs with singles but no K40 coincidence peak (t0 off by more than the window)"
+    key = "no_peak"
+
+    def describe_pmts(self, pmts: list[dict[str, Any]]) -> str:
+        channels = ", ".join(str(p["channel"]) for p in pmts)
+        return (
+            f"no K40 coincidence peak on channel(s) {channels} although they count singles: "
+            "t0 off by more than the coincidence window, or no light in time with the others"
+        )
 
 
 class TriggerRate(Rule):
@@ -441,13 +530,15 @@ class TimeSync(Rule):
     name = "time_sync"
     description = "DOMs without valid time sync, where `km3mon timesync` runs"
     hold_s = 60.0
+    #: The list timesync writes (``km3mon.monitors.timesync.WHITE_RABBIT_LOST``).
+    METRIC = "timesync.white_rabbit_lost"
 
     def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        metric = self.settings.metric or "timesync.wr_lost_dom_ids"
+        metric = self.settings.metric or self.METRIC
         name, _, key = metric.partition(".")
         document = snapshot.metrics(name)
-        if document is None:
-            return None
+        if document is None or not isinstance(document.get(key), list):
+            return None  # no timesync, or a document without the list: cannot tell
         return [
             snapshot.places.condition(
                 self.name,
@@ -456,8 +547,109 @@ class TimeSync(Rule):
                 int(dom_id),
                 link=f"/plot/{name}",
             )
-            for dom_id in document.get(key) or []
+            for dom_id in document[key]
         ]
+
+
+class UDPLoss(Rule):
+    """DOMs whose frames in ``IO_SUM`` lose UDP data (or whole frames) more often than
+    timesync's ``--udp-fraction``."""
+
+    name = "udp_loss"
+    description = "DOMs losing UDP data: incomplete or missing frames in IO_SUM (timesync)"
+    hold_s = 60.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("timesync")
+        if document is None or not isinstance(document.get("udp_incomplete"), list):
+            return None
+        doms = document.get("doms") or {}
+        details = {
+            int(dom): (lost, rate)
+            for dom, lost, rate in zip(
+                doms.get("dom_id") or [],
+                doms.get("lost_fraction") or [],
+                doms.get("frames_per_s") or [],
+                strict=False,
+            )
+        }
+        expected = document.get("expected_frames_per_s", 10)
+        conditions = []
+        for dom_id in document["udp_incomplete"]:
+            lost, rate = details.get(int(dom_id), (None, None))
+            numbers = ", ".join(
+                text
+                for text in (
+                    f"{lost:.0%} of its frames incomplete or lost" if lost is not None else "",
+                    f"{rate:.1f} frames/s of {expected}" if rate is not None else "",
+                )
+                if text
+            )
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(int(dom_id)),
+                    f"{snapshot.places.describe(int(dom_id))}: UDP data lost"
+                    + (f" ({numbers})" if numbers else ""),
+                    int(dom_id),
+                    link="/plot/timesync",
+                )
+            )
+        return conditions
+
+
+class DataFilterDown(Rule):
+    """A DataFilter whose timeslices stopped while the others go on (timesync knows each
+    one by the DOMs of its ``IO_TSSN`` messages)."""
+
+    name = "datafilter_down"
+    description = "a DataFilter that stopped sending its timeslices (timesync)"
+    hold_s = 60.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("timesync")
+        if document is None or not isinstance(document.get("data_filters"), list):
+            return None
+        return [
+            Condition(
+                self.name,
+                str(data_filter["name"]),
+                f"{data_filter['name']} stopped sending timeslices "
+                f"({data_filter['silent_s']:.0f} s, {data_filter['n_doms']} DOMs)",
+                link="/plot/timesync",
+            )
+            for data_filter in document["data_filters"]
+            if data_filter.get("stopped")
+        ]
+
+
+class RecoT0(Rule):
+    """DOMs whose reconstruction residuals say their time calibration is off (reco's
+    ``flagged_doms``: offset beyond ``--offset-threshold`` at ``--offset-significance``)."""
+
+    name = "reco_t0"
+    description = "a DOM's time offset from the track fits' residuals (reco's flagged DOMs)"
+    hold_s = 300.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        document = snapshot.metrics("reco")
+        if document is None or not isinstance(document.get("flagged_doms"), list):
+            return None
+        conditions = []
+        for flag in document["flagged_doms"]:
+            dom_id = int(flag["dom_id"])
+            conditions.append(
+                snapshot.places.condition(
+                    self.name,
+                    str(dom_id),
+                    f"{snapshot.places.describe(dom_id)}: time offset "
+                    f"{flag['offset_ns']:+.1f} ± {flag['error_ns']:.1f} ns "
+                    f"(track residuals, {flag['residuals']} hits)",
+                    dom_id,
+                    link=f"/history?dom={dom_id}&metric=reco.offset_ns",
+                )
+            )
+        return conditions
 
 
 class RTTCOff(Rule):
@@ -518,6 +710,29 @@ class DiskSpace(Rule):
                 f"(limit {limit:g} GB)",
             )
         ]
+
+
+class RunQuality(Rule):
+    """The newest run ``km3mon quality`` ended, when its verdict is bad."""
+
+    name = "run_quality"
+    description = "the newest ended run is bad (km3mon quality); an override or a good run ends it"
+    hold_s = 0.0
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        from km3mon.quality.store import QualityError, QualityStore
+
+        try:
+            with QualityStore(snapshot.data_dir, readonly=True) as store:
+                ended = [r for r in store.records(limit=5) if r["state"] == "ended"]
+        except (QualityError, sqlite3.Error):
+            return None
+        if not ended or ended[0]["verdict"] != "bad":
+            return []
+        run = ended[0]["run"]
+        reasons = "; ".join(ended[0]["reasons"][:2]) or "see its page"
+        return [Condition(self.name, f"run {run}", f"run {run} ended bad: {reasons}",
+                          link=f"/runs/{run}")]  # fmt: skip
 
 
 class ThresholdRule(Rule):
@@ -625,11 +840,17 @@ BUILTIN: dict[str, type[Rule]] = {
         DULost,
         HotPMT,
         HRVPMT,
+        K40T0,
+        K40NoPeak,
         TriggerRate,
         DroppedMessages,
         TimeSync,
+        UDPLoss,
+        DataFilterDown,
+        RecoT0,
         RTTCOff,
         DiskSpace,
+        RunQuality,
     )
 }
 

@@ -141,6 +141,7 @@ class _DetxReader:
             pmt_dir=np.ascontiguousarray(pmt_dir),
             pmt_t0_ns=np.ascontiguousarray(pmts[:, 7]),
             pmt_status=(pmts[:, 8] if version >= 3 else np.zeros(len(pmts))).astype(np.int64),
+            dom_status=(doms[:, 11] if version >= 5 else np.zeros(n_doms)).astype(np.int64),
             valid_from_s=valid[0],
             valid_until_s=valid[1],
             utm=utm,

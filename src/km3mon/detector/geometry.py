@@ -13,6 +13,11 @@ from functools import cached_property
 
 import numpy as np
 
+#: Status bits of the DETX (bit set = disabled), as Jpp's JPMTStatus / JModuleStatus define
+#: them; source: km3net-dataformat v3.6.2 ``pmt_status``/``module_status`` (km3io's copy).
+PMT_DISABLE = 0
+MODULE_DISABLE = 0
+
 #: Gap in median PMT-direction z that separates two rings of PMTs (rings are ~0.25 apart).
 RING_GAP = 0.1
 #: Where each ring's circle of azimuths is cut open, counted counter-clockwise from the
@@ -133,6 +138,8 @@ class Detector:
     pmt_dir: np.ndarray
     pmt_t0_ns: np.ndarray
     pmt_status: np.ndarray
+    #: The DOM's (module's) status word (DETX v5; zeros before): see :data:`MODULE_DISABLE`.
+    dom_status: np.ndarray | None = None
     valid_from_s: float = 0.0
     valid_until_s: float = float("inf")
     utm: UTMReference | None = None
@@ -149,6 +156,8 @@ class Detector:
         np.cumsum(self.n_pmts[:-1], out=offset[1:])
         dom_index = np.repeat(np.arange(len(self.dom_ids)), self.n_pmts)
         channel = np.arange(len(self.pmt_ids)) - offset[dom_index]
+        if self.dom_status is None:
+            object.__setattr__(self, "dom_status", np.zeros(len(self.dom_ids), np.int64))
         for name, value in (
             ("pmt_offset", offset),
             ("pmt_dom_index", dom_index),
@@ -180,6 +189,17 @@ class Detector:
     def n_floors(self) -> int:
         """Highest floor number: the height of a DU × floor grid."""
         return int(self.dom_floor.max(initial=0))
+
+    @cached_property
+    def dom_disabled(self) -> np.ndarray:
+        """Per DOM: switched off on purpose (``MODULE_DISABLE`` in its DETX status)."""
+        return (self.dom_status >> MODULE_DISABLE) & 1 == 1
+
+    @cached_property
+    def pmt_disabled(self) -> np.ndarray:
+        """Per PMT: switched off on purpose, by its own ``PMT_DISABLE`` bit or its DOM's."""
+        own = (self.pmt_status >> PMT_DISABLE) & 1 == 1
+        return own | self.dom_disabled[self.pmt_dom_index]
 
     @property
     def base_dom_ids(self) -> np.ndarray:

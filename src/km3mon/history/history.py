@@ -4,8 +4,8 @@ One process samples what every monitor already publishes (``data/metrics/*.json`
 freshness records) instead of every monitor writing a database of its own: monitors stay
 unchanged, and one writer keeps SQLite simple. Each sample is stored at the DAQ time of its
 data, and a metric whose data did not move since the last sample is not stored again (a gap
-is the truth). What is recorded (:data:`RECORDED`, plus every numeric top-level field of every
-metrics file as a scalar, and per-DOM arrays of the reconstruction's metrics):
+is the truth). What is recorded (the table, every numeric top-level field of every metrics
+file as a scalar, and every per-DOM array a monitor publishes under ``doms``):
 
 ========================  ======  ===============================================================
 dom_rate_khz              DOM     dom_rates: summed PMT rate
@@ -15,7 +15,13 @@ du_yaw_deg, _pitch, _roll DU      ahrs_calibration: mean over the DU's floors (y
 trigger_rate_hz.<type>    scalar  trigger_rates: Overall, 3DMuon, MXShower, 3DShower per interval
 du_rttc_ps                DU      rttc: newest round-trip time
 process_up.<process>      scalar  1 running, 0.5 stale (connected, no data), 0 otherwise
+<file>.<key>              DOM     ``doms.<key>`` of ``data/metrics/<file>.json``: numeric arrays
+                                  parallel to ``doms.dom_id`` (reco: ``offset_ns``, ``error_ns``,
+                                  ``spread_ns``; timesync: ``state``, ``frames_per_s``, ...)
 ========================  ======  ===============================================================
+
+The ``doms`` convention is how a monitor gets a per-DOM trend on ``/history`` without a change
+here: an object with a ``dom_id`` list and lists of numbers (or null) of the same length.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from km3mon.history.store import HistoryStore
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
 Sample = tuple[str, str, float, np.ndarray, np.ndarray]
-#: Metrics files whose per-DOM arrays (parallel to ``dom_id``) are all recorded.
-PER_DOM_FILES = ("reco", "time_residuals")
+#: Keys of a ``doms`` object that say where a DOM is, not what it measured.
+PLACE_KEYS = frozenset({"dom_id", "du", "floor"})
 #: Top-level fields that are settings or bookkeeping, not measurements.
 NOT_MEASURED = frozenset({"data_time", "interval_s", "n_channels", "column_start", "bin_start",
                           "latest_start", "run", "frame_index", "trigger_counter"})  # fmt: skip
@@ -128,9 +134,8 @@ class History(Monitor):
         yield from self._ahrs(metrics.get("ahrs_calibration"))
         yield from self._trigger_rates(metrics.get("trigger_rates"))
         yield from self._rttc(metrics.get("rttc"))
-        for name in PER_DOM_FILES:
-            yield from self._per_dom(name, metrics.get(name))
         for name, document in metrics.items():
+            yield from self._per_dom(name, document)
             yield from self._scalars(name, document)
         yield from self._process_states()
 
@@ -196,14 +201,26 @@ class History(Monitor):
         values = _array([document["dus"][du].get("rttc_ps") for du in dus])
         yield "du_rttc_ps", "du", document["data_time"], np.array(dus, np.int64), values
 
-    def _per_dom(self, name: str, document: dict[str, Any] | None) -> Iterator[Sample]:
-        if not document or not isinstance(document.get("dom_id"), list):
+    def _per_dom(self, name: str, document: dict[str, Any]) -> Iterator[Sample]:
+        """The numeric arrays under ``doms`` (see the module's docstring)."""
+        doms = document.get("doms")
+        time_s = document.get("data_time")
+        if not time_s or not isinstance(doms, dict) or not isinstance(doms.get("dom_id"), list):
             return
-        ids = np.asarray(document["dom_id"], np.int64)
-        for key, value in document.items():
-            parallel = key != "dom_id" and isinstance(value, list) and len(value) == len(ids)
-            if parallel and all(v is None or isinstance(v, int | float) for v in value):
-                yield f"{name}.{key}", "dom", document.get("data_time") or 0, ids, _array(value)
+        try:
+            ids = np.asarray(doms["dom_id"], np.int64)
+        except (TypeError, ValueError) as error:
+            self.context.count_error(f"{name}.json: doms.dom_id is no list of ids", error)
+            return
+        if not len(ids):
+            return
+        for key, value in doms.items():
+            parallel = key not in PLACE_KEYS and isinstance(value, list) and len(value) == len(ids)
+            numbers = parallel and all(
+                v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in value
+            )
+            if numbers:
+                yield f"{name}.{key}", "dom", time_s, ids, _array(value)
 
     def _scalars(self, name: str, document: dict[str, Any]) -> Iterator[Sample]:
         time_s = document.get("data_time")

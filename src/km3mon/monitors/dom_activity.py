@@ -59,7 +59,8 @@ class DOMActivity(Monitor):
 
     def render(self) -> None:
         since = self.inactive_s()
-        optical = self.detector.dom_floor > 0
+        # a DOM disabled in the DETX sends nothing on purpose: never "inactive"
+        optical = (self.detector.dom_floor > 0) & ~self.detector.dom_disabled
         never_seen = optical & np.isnan(self.last_seen_s)
         watched_long_enough = self.watched_s() > INACTIVE_AFTER_S
         with np.errstate(invalid="ignore"):

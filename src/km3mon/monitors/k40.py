@@ -2,10 +2,18 @@
 
 Every L1 hit counts (the original's km3pipe chain could not keep up and was switched off in
 2019). Per calibration period (``--period`` seconds of DAQ time, default 600), twofold
-coincidences are counted per PMT pair in 1-ns bins of calibrated Δt within ±10 ns
-(:mod:`km3mon.timeslices.twofolds`), the accidentals subtracted from the singles of the summary
-slices, and each DOM solved for PMT offsets, widths and relative efficiencies
-(:mod:`km3mon.timeslices.k40_fit`). The fit runs on a thread of its own while counting goes on.
+coincidences are counted per PMT pair in 1-ns bins of calibrated Δt within ±20 ns
+(:mod:`km3mon.timeslices.twofolds`; a PMT's hits in a frame where it is in high-rate veto or
+FIFO-full are dropped and the frame is not livetime of its pairs), the accidentals subtracted
+from the singles of the summary slices, and each DOM solved for PMT offsets, widths and
+relative efficiencies (:mod:`km3mon.timeslices.k40_fit`). The fit runs on a thread of its own
+while counting goes on. PMTs and DOMs disabled in the DETX status are not calibrated.
+
+Each PMT ends a period in one of these states: measured (an offset; **flagged** beyond
+``--t0-tolerance``), **no K40 peak** (it has singles in the summary slices and its DOM's other
+PMTs were measured, but none of its pairs shows a coincidence peak: typically a t0 wrong by
+more than the DataFilter's L1 window, the fault a shifter most needs to see), **disabled** (DETX)
+or not measured (no data).
 
 Outputs per period:
 
@@ -16,6 +24,9 @@ Outputs per period:
 * ``data/k40/t0_corrections_<UTC>.txt`` (and ``t0_corrections_latest.txt``): the proposed DETX t0
   corrections for an expert to review, the last :data:`KEEP_PROPOSALS` kept. The DETX itself
   is never written.
+* metrics ``k40.json``: ``flagged`` and ``no_peak`` PMTs (the ``k40_t0`` and ``k40_no_peak``
+  alert rules read them) and ``doms``, per measured DOM the RMS and largest offset of its PMTs
+  (arrays parallel to ``doms.dom_id``, trended by ``history``).
 * plots: ``intradom.png`` (pair means vs cos angle, before and after correction) and
   ``angular_k40rate_distribution.png`` (pair rates, before and after efficiency correction) for
   up to 18 DOMs (all of a small detector, else the worst), ``k40_summary.png`` (DU × floor: RMS
@@ -40,10 +51,18 @@ import numpy as np
 from km3mon.controlhost import Message
 from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
 from km3mon.monitors.output import atomic_write, utc
-from km3mon.monitors.plots import MISSING_COLOUR, MISSING_HATCH, dom_cells, du_floor_axes
+from km3mon.monitors.plots import (
+    DISABLED_DOM_COLOUR,
+    DISABLED_EDGE_COLOUR,
+    DISABLED_HATCH,
+    MISSING_COLOUR,
+    MISSING_HATCH,
+    dom_cells,
+    du_floor_axes,
+)
 from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
-from km3mon.timeslices.k40_fit import DOMCalibration, fit_pairs, solve_doms
-from km3mon.timeslices.twofolds import PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.timeslices.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
+from km3mon.timeslices.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,6 +77,17 @@ CSV_COLUMNS = (
     "rel_eff_err", "width_ns", "n_coincidences", "flagged",
 )  # fmt: skip
 BEFORE_COLOUR, AFTER_COLOUR = "#2166ac", "#d6604d"
+#: A PMT with at least this mean singles rate (summary slices, veto excluded) "has singles".
+MIN_SINGLES_HZ = 1000.0
+#: "No K40 peak": the net coincidences of the PMT's pairs below this share of what a PMT of
+#: its DOM has on average, when that average is at least MIN_EXPECTED_COINCIDENCES (a short
+#: period cannot tell a missing peak from a small one).
+NO_PEAK_FRACTION = 0.25
+MIN_EXPECTED_COINCIDENCES = 200.0
+#: Pair -> its two PMTs, as a (465, 31) incidence matrix (sums over a PMT's pairs).
+PMT_OF_PAIR = np.zeros((len(PAIR_I), 31))
+PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_I] = PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_J] = 1.0
+NO_PEAK_COLOUR = "#000000"
 
 
 @dataclass
@@ -71,6 +101,10 @@ class PeriodResult:
     mean_ns: np.ndarray
     rate_hz: np.ndarray
     valid: np.ndarray
+    #: Mean singles rate per slot and channel over the period's summary slices (veto: 0).
+    singles_hz: np.ndarray
+    #: Net (background-subtracted) coincidences of each PMT's pairs, fitted or not.
+    pmt_net: np.ndarray
 
 
 #: Niceness of the fitting thread: a calibration (tens of CPU-seconds at 230 DUs) must not
@@ -103,7 +137,19 @@ class K40(Monitor):
             default=2.0,
             help="ns: PMTs whose offset from their DOM's mean exceeds this are flagged (2)",
         )
-        parser.add_argument("--tmax", type=int, default=10, help="coincidence window, ns (10)")
+        parser.add_argument(
+            "--tmax",
+            type=int,
+            default=DEFAULT_TMAX_NS,
+            help=f"coincidence window, ns ({DEFAULT_TMAX_NS}, km3pipe's TwofoldCounter default)",
+        )
+        parser.add_argument(
+            "--l1-window",
+            type=float,
+            default=DEFAULT_L1_WINDOW_NS,
+            help="the DataFilter's L1 window in ns, modelled in the fit (10); 0: hits not "
+            "selected by an L1 window",
+        )
 
     def __init__(self, context: Context) -> None:
         super().__init__(context)
@@ -114,9 +160,11 @@ class K40(Monitor):
         self.tolerance_ns = float(args.t0_tolerance)
         self.detector = context.detector
         self.counter = TwofoldCounter(self.detector, args.tmax)
+        self.l1_window_ns = args.l1_window if args.l1_window > 0 else None
         self.slots = self.counter.dom_index
         n = len(self.slots)
         self._rates_product = np.zeros((n, len(PAIR_I)), np.float32)
+        self._singles_sum = np.zeros((n, 31))
         self._product = np.zeros((n, len(PAIR_I)), np.float32)
         self._summary_frames = np.zeros(n)
         self.period: int | None = None
@@ -130,7 +178,10 @@ class K40(Monitor):
         directions[pmt_slot[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_dir[
             usable
         ]
-        self.present = np.isfinite(directions[:, :, 0])
+        #: Calibrated PMTs: present and not disabled in the DETX.
+        self.present = np.isfinite(directions[:, :, 0]) & self.counter.enabled
+        #: PMTs switched off on purpose (DETX status): drawn as "disabled", never alerted.
+        self.disabled = np.isfinite(directions[:, :, 0]) & ~self.counter.enabled
         d = np.nan_to_num(directions)
         self.cos_angles = np.einsum("npk,npk->np", d[:, PAIR_I], d[:, PAIR_J])
         self._worker = concurrent.futures.ThreadPoolExecutor(
@@ -157,15 +208,17 @@ class K40(Monitor):
             self.period_end_s = max(self.period_end_s or time_s, time_s + 0.1)
             self.context.saw_data_at(time_s)
         for summary in decode_summaryslices(self.context, messages):
-            self._add_singles(summary.dom_ids, summary.rates_hz, summary.hrv)
+            self._add_singles(summary.dom_ids, summary.rates_hz, summary.hrv | summary.fifo_full)
 
-    def _add_singles(self, dom_ids: np.ndarray, rates_hz: np.ndarray, hrv: np.ndarray) -> None:
-        """Σ r_i r_j per DOM and pair over the period's summary slices (HRV: no hits, r = 0),
-        for the accidentals; float32 keeps it a few ms per 230-DU slice."""
+    def _add_singles(self, dom_ids: np.ndarray, rates_hz: np.ndarray, vetoed: np.ndarray) -> None:
+        """Σ r_i r_j per DOM and pair over the period's summary slices (high-rate veto or
+        FIFO-full: hits dropped, r = 0), for the accidentals; float32 keeps it a few ms per
+        230-DU slice. Σ r_i too, to tell a PMT without a K40 peak from one without light."""
         slot = self.counter.slot_of_index[self.context.dom_index(dom_ids)]
         keep = slot >= 0
         slot, unique = np.unique(slot[keep], return_index=True)
-        rates = np.where(hrv, 0.0, rates_hz)[keep][unique].astype(np.float32)
+        rates = np.where(vetoed, 0.0, rates_hz)[keep][unique].astype(np.float32)
+        self._singles_sum[slot] += rates
         product = self._product[: len(slot)]
         np.multiply(rates[:, PAIR_I], rates[:, PAIR_J], out=product)
         self._rates_product[slot] += product
@@ -182,21 +235,24 @@ class K40(Monitor):
     def _close_period(self) -> None:
         """Hand the period's counts to the fitting thread; counting goes on at once."""
         counts = self.counter.counts.copy()
-        livetime = self.counter.livetime_s
+        livetime = self.counter.pair_livetime_s
         frames = np.maximum(self._summary_frames, 1)
+        # vetoed slices count r = 0, so mean × all frames' livetime = Σ over the live frames
         mean_product = self._rates_product.astype(np.float64) / frames[:, None]
-        background = mean_product * 1e-9 * livetime[:, None]
+        background = mean_product * 1e-9 * self.counter.livetime_s[:, None]
         background[self._summary_frames == 0] = 0.0  # no singles: fit without subtraction
+        singles = self._singles_sum / frames[:, None]
         start, end = self.period_start_s, self.period_end_s or self.period_start_s
         shift = self.counter.bin_shift_ns
         self.counter.reset()
         self._rates_product[:] = 0
+        self._singles_sum[:] = 0
         self._summary_frames[:] = 0
         if self._pending is not None and not self._pending.done():
             self.log.warning("previous calibration still running; period %s skipped", utc(start))
             return
         self._pending = self._worker.submit(
-            self._calibrate, counts, background, livetime, shift, start, end
+            self._calibrate, counts, background, livetime, shift, singles, start, end
         )
 
     def _calibrate(
@@ -205,11 +261,12 @@ class K40(Monitor):
         background: np.ndarray,
         livetime: np.ndarray,
         shift: np.ndarray,
+        singles: np.ndarray,
         start: float,
         end: float,
     ) -> PeriodResult:
         started = time.perf_counter()
-        fits = fit_pairs(counts, background, livetime, shift)
+        fits = fit_pairs(counts, background, livetime, shift, self.l1_window_ns)
         calibration = solve_doms(fits, self.cos_angles, self.present)
         self.log.info(
             "calibrated %d DOMs (%s to %s, %d pairs fitted) in %.1f s",
@@ -219,9 +276,12 @@ class K40(Monitor):
             int(fits.valid.sum()),
             time.perf_counter() - started,
         )
+        net = np.nan_to_num(fits.net_coincidences)
+        pmt_net = net @ PMT_OF_PAIR
         return PeriodResult(
-            start, end, livetime, calibration, fits.mean_ns, fits.rate_hz, fits.valid
-        )
+            start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns,
+            fits.rate_hz, fits.valid, singles, pmt_net,
+        )  # fmt: skip
 
     # -- outputs ----------------------------------------------------------------------
 
@@ -244,6 +304,23 @@ class K40(Monitor):
             return (np.abs(cal.t0_ns) > self.tolerance_ns) & (
                 cal.t0_error_ns < self.tolerance_ns / 2
             )
+
+    def no_peak(self, result: PeriodResult) -> np.ndarray:
+        """PMTs with singles but without a coincidence peak, where their DOM's measured PMTs
+        have so many coincidences that a missing peak is no chance: light arrives, but not in
+        time with the other PMTs' (t0 far off)."""
+        cal = result.calibration
+        measured = np.isfinite(cal.t0_ns)
+        typical = np.where(measured, result.pmt_net, 0.0).sum(axis=1) / np.maximum(
+            measured.sum(axis=1), 1
+        )
+        return (
+            self.present
+            & ~measured
+            & (result.singles_hz >= MIN_SINGLES_HZ)
+            & (typical >= MIN_EXPECTED_COINCIDENCES)[:, None]
+            & (result.pmt_net < NO_PEAK_FRACTION * typical[:, None])
+        )
 
     def _write_tables(self, result: PeriodResult) -> None:
         cal = result.calibration
@@ -278,6 +355,19 @@ class K40(Monitor):
                 "%d PMTs out of the %.1f ns tolerance: %s",
                 n_flagged,
                 self.tolerance_ns,
+                "; ".join(names),
+            )
+        no_peak = self.no_peak(result)
+        if no_peak.any():
+            names = [
+                f"{self.describe(slot)} channel {channel}: "
+                f"{result.singles_hz[slot, channel] / 1e3:.1f} kHz singles"
+                for slot, channel in zip(*np.nonzero(no_peak), strict=True)
+            ][:20]
+            self.log.warning(
+                "%d PMTs without a K40 coincidence peak although they have singles (t0 off by "
+                "more than the window?): %s",
+                int(no_peak.sum()),
                 "; ".join(names),
             )
 
@@ -344,6 +434,13 @@ class K40(Monitor):
             cal = result.calibration
             flagged = self.flagged(result)
             slots, channels = np.nonzero(flagged)
+            worst_first = np.argsort(-np.abs(cal.t0_ns[slots, channels]), kind="stable")
+            slots, channels = slots[worst_first], channels[worst_first]
+            no_peak = self.no_peak(result)
+            measured = np.flatnonzero(np.isfinite(cal.t0_ns).any(axis=1))
+            dom = self.slots[measured]
+            with np.errstate(invalid="ignore"):
+                largest = np.nanmax(np.abs(cal.t0_ns[measured]), axis=1, initial=0.0)
             metrics.update(
                 {
                     "utc_start": result.utc_start,
@@ -363,6 +460,26 @@ class K40(Monitor):
                         }
                         for s, c in list(zip(slots, channels, strict=True))[:MAX_FLAGGED]
                     ],
+                    "no_peak": [
+                        {
+                            "dom_id": int(self.detector.dom_ids[self.slots[s]]),
+                            "du": int(self.detector.dom_du[self.slots[s]]),
+                            "floor": int(self.detector.dom_floor[self.slots[s]]),
+                            "channel": int(c),
+                            "singles_khz": round(float(result.singles_hz[s, c]) / 1e3, 2),
+                        }
+                        for s, c in list(zip(*np.nonzero(no_peak), strict=True))[:MAX_FLAGGED]
+                    ],
+                    "disabled_pmts": int(self.disabled.sum()),
+                    "doms": {
+                        "dom_id": self.detector.dom_ids[dom],
+                        "du": self.detector.dom_du[dom],
+                        "floor": self.detector.dom_floor[dom],
+                        "t0_rms_ns": np.round(rms_ns(cal.t0_ns[measured]), 3),
+                        "t0_max_abs_ns": np.round(largest, 3),
+                        "n_flagged": flagged[measured].sum(axis=1),
+                        "n_no_peak": no_peak[measured].sum(axis=1),
+                    },
                 }
             )
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -460,26 +577,31 @@ class K40(Monitor):
         with np.errstate(invalid="ignore"):
             rms = rms_ns(cal.t0_ns)
         rate = np.where(cal.n_pairs > 0, cal.k40_rate_hz, np.nan)
-        out = self.flagged(result).sum(axis=1).astype(float)
+        out = (self.flagged(result) | self.no_peak(result)).sum(axis=1).astype(float)
         out[cal.n_pairs == 0] = np.nan
         dom = self.slots
         du, floor = self.detector.dom_du[dom], self.detector.dom_floor[dom]
+        disabled = ~self.present.any(axis=1)  # the DOM, or all its PMTs, off in the DETX
         panels = (
             (rms, "RMS of the DOM's PMT offsets [ns]", "cividis", 0, 2 * self.tolerance_ns),
             (rate, "K40 twofold rate of the DOM [Hz]", "cividis", 0, 1000),
-            (out, f"PMTs with |offset| > {self.tolerance_ns:g} ns", "magma_r", 0, 5),
-        )
+            (out, f"PMTs with |offset| > {self.tolerance_ns:g} ns or no K40 peak", "magma_r", 0,
+             5),
+        )  # fmt: skip
         for axis, (values, label, cmap, low, high) in zip(axes, panels, strict=True):
-            missing = np.isnan(values)
-            points = dom_cells(axis, du[~missing], floor[~missing], array=values[~missing],
-                               cmap=cmap)  # fmt: skip
+            missing = np.isnan(values) & ~disabled
+            shown = ~np.isnan(values) & ~disabled
+            points = dom_cells(axis, du[shown], floor[shown], array=values[shown], cmap=cmap)
             points.set_clim(low, high)
             dom_cells(axis, du[missing], floor[missing], facecolor=MISSING_COLOUR,
                       hatch=MISSING_HATCH, label="not measured")  # fmt: skip
+            dom_cells(axis, du[disabled], floor[disabled], facecolor=DISABLED_DOM_COLOUR,
+                      hatch=DISABLED_HATCH, edgecolor=DISABLED_EDGE_COLOUR,
+                      label="disabled (DETX)")  # fmt: skip
             figure.colorbar(points, ax=axis, pad=0.01, extend="max").set_label(label)
             du_floor_axes(axis, self.detector)
             axis.set_title(label, fontsize=10)
-            if missing.any():
+            if missing.any() or disabled.any():
                 # above the map, right of the title: a box inside would cover the last DUs
                 axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8,
                             frameon=False, borderaxespad=0.1)  # fmt: skip
@@ -511,6 +633,17 @@ class K40(Monitor):
         axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
                      linewidths=1.5, clip_on=False,
                      label=f"|offset| > {self.tolerance_ns:g} ns")  # fmt: skip
+        marked = len(rows)
+        for states, colour, hatch, label in (
+            (self.no_peak(result)[of_du], NO_PEAK_COLOUR, "", "singles but no K40 peak"),
+            (self.disabled[of_du], DISABLED_DOM_COLOUR, DISABLED_HATCH, "disabled (DETX)"),
+        ):
+            rows, channels = np.nonzero(states)
+            marked += len(rows)
+            if len(rows):
+                label = f"{label} ({len(rows)})"
+                dom_cells(axis, channels, floors[rows], size=0.9, facecolor=colour, hatch=hatch,
+                          edgecolor=DISABLED_EDGE_COLOUR, label=label)  # fmt: skip
         figure.colorbar(shown, ax=axis, extend="both").set_label("PMT t0 correction [ns]")
         axis.set_xlabel("TDC channel")
         axis.set_ylabel("floor")
@@ -518,7 +651,7 @@ class K40(Monitor):
             f"K40 PMT offsets, detector {self.detector.det_id} DU {du} "
             f"({utc(result.utc_start)} to {utc(result.utc_end)}); grey: not measured"
         )
-        if len(rows):
+        if marked:
             axis.legend(loc="upper right")
         figure.tight_layout()
         return figure

@@ -1,7 +1,9 @@
 """Drawing shared by several monitors: the DU × floor map of one value per DOM.
 
 Colour choices are colour-blind safe: a perceptually uniform map (cividis) for the range,
-and out-of-range and missing DOMs told apart by hatching as well as colour.
+and out-of-range and missing DOMs told apart by hatching as well as colour. DOMs disabled in
+the DETX (``MODULE_DISABLE``) are drawn as "disabled" on every map, whatever their value: a
+DOM switched off on purpose is not a silent one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ UNDER_HATCH, OVER_HATCH, MISSING_HATCH = "\\\\\\", "////", "xx"
 MARK_COLOUR = "#e41a1c"
 #: Hatch lines are drawn in the edge colour.
 CELL_EDGE_COLOUR = "#6e6e6e"
+#: DOMs (and PMTs) disabled in the DETX: pale blue, horizontal dark-blue hatch.
+DISABLED_DOM_COLOUR, DISABLED_HATCH, DISABLED_EDGE_COLOUR = "#d1e5f0", "---", "#2166ac"
+DISABLED_LABEL = "disabled (DETX)"
 
 
 def dom_map(
@@ -50,10 +55,11 @@ def dom_map(
     du = detector.dom_du[optical]
     floor = detector.dom_floor[optical]
     values = np.asarray(values, dtype=float)[optical]
-    missing = np.isnan(values)
-    under = ~missing & (values < vmin)
-    over = ~missing & (values > vmax)
-    inside = ~missing & ~under & ~over
+    disabled = detector.dom_disabled[optical]
+    missing = np.isnan(values) & ~disabled
+    under = ~missing & ~disabled & (values < vmin)
+    over = ~missing & ~disabled & (values > vmax)
+    inside = ~missing & ~disabled & ~under & ~over
 
     width_in = map_width_in(detector)
     figure, axes = plt.subplots(figsize=(width_in, 6.5))
@@ -69,6 +75,7 @@ def dom_map(
     ):  # fmt: skip
         dom_cells(axes, du[chosen], floor[chosen], facecolor=colour, hatch=hatch,
                   edgecolor=hatch_colour, label=name)  # fmt: skip
+    disabled_cells(axes, du[disabled], floor[disabled])
     if marked is not None and np.any(marked[optical]):
         ring = np.asarray(marked)[optical]
         dom_cells(axes, du[ring], floor[ring], facecolor="none", edgecolor=MARK_COLOUR,
@@ -105,6 +112,14 @@ def dom_cells(
     return cells
 
 
+def disabled_cells(axes: Axes, du: np.ndarray, floor: np.ndarray) -> None:
+    """The cells of DOMs disabled in the DETX, with a legend entry when there are any."""
+    if len(du):
+        label = f"{DISABLED_LABEL} ({len(du)})"
+        dom_cells(axes, du, floor, facecolor=DISABLED_DOM_COLOUR, hatch=DISABLED_HATCH,
+                  edgecolor=DISABLED_EDGE_COLOUR, label=label)  # fmt: skip
+
+
 def du_label_step(n_dus: int, most: int) -> int:
     """Label every DU up to ``most`` DUs, else every 5th, 10th, ... (round numbers)."""
     step = int(np.ceil(n_dus / most))
@@ -130,6 +145,7 @@ STATE_STYLES = (
     ("#fdae61", "...."),
     ("#d01c8b", "////"),
     (MISSING_COLOUR, MISSING_HATCH),
+    ("#4575b4", "xx"),
 )
 
 
@@ -137,17 +153,20 @@ def dom_states_map(
     detector: Detector, states: np.ndarray, names: tuple[str, ...], title: str
 ) -> Figure:
     """DU × floor map of a state per DOM (index into ``names`` and :data:`STATE_STYLES`;
-    negative: not shown), e.g. time sync OK / UDP incomplete / White Rabbit lost / missing."""
+    negative: not shown), e.g. time sync OK / UDP incomplete / White Rabbit lost / missing;
+    DOMs disabled in the DETX are drawn as such, whatever their state."""
     import matplotlib.pyplot as plt
 
     optical = detector.dom_floor > 0
     du, floor = detector.dom_du[optical], detector.dom_floor[optical]
-    states = np.asarray(states)[optical]
+    disabled = detector.dom_disabled[optical]
+    states = np.where(disabled, -1, np.asarray(states)[optical])
     figure, axes = plt.subplots(figsize=(map_width_in(detector), 6.5))
     for state, (name, (colour, hatch)) in enumerate(zip(names, STATE_STYLES, strict=False)):
         chosen = states == state
         dom_cells(axes, du[chosen], floor[chosen], facecolor=colour, hatch=hatch,
                   label=f"{name} ({int(chosen.sum())})")  # fmt: skip
+    disabled_cells(axes, du[disabled], floor[disabled])
     du_floor_axes(axes, detector)
     axes.set_title(title, fontsize=10)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4, frameon=False)

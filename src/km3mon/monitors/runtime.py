@@ -28,7 +28,7 @@ import numpy as np
 
 from km3mon.controlhost import Client, Message
 from km3mon.freshness import Freshness, OutputRecord
-from km3mon.monitors.guards import TimeGuard
+from km3mon.monitors.guards import TimeGate, TimeGuard, possible
 from km3mon.monitors.output import atomic_write, png_stamps, save_figure, utc
 from km3mon.streaming import tune_garbage_collector
 
@@ -109,8 +109,13 @@ class Context:
         self._unknown_since_log: set[int] = set()
         self._last_unknown_log = 0.0
         self.time_guard = TimeGuard()
+        #: Set by the runtime of a monitor with tags: every message is judged by its DAQ
+        #: time before the monitor sees it, and the decoders only refuse absurd times.
+        self.gate: TimeGate | None = None
         self._implausible_since_log = 0
         self._last_implausible_log = 0.0
+        self._jumps_since_log = 0
+        self._last_jump_log = 0.0
 
     @cached_property
     def detector(self) -> Detector:
@@ -139,26 +144,54 @@ class Context:
             self.freshness.newest_data_at = timestamp
 
     def plausible_times(self, times_s: np.ndarray) -> np.ndarray:
-        """Which DAQ times may be used (see ``TimeGuard``); the others are counted in the
-        record as ``implausible_times`` and logged at most every ERROR_LOG_EVERY_S."""
-        plausible = self.time_guard.plausible(times_s)
-        rejected = len(plausible) - int(np.count_nonzero(plausible))
-        if rejected:
-            self.freshness.implausible_times += rejected
-            self._implausible_since_log += rejected
-            now = time.monotonic()
-            if now - self._last_implausible_log >= ERROR_LOG_EVERY_S:
-                wild = np.asarray(times_s, dtype=np.float64)[~plausible][:3]
-                self.log.warning(
-                    "implausible DAQ times ignored, e.g. %s (%d since the last report, "
-                    "%d in total)",
-                    ", ".join(_describe_time(t) for t in wild.tolist()),
-                    self._implausible_since_log,
-                    self.freshness.implausible_times,
-                )
-                self._last_implausible_log = now
-                self._implausible_since_log = 0
+        """Which DAQ times may be used (see ``TimeGuard``; behind the gate only absurd
+        times are left to refuse); the others are counted in the record as
+        ``implausible_times`` and logged at most every ERROR_LOG_EVERY_S."""
+        times_s = np.asarray(times_s, dtype=np.float64)
+        if self.gate is None:
+            plausible = self.time_guard.plausible(times_s)
+        else:
+            plausible = possible(times_s, time.time())
+        if not plausible.all():
+            self._count_implausible(times_s[~plausible])
         return plausible
+
+    def admit(self, messages: list[Message]) -> list[Message]:
+        """The messages a monitor may use now (see ``TimeGate``): held ones whose new time
+        is confirmed come first; held ones that stayed wild are counted as implausible."""
+        if self.gate is None:
+            return messages
+        admitted = self.gate.admit(messages)
+        if admitted.rejected_s:
+            self._count_implausible(np.array(admitted.rejected_s))
+        if admitted.released:
+            self._jumps_since_log += 1
+            now = time.monotonic()
+            if now - self._last_jump_log >= ERROR_LOG_EVERY_S:
+                self.log.info(
+                    "DAQ time jumped to %s: %d messages held until the stream confirmed it "
+                    "(%d such jumps since the last report)",
+                    utc(float(np.median(self.time_guard.recent_s))),
+                    admitted.released,
+                    self._jumps_since_log,
+                )
+                self._last_jump_log = now
+                self._jumps_since_log = 0
+        return admitted.messages
+
+    def _count_implausible(self, wild_s: np.ndarray) -> None:
+        self.freshness.implausible_times += len(wild_s)
+        self._implausible_since_log += len(wild_s)
+        now = time.monotonic()
+        if now - self._last_implausible_log >= ERROR_LOG_EVERY_S:
+            self.log.warning(
+                "implausible DAQ times ignored, e.g. %s (%d since the last report, %d in total)",
+                ", ".join(_describe_time(t) for t in wild_s[:3].tolist()),
+                self._implausible_since_log,
+                self.freshness.implausible_times,
+            )
+            self._last_implausible_log = now
+            self._implausible_since_log = 0
 
     def count_error(self, what: str, error: Exception | str, count: int = 1) -> None:
         """Count unusable input; log it at most every ERROR_LOG_EVERY_S seconds."""
@@ -467,6 +500,8 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
     rendering = False  # a tick with outputs left to draw
     next_record = 0.0
     rate_count, rate_since = 0, time.monotonic()
+    if receiver is not None:
+        context.gate = TimeGate(context.time_guard)
     while not stop.is_set():
         messages, size = receiver.take() if receiver is not None else ([], 0)
         try:
@@ -479,12 +514,14 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
             freshness.bytes += size
             freshness.last_message_at = now
             rate_count += len(messages)
+        usable = context.admit(messages)
+        if usable:
             try:
-                monitor.consume(messages)
+                monitor.consume(usable)
             except Exception as error:  # a bad batch must not end the monitor
-                context.count_error(f"batch of {len(messages)} messages unusable", error)
+                context.count_error(f"batch of {len(usable)} messages unusable", error)
             if freshness.newest_data_at is not None:
-                freshness.data_lag_s = round(now - freshness.newest_data_at, 3)
+                freshness.data_lag_s = round(time.time() - freshness.newest_data_at, 3)
         now_mono = time.monotonic()
         if now_mono >= next_render:
             next_render = max(next_render + interval_s, now_mono + 0.1 * interval_s)

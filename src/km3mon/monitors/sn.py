@@ -11,9 +11,19 @@ the spread of the PMT t0s; at ARCA-230's ~500 events/s it removes ~0.3 % of the 
 
 The statistic: selected coincidences summed over the detector in a sliding ``window`` (0.5 s,
 stepped by 100 ms). Frames are closed 0.5 s of DAQ time after they arrive, so that every
-DataFilter's message and the events of the frame are in. The background distribution of the
-statistic and the peak per second are kept (``data/sn/state.json``, read back at start); the
-threshold line is where the Poisson tail of the background median reaches ``threshold_sigma``.
+DataFilter's message and the events of the frame are in.
+
+The threshold (:class:`RollingBackground`): the background is not Poisson. One atmospheric
+muon lights several DOMs in the same window, so the counts are over-dispersed, and a
+threshold from a Poisson median over all time raises false alarms. The monitor keeps the last
+hour of windows as sums per minute: the mean count per *active* DOM (DOMs that sent an SN
+frame; a lost DU lowers the expected count instead of looking like a quiet sky) and the
+variance around it. A negative binomial with that mean (for the DOMs active now) and that
+variance gives the threshold where background would pass it ``[SN] false_alarms_per_week``
+times in a week (one chance per 100 ms step of the window). Windows above the threshold do not
+join the background (a burst does not raise its own threshold). The background distribution,
+the rolling hour and the peak per second are kept (``data/sn/state.json``, read back at
+start).
 
 Plots: ``sn_bg_histogram.png`` (background distribution, current value, threshold, significance
 scale on top) and ``sn_pk_history.png`` (peak per second vs time, threshold).
@@ -47,6 +57,12 @@ CLOSE_AFTER_WALL_S = 5.0
 KEEP_PEAKS_S = 24 * 3600
 SAVE_STATE_EVERY_S = 60.0
 MIN_BACKGROUND_WINDOWS = 300  # 30 s of data
+WEEK_S = 7 * 86400.0
+#: The rolling background: sums per minute of DAQ time, the last hour of them.
+BLOCK_S = 60.0
+BACKGROUND_BLOCKS = 60
+#: Sums kept per block: windows, counts, counts², active DOMs, active DOMs², counts × DOMs.
+N_SUMS = 6
 MONITOR_NOTE = "a monitor, not the KM3NeT supernova trigger"
 
 
@@ -57,6 +73,8 @@ class OpenFrame:
     time_s: float
     arrived: float
     coincidences: list[Coincidences] = field(default_factory=list)
+    #: Frames of DOMs of the detector in the DataFilters' messages: the active DOMs.
+    active_doms: int = 0
     vetoes: list[np.ndarray] = field(default_factory=list)
 
 
@@ -78,23 +96,128 @@ def poisson_sf(k: int, mean: float) -> float:
         j += 1
 
 
-def significance(value: float, mean: float) -> float:
-    """Gaussian sigma of the Poisson tail above ``value`` (negative below the mean)."""
+def negative_binomial_sf(k: int, mean: float, dispersion: float) -> float:
+    """P(X >= k) for counts of this mean and variance ``dispersion`` × mean (Poisson at 1)."""
+    if dispersion <= 1.0 + 1e-9:
+        return poisson_sf(k, mean)
+    if k <= 0:
+        return 1.0
     if mean <= 0:
         return 0.0
-    if value <= mean:
-        return (value - mean) / math.sqrt(mean)
-    tail = poisson_sf(math.ceil(value), mean)
+    size = mean / (dispersion - 1.0)  # successes; p = 1 / dispersion
+    log_p, log_q = -math.log(dispersion), math.log1p(-1.0 / dispersion)
+
+    def term(j: int) -> float:
+        log = math.lgamma(j + size) - math.lgamma(size) - math.lgamma(j + 1)
+        return math.exp(log + size * log_p + j * log_q)
+
+    if k <= mean:
+        return max(1.0 - sum(term(j) for j in range(k)), 0.0)
+    total, j = 0.0, k
+    while True:
+        value = term(j)
+        total += value
+        if value < 1e-18 * total or j > k + 100_000:
+            return total
+        j += 1
+
+
+def sigma_of_tail(tail: float) -> float:
+    """The Gaussian sigma of a one-sided tail probability."""
     return -NormalDist().inv_cdf(min(max(tail, 1e-300), 0.5))
 
 
-def threshold_count(mean: float, sigma: float) -> int:
-    """The smallest count whose Poisson tail is at most that of ``sigma`` Gaussian sigma."""
-    target = NormalDist().cdf(-sigma)
-    k = max(int(mean), 1)
-    while poisson_sf(k, mean) > target:
-        k += 1
-    return k
+class RollingBackground:
+    """The SN statistic's background over the last hour and the threshold it gives.
+
+    Per window it takes the count and the active DOMs. The expected count is the rate per
+    active DOM times the DOMs active now; the spread is the variance of the counts around
+    that expectation, as a dispersion index (variance / mean, 1 for Poisson). The threshold
+    is the smallest count whose negative binomial tail is at most ``false_alarms_per_week``
+    in a week of steps of the sliding window.
+    """
+
+    def __init__(self, false_alarms_per_week: float) -> None:
+        # an alarm can start at every step of the sliding window: a week has WEEK_S /
+        # TIMESLICE_S chances (counting one per window length instead, a day of simulated
+        # background alarmed three times as often as asked)
+        self.tail = false_alarms_per_week * TIMESLICE_S / WEEK_S
+        self.blocks: collections.deque[np.ndarray] = collections.deque(maxlen=BACKGROUND_BLOCKS)
+        self.current = np.zeros(N_SUMS)
+        self.current_block: int | None = None
+        self._cache: dict[int, int] = {}  # active DOMs -> threshold, for the completed blocks
+
+    def add(self, time_s: float, count: int, active_doms: int) -> None:
+        block = int(time_s // BLOCK_S)
+        if self.current_block is not None and block != self.current_block:
+            if self.current[0]:
+                self.blocks.append(self.current)
+            self.current = np.zeros(N_SUMS)
+            self._cache.clear()
+        self.current_block = block
+        self.current += (1, count, count * count, active_doms, active_doms**2, count * active_doms)
+
+    def sums(self) -> np.ndarray:
+        """The completed blocks' sums, or the current block's while none is complete."""
+        return np.sum(self.blocks, axis=0) if self.blocks else self.current
+
+    @property
+    def windows(self) -> int:
+        return int(self.sums()[0])
+
+    def model(self, active_doms: int) -> tuple[float, float]:
+        """(expected count, dispersion index) for ``active_doms`` DOMs."""
+        n, counts, squares, doms, doms_squared, products = self.sums().tolist()
+        if not n or not doms or not counts:
+            return 0.0, 1.0
+        rate = counts / doms
+        residual = (squares - 2 * rate * products + rate**2 * doms_squared) / n
+        return rate * active_doms, max(residual / (counts / n), 1.0)
+
+    def threshold(self, active_doms: int) -> int | None:
+        """The count that background passes ``false_alarms_per_week`` times a week, once
+        :data:`MIN_BACKGROUND_WINDOWS` windows are known; None before."""
+        if self.windows < MIN_BACKGROUND_WINDOWS or active_doms <= 0:
+            return None
+        cached = self._cache.get(active_doms) if self.blocks else None
+        if cached is not None:
+            return cached
+        mean, dispersion = self.model(active_doms)
+        k = max(math.ceil(mean), 1)
+        step = max(1, math.ceil(math.sqrt(mean * dispersion)))
+        while negative_binomial_sf(k + step, mean, dispersion) > self.tail:  # coarse, then fine
+            k += step
+        while negative_binomial_sf(k, mean, dispersion) > self.tail:
+            k += 1
+        if self.blocks:
+            self._cache[active_doms] = k
+        return k
+
+    def significance(self, count: float, active_doms: int) -> float:
+        """Gaussian sigma of the background tail above ``count`` (negative below the mean)."""
+        mean, dispersion = self.model(active_doms)
+        if mean <= 0:
+            return 0.0
+        if count <= mean:
+            return (count - mean) / math.sqrt(mean * dispersion)
+        return sigma_of_tail(negative_binomial_sf(math.ceil(count), mean, dispersion))
+
+    def state(self) -> dict[str, object]:
+        return {
+            "block": self.current_block,
+            "blocks": [b.tolist() for b in self.blocks],
+            "current": self.current.tolist(),
+        }
+
+    def restore(self, state: dict) -> None:
+        blocks = [np.asarray(b, float) for b in state["blocks"]]
+        current = np.asarray(state["current"], float)
+        if any(b.shape != (N_SUMS,) for b in [*blocks, current]):
+            raise ValueError("rolling background sums of the wrong shape")
+        self.blocks.extend(blocks)
+        self.current = current
+        self.current_block = None if state["block"] is None else int(state["block"])
+        self._cache.clear()
 
 
 class SN(Monitor):
@@ -116,6 +239,13 @@ class SN(Monitor):
             maxlen=self.window_frames
         )  # (run, frame index, selected count) of the newest closed frames
         self.histogram = np.zeros(64, np.int64)
+        self.background = RollingBackground(self.settings.false_alarms_per_week)
+        #: Active DOMs of the newest window (mean over its frames).
+        self.active_doms = 0
+        self.recent_active: collections.deque[int] = collections.deque(maxlen=self.window_frames)
+        #: Alarms: runs of consecutive windows above the threshold.
+        self.alarms = 0
+        self.was_above = False
         self.peaks: collections.deque[tuple[float, int]] = collections.deque()
         self.latest: tuple[float, int] | None = None
         self.highest: tuple[float, int] | None = None  # since start
@@ -136,9 +266,9 @@ class SN(Monitor):
             coincidences, unknown = self.finder.find(payload, located)
             if len(unknown):
                 self.context.count_unknown_doms(unknown)
-            self._frame(header.run, header.frame_index, header.timestamp).coincidences.append(
-                coincidences
-            )
+            frame = self._frame(header.run, header.frame_index, header.timestamp)
+            frame.coincidences.append(coincidences)
+            frame.active_doms += len(located.frames) - len(unknown)
             self.context.saw_data_at(header.timestamp)
         self._add_vetoes(payloads_of(messages, "IO_EVT"))
         self._close_frames()
@@ -206,11 +336,18 @@ class SN(Monitor):
         run, frame_index = key
         if self.recent and (self.recent[-1][0] != run or self.recent[-1][1] != frame_index - 1):
             self.recent.clear()  # a gap: windows must be whole
+            self.recent_active.clear()
         self.recent.append((run, frame_index, count))
+        self.recent_active.append(frame.active_doms)
         if len(self.recent) == self.window_frames:
+            self.active_doms = round(sum(self.recent_active) / len(self.recent_active))
             self._statistic(frame.time_s, sum(c for _, _, c in self.recent))
 
     def _statistic(self, time_s: float, value: int) -> None:
+        threshold = self.threshold()
+        above = threshold is not None and value >= threshold
+        if not above:  # a burst does not raise its own threshold
+            self.background.add(time_s, value, self.active_doms)
         if value >= len(self.histogram):
             grown = np.zeros(max(2 * len(self.histogram), value + 1), np.int64)
             grown[: len(self.histogram)] = self.histogram
@@ -227,36 +364,37 @@ class SN(Monitor):
             self.peaks.append((second, value))
             while self.peaks and self.peaks[0][0] < second - KEEP_PEAKS_S:
                 self.peaks.popleft()
-        threshold = self.threshold()
-        if threshold is not None and value >= threshold:
+        if above:
             self.above_threshold += 1
+            self.alarms += not self.was_above
             now = time.monotonic()
             if now - self.last_alarm_log > 10:
                 self.last_alarm_log = now
                 self.log.warning(
-                    "SN statistic %d at %s is above the threshold %d (background median %.1f, "
-                    "%.1f sigma); %s",
+                    "SN statistic %d at %s is above the threshold %d (expected %.1f from %d "
+                    "active DOMs, %.1f sigma); %s",
                     value,
                     utc(time_s),
                     threshold,
-                    self.background_median(),
-                    significance(value, self.background_median()),
+                    self.expected(),
+                    self.active_doms,
+                    self.significance(value),
                     MONITOR_NOTE,
                 )
+        self.was_above = above
 
     # -- statistics -------------------------------------------------------------------
 
-    def background_median(self) -> float:
-        total = int(self.histogram.sum())
-        if not total:
-            return 0.0
-        return float(np.searchsorted(np.cumsum(self.histogram), total / 2))
+    def expected(self) -> float:
+        """The background count expected for the DOMs active now."""
+        return self.background.model(self.active_doms)[0]
 
     def threshold(self) -> int | None:
-        """The threshold count, once there are :data:`MIN_BACKGROUND_WINDOWS` windows."""
-        if self.histogram.sum() < MIN_BACKGROUND_WINDOWS:
-            return None
-        return threshold_count(max(self.background_median(), 0.5), self.settings.threshold_sigma)
+        """The threshold count for the DOMs active now (see ``RollingBackground``)."""
+        return self.background.threshold(self.active_doms)
+
+    def significance(self, value: float) -> float:
+        return self.background.significance(value, self.active_doms)
 
     # -- state ------------------------------------------------------------------------
 
@@ -266,6 +404,8 @@ class SN(Monitor):
             histogram = np.asarray(state["histogram"], np.int64)
             peaks = [(float(t), int(v)) for t, v in state["peaks"]]
             settings = state["settings"]
+            background = state.get("background")  # absent in states of before issue 22
+            active_doms = int(state.get("active_doms", 0))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -274,9 +414,21 @@ class SN(Monitor):
         if settings != self._settings_key():
             self.log.info("[SN] settings changed: background distribution starts afresh")
             return
+        try:
+            if background is not None:
+                self.background.restore(background)
+        except (ValueError, KeyError, TypeError) as error:
+            self.log.warning("cannot read %s (%s): starting afresh", self.state_path, error)
+            return
         self.histogram = histogram if len(histogram) else self.histogram
         self.peaks.extend(peaks)
-        self.log.info("read %d windows of background from %s", histogram.sum(), self.state_path)
+        self.active_doms = active_doms
+        self.log.info(
+            "read %d windows of background (%d in the rolling hour) from %s",
+            histogram.sum(),
+            self.background.windows,
+            self.state_path,
+        )
 
     def _settings_key(self) -> list[float]:
         s = self.settings
@@ -287,6 +439,8 @@ class SN(Monitor):
             "settings": self._settings_key(),
             "histogram": self.histogram.tolist(),
             "peaks": [list(p) for p in self.peaks],
+            "background": self.background.state(),
+            "active_doms": self.active_doms,
         }
         atomic_write(self.state_path, json.dumps(state).encode())
         self.last_saved = time.monotonic()
@@ -298,10 +452,12 @@ class SN(Monitor):
             self._close_frames()
 
     def render(self) -> None:
-        median = self.background_median()
+        expected, dispersion = self.background.model(self.active_doms)
         threshold = self.threshold()
         latest = self.latest[1] if self.latest else None
-        self.context.save_figure("sn_bg_histogram.png", self._histogram_figure(median, threshold))
+        self.context.save_figure(
+            "sn_bg_histogram.png", self._histogram_figure(expected, dispersion, threshold)
+        )
         self.context.save_figure("sn_pk_history.png", self._history_figure(threshold))
         self.context.save_metrics(
             "sn",
@@ -315,16 +471,21 @@ class SN(Monitor):
                 "veto_window_ns": self.settings.veto_window_ns,
                 "latest_time": self.latest[0] if self.latest else None,
                 "latest": latest,
-                "background_median": median,
+                "active_doms": self.active_doms,
+                "background_expected": expected,
+                "background_dispersion": dispersion,
+                "background_windows": self.background.windows,
+                "false_alarms_per_week": self.settings.false_alarms_per_week,
                 "threshold": threshold,
-                "significance": significance(latest, median) if latest is not None else None,
+                "significance": self.significance(latest) if latest is not None else None,
                 "highest_time": self.highest[0] if self.highest else None,
                 "highest": self.highest[1] if self.highest else None,
-                "highest_significance": significance(self.highest[1], median)
+                "highest_significance": self.significance(self.highest[1])
                 if self.highest
                 else None,
                 "windows": int(self.histogram.sum()),
                 "windows_above_threshold": self.above_threshold,
+                "alarms": self.alarms,
                 "selected": self.selected_total,
                 "vetoed": self.vetoed,
                 "coincidences_by_multiplicity": self.multiplicities,
@@ -340,7 +501,9 @@ class SN(Monitor):
             f"{s.window_s:g} s windows, {self.n_doms} DOMs, muon veto ±{s.veto_window_ns:g} ns"
         )
 
-    def _histogram_figure(self, median: float, threshold: int | None) -> Figure:
+    def _histogram_figure(
+        self, expected: float, dispersion: float, threshold: int | None
+    ) -> Figure:
         import matplotlib.pyplot as plt
 
         figure, axes = plt.subplots(figsize=(10, 6))
@@ -351,26 +514,29 @@ class SN(Monitor):
             top = max(int(used[-1]) + 2, threshold + 3 if threshold else 0)
             axes.bar(values[:top], self.histogram[:top], width=1.0, color="#92c5de",
                      label=f"background distribution ({total} windows)")  # fmt: skip
-            if median > 0:
-                k = np.arange(top)
-                pmf = np.exp(
-                    k * np.log(median) - median - np.array([math.lgamma(i + 1) for i in k])
-                )
-                axes.plot(k, total * pmf, color="0.3", lw=1, label=f"Poisson, mean {median:g}")
+            if expected > 0:
+                k = np.arange(top + 1)
+                tails = np.array([negative_binomial_sf(i, expected, dispersion) for i in k])
+                axes.plot(k[:-1], total * (tails[:-1] - tails[1:]), color="0.3", lw=1,
+                          label=f"rolling hour: mean {expected:.1f} for {self.active_doms} "
+                          f"DOMs, variance × {dispersion:.2f}")  # fmt: skip
             axes.set_yscale("log")
             axes.set_ylim(0.5, None)
             if threshold is not None:
-                label = f"threshold {threshold} ({self.settings.threshold_sigma:g} σ)"
+                label = (
+                    f"threshold {threshold} "
+                    f"({self.settings.false_alarms_per_week:g} false alarms a week)"
+                )
                 axes.axvline(threshold, color="#b2182b", ls="--", label=label)
             if self.latest is not None:
                 axes.axvline(self.latest[1], color="black", lw=2,
                              label=f"current {self.latest[1]} ({utc(self.latest[0])})")  # fmt: skip
-            if median > 0:
+            if expected > 0:
                 top_axis = axes.secondary_xaxis("top")
-                ticks = [v for v in range(0, top) if v >= median][:: max(1, top // 12)]
+                ticks = [v for v in range(0, top) if v >= expected][:: max(1, top // 12)]
                 top_axis.set_xticks(ticks)
-                top_axis.set_xticklabels([f"{significance(v, median):.1f}" for v in ticks])
-                top_axis.set_xlabel("significance of a value [σ, Poisson tail]")
+                top_axis.set_xticklabels([f"{self.significance(v):.1f}" for v in ticks])
+                top_axis.set_xlabel("significance of a value [σ, tail of the rolling background]")
             axes.legend(loc="upper right", fontsize=9)
         else:
             axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
@@ -396,7 +562,7 @@ class SN(Monitor):
                 axes.plot(dates[above], peaks[above], "o", ms=5, color="#b2182b",
                           label=f"above threshold ({int(above.sum())} s)")  # fmt: skip
                 axes.axhline(threshold, color="#b2182b", ls="--",
-                             label=f"threshold ({self.settings.threshold_sigma:g} σ)")  # fmt: skip
+                             label="threshold")  # fmt: skip
             locator = mdates.AutoDateLocator()
             axes.xaxis.set_major_locator(locator)
             axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

@@ -7,6 +7,9 @@ shows where to look, and the dashboard opens a DU's own page from a click on its
 Drawn like ``palette_image``: matplotlib draws the frame (axes, colour bars, stamps) once
 per tick, each panel is then painted as palette indices into its data box, so an image of
 4 140 DOMs costs milliseconds instead of a matplotlib render.
+
+DOMs disabled in the DETX are painted "disabled" (pale blue, horizontal stripes, a legend
+entry at the bottom left) whatever level a monitor gives them: switched off is not silent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.monitors.palette_image import PaletteFigure
-from km3mon.monitors.plots import du_label_step
+from km3mon.monitors.plots import (
+    DISABLED_DOM_COLOUR,
+    DISABLED_EDGE_COLOUR,
+    DISABLED_HATCH,
+    DISABLED_LABEL,
+    du_label_step,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -97,7 +106,18 @@ class DUFloorMap:
             panel.legend(figure, ax)
         self.axes[-1].set_xlabel("DU (click a DU's column on the dashboard to open its plots)")
         figure.tight_layout(rect=(0, 0.03, 1, 0.97))
-        self.figure = PaletteFigure(figure, self.axes[0], [*colours, *HATCH_COLOURS])
+        self.disabled = detector.dom_disabled[dom_index]
+        if self.disabled.any():
+            from matplotlib.patches import Patch
+
+            handle = Patch(facecolor=DISABLED_DOM_COLOUR, edgecolor=DISABLED_EDGE_COLOUR,
+                           hatch=DISABLED_HATCH,
+                           label=f"{DISABLED_LABEL} ({int(self.disabled.sum())})")  # fmt: skip
+            figure.legend(handles=[handle], loc="lower left", frameon=False, fontsize=8)
+        self.figure = PaletteFigure(
+            figure, self.axes[0], [*colours, *HATCH_COLOURS, DISABLED_DOM_COLOUR,
+                                   DISABLED_EDGE_COLOUR]
+        )  # fmt: skip
         self.boxes = [data_box(figure, ax) for ax in self.axes]
         self._cells = [self._cell_map(box) for box in self.boxes]
         hatch_dark, hatch_light = self.n_levels, self.n_levels + 1
@@ -106,6 +126,12 @@ class DUFloorMap:
                 ((np.add.outer(np.arange(r.stop - r.start), np.arange(c.stop - c.start)))
                  // (HATCH_PERIOD_PX // 2)) % 2 == 0, hatch_dark, hatch_light
             ).astype(np.uint8)
+            for r, c in self.boxes
+        ]  # fmt: skip
+        stripe_light, stripe_dark = self.n_levels + 2, self.n_levels + 3
+        self._stripes = [
+            np.where((np.arange(r.stop - r.start)[:, None] // 2) % 3 == 0, stripe_dark,
+                     stripe_light).repeat(c.stop - c.start, axis=1).astype(np.uint8)
             for r, c in self.boxes
         ]  # fmt: skip
 
@@ -159,13 +185,17 @@ class DUFloorMap:
     def render(self, title: str, levels: Sequence[np.ndarray]) -> bytes:
         """The PNG of one tick: per panel the level of every slot."""
         image = self.figure.start(title)
-        for box, cells, hatch, panel_levels in zip(
-            self.boxes, self._cells, self._hatches, levels, strict=True
+        for box, cells, hatch, stripes, panel_levels in zip(
+            self.boxes, self._cells, self._hatches, self._stripes, levels, strict=True
         ):
             lookup = np.append(np.asarray(panel_levels, np.uint8), NO_DATA)  # -1: no cell
             painted = lookup[cells]
             region = image[box]
             background = np.bincount(region.ravel()).argmax()  # the axes' face colour
             drawn = (cells >= 0) & (region == background)
-            region[drawn] = np.where(painted == NO_DATA, hatch, painted)[drawn]
+            painted = np.where(painted == NO_DATA, hatch, painted)
+            if self.disabled.any():
+                off = np.append(self.disabled, False)[cells]  # -1 (no cell) -> the last
+                painted = np.where(off, stripes, painted)
+            region[drawn] = painted[drawn]
         return self.figure.finish(image)

@@ -1,29 +1,45 @@
-"""timesync: White Rabbit time sync and UDP completeness of every DOM, from ``IO_TSSN``.
+"""timesync: White Rabbit time sync and UDP completeness of every DOM from ``IO_SUM``, and
+which DataFilter stopped sending, from ``IO_TSSN``.
 
-Each DataFilter sends an ``IO_TSSN`` per frame index with a frame for every DOM it serves,
-hits or not (``timeslices.md`` §5.1), so every DOM's status words arrive every 100 ms. Per frame
-(§6.2): the White Rabbit bit (``status`` bit 31: valid time sync) and complete UDP data (packets
-received = highest sequence number + 1, trailer present). The frames of all DataFilters are
-taken together by DAQ time, and a DOM of the detector that no DataFilter sent for
+Per DOM, from the summary slices (``IO_SUM`` carries every frame the DataFilters received,
+complete or not; ``run-quality.md``): the White Rabbit bit (``status`` bit 31: valid time sync),
+complete UDP data (the ``daq`` word: packets received = highest sequence number + 1, and the
+UDP trailer, ``fifo`` bit 31) and the frames per second against the 10 a DOM sends (100 ms
+timeslices). The L1 and SN streams are no measure of completeness: the DataFilter leaves frames
+with incomplete UDP data out of them (``timeslices.md`` §6.2), so a DOM losing half its frames
+looks complete there and one losing all looks absent. A DOM lost UDP data when incomplete
+frames plus frames missing from the slices it was in exceed ``--udp-fraction`` of them over the
+last :data:`WINDOW_S` seconds (a lost packet now and then is normal); a DOM with no frame for
 ``--missing-after`` seconds is missing.
+
+DataFilters: nothing in a DAQ header names the DataFilter that sent it, but each one sends,
+per frame index, one ``IO_TSSN`` with a frame for every DOM it serves (``timeslices.md`` §5.1).
+So a DataFilter is known by its DOMs: messages sharing DOMs come from the same one. One whose
+messages stopped for ``--missing-after`` seconds while its DOMs still send summary frames is
+named by its DUs and its DOMs are "DataFilter stopped" (when all its DOMs are silent, the DOMs are
+the news: they are "missing", and ``silent_dom``/``du_lost`` alert on them). If every
+message carries every DOM (one DataFilter, or DataFilters taking turns by frame index), there
+is one group and nothing to tell apart.
 
 On a problem, an ``ALERT (MONITORING) <time>: ...`` line goes to the DAQ logging ligier as
 ``MSG`` (``-m``/``-q``), as the original's timesync_monitor did, at most one per
 ``--alert-interval`` seconds, naming the DOMs with DU and floor; msg_dumper then writes it to
 ``logs/MSG.log`` and the weblog highlights it. The original alerted on the WR bit of one
-message at a time and listed every valid DOM; we check all three conditions over all
-DataFilters, name the bad DOMs and count the good ones (a 4 140-DOM list helps nobody).
-A lost frame now and then is normal: UDP is alerted when a DOM lost data in more than
-``--udp-fraction`` of its frames over the last :data:`WINDOW_S` seconds.
+``IO_TSSN`` at a time and listed every valid DOM; we name the bad DOMs and count the good ones
+(a 4 140-DOM list helps nobody). ``km3mon alerts`` turns the lists of the metrics into alerts
+(``time_sync``, ``udp_loss``, ``datafilter_down``).
 
-Outputs: ``timesync.png`` (DU × floor map of each DOM's state), ``data/metrics/timesync.json``,
-the freshness record.
+Outputs: ``timesync.png`` (DU × floor map of each DOM's state), ``data/metrics/timesync.json``
+(the lists of bad DOMs and DataFilters; per DOM under ``doms``: state, frames per second and
+the fraction of frames lost or incomplete, which ``km3mon history`` records), the freshness
+record.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import math
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -31,9 +47,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.controlhost import Client, ControlHostError, Message
-from km3mon.daq.timeslice import frames_complete, frames_white_rabbit
+from km3mon.daq import Summaryslice
 from km3mon.monitors.binning import OpticalSlots
-from km3mon.monitors.decoding import locate_timeslices
+from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
 from km3mon.monitors.plots import dom_states_map
 from km3mon.monitors.runtime import Context, Monitor, register_monitor
 
@@ -43,8 +59,13 @@ if TYPE_CHECKING:
 WINDOW_S = 10
 CHECK_EVERY_S = 1.0
 MAX_NAMED = 20
-JUMP_CONFIRM = 50  # messages (5 s of one DataFilter) before DAQ time going back is believed
-STATES = ("OK", "incomplete UDP data", "White Rabbit lost", "missing")
+JUMP_CONFIRM = 50  # summary slices (5 s) before DAQ time going back is believed
+#: Frames a DOM sends per second: one per 100 ms timeslice.
+EXPECTED_FRAMES_PER_S = 10
+STATES = ("OK", "incomplete UDP", "White Rabbit lost", "missing", "DataFilter stopped")
+OK, UDP, WHITE_RABBIT, MISSING, NO_TIMESLICES = range(len(STATES))
+#: The metrics key of the DOMs without White Rabbit time (``km3mon alerts``' ``time_sync``).
+WHITE_RABBIT_LOST = "white_rabbit_lost"
 
 
 class AlertSender(threading.Thread):
@@ -79,10 +100,44 @@ class AlertSender(threading.Thread):
                 self.sent += 1
 
 
+class DataFilters:
+    """The DataFilters seen in ``IO_TSSN``, each known by its DOMs (slots): a message whose
+    DOMs overlap those of a known DataFilter comes from it (overlapping groups are merged)."""
+
+    def __init__(self, n_slots: int) -> None:
+        #: DataFilter number of each DOM slot (-1: in no message yet).
+        self.of_slot = np.full(n_slots, -1)
+        #: DAQ time of each DataFilter's newest message (NaN: merged into another).
+        self.last_seen_s: list[float] = []
+
+    def saw(self, slots: np.ndarray, time_s: float) -> None:
+        if not len(slots):
+            return
+        known = np.unique(self.of_slot[slots])
+        known = known[known >= 0]
+        if not len(known):
+            number = len(self.last_seen_s)
+            self.last_seen_s.append(time_s)
+        else:
+            number = int(known[0])
+            for other in known[1:].tolist():  # one DataFilter after all
+                self.of_slot[self.of_slot == other] = number
+                self.last_seen_s[number] = max(self.last_seen_s[number], self.last_seen_s[other])
+                self.last_seen_s[other] = math.nan
+        self.of_slot[slots] = number
+        self.last_seen_s[number] = max(self.last_seen_s[number], time_s)
+
+    def numbers(self) -> list[int]:
+        return [n for n, seen in enumerate(self.last_seen_s) if not math.isnan(seen)]
+
+
 class TimeSync(Monitor):
     name = "timesync"
-    tags = ("IO_TSSN",)
-    help = "White Rabbit time sync and UDP completeness of every DOM (IO_TSSN), ALERTs to MSG"
+    tags = ("IO_SUM", "IO_TSSN")
+    help = (
+        "White Rabbit, UDP completeness and frames of every DOM (IO_SUM), DataFilters that "
+        "stopped (IO_TSSN); ALERTs to MSG"
+    )
     default_interval_s = 10.0
 
     @classmethod
@@ -94,7 +149,10 @@ class TimeSync(Monitor):
             "-q", "--log-ligier-port", type=int, default=5553, help="DAQ logging ligier port"
         )
         parser.add_argument(
-            "--missing-after", type=float, default=10.0, help="s without frames: missing (10)"
+            "--missing-after",
+            type=float,
+            default=10.0,
+            help="s without frames: a DOM missing, a DataFilter stopped (10)",
         )
         parser.add_argument(
             "--alert-interval", type=float, default=10.0, help="s between ALERT lines (10)"
@@ -103,8 +161,8 @@ class TimeSync(Monitor):
             "--udp-fraction",
             type=float,
             default=0.1,
-            help=f"alert a DOM with incomplete UDP data in more than this fraction of its "
-            f"frames over {WINDOW_S} s (0.1)",
+            help=f"alert a DOM with more than this fraction of its frames incomplete or lost "
+            f"over {WINDOW_S} s (0.1)",
         )
 
     def __init__(self, context: Context) -> None:
@@ -112,22 +170,14 @@ class TimeSync(Monitor):
         args = context.args
         self.detector = context.detector
         self.slots = OpticalSlots(self.detector)
-        n = len(self.slots)
         self.missing_after_s = args.missing_after
         self.alert_interval_s = args.alert_interval
         self.udp_fraction = args.udp_fraction
-        #: DAQ time of each DOM's newest frame (NaN: never seen).
-        self.last_seen_s = np.full(n, np.nan)
-        #: Per second of DAQ time (a ring of WINDOW_S) and DOM: frames, WR lost, UDP incomplete.
-        self.buckets = np.zeros((3, WINDOW_S, n), np.int64)
-        self.bucket_second = np.full(WINDOW_S, -1, np.int64)
-        self.first_s: float | None = None
-        self.newest_s: float | None = None
-        self.frames_per_index: collections.OrderedDict[tuple[int, int], int] = (
-            collections.OrderedDict()
-        )
-        self.state = np.full(n, 3)  # missing until seen
-        self.behind = 0
+        self._reset()
+        self.state = np.full(len(self.slots), MISSING)  # missing until seen
+        self.frames_per_s = np.full(len(self.slots), np.nan)
+        self.lost_fraction = np.full(len(self.slots), np.nan)
+        self.stopped: list[int] = []
         self.last_check = 0.0
         self.last_alert = -np.inf
         self.alerts = 0
@@ -135,48 +185,68 @@ class TimeSync(Monitor):
         self.sender = AlertSender(args.log_ligier_ip, args.log_ligier_port, self.log)
         self.sender.start()
 
+    def _reset(self) -> None:
+        n = len(self.slots)
+        #: DAQ time of each DOM's newest summary frame (NaN: never seen).
+        self.last_seen_s = np.full(n, np.nan)
+        #: Per second of DAQ time (a ring of WINDOW_S) and DOM: frames, WR lost, incomplete.
+        self.buckets = np.zeros((3, WINDOW_S, n), np.int64)
+        self.bucket_second = np.full(WINDOW_S, -1, np.int64)
+        #: Per second: the summary slices seen, as (run, frame index).
+        self.slices: list[set[tuple[int, int]]] = [set() for _ in range(WINDOW_S)]
+        self.data_filters = DataFilters(n)
+        self.first_s: float | None = None
+        self.newest_s: float | None = None
+        self.behind = 0
+
     # -- consuming --------------------------------------------------------------------
 
     def consume(self, messages: list[Message]) -> None:
+        for summary in decode_summaryslices(self.context, messages):
+            self._count(summary)
         for _, located in locate_timeslices(self.context, messages, "IO_TSSN"):
-            header = located.header
-            time_s = header.timestamp
-            frames = located.frames
-            slot = self.slots.of(self.context.dom_index(frames["dom_id"]))
-            known = slot >= 0
-            slot = slot[known]
+            time_s = located.header.timestamp
             if self.newest_s is not None and time_s < self.newest_s - WINDOW_S:
-                # older than the window: a late message, or the DAQ time went back (a replay
-                # restarting, a new clock): after JUMP_CONFIRM such messages in a row, restart
-                self.behind += 1
-                if self.behind < JUMP_CONFIRM:
-                    continue
-                self.log.info("DAQ time went back to %s: starting afresh", time_s)
-                self._reset()
-            self.behind = 0
-            second = int(time_s)
-            position = second % WINDOW_S
-            if self.bucket_second[position] != second:
-                self.bucket_second[position] = second
-                self.buckets[:, position] = 0
-            np.add.at(self.buckets[0, position], slot, 1)
-            np.add.at(self.buckets[1, position], slot, ~frames_white_rabbit(frames)[known])
-            np.add.at(self.buckets[2, position], slot, ~frames_complete(frames)[known])
-            self.last_seen_s[slot] = np.fmax(self.last_seen_s[slot], time_s)
-            key = (header.run, header.frame_index)
-            self.frames_per_index[key] = self.frames_per_index.get(key, 0) + int(known.sum())
-            while len(self.frames_per_index) > 50:
-                self.frames_per_index.popitem(last=False)
-            self.first_s = time_s if self.first_s is None else min(self.first_s, time_s)
+                continue  # late, or from before a restart of the DAQ time
+            slot = self.slots.of(self.context.dom_index(located.frames["dom_id"]))
+            self.data_filters.saw(slot[slot >= 0], time_s)
             self.newest_s = time_s if self.newest_s is None else max(self.newest_s, time_s)
+            self.first_s = time_s if self.first_s is None else self.first_s
             self.context.saw_data_at(time_s)
 
-    def _reset(self) -> None:
-        self.last_seen_s[:] = np.nan
-        self.buckets[:] = 0
-        self.bucket_second[:] = -1
-        self.first_s = self.newest_s = None
+    def _count(self, summary: Summaryslice) -> None:
+        header = summary.header
+        time_s = header.timestamp
+        if self.newest_s is not None and time_s < self.newest_s - WINDOW_S:
+            # older than the window: a late message, or the DAQ time went back (a replay
+            # restarting, a new clock): after JUMP_CONFIRM such messages in a row, restart
+            self.behind += 1
+            if self.behind < JUMP_CONFIRM:
+                return
+            self.log.info("DAQ time went back to %s: starting afresh", time_s)
+            self._reset()
         self.behind = 0
+        frames = summary.frames
+        slot = self.slots.of(self.context.dom_index(frames["dom_id"]))
+        known = slot >= 0
+        slot = slot[known]
+        second = int(time_s)
+        position = second % WINDOW_S
+        if self.bucket_second[position] != second:
+            self.bucket_second[position] = second
+            self.buckets[:, position] = 0
+            self.slices[position] = set()
+        self.slices[position].add((header.run, header.frame_index))
+        # legacy summary frames have no daq and fifo words: nothing to say about UDP
+        legacy = summary.version is None
+        complete = np.ones(len(slot), bool) if legacy else summary.complete[known]
+        np.add.at(self.buckets[0, position], slot, 1)
+        np.add.at(self.buckets[1, position], slot, ~summary.white_rabbit[known])
+        np.add.at(self.buckets[2, position], slot, ~complete)
+        self.last_seen_s[slot] = np.fmax(self.last_seen_s[slot], time_s)
+        self.first_s = time_s if self.first_s is None else min(self.first_s, time_s)
+        self.newest_s = time_s if self.newest_s is None else max(self.newest_s, time_s)
+        self.context.saw_data_at(time_s)
 
     def poll(self) -> None:
         now = time.monotonic()
@@ -189,38 +259,74 @@ class TimeSync(Monitor):
             self.alert(self.state)
 
     def evaluate(self) -> np.ndarray:
-        """Each DOM's state (index into :data:`STATES`) over the last WINDOW_S seconds."""
+        """Each DOM's state (index into :data:`STATES`) over the last WINDOW_S seconds; also
+        sets the frames per second, the fraction of frames lost or incomplete and the
+        DataFilters that stopped."""
         assert self.newest_s is not None
-        recent = self.bucket_second > int(self.newest_s) - WINDOW_S
+        newest_second = int(self.newest_s)
+        recent = np.flatnonzero(self.bucket_second > newest_second - WINDOW_S)
         frames, wr_lost, incomplete = self.buckets[:, recent].sum(axis=1)
-        state = np.zeros(len(self.slots), np.int64)
+        slices = np.array([len(self.slices[p]) for p in recent], np.int64)
+        # frames the DOM should have sent: every slice of the seconds it was in; seconds
+        # without any frame of it are "missing", not UDP loss
+        expected = (slices[:, None] * (self.buckets[0, recent] > 0)).sum(axis=0)
+        bad = incomplete + np.maximum(expected - frames, 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            udp_bad = (incomplete > 0) & (incomplete > self.udp_fraction * frames)
-        state[udp_bad] = 1
-        state[wr_lost > 0] = 2
+            self.lost_fraction = np.where(expected > 0, bad / expected, np.nan)
+        whole = recent[self.bucket_second[recent] < newest_second]  # the newest is partial
+        self.frames_per_s = (
+            self.buckets[0, whole].sum(axis=0) / len(whole)
+            if len(whole)
+            else np.full(len(self.slots), np.nan)
+        )
+        state = np.zeros(len(self.slots), np.int64)
         age = self.newest_s - self.last_seen_s
-        watched = self.newest_s - (self.first_s or self.newest_s) >= self.missing_after_s
-        missing = (np.isnan(age) & watched) | (age > self.missing_after_s)
-        state[missing] = 3
-        state[np.isnan(age) & ~watched] = 0  # too early to say
+        sending = age <= self.missing_after_s
+        # stopped: no IO_TSSN while some of its DOMs still send summary frames (when all of
+        # them are silent, the DOMs are the news: silent_dom and du_lost say so)
+        of_slot = self.data_filters.of_slot
+        self.stopped = [
+            n
+            for n in self.data_filters.numbers()
+            if self.newest_s - self.data_filters.last_seen_s[n] > self.missing_after_s
+            and sending[of_slot == n].any()
+        ]
+        state[np.isin(of_slot, self.stopped)] = NO_TIMESLICES
+        state[(bad > 0) & (bad > self.udp_fraction * expected)] = UDP
+        state[wr_lost > 0] = WHITE_RABBIT
+        never_seen = np.isnan(age)
+        if self.newest_s - (self.first_s or self.newest_s) < self.missing_after_s:
+            state[never_seen] = OK  # too early to say
+        else:
+            state[never_seen] = MISSING
+        state[age > self.missing_after_s] = MISSING
         return state
 
     def alert(self, state: np.ndarray) -> None:
         parts = []
         total = len(state)
-        wr = state == 2
+        wr = state == WHITE_RABBIT
         if wr.any():
             parts.append(
                 f"invalid time sync (White Rabbit) for DOM ID: {self._names(wr)} /// valid: "
-                f"{int((state != 2).sum())} of {total} DOMs"
+                f"{int((~wr).sum())} of {total} DOMs"
             )
-        if (state == 1).any():
-            parts.append(f"incomplete UDP data for DOM ID: {self._names(state == 1)}")
-        if (state == 3).any():
+        if (state == UDP).any():
+            parts.append(f"incomplete UDP data for DOM ID: {self._names(state == UDP)}")
+        for number in self.stopped:
+            parts.append(
+                f"{self.data_filter_name(number)} sent no IO_TSSN for more than "
+                f"{self.missing_after_s:g} s"
+            )
+        stopped = np.isin(self.data_filters.of_slot, self.stopped)
+        missing = (state == MISSING) & ~stopped  # said once for the DataFilter
+        if missing.any():
             parts.append(
                 f"no frames for more than {self.missing_after_s:g} s from DOM ID: "
-                f"{self._names(state == 3)}"
+                f"{self._names(missing)}"
             )
+        if not parts:
+            return
         stamp = time.strftime("%c", time.gmtime())
         text = f"ALERT (MONITORING) {stamp}: " + " /// ".join(parts)
         self.alerts += 1
@@ -238,38 +344,80 @@ class TimeSync(Monitor):
         more = f" and {len(dom) - MAX_NAMED} more" if len(dom) > MAX_NAMED else ""
         return ", ".join(names) + more
 
+    def data_filter_name(self, number: int) -> str:
+        """ "DataFilter of DUs 1-3": its DUs are what an operator knows it by."""
+        dus = np.unique(
+            self.detector.dom_du[self.slots.dom_index[self.data_filters.of_slot == number]]
+        )
+        return f"DataFilter of DU{'s' if len(dus) > 1 else ''} {_ranges(dus.tolist())}"
+
     # -- outputs ----------------------------------------------------------------------
 
     def render(self) -> None:
-        state = self.state if self.newest_s is not None else np.full(len(self.slots), 3)
+        state = self.state if self.newest_s is not None else np.full(len(self.slots), MISSING)
         values = np.full(len(self.detector.dom_ids), -1)
         values[self.slots.dom_index] = state
         counts = [int((state == k).sum()) for k in range(len(STATES))]
-        last_index = next(reversed(self.frames_per_index), None)
+        seen = np.isfinite(self.frames_per_s) & (state != MISSING)
+        rate = (
+            f"frames/s per DOM sending: median {np.median(self.frames_per_s[seen]):.1f}, lowest "
+            f"{self.frames_per_s[seen].min():.1f} (of {EXPECTED_FRAMES_PER_S})\n"
+            if seen.any()
+            else ""
+        )
         title = (
-            f"Time sync (White Rabbit) and UDP completeness, detector {self.detector.det_id} "
-            f"(IO_TSSN, last {WINDOW_S} s)\n"
+            f"Time sync and UDP completeness, detector {self.detector.det_id} "
+            f"(IO_SUM, last {WINDOW_S} s)\n{rate}"
             + ", ".join(f"{c} {s}" for c, s in zip(counts, STATES, strict=True))
         )
         figure = dom_states_map(self.detector, values, STATES, title)
         self.context.save_figure("timesync.png", figure)
+        index = self.slots.dom_index
+        ids = self.detector.dom_ids
+        data_filters = []
+        for number in self.data_filters.numbers():
+            silent_s = (self.newest_s or 0.0) - self.data_filters.last_seen_s[number]
+            data_filters.append(
+                {
+                    "name": self.data_filter_name(number),
+                    "n_doms": int((self.data_filters.of_slot == number).sum()),
+                    "silent_s": round(silent_s, 1),
+                    "stopped": number in self.stopped,
+                }
+            )
         self.context.save_metrics(
             "timesync",
             {
                 "states": list(STATES),
-                "dom_id": self.detector.dom_ids[self.slots.dom_index],
-                "state": state,
-                "white_rabbit_lost": self.detector.dom_ids[self.slots.dom_index[state == 2]],
-                "udp_incomplete": self.detector.dom_ids[self.slots.dom_index[state == 1]],
-                "missing": self.detector.dom_ids[self.slots.dom_index[state == 3]],
+                WHITE_RABBIT_LOST: ids[index[state == WHITE_RABBIT]],
+                "udp_incomplete": ids[index[state == UDP]],
+                "missing": ids[index[state == MISSING]],
+                "expected_frames_per_s": EXPECTED_FRAMES_PER_S,
+                "data_filters": data_filters,
                 "alerts": self.alerts,
                 "alerts_sent": self.sender.sent,
                 "last_alert": self.last_alert_text,
-                "frames_in_newest_index": self.frames_per_index.get(last_index, 0)
-                if last_index
-                else 0,
+                "doms": {
+                    "dom_id": ids[index],
+                    "du": self.detector.dom_du[index],
+                    "floor": self.detector.dom_floor[index],
+                    "state": state,
+                    "frames_per_s": np.round(self.frames_per_s, 2),
+                    "lost_fraction": np.round(self.lost_fraction, 4),
+                },
             },
         )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and runs[-1][1] == number - 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,8 +18,13 @@ trigger-zero    no triggered events (no ``IO_EVT``)
 wr-loss         one DOM loses White Rabbit time sync: WR bit 31 cleared in its summary frame
                 ``status``, its TMCH ``dom_status[0]`` and its timeslice (``IO_TSL1``, ``IO_TSSN``)
                 frames
+udp-loss        one DOM loses UDP packets: in ``IO_SUM`` its frames show it in the ``daq`` word and
+                the trailer bit, some frames are lost whole (:mod:`.sim_optical`); its incomplete
+                frames are left out of ``IO_TSL1``/``IO_TSSN``, as the DataFilter does
 pmt-t0          one PMT's true delay exceeds its DETX t0 by :data:`PMT_T0_SHIFT_NS` (its hits
                 in every stream come that much earlier): what a K40 calibration must find
+pmt-t0-15       the same by :data:`PMT_T0_LARGE_SHIFT_NS`, beyond the L1 window: the PMT keeps
+                its singles but loses its K40 coincidences (k40's "no K40 peak")
 sn-burst        a Galactic core-collapse supernova: for :data:`SN_BURST_DURATION_S` (unless an end
                 is given) every DOM sees more low-multiplicity coincidences; the amplitude and
                 time profile are in :mod:`.sim_timeslices`
@@ -44,6 +49,9 @@ HRV_STORM_FACTOR_RANGE = (4.0, 8.0)
 #: ns by which the ``t0-offset`` DOM's calibrated hit times are late (``Simulator`` option).
 T0_OFFSET_NS = 8.0
 PMT_T0_SHIFT_NS = 3.0
+PMT_T0_LARGE_SHIFT_NS = 15.0
+#: ns by which each PMT-delay scenario shifts its PMT.
+PMT_T0_SHIFTS_NS = {"pmt-t0": PMT_T0_SHIFT_NS, "pmt-t0-15": PMT_T0_LARGE_SHIFT_NS}
 SN_BURST_DURATION_S = 10.0
 
 
@@ -58,6 +66,8 @@ class Effects:
     #: written that much earlier; see :mod:`.sim_calibration`).
     time_shift_ns: np.ndarray
     event_rate_factor: float = 1.0
+    #: Per CLB: its optical data lose UDP packets (``udp-loss``); None: none do.
+    udp_lossy: np.ndarray | None = None
 
     @classmethod
     def neutral(cls, n_clbs: int, n_channels: int) -> Effects:
@@ -194,6 +204,12 @@ def _lose_white_rabbit(scenario: Scenario, effects: Effects) -> None:
     effects.wr_lost[scenario.dom_index] = True
 
 
+def _lose_udp_packets(scenario: Scenario, effects: Effects) -> None:
+    if effects.udp_lossy is None:
+        effects.udp_lossy = np.zeros(len(effects.silent), bool)
+    effects.udp_lossy[scenario.dom_index] = True
+
+
 def _delay_dom(scenario: Scenario, effects: Effects) -> None:
     # time_shift_ns is true delay minus DETX t0: a shorter true delay makes hits late
     effects.time_shift_ns[scenario.dom_index] -= scenario.factors[0]
@@ -204,7 +220,13 @@ def _offset_text(scenario: Scenario) -> str:
 
 
 def _shift_pmt_delay(scenario: Scenario, effects: Effects) -> None:
-    effects.time_shift_ns[scenario.dom_index[0], scenario.channel] += PMT_T0_SHIFT_NS
+    shift = PMT_T0_SHIFTS_NS[scenario.name]
+    effects.time_shift_ns[scenario.dom_index[0], scenario.channel] += shift
+
+
+def _pmt_delay_text(scenario: Scenario) -> str:
+    shift = PMT_T0_SHIFTS_NS[scenario.name]
+    return f"channel {scenario.channel} of {_dom_text(scenario)}: delay DETX t0 + {shift:g} ns"
 
 
 def _burst_in_timeslices(_scenario: Scenario, _effects: Effects) -> None:
@@ -223,12 +245,10 @@ KINDS: dict[str, _Kind] = {
     "hrv-storm": _Kind(_many_doms, _glow, lambda s: f"{len(s.dom_ids)} DOMs"),
     "trigger-zero": _Kind(_nothing, _stop_triggers, lambda s: "all triggers"),
     "wr-loss": _Kind(_one_dom, _lose_white_rabbit, _dom_text),
+    "udp-loss": _Kind(_one_dom, _lose_udp_packets, _dom_text),
     "t0-offset": _Kind(_offset_dom, _delay_dom, _offset_text),
-    "pmt-t0": _Kind(
-        _one_pmt,
-        _shift_pmt_delay,
-        lambda s: f"channel {s.channel} of {_dom_text(s)}: delay DETX t0 + {PMT_T0_SHIFT_NS:g} ns",
-    ),
+    "pmt-t0": _Kind(_one_pmt, _shift_pmt_delay, _pmt_delay_text),
+    "pmt-t0-15": _Kind(_one_pmt, _shift_pmt_delay, _pmt_delay_text),
     "sn-burst": _Kind(
         _whole_detector_for_a_burst, _burst_in_timeslices, lambda s: f"{len(s.dom_ids)} DOMs"
     ),

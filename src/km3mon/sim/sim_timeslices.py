@@ -22,7 +22,11 @@ Built from the same optical model, PMT constants and events as the other streams
   - muon light: the triggered hits of this timeslice's ``IO_EVT`` events on each DOM (the SN
     monitor vetoes those), and muons that did not trigger (:data:`UNTRIGGERED_MUON_HZ` per DOM,
     multiplicity ∝ M^-2.5 over 4..31; tuned so that multiplicities 7-11 come at ~0.05 Hz per
-    DOM, the background of ORCA's CCSN trigger in the GCN circular 26751, §5.2);
+    DOM, the background of ORCA's CCSN trigger in the GCN circular 26751, §5.2). One such muon
+    lights one or more DOMs at once, as the simulated muons that do not trigger do: a run of
+    consecutive floors of one DU, as many as :data:`MUON_DOM_MULTIPLICITY` says, all in the
+    same timeslice. So the SN background is over-dispersed as the real one is, at the same mean
+    rate per DOM;
   - ``sn-burst``: see below.
 
   PMTs in high-rate veto send no hits in that timeslice. Raw TDC times are true times minus the
@@ -87,6 +91,11 @@ K40_ANGULAR_PARAMETERS = (-0.72337394, 2.59196335, -0.43594182, 1.10514914)
 K40_NEXT_PMT_PROBABILITY = 0.1
 K40_MAX_PMTS = 6
 UNTRIGGERED_MUON_HZ = 0.2
+#: DOMs lit per untriggered muon, weights for 1, 2, ... DOMs: the tracks of
+#: :class:`~km3mon.sim.sim_events.MuonEventGenerator` at ARCA-21 that light at least one DOM
+#: (two signal hits) but fewer than its trigger needs (10,000 tracks: 1227 with one DOM, 1234
+#: with two). The muons that trigger light 5.4 DOMs on average, but the SN monitor vetoes them.
+MUON_DOM_MULTIPLICITY = (1227, 1234)
 MUON_SPREAD_NS = 1.5
 BURST_SPREAD_NS = 2.0
 SPREAD_LIMIT_NS = 4.0
@@ -145,6 +154,52 @@ def burst_total_hz(age_s: float) -> float:
     return selected_hz * weights.sum() / weights[low : high + 1].sum()
 
 
+class MuonBlocks:
+    """Untriggered muons of one timeslice as coincidence counts per optical DOM: each muon
+    lights a run of consecutive floors of one DU, as long as ``dom_multiplicity`` (weights
+    for 1, 2, ... DOMs) draws, so that every DOM sees :data:`UNTRIGGERED_MUON_HZ` on
+    average."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        optical_rows: np.ndarray,
+        dom_multiplicity: Sequence[float] = MUON_DOM_MULTIPLICITY,
+    ) -> None:
+        du = detector.dom_du[optical_rows]
+        #: Optical rows along each DU, bottom up, and where each DU's run starts and ends.
+        self.order = np.lexsort((detector.dom_floor[optical_rows], du))
+        sorted_du = du[self.order]
+        self.du_start = np.searchsorted(sorted_du, sorted_du, side="left")
+        self.du_stop = np.searchsorted(sorted_du, sorted_du, side="right")
+        weights = np.asarray(dom_multiplicity, float)
+        self.length_cdf = np.cumsum(weights) / weights.sum()
+        n = len(optical_rows)
+        mean_length = float(np.arange(1, len(weights) + 1) @ (weights / weights.sum()))
+        self.muons_per_slice = UNTRIGGERED_MUON_HZ * TIMESLICE_S * n / mean_length
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """Coincidence count per optical row (in detector order) of this timeslice."""
+        n = len(self.order)
+        muons = rng.poisson(self.muons_per_slice) if n else 0
+        if not muons:
+            return np.zeros(n, np.int64)
+        centre = rng.integers(0, n, muons)
+        length = np.minimum(
+            np.searchsorted(self.length_cdf, rng.random(muons), side="right") + 1,
+            self.du_stop[centre] - self.du_start[centre],
+        )
+        first = np.clip(centre - length // 2, self.du_start[centre], self.du_stop[centre] - length)
+        lit = np.repeat(first, length) + _ranges(length)
+        return np.bincount(self.order[lit], minlength=n)
+
+
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """0..l-1 for every l of ``lengths``, concatenated."""
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(int(lengths.sum())) - starts
+
+
 class TimesliceModel:
     """Draws and encodes the ``IO_TSL1`` and ``IO_TSSN`` messages of one timeslice."""
 
@@ -192,6 +247,7 @@ class TimesliceModel:
         self._genuine_hz = self.pair_rate_hz.sum(axis=1)
         self._layout_alias = alias_tables(layout_hz)
         self._untriggered_cdf = untriggered_muon_cdf()
+        self._muon_blocks = MuonBlocks(detector, self.optical_rows)
         self._burst_cdf = _multiplicity_cdf(burst_multiplicity_weights())
         self._normal_table = rng.standard_normal(1 << _TABLE_BITS)
         tots = np.clip(rng.normal(*TOT_NS, 1 << _TABLE_BITS), 4, 60)
@@ -289,10 +345,11 @@ class TimesliceModel:
         draws = self.rng.poisson(
             TIMESLICE_S
             * np.column_stack(
-                (self._genuine_hz, accidental_hz, np.full(n, UNTRIGGERED_MUON_HZ),
-                 np.full(n, burst_hz))
+                (self._genuine_hz, accidental_hz, np.zeros(n), np.full(n, burst_hz))
             )
-        ) * alive[:, None]  # fmt: skip
+        )  # fmt: skip
+        draws[:, 2] = self._muon_blocks.draw(self.rng)
+        draws *= alive[:, None]
         extra = self.event_groups(triggered_hits)
         capacity = int(
             draws[:, 0].sum() * K40_MAX_PMTS + 2 * draws[:, 1].sum()

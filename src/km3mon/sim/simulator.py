@@ -193,7 +193,9 @@ class Simulator:
         effects = effects_at(self.scenarios, elapsed_s, n_clbs, N_CHANNELS)
         self.optical.update(elapsed_s, effects.rate_factor)
 
-        summaryslice = self.optical.summaryslice(header, effects.silent, effects.wr_lost)
+        summaryslice = self.optical.summaryslice(
+            header, effects.silent, effects.wr_lost, effects.udp_lossy
+        )
         monitoring = self.optical.monitoring_frames(
             header, elapsed_s, effects.silent, effects.wr_lost
         )
@@ -329,7 +331,7 @@ def run_simulation(
 
 def write_calibration_truth(simulator: Simulator, path: str) -> None:
     """The true PMT constants, and the scenarios that change them, as one JSON document."""
-    from km3mon.sim.scenarios import PMT_T0_SHIFT_NS
+    from km3mon.sim.scenarios import PMT_T0_SHIFTS_NS
 
     truth = simulator.calibration.truth(simulator.detector)
     truth["scenarios"] = [
@@ -337,12 +339,12 @@ def write_calibration_truth(simulator: Simulator, path: str) -> None:
             "name": scenario.name,
             "dom_id": scenario.dom_ids[0],
             "channel": scenario.channel,
-            "offset_shift_ns": PMT_T0_SHIFT_NS,
+            "offset_shift_ns": PMT_T0_SHIFTS_NS[scenario.name],
             "start_s": scenario.start_s,
             "end_s": scenario.end_s,
         }
         for scenario in simulator.scenarios
-        if scenario.name == "pmt-t0"
+        if scenario.name in PMT_T0_SHIFTS_NS
     ]
     Path(path).write_text(json.dumps(truth) + "\n")
 

@@ -13,7 +13,13 @@ random numbers. Here:
    ``K40BackgroundSubtractor`` does, but inside the model, so the bin errors stay Poisson).
    A Levenberg–Marquardt fit per pair (numba, Pearson χ²) gives ``μ`` (ns), ``σ`` (ns, the bin
    width's 1/12 ns² removed) and the genuine coincidence rate ``R = A √(2π) σ / livetime``
-   (Hz), with errors from the curvature.
+   (Hz), with errors from the curvature. ``livetime`` is the pair's own: frames in which either
+   PMT was vetoed do not count (:class:`~km3mon.timeslices.twofolds.TwofoldCounter`).
+   ``IO_TSL1`` holds only hits of L1 coincidences, pairs within the DataFilter's L1 window
+   of calibrated Δt: beyond it (and a ±20 ns counting window reaches beyond it) there is
+   neither background nor signal. The model is therefore multiplied by the window's
+   acceptance per bin (:func:`l1_acceptance`), which also lets a peak cut by the window's edge
+   be fitted for what it is.
 2. **Offsets** (:func:`solve_doms`). Calibrated times are ``true - offset``, so a pair's mean
    is ``μ_ij = x_i - x_j`` with ``x`` the PMTs' offsets (true delay minus DETX t0). Weighted
    least squares over the fitted pairs (weights 1/σ_μ²) with the DOM's mean fixed at zero: the
@@ -46,6 +52,8 @@ MAX_RATE_RELATIVE_ERROR = 0.5
 MIN_SIGMA_NS = 0.5
 MAX_SIGMA_NS = 9.0
 _BIN_VARIANCE_NS2 = 1.0 / 12.0
+#: The DataFilter's L1 window (ns, integer TDC times) assumed by default: the simulator's.
+DEFAULT_L1_WINDOW_NS = 10.0
 _MAX_ITERATIONS = 40
 
 
@@ -88,38 +96,62 @@ def fit_pairs(
     background_per_bin: np.ndarray,
     livetime_s: np.ndarray,
     bin_shift_ns: np.ndarray,
+    l1_window_ns: float | None = DEFAULT_L1_WINDOW_NS,
 ) -> PairFits:
     """Fit every pair of every DOM: ``counts (n, 465, bins)``, expected accidentals per bin
-    ``(n, 465)``, livetime per DOM ``(n,)``, calibrated Δt of bin centres minus their integer
-    Δt ``(n, 465)``."""
+    inside the L1 window ``(n, 465)``, livetime per DOM ``(n,)`` or per pair ``(n, 465)``,
+    calibrated Δt of bin centres minus their integer Δt ``(n, 465)``; ``l1_window_ns``: the
+    DataFilter's L1 window (None: hits not selected by one, all bins accepted)."""
     n = counts.shape[0]
     out = np.full((8, n, N_PAIRS), np.nan)
+    livetime = np.broadcast_to(np.asarray(livetime_s, np.float64).reshape(n, -1), (n, N_PAIRS))
     _fit_all(
         np.ascontiguousarray(counts),
         np.ascontiguousarray(background_per_bin, np.float64),
-        np.asarray(livetime_s, np.float64),
+        np.ascontiguousarray(livetime),
         np.ascontiguousarray(bin_shift_ns, np.float64),
+        -1.0 if l1_window_ns is None else float(l1_window_ns),
         out,
     )
     valid = out[7] > 0
     return PairFits(*out[:7], valid)
 
 
+@njit(cache=True, inline="always")
+def l1_acceptance(delta_ns: float, window_ns: float) -> float:
+    """Share of the pairs at calibrated Δt ``delta_ns`` (bin centre: raw TDC difference plus
+    DETX t0 difference) inside the L1 window: the L1 is decided on continuous times, which differ
+    from the bin's by the two TDC roundings (a triangle of ±1 ns); within ``window_ns`` on
+    integer times means under ``window_ns + 1`` on continuous ones. ``window_ns < 0``: none."""
+    if window_ns < 0:
+        return 1.0
+    margin = window_ns + 1.0 - abs(delta_ns)  # the rounding must stay below it
+    if margin >= 1.0:
+        return 1.0
+    if margin <= -1.0:
+        return 0.0
+    if margin < 0.0:
+        return 0.5 * (1.0 + margin) ** 2
+    return 1.0 - 0.5 * (1.0 - margin) ** 2
+
+
 @njit(cache=True, nogil=True)  # on the k40 fitting thread: counting goes on meanwhile
-def _fit_all(counts, background, livetime, shift, out):  # fmt: skip
+def _fit_all(counts, background, livetime, shift, l1_window, out):  # fmt: skip
     n_doms, n_pairs, n_bins = counts.shape
     tmax = (n_bins - 1) // 2
     x = np.empty(n_bins)
+    acceptance = np.empty(n_bins)
     for dom in range(n_doms):
-        if livetime[dom] <= 0:
-            continue
         for pair in range(n_pairs):
+            if livetime[dom, pair] <= 0:
+                continue
             for k in range(n_bins):
                 x[k] = k - tmax + shift[dom, pair]
-            result = _fit_one(counts[dom, pair], background[dom, pair], x, tmax)
+                acceptance[k] = l1_acceptance(x[k], l1_window)
+            result = _fit_one(counts[dom, pair], background[dom, pair], acceptance, x, tmax)
             amplitude, mean, sigma, cov_aa, cov_mm, cov_ss, cov_as, net, ok = result
             width = math.sqrt(max(sigma * sigma - _BIN_VARIANCE_NS2, 0.01))
-            scale = math.sqrt(2 * math.pi) / livetime[dom]
+            scale = math.sqrt(2 * math.pi) / livetime[dom, pair]
             rate = amplitude * sigma * scale
             relative = cov_aa / max(amplitude, 1e-9) ** 2 + cov_ss / sigma**2
             relative += 2 * cov_as / max(amplitude * sigma, 1e-9)
@@ -134,13 +166,14 @@ def _fit_all(counts, background, livetime, shift, out):  # fmt: skip
 
 
 @njit(cache=True)
-def _fit_one(y, background, x, tmax):  # fmt: skip
-    """Levenberg–Marquardt for ``background + A exp(-(x - μ)² / 2σ²)``, Pearson weights."""
+def _fit_one(y, background, acceptance, x, tmax):  # fmt: skip
+    """Levenberg–Marquardt for ``acceptance × (background + A exp(-(x - μ)² / 2σ²))``,
+    Pearson weights."""
     n = len(y)
     net = 0.0
     total = 0.0
     for k in range(n):
-        net += y[k] - background
+        net += y[k] - acceptance[k] * background
         total += y[k]
     if net < MIN_NET_COINCIDENCES or net < MIN_SIGNIFICANCE * math.sqrt(max(total, 1.0)):
         return 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, net, False
@@ -149,19 +182,19 @@ def _fit_one(y, background, x, tmax):  # fmt: skip
     first = 0.0
     peak = 0.0
     for k in range(n):
-        w = max(y[k] - background, 0.0)
+        w = max(y[k] - acceptance[k] * background, 0.0)
         weight_sum += w
         first += w * x[k]
-        peak = max(peak, y[k] - background)
+        peak = max(peak, y[k] - acceptance[k] * background)
     mean = first / weight_sum
     second = 0.0
     for k in range(n):
-        w = max(y[k] - background, 0.0)
+        w = max(y[k] - acceptance[k] * background, 0.0)
         second += w * (x[k] - mean) ** 2
     sigma = min(max(math.sqrt(second / weight_sum), 1.0), 6.0)
     amplitude = max(peak, 1.0)
     params = np.array([amplitude, mean, sigma])
-    chi2 = _chi2(y, background, x, params)
+    chi2 = _chi2(y, background, acceptance, x, params)
     damping = 1e-3
     jtj = np.zeros((3, 3))
     jtr = np.zeros(3)
@@ -172,12 +205,13 @@ def _fit_one(y, background, x, tmax):  # fmt: skip
         a, m, s = params[0], params[1], params[2]
         for k in range(n):
             d = x[k] - m
+            c = acceptance[k]
             e = math.exp(-0.5 * d * d / (s * s))
-            model = background + a * e
+            model = c * (background + a * e)
             w = 1.0 / max(model, 1.0)
-            g0 = e
-            g1 = a * e * d / (s * s)
-            g2 = a * e * d * d / (s * s * s)
+            g0 = c * e
+            g1 = c * a * e * d / (s * s)
+            g2 = c * a * e * d * d / (s * s * s)
             r = y[k] - model
             jtr[0] += w * g0 * r
             jtr[1] += w * g1 * r
@@ -207,7 +241,7 @@ def _fit_one(y, background, x, tmax):  # fmt: skip
             trial[0] = max(trial[0], 1e-6)
             trial[1] = min(max(trial[1], -tmax - 2.0), tmax + 2.0)
             trial[2] = min(max(trial[2], MIN_SIGMA_NS * 0.5), MAX_SIGMA_NS + 1.0)
-            trial_chi2 = _chi2(y, background, x, trial)
+            trial_chi2 = _chi2(y, background, acceptance, x, trial)
             if trial_chi2 <= chi2:
                 change = chi2 - trial_chi2
                 params = trial
@@ -257,12 +291,12 @@ def _inverse_3x3(matrix):  # fmt: skip
 
 
 @njit(cache=True)
-def _chi2(y, background, x, params):  # fmt: skip
+def _chi2(y, background, acceptance, x, params):  # fmt: skip
     a, m, s = params[0], params[1], params[2]
     total = 0.0
     for k in range(len(y)):
         d = x[k] - m
-        model = background + a * math.exp(-0.5 * d * d / (s * s))
+        model = acceptance[k] * (background + a * math.exp(-0.5 * d * d / (s * s)))
         total += (y[k] - model) ** 2 / max(model, 1.0)
     return total
 

@@ -14,7 +14,20 @@ Where we differ from km3pipe, and why:
   ARCA-21 DOM); km3pipe counts raw TDC times. The fractional parts are kept
   (:attr:`TwofoldCounter.bin_shift_ns`) so the fit knows the true bin centres;
 * the hits are read from the payload bytes by one numba kernel per message (no hit table, no
-  per-frame Python): km3pipe builds a hit table per timeslice and calls its kernel per DOM.
+  per-frame Python): km3pipe builds a hit table per timeslice and calls its kernel per DOM;
+* livetime is counted per PMT pair. A PMT in high-rate veto or FIFO-full (the frame's
+  ``status``/``fifo`` bits 0-30, ``timeslices.md`` §6.2) loses hits in that frame, so its hits
+  of the frame are dropped and the frame does not count for its pairs
+  (:attr:`TwofoldCounter.dead_frames`). km3pipe's ``k40calib -r`` skips such frames whole
+  (``HRVFIFOTimesliceFilter``), which in a bioluminescence burst leaves a glowing DOM with no
+  livetime at all; here its quiet PMTs still count;
+* PMTs disabled in the DETX (``PMT_DISABLE``, or their DOM's ``MODULE_DISABLE``) are not
+  counted: their hits are dropped.
+
+The default window is ±20 ns, km3pipe's ``TwofoldCounter`` default (its ``k40calib`` script
+and the original km3mon used 10): a PMT whose DETX t0 is off by more than 10 ns then still
+shows a peak, as far as the DataFilter's L1 window lets its coincidences through
+(:mod:`.k40_fit` models that window).
 """
 
 from __future__ import annotations
@@ -32,6 +45,9 @@ from km3mon.timeslices.hits import HIT_SIZE, raw_time_ns
 N_PAIRS = N_CHANNELS * (N_CHANNELS - 1) // 2
 PAIR_I, PAIR_J = (a.astype(np.int64) for a in np.triu_indices(N_CHANNELS, 1))
 TIMESLICE_S = 0.1
+DEFAULT_TMAX_NS = 20
+#: The per-channel bits (HRV in ``status``, FIFO-full in ``fifo``); bit 31 is WR / UDP trailer.
+_CHANNEL_WORD_MASK = (1 << N_CHANNELS) - 1
 _CHANNEL_BITS = 5
 _CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
 _TIME_BIAS_NS = 1 << 20  # keeps calibrated times positive in the sort keys
@@ -56,10 +72,13 @@ class TwofoldCounter:
     """Twofold counts ``(DOM slot, pair, Δt bin)`` and livetime per DOM of a detector.
 
     Slots are the detector's optical DOMs in detector order (:attr:`dom_index`).
-    ``raw_times=True`` counts uncalibrated TDC times, as km3pipe does.
+    ``raw_times=True`` counts uncalibrated TDC times of every hit, vetoed or disabled PMTs
+    included, as km3pipe's ``TwofoldCounter`` does (for comparisons).
     """
 
-    def __init__(self, detector: Detector, tmax_ns: int = 10, *, raw_times: bool = False) -> None:
+    def __init__(
+        self, detector: Detector, tmax_ns: int = DEFAULT_TMAX_NS, *, raw_times: bool = False
+    ) -> None:
         if tmax_ns < 1:
             raise ValueError(f"tmax_ns must be at least 1, got {tmax_ns}")
         self.detector = detector
@@ -75,13 +94,24 @@ class TwofoldCounter:
         #: DETX t0 per slot and channel relative to the DOM's mean (ns; NaN: no such PMT).
         self.relative_t0_ns = t0_ns - np.nanmean(t0_ns, axis=1, keepdims=True)
         self._t0_int = np.rint(np.nan_to_num(self.relative_t0_ns)).astype(np.int64)
+        self.raw_times = raw_times
         if raw_times:  # uncalibrated, as km3pipe counts (for comparisons)
             self._t0_int[:] = 0
+        enabled = np.zeros((n, N_CHANNELS), bool)
+        enabled[pmt_slot[usable], detector.pmt_channel[usable]] = ~detector.pmt_disabled[usable]
+        #: Per slot and channel: the PMT exists and is not disabled in the DETX.
+        self.enabled = enabled
+        #: Per slot: bit i set when channel i is counted.
+        self._enabled_bits = (enabled.astype(np.int64) << np.arange(N_CHANNELS)).sum(axis=1)
+        if raw_times:
+            self._enabled_bits[:] = _CHANNEL_WORD_MASK
         fraction = np.nan_to_num(self.relative_t0_ns) - self._t0_int
         #: Per slot and pair: calibrated Δt minus the bin's integer Δt (the rounding of t0).
         self.bin_shift_ns = fraction[:, PAIR_J] - fraction[:, PAIR_I]
         self.counts = np.zeros((n, N_PAIRS, 2 * tmax_ns + 1), np.int32)
         self.frames = np.zeros(n, np.int64)
+        #: Per slot and pair: frames in which either PMT was in high-rate veto or FIFO-full.
+        self.dead_frames = np.zeros((n, N_PAIRS), np.int32)
         self.hits = 0
 
     @property
@@ -89,9 +119,15 @@ class TwofoldCounter:
         """Seconds of data per slot (frames × 100 ms)."""
         return self.frames * TIMESLICE_S
 
+    @property
+    def pair_livetime_s(self) -> np.ndarray:
+        """Seconds of data per slot and pair in which both PMTs were free of veto."""
+        return (self.frames[:, None] - self.dead_frames) * TIMESLICE_S
+
     def reset(self) -> None:
         self.counts[:] = 0
         self.frames[:] = 0
+        self.dead_frames[:] = 0
         self.hits = 0
 
     def add(self, payload: bytes, located: TimesliceFrames) -> CountResult:
@@ -100,14 +136,21 @@ class TwofoldCounter:
         slots = self.slot_of_index[self.detector.dom_index(frames["dom_id"])]
         n_hits = frames["n_hits"].astype(np.int64)
         buffer = np.frombuffer(payload, np.uint8)
+        status, fifo = frames["status"].astype(np.int64), frames["fifo"].astype(np.int64)
+        if self.raw_times:
+            status[:] = fifo[:] = 0
         bad = _count_frames(
             buffer,
             located.hit_offsets,
             n_hits,
             slots,
+            status,
+            fifo,
+            self._enabled_bits,
             self._t0_int,
             self.counts,
             self.frames,
+            self.dead_frames,
             self.tmax_ns,
             int(n_hits.max(initial=0)),
         )
@@ -118,7 +161,10 @@ class TwofoldCounter:
 
 
 @njit(cache=True, nogil=True)
-def _count_frames(buffer, hit_offsets, n_hits, slots, t0_ns, counts, frames, tmax, longest):
+def _count_frames(
+    buffer, hit_offsets, n_hits, slots, status, fifo, enabled, t0_ns, counts, frames, dead,
+    tmax, longest,
+):  # fmt: skip
     """Add every frame's exactly-two groups to ``counts``; returns hits with a channel > 30."""
     keys = np.empty(max(longest, 1), np.int64)
     bad = 0
@@ -127,6 +173,12 @@ def _count_frames(buffer, hit_offsets, n_hits, slots, t0_ns, counts, frames, tma
         if slot < 0:
             continue
         frames[slot] += 1
+        vetoed = (status[frame] | fifo[frame]) & _CHANNEL_WORD_MASK
+        if vetoed:
+            for pair in range(N_PAIRS):
+                if (vetoed >> PAIR_I[pair]) & 1 or (vetoed >> PAIR_J[pair]) & 1:
+                    dead[slot, pair] += 1
+        counted = enabled[slot] & ~vetoed
         start = hit_offsets[frame]
         n = 0
         for hit in range(n_hits[frame]):
@@ -134,6 +186,8 @@ def _count_frames(buffer, hit_offsets, n_hits, slots, t0_ns, counts, frames, tma
             channel = np.int64(buffer[at])
             if channel >= N_CHANNELS:
                 bad += 1
+                continue
+            if not (counted >> channel) & 1:
                 continue
             raw = raw_time_ns(buffer, at)
             time_ns = raw + t0_ns[slot, channel] + _TIME_BIAS_NS

@@ -37,6 +37,7 @@ from km3mon.web.alerts_pages import alerts_routes
 from km3mon.web.auth import protect
 from km3mon.web.files import archived_logs, log_file_response, safe_path, snapshot_response
 from km3mon.web.layouts import DEFAULT_PAGES, Page
+from km3mon.web.runs_pages import runs_routes
 from km3mon.web.tiles import (
     MAX_DU,
     DUFilter,
@@ -228,6 +229,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
         Route("/{slug}.html", page),
     ]
     routes[-1:-1] = alerts_routes(site)  # before the catch-all /{slug}.html
+    routes[-1:-1] = runs_routes(site)
     return protect(Starlette(routes=routes), username, password)
 
 
