@@ -42,7 +42,7 @@ from km3mon.supervision import supervisor_states
 #: On the shore station in production, not on the monitoring machine.
 DAQ_STAND_IN = ("daq_ligier", "log_ligier", "simulator", "detector_manager")
 #: Processes with a freshness record but, by design, no plots.
-NO_PLOTS = ("ligiermirror", "msg_dumper", "alerts", "history")
+NO_PLOTS = ("ligiermirror", "msg_dumper", "alerts", "history", "quality")
 LIGIERS = {
     "daq_ligier": "DAQ_LIGIER_PORT",
     "log_ligier": "LOG_LIGIER_PORT",

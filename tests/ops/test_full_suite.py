@@ -70,8 +70,8 @@ def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:
     with_records = {name: row for name, row in rows.items() if "messages" in row}
     assert set(with_records) == {"ligiermirror", "msg_dumper", "ahrs_calibration",
                                  "dom_activity", "dom_rates", "pmt_rates", "pmt_hrv",
-                                 "trigger_rates", "triggermap", "ztplot", "rttc",
-                                 "alerts", "history", "reco", "timesync", "sn", "k40"}  # fmt: skip
+                                 "trigger_rates", "triggermap", "ztplot", "rttc", "alerts",
+                                 "history", "quality", "reco", "timesync", "sn", "k40"}  # fmt: skip
     for name, row in with_records.items():
         assert row["state"] == "running" and row["messages"] > 0, (name, row)
         assert row["decode_errors"] == 0 and row["unknown_doms"] == 0, (name, row)
