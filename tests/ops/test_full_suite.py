@@ -21,7 +21,7 @@ from tests.conftest import REPO, wait_until
 from tests.ops.test_operations import processes_in
 
 DAQ_STAND_IN = {"daq_ligier", "log_ligier", "simulator", "detector_manager"}
-NO_PLOTS = {"ligiermirror", "msg_dumper", "alerts", "history"}
+NO_PLOTS = {"ligiermirror", "msg_dumper", "alerts", "history", "quality"}
 SHORT_TRIGGER_RATES = "[TriggerRate]\ninterval = 20\n"
 
 
