@@ -32,9 +32,14 @@ class Sample:
     true_pos_m: np.ndarray
     true_t_ns: np.ndarray
     simulator: Simulator
+    #: per event row: muons in the event (bundles have more than one)
+    n_muons: np.ndarray | None = None
 
 
 def simulate(detector: Detector, n_slices: int, seed: int = 3, **options: object) -> Sample:
+    """Muon events only unless asked: the truth of an event triggered by K40 alone has no
+    direction to compare a fit with."""
+    options.setdefault("noise_event_fraction", 0.0)
     simulator = Simulator(detector, seed=seed, start_utc_s=START_UTC_S, **options)
     truth = {}
     simulator.on_event = lambda header, counter, event: truth.__setitem__(
@@ -53,6 +58,7 @@ def simulate(detector: Detector, n_slices: int, seed: int = 3, **options: object
         np.array([e.track_point_m for e in true]),
         np.array([e.track_time_ns for e in true]),
         simulator,
+        np.array([e.n_muons for e in true]),
     )
 
 
