@@ -59,7 +59,7 @@ def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str,
     simulator.on_event = lambda header, counter, event: truth.append(event)
     columns: dict[str, list] = {name: [] for name in (
         "true_dir", "n_dus", "n_doms", "n_hits", "fitted", "dir", "track_dus", "mirror_dir",
-        "line_error", "line_hits",
+        "line_error", "line_hits", "n_muons",
     )}  # fmt: skip
     n_chunks = max(1, round(seconds * 10 / SLICES_PER_CHUNK))
     cpu_s = 0.0
@@ -73,6 +73,7 @@ def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str,
         result = reconstruction.run(len(events), hits)
         cpu_s += time.process_time() - started
         true_dir = np.array([e.track_direction for e in truth[first:]])
+        columns["n_muons"].append(np.array([e.n_muons for e in truth[first:]]))
         fitted = np.zeros(len(events), bool)
         fitted[result.tracks["event"]] = True
         direction = np.full((len(events), 3), np.nan)
@@ -84,7 +85,7 @@ def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str,
         columns["fitted"].append(fitted)
         columns["dir"].append(direction)
         columns["mirror_dir"].append(mirror_truth(reconstruction, hits, result, true_dir))
-        lines = result.lines
+        lines = result.lines[np.isfinite(true_dir[result.lines["event"], 2])]
         columns["line_error"].append(
             np.abs(zenith_deg(lines["cos_theta"]) - zenith_deg(true_dir[lines["event"], 2]))
         )
@@ -115,6 +116,12 @@ def median(values: np.ndarray) -> float | None:
 
 
 def analyse(data: dict[str, np.ndarray]) -> dict:
+    """Resolution and efficiency over the muon events; K40-only events (no muon, NaN truth)
+    counted apart, with how many of them got a track anyway."""
+    noise = data["n_muons"] == 0
+    k40 = {"k40_events": int(noise.sum()), "k40_fitted": int((noise & data["fitted"]).sum())}
+    per_event = ("true_dir", "n_dus", "n_doms", "n_hits", "fitted", "dir", "mirror_dir", "n_muons")
+    data = data | {name: data[name][~noise] for name in per_event}
     fitted = data["fitted"]
     angle = np.full(len(fitted), np.nan)
     angle[fitted] = space_angle_deg(data["dir"][fitted], data["true_dir"][fitted])
@@ -139,8 +146,9 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
             else None,
         }
 
-    return {
+    return k40 | {
         "events": len(fitted),
+        "bundles": int((data["n_muons"] > 1).sum()),
         "fit_cpu_ms_per_event": 1e3 * float(data["cpu_s"]) / max(len(fitted), 1),
         "median_angle_3dus_deg": median(angle[three]),
         "median_angle_2dus_deg": median(angle[two]),
@@ -178,9 +186,11 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def report(name: str, seconds: float, result: dict) -> str:
     lines = [
-        f"### {name}: {result['events']} events ({seconds:g} s simulated), fit CPU "
+        f"### {name}: {result['events']} muon events ({seconds:g} s simulated), fit CPU "
         f"{result['fit_cpu_ms_per_event']:.2f} ms/event",
         "",
+        f"- {result['bundles']} of the muon events are bundles; {result['k40_events']} K40-only "
+        f"events besides, {result['k40_fitted']} of them given a multi-DU track",
         f"- multi-DU, >= 3 DUs: median space angle **{fmt(result['median_angle_3dus_deg'])}°**",
         f"- multi-DU, 2 DUs: median space angle {fmt(result['median_angle_2dus_deg'])}°; to the "
         f"truth or its mirror image {fmt(result['median_angle_2dus_either_mirror_deg'])}°; "
