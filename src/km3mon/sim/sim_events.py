@@ -237,6 +237,19 @@ class MuonEventGenerator:
         self.radius_m = horizontal_m.max() + VOLUME_MARGIN_M
         self.z_range_m = (self.position_m[:, 2].min(), self.position_m[:, 2].max())
         self.acceptance = 0.5  # running fraction of tracks that trigger, to size the batches
+        # the optical DOMs grouped by DU, and each DU's (x, y): see _near_doms
+        dom_du = detector.dom_du[optical]
+        dus, du_of_dom = np.unique(dom_du, return_inverse=True)
+        self.doms_by_du = np.argsort(du_of_dom, kind="stable")
+        self.du_dom_count = np.bincount(du_of_dom, minlength=len(dus))
+        self.du_first = np.cumsum(self.du_dom_count) - self.du_dom_count
+        self.du_xy_m = np.array(
+            [self.position_m[du_of_dom == k, :2].mean(axis=0) for k in range(len(dus))]
+        )
+        #: How far a DOM sits sideways from its DU's line (real DUs are not quite vertical).
+        self.du_sway_m = float(
+            np.linalg.norm(self.position_m[:, :2] - self.du_xy_m[du_of_dom], axis=1).max()
+        )
         # PMT geometry with absent channels made harmless (they are never drawn)
         self.pmt_pos_m = np.nan_to_num(self.calibration.pmt_pos_m)
         self.pmt_dir = np.nan_to_num(self.calibration.pmt_dir)
@@ -319,33 +332,55 @@ class MuonEventGenerator:
             1 + extra,
         )
 
-    def _light(self, n_tracks: int, alive: np.ndarray, upgoing_fraction: float) -> _Batch:
-        """The hits of the light of ``n_tracks`` tracks, and their local coincidences.
+    def _near_doms(
+        self, muon_point: np.ndarray, muon_dir: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(muon, DOM) candidates, sorted by muon: the DOMs of the DUs whose vertical line
+        passes within :data:`MAX_SIGNAL_DISTANCE_M` of the muon (a lower bound of every DOM's
+        distance), so the distances are computed for a band of DUs, not the whole detector.
 
         Outer products per coordinate rather than ``@``: a threaded BLAS costs more than it
-        saves on these thin (muons, DOMs) matrices.
+        saves on these thin (muons, DUs) matrices.
         """
+        dx = self.du_xy_m[:, 0] - muon_point[:, 0, None]
+        dy = self.du_xy_m[:, 1] - muon_point[:, 1, None]
+        horizontal = np.hypot(muon_dir[:, 0], muon_dir[:, 1])[:, None]
+        line_m = np.abs(dx * muon_dir[:, 1, None] - dy * muon_dir[:, 0, None]) / np.maximum(
+            horizontal, 1e-9
+        )
+        between_m = np.where(horizontal > 1e-3, line_m, np.hypot(dx, dy))
+        muon, du = np.nonzero(between_m < MAX_SIGNAL_DISTANCE_M + self.du_sway_m)
+        counts = self.du_dom_count[du]
+        first = self.du_first[du] - (np.cumsum(counts) - counts)
+        dom = self.doms_by_du[np.repeat(first, counts) + np.arange(counts.sum())]
+        return np.repeat(muon, counts), dom
+
+    def _light(self, n_tracks: int, alive: np.ndarray, upgoing_fraction: float) -> _Batch:
+        """The hits of the light of ``n_tracks`` tracks, and their local coincidences."""
         rng = self.rng
         point, direction, upgoing = self._tracks(n_tracks, upgoing_fraction)
         muon_point, muon_dir, muon_track, n_muons = self._muons(point, direction, upgoing)
-        offset = [self.position_m[:, k] - muon_point[:, k, None] for k in range(3)]
-        along_m = sum(offset[k] * muon_dir[:, k, None] for k in range(3))
-        distance_m2 = sum(component * component for component in offset) - along_m * along_m
-        muon, dom = np.nonzero(alive & (distance_m2 < MAX_SIGNAL_DISTANCE_M**2))
-        distance_m = np.sqrt(np.maximum(distance_m2[muon, dom], 1.0))
-        along_m = along_m[muon, dom]
+        muon, dom = self._near_doms(muon_point, muon_dir)
+        offset = self.position_m[dom] - muon_point[muon]
+        along_m = np.einsum("ij,ij->i", offset, muon_dir[muon])
+        distance_m2 = np.einsum("ij,ij->i", offset, offset) - along_m * along_m
+        keep = alive[dom] & (distance_m2 < MAX_SIGNAL_DISTANCE_M**2)
+        muon, dom, along_m = muon[keep], dom[keep], along_m[keep]
+        distance_m = np.sqrt(np.maximum(distance_m2[keep], 1.0))
 
         # direct Cherenkov photons: candidates thinned by acceptance x efficiency
         yield_per_pmt = LIGHT_YIELD_M * np.exp(-distance_m / ATTENUATION_M) / distance_m
         n_candidates = rng.poisson(
             yield_per_pmt * self.n_pmts[dom] * _THINNING_BOUND / MEAN_DOM_ACCEPTANCE
         )
-        rows = np.repeat(np.arange(len(muon)), n_candidates)
-        towards = self.position_m[dom[rows]] - muon_point[muon[rows]]
-        across = towards - along_m[rows, None] * muon_dir[muon[rows]]
+        lit = np.flatnonzero(n_candidates)  # the direct photon's direction once per pair
+        across = self.position_m[dom[lit]] - muon_point[muon[lit]]
+        across -= along_m[lit, None] * muon_dir[muon[lit]]
         across /= np.maximum(np.linalg.norm(across, axis=1, keepdims=True), 1e-9)
-        photon_dir = COS_CHERENKOV * muon_dir[muon[rows]] + SIN_CHERENKOV * across
-        direct = self._detect(dom[rows], photon_dir, distance_m[rows])
+        lit_dir = COS_CHERENKOV * muon_dir[muon[lit]] + SIN_CHERENKOV * across
+        which = np.repeat(np.arange(len(lit)), n_candidates[lit])
+        rows = lit[which]
+        direct = self._detect(dom[rows], lit_dir[which], distance_m[rows])
         rows, channel, delay_ns = rows[direct[0]], direct[1], direct[2]
         pmt_m = self.pmt_pos_m[dom[rows], channel]
         offset_m = pmt_m - muon_point[muon[rows]]
@@ -391,10 +426,11 @@ class MuonEventGenerator:
         l1_doms = np.bincount(l1_keys // n_doms, minlength=n_tracks)
         # the trigger also takes the single hits (L0) close to the leading muon
         lead = muon < n_tracks
-        pair_keys = muon[lead] * n_doms + dom[lead]  # sorted: np.nonzero's order
+        by_key = np.argsort(muon[lead] * n_doms + dom[lead])
+        pair_keys = (muon[lead] * n_doms + dom[lead])[by_key]
         hit_keys = track_of * n_doms + dom_of
         at = np.minimum(np.searchsorted(pair_keys, hit_keys), max(len(pair_keys) - 1, 0))
-        in_road = (pair_keys[at] == hit_keys) & (distance_m[lead][at] < TRIGGER_ROAD_M)
+        in_road = (pair_keys[at] == hit_keys) & (distance_m[lead][by_key][at] < TRIGGER_ROAD_M)
         triggered = l1 | in_road
         kind = np.where(upgoing, KINDS.index("upgoing"), np.where(n_muons > 1, 1, 0))
         return _Batch(
@@ -448,7 +484,7 @@ class MuonEventGenerator:
         low, high = SHOWER_ENERGY_GEV
         energy = low / (1 - rng.random(len(shower_track)) * (1 - low / high))  # E^-2
         # (shower, DOM) combinations: every DOM near the shower's muon
-        lead = np.flatnonzero(muon < n_tracks)  # sorted by track: np.nonzero's order
+        lead = np.flatnonzero(muon < n_tracks)  # sorted by track: _near_doms' order
         first_pair = np.searchsorted(muon[lead], np.arange(n_tracks))
         n_pairs = np.diff(np.r_[first_pair, len(lead)])
         counts = n_pairs[shower_track]
