@@ -46,13 +46,16 @@ def detectors(names: list[str]) -> dict[str, Detector]:
             km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
         ),
         "ARCA-230": lambda: parse_detx(synthetic_detx(230, t0_seed=1)),
+        "ORCA-6": lambda: read_detx(km3net_testdata.data_path("detx/detx_v5.detx")),
     }
     return {name: known[name]() for name in names}
 
 
-def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str, np.ndarray]:
+def simulate_and_fit(
+    detector: Detector, seconds: float, seed: int, upgoing_fraction: float = 0.0
+) -> dict[str, np.ndarray]:
     """Per event: truth, counts and the fits, over ``seconds`` of simulated data."""
-    simulator = Simulator(detector, seed=seed, start_utc_s=1.7e9)
+    simulator = Simulator(detector, seed=seed, start_utc_s=1.7e9, upgoing_fraction=upgoing_fraction)
     reconstruction = Reconstruction(detector)
     reconstruction.warm_up()
     truth: list = []
@@ -228,11 +231,15 @@ def main() -> int:
     parser.add_argument("--detectors", nargs="+", default=["ARCA-21", "ARCA-230"])
     parser.add_argument("--seconds", type=float, default=300.0, help="simulated seconds each")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--upgoing-fraction", type=float, default=0.0, help="share of upgoing muon events"
+    )
     parser.add_argument("--json", type=Path, help="write the numbers here as JSON too")
     args = parser.parse_args()
     results = {}
     for name, detector in detectors(args.detectors).items():
-        results[name] = analyse(simulate_and_fit(detector, args.seconds, args.seed))
+        data = simulate_and_fit(detector, args.seconds, args.seed, args.upgoing_fraction)
+        results[name] = analyse(data)
         print(report(name, args.seconds, results[name]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
