@@ -64,8 +64,11 @@ MIN_COS_ZENITH = 0.2
 VOLUME_MARGIN_M = 20.0  # tracks cross the instrumented radius plus this
 BASE_EVENT_RATE_HZ = 10.0
 EVENT_RATE_PER_DU_HZ = 2.0
-LIGHT_YIELD_M = 60.0  # expected photons on a DOM x metres, averaged over directions
-ATTENUATION_M = 60.0
+#: Expected photons on a DOM x metres (averaged over directions) and the effective attenuation
+#: length (absorption and light scattered away), fitted to the KM3NeT MC's hits per DOM
+#: against the distance to its muon (ORCA-6: 9.3, 4.1, 2.2, 1.0, 0.4, 0.2 at 5-70 m).
+LIGHT_YIELD_M = 140.0
+ATTENUATION_M = 28.0
 MAX_SIGNAL_DISTANCE_M = 150.0
 MIN_TRIGGER_DOMS = 3
 MAX_ROUNDS = 5
@@ -130,7 +133,7 @@ BUNDLE_SPREAD_M = 8.0
 SHOWERS_PER_TRACK = 1.0
 SHOWER_RANGE_M = 300.0
 SHOWER_ENERGY_GEV = (2.0, 1000.0)
-SHOWER_YIELD_M2_PER_GEV = 75.0  # 1 GeV of shower ~ 3.7 m of muon track in light
+SHOWER_YIELD_M2_PER_GEV = 176.0  # 1 GeV of shower ~ 3.7 m of muon track in light
 SHOWER_MAX_DISTANCE_M = 100.0
 #: Events triggered by K40 alone: their share, DOMs, and how far apart those may be.
 NOISE_EVENT_FRACTION = 0.03
