@@ -264,3 +264,22 @@ def test_bad_fractions_are_refused(fraction: float) -> None:
         Simulator(orca6(), upgoing_fraction=fraction)
     with pytest.raises(ValueError, match="fraction"):
         Simulator(orca6(), noise_event_fraction=fraction)
+
+
+def test_t0_spread_is_in_the_calibration_truth(tmp_path) -> None:
+    """What a K40 calibration should find under ``t0-spread``: every PMT's shift, per DOM."""
+    import json
+
+    from km3mon.sim.simulator import write_calibration_truth
+
+    simulator = Simulator(orca6(), seed=2, scenarios=["t0-spread@0"])
+    path = tmp_path / "truth.json"
+    write_calibration_truth(simulator, str(path))
+    (entry,) = json.loads(path.read_text())["scenarios"]
+    assert entry["name"] == "t0-spread" and entry["start_s"] == 0
+    shifts = entry["offset_shift_ns"]
+    assert len(shifts) == len(orca6().optical_dom_ids) and {len(s) for s in shifts} == {31}
+    (scenario,) = simulator.scenarios
+    first = int(np.flatnonzero(orca6().n_pmts > 0)[0])
+    assert np.allclose(shifts[0], scenario.factors[first], atol=1e-3)
+    assert 1.0 < np.std(np.concatenate(shifts)) < 2.5

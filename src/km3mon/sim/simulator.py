@@ -363,6 +363,22 @@ def write_calibration_truth(simulator: Simulator, path: str) -> None:
         for scenario in simulator.scenarios
         if scenario.name == "pmt-t0"
     ]
+    optical = np.flatnonzero(simulator.detector.n_pmts > 0)
+    present = np.isfinite(simulator.calibration.detx_t0_ns)
+    truth["scenarios"] += [
+        {
+            "name": scenario.name,
+            "start_s": scenario.start_s,
+            "end_s": scenario.end_s,
+            # per optical DOM, its channels: added to the true delay minus DETX t0
+            "offset_shift_ns": [
+                np.round(scenario.factors[index][present[row]], 3).tolist()
+                for row, index in enumerate(optical.tolist())
+            ],
+        }
+        for scenario in simulator.scenarios
+        if scenario.name == "t0-spread"
+    ]
     Path(path).write_text(json.dumps(truth) + "\n")
 
 
