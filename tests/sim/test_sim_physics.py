@@ -283,3 +283,14 @@ def test_t0_spread_is_in_the_calibration_truth(tmp_path) -> None:
     first = int(np.flatnonzero(orca6().n_pmts > 0)[0])
     assert np.allclose(shifts[0], scenario.factors[first], atol=1e-3)
     assert 1.0 < np.std(np.concatenate(shifts)) < 2.5
+
+
+def test_no_light_no_events_and_no_crash() -> None:
+    """All DOMs silent, or only two alive: the generator gives what triggers (nothing)."""
+    detector = orca6()
+    n = len(detector.optical_dom_ids)
+    generator = MuonEventGenerator(detector, np.random.default_rng(1))
+    assert generator.generate(5, np.zeros(n, bool), np.full(n, 2e5)) == []
+    two = np.zeros(n, bool)
+    two[:2] = True
+    assert all(e.kind == "k40" for e in generator.generate(5, two, np.full(n, 2e5)))

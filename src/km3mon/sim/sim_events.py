@@ -409,6 +409,7 @@ class MuonEventGenerator:
             & (channel_of[1:] == channel_of[:-1])
         )
         first = np.flatnonzero(np.r_[True, ~same_pmt | (np.diff(true_ns) > MERGE_NS)])
+        first = first[: len(true_ns)]  # no photons at all: no hits
         npe = np.diff(np.r_[first, len(true_ns)])
         track_of, dom_of, channel_of, true_ns = (
             a[first] for a in (track_of, dom_of, channel_of, true_ns)
@@ -423,7 +424,9 @@ class MuonEventGenerator:
         )
         same_dom = (track_of[1:] == track_of[:-1]) & (dom_of[1:] == dom_of[:-1])
         close = same_dom & (np.diff(recorded_ns) <= L1_WINDOW_NS)
-        l1 = np.r_[close, False] | np.r_[False, close]
+        l1 = np.zeros(len(recorded_ns), bool)
+        l1[:-1] |= close
+        l1[1:] |= close
         n_doms = len(self.dom_ids)
         l1_keys = np.unique(track_of[l1] * n_doms + dom_of[l1])
         l1_doms = np.bincount(l1_keys // n_doms, minlength=n_tracks)
@@ -432,8 +435,10 @@ class MuonEventGenerator:
         by_key = np.argsort(muon[lead] * n_doms + dom[lead])
         pair_keys = (muon[lead] * n_doms + dom[lead])[by_key]
         hit_keys = track_of * n_doms + dom_of
-        at = np.minimum(np.searchsorted(pair_keys, hit_keys), max(len(pair_keys) - 1, 0))
-        in_road = (pair_keys[at] == hit_keys) & (distance_m[lead][by_key][at] < TRIGGER_ROAD_M)
+        in_road = np.zeros(len(hit_keys), bool)
+        if len(pair_keys):
+            at = np.minimum(np.searchsorted(pair_keys, hit_keys), len(pair_keys) - 1)
+            in_road = (pair_keys[at] == hit_keys) & (distance_m[lead][by_key][at] < TRIGGER_ROAD_M)
         triggered = l1 | in_road
         kind = np.where(upgoing, KINDS.index("upgoing"), np.where(n_muons > 1, 1, 0))
         return _Batch(
