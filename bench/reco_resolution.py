@@ -46,21 +46,23 @@ def detectors(names: list[str]) -> dict[str, Detector]:
             km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
         ),
         "ARCA-230": lambda: parse_detx(synthetic_detx(230, t0_seed=1)),
+        "ORCA-6": lambda: read_detx(km3net_testdata.data_path("detx/detx_v5.detx")),
     }
     return {name: known[name]() for name in names}
 
 
-def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str, np.ndarray]:
+def simulate_and_fit(
+    detector: Detector, seconds: float, seed: int, upgoing_fraction: float = 0.0
+) -> dict[str, np.ndarray]:
     """Per event: truth, counts and the fits, over ``seconds`` of simulated data."""
-    simulator = Simulator(detector, seed=seed, start_utc_s=1.7e9)
-    # the simulator hits random PMTs of a DOM (no angular acceptance): no PMT-facing cost
-    reconstruction = Reconstruction(detector, Settings(facing_weight=0.0))
+    simulator = Simulator(detector, seed=seed, start_utc_s=1.7e9, upgoing_fraction=upgoing_fraction)
+    reconstruction = Reconstruction(detector)
     reconstruction.warm_up()
     truth: list = []
     simulator.on_event = lambda header, counter, event: truth.append(event)
     columns: dict[str, list] = {name: [] for name in (
         "true_dir", "n_dus", "n_doms", "n_hits", "fitted", "dir", "track_dus", "mirror_dir",
-        "line_error", "line_hits",
+        "line_error", "line_hits", "n_muons",
     )}  # fmt: skip
     n_chunks = max(1, round(seconds * 10 / SLICES_PER_CHUNK))
     cpu_s = 0.0
@@ -74,6 +76,7 @@ def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str,
         result = reconstruction.run(len(events), hits)
         cpu_s += time.process_time() - started
         true_dir = np.array([e.track_direction for e in truth[first:]])
+        columns["n_muons"].append(np.array([e.n_muons for e in truth[first:]]))
         fitted = np.zeros(len(events), bool)
         fitted[result.tracks["event"]] = True
         direction = np.full((len(events), 3), np.nan)
@@ -85,7 +88,7 @@ def simulate_and_fit(detector: Detector, seconds: float, seed: int) -> dict[str,
         columns["fitted"].append(fitted)
         columns["dir"].append(direction)
         columns["mirror_dir"].append(mirror_truth(reconstruction, hits, result, true_dir))
-        lines = result.lines
+        lines = result.lines[np.isfinite(true_dir[result.lines["event"], 2])]
         columns["line_error"].append(
             np.abs(zenith_deg(lines["cos_theta"]) - zenith_deg(true_dir[lines["event"], 2]))
         )
@@ -116,6 +119,12 @@ def median(values: np.ndarray) -> float | None:
 
 
 def analyse(data: dict[str, np.ndarray]) -> dict:
+    """Resolution and efficiency over the muon events; K40-only events (no muon, NaN truth)
+    counted apart, with how many of them got a track anyway."""
+    noise = data["n_muons"] == 0
+    k40 = {"k40_events": int(noise.sum()), "k40_fitted": int((noise & data["fitted"]).sum())}
+    per_event = ("true_dir", "n_dus", "n_doms", "n_hits", "fitted", "dir", "mirror_dir", "n_muons")
+    data = data | {name: data[name][~noise] for name in per_event}
     fitted = data["fitted"]
     angle = np.full(len(fitted), np.nan)
     angle[fitted] = space_angle_deg(data["dir"][fitted], data["true_dir"][fitted])
@@ -140,8 +149,9 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
             else None,
         }
 
-    return {
+    return k40 | {
         "events": len(fitted),
+        "bundles": int((data["n_muons"] > 1).sum()),
         "fit_cpu_ms_per_event": 1e3 * float(data["cpu_s"]) / max(len(fitted), 1),
         "median_angle_3dus_deg": median(angle[three]),
         "median_angle_2dus_deg": median(angle[two]),
@@ -179,9 +189,11 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def report(name: str, seconds: float, result: dict) -> str:
     lines = [
-        f"### {name}: {result['events']} events ({seconds:g} s simulated), fit CPU "
+        f"### {name}: {result['events']} muon events ({seconds:g} s simulated), fit CPU "
         f"{result['fit_cpu_ms_per_event']:.2f} ms/event",
         "",
+        f"- {result['bundles']} of the muon events are bundles; {result['k40_events']} K40-only "
+        f"events besides, {result['k40_fitted']} of them given a multi-DU track",
         f"- multi-DU, >= 3 DUs: median space angle **{fmt(result['median_angle_3dus_deg'])}°**",
         f"- multi-DU, 2 DUs: median space angle {fmt(result['median_angle_2dus_deg'])}°; to the "
         f"truth or its mirror image {fmt(result['median_angle_2dus_either_mirror_deg'])}°; "
@@ -219,11 +231,15 @@ def main() -> int:
     parser.add_argument("--detectors", nargs="+", default=["ARCA-21", "ARCA-230"])
     parser.add_argument("--seconds", type=float, default=300.0, help="simulated seconds each")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--upgoing-fraction", type=float, default=0.0, help="share of upgoing muon events"
+    )
     parser.add_argument("--json", type=Path, help="write the numbers here as JSON too")
     args = parser.parse_args()
     results = {}
     for name, detector in detectors(args.detectors).items():
-        results[name] = analyse(simulate_and_fit(detector, args.seconds, args.seed))
+        data = simulate_and_fit(detector, args.seconds, args.seed, args.upgoing_fraction)
+        results[name] = analyse(data)
         print(report(name, args.seconds, results[name]), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -101,10 +101,8 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     its offset; fits and residuals are written in the KM3NeT conventions and agree with the
     truth; a restart reads the two hours back."""
     plots, data = tmp_path / "plots", tmp_path / "data"
-    # the simulator hits random PMTs of a DOM (no angular acceptance): no PMT-facing cost
     command = ("reco", "--detx", ARCA21_DETX, "-p", ligier.port, "-o", plots, "--data-dir",
-               data, "-i", "2", "--timeres", data / "timeres.csv",
-               "--pmt-facing-weight", "0")  # fmt: skip
+               data, "-i", "2", "--timeres", data / "timeres.csv")  # fmt: skip
     monitor = spawn(*command)
     wait_until(lambda: "IO_EVT" in query_status(port=ligier.port), 180, "reco subscribed")
     truth_path = tmp_path / "truth.jsonl"
@@ -148,6 +146,8 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
             assert r["azimuth_deg"] == r["dir_x"] == ""
             continue
         true = events[(int(r["run"]), int(r["frame_index"]), int(r["trigger_counter"]))]
+        if true.get("kind") == "k40":  # triggered by K40 alone: no muon to compare with
+            continue
         fitted = np.array([float(r["dir_x"]), float(r["dir_y"]), float(r["dir_z"])])
         if int(r["n_dus"]) >= 3:
             true_dir = np.array([[true["dir_x"], true["dir_y"], true["dir_z"]]])
@@ -198,7 +198,9 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
     residuals = result.line_residuals
     rings.add_coarse(times[lines["event"][residuals["fit"]]], residuals["dom"],
                      residuals["t_res_ns"])  # fmt: skip
-    assert rings.coarse.sum() == len(residuals) > 20
+    # the histograms span |t_res| < 500 ns, as the original's; the scattering tail leaves some out
+    inside = int((np.abs(residuals["t_res_ns"]) < 500).sum())
+    assert rings.coarse.sum() == inside > 20 and inside > 0.98 * len(residuals)
     figure = residual_histograms(sample.detector, rings.coarse.sum(axis=0), ["DOM 1 +5 ns"], "x")
     save_figure(figure, tmp_path / "time_residuals.png")
     track = result.tracks[np.argmax(result.tracks["n_doms"])]

@@ -16,10 +16,9 @@ from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from tests.sim.test_simulator_support import START_UTC_S, arca21
 
-#: Fit settings for the simulator's events: it puts photons on random PMTs of a DOM (no
-#: angular acceptance yet, issue 21 section 3), so there the PMT directions carry no
-#: information and the fits must not weigh which PMTs were hit.
-SIMULATOR = Settings(facing_weight=0.0)
+#: Fit settings for the simulator's events: the production defaults, since its photons reach
+#: the PMTs through Jpp's angular acceptance as real light does.
+SIMULATOR = Settings()
 
 
 @cache
@@ -38,9 +37,14 @@ class Sample:
     true_pos_m: np.ndarray
     true_t_ns: np.ndarray
     simulator: Simulator
+    #: per event row: muons in the event (bundles have more than one)
+    n_muons: np.ndarray | None = None
 
 
 def simulate(detector: Detector, n_slices: int, seed: int = 3, **options: object) -> Sample:
+    """Muon events only unless asked: the truth of an event triggered by K40 alone has no
+    direction to compare a fit with."""
+    options.setdefault("noise_event_fraction", 0.0)
     simulator = Simulator(detector, seed=seed, start_utc_s=START_UTC_S, **options)
     truth = {}
     simulator.on_event = lambda header, counter, event: truth.__setitem__(
@@ -59,6 +63,7 @@ def simulate(detector: Detector, n_slices: int, seed: int = 3, **options: object
         np.array([e.track_point_m for e in true]),
         np.array([e.track_time_ns for e in true]),
         simulator,
+        np.array([e.n_muons for e in true]),
     )
 
 

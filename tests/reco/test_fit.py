@@ -41,8 +41,9 @@ def test_multi_du_resolution_and_efficiency_at_arca21() -> None:
     assert fitted[wanted].mean() > 0.95
     # degrees of freedom count DOMs (a DOM's coincident hits are one time measurement)
     assert np.isfinite(tracks["quality"][tracks["n_doms"] > 5]).all()
-    # chi²/NDF ~1 for a good fit (soft-L1 cost, NDF = DOMs - 5)
-    assert np.median(tracks["quality"][three & (tracks["n_doms"] >= 10)]) < 3.0
+    # soft-L1 cost per NDF (DOMs - 5): the late-light tail puts it near 3.4, as on the KM3NeT MC
+    # (ORCA-6, >= 3 DUs and >= 10 DOMs: median 3.39, 16-84 % 1.7-6.6); a wrong fit is far above
+    assert 1.5 < np.median(tracks["quality"][three & (tracks["n_doms"] >= 10)]) < 5.0
 
 
 def test_two_du_fits_find_the_track_or_its_mirror() -> None:
@@ -74,7 +75,9 @@ def test_single_du_fits_measure_zenith() -> None:
     assert len(lines) > 20
     assert (lines["n_hits"] >= 4).all()
     error = np.abs(zenith_deg(lines["cos_theta"]) - zenith_deg(sample.true_dir[lines["event"], 2]))
-    assert np.median(error) < 3.0
+    # 3.5° on the simulator with late light and ToT slewing (1.1° before it had them); on the
+    # KM3NeT MC 11° (tests/reco/test_kmc.py), so this bound guards the fit, not its physics
+    assert np.median(error) < 5.0
     residuals = result.line_residuals["t_res_ns"]
     assert abs(np.median(residuals)) < 1.0
 

@@ -22,6 +22,7 @@ from km3mon.sim.sim_events import (
     INDEX_OF_REFRACTION,
     SPEED_OF_LIGHT_M_NS,
     MuonEventGenerator,
+    slewing_ns,
 )
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.sim_log import PROCESSES
@@ -125,30 +126,37 @@ def test_events_lie_on_the_detector_with_triggered_hits_a_subset_of_snapshot_hit
 
 
 def test_triggered_hits_are_causal_like_light_from_one_muon(stream) -> None:
-    """No two calibrated triggered hits further apart in time than light in water needs
-    between them (raw times are not: they still hold the PMT delays)."""
+    """Hardly two calibrated triggered hits further apart in time than light in water needs
+    between them, up to scattering delays (raw times are not: they still hold the PMT
+    delays)."""
     detector = orca6()
+    acausal, pairs = 0, 0
     for event in stream.decoded("IO_EVT"):
         hits = calibrate_hits(detector, event.triggered_hits)
         position_m = np.column_stack([hits[f"pos_{axis}_m"] for axis in "xyz"])
         time_ns = hits["time_ns"]
         distance_m = np.linalg.norm(position_m[:, None] - position_m[None], axis=-1)
         light_ns = distance_m * GROUP_INDEX / SPEED_OF_LIGHT_M_NS
-        assert (np.abs(time_ns[:, None] - time_ns[None]) <= light_ns + 150).all()
+        apart_ns = np.abs(time_ns[:, None] - time_ns[None])
+        acausal += int((apart_ns > light_ns + 100).sum())
+        pairs += apart_ns.size
+        assert (apart_ns <= light_ns + 1_000).all()
         assert np.ptp(time_ns) < 5_000
+    assert acausal / pairs < 0.03  # the scattering tail
 
 
 @pytest.mark.parametrize("detector", [orca6(), arca21()], ids=["ORCA-6", "ARCA-21"])
 def test_calibrated_signal_hits_arrive_at_the_cherenkov_time_of_the_true_muon(detector) -> None:
     """Raw hit times are true times minus the PMT delays, as the DAQ writes them: calibrated
-    with the DETX (ARCA-21: t0 ~480 µs, spread over µs) they lie on the true muon's Cherenkov
-    times at their PMTs, up to jitter and scattering delays."""
-    generator = MuonEventGenerator(detector, np.random.default_rng(5))
+    with the DETX (ARCA-21: t0 ~480 µs, spread over µs) and corrected for the ToT slewing,
+    they lie on the true muon's Cherenkov times at their PMTs, up to jitter and scattering
+    delays (single muons: a bundle's other muons light DOMs earlier)."""
+    generator = MuonEventGenerator(detector, np.random.default_rng(5), noise_fraction=0.0)
     n_optical = len(detector.optical_dom_ids)
-    events = generator.generate(50, np.ones(n_optical, bool), np.full(n_optical, 200_000.0))
-    assert len(events) == 50
+    events = generator.generate(80, np.ones(n_optical, bool), np.full(n_optical, 200_000.0))
+    assert len(events) == 80
     residuals_ns = []
-    for event in events:
+    for event in (e for e in events if e.n_muons == 1):
         assert (event.snapshot_hits["time_ns"] < 100_000_000).all()
         hits = calibrate_hits(detector, event.triggered_hits)
         assert hits["calibrated"].all()
@@ -162,11 +170,12 @@ def test_calibrated_signal_hits_arrive_at_the_cherenkov_time_of_the_true_muon(de
             + (along_m - distance_m / tan_c) / SPEED_OF_LIGHT_M_NS
             + distance_m * GROUP_INDEX / (np.sin(np.arctan(tan_c)) * SPEED_OF_LIGHT_M_NS)
         )
-        residuals_ns.append(hits["time_ns"] - expected_ns)
+        residuals_ns.append(hits["time_ns"] - slewing_ns(hits["tot"]) - expected_ns)
         assert event.n_signal_hits == len(hits)
     residuals_ns = np.concatenate(residuals_ns)
-    assert residuals_ns.min() > -10  # 2 ns jitter (and 0.5 ns rounding), never early beyond it
-    assert 0 < np.median(residuals_ns) < 10  # scattering delays, a few ns
+    assert len(residuals_ns) > 1000
+    assert residuals_ns.min() > -12  # 2 ns jitter (and 0.5 ns rounding), never early beyond it
+    assert 0 < np.median(residuals_ns) < 10  # dispersion and scattering delays, a few ns
     assert np.percentile(np.abs(residuals_ns), 90) < 40
 
 

@@ -30,6 +30,10 @@ sn-burst        a Galactic core-collapse supernova: for :data:`SN_BURST_DURATION
                 time profile are in :mod:`.sim_timeslices`
 t0-offset       one optical DOM's hit times are :data:`T0_OFFSET_NS` late against the DETX (its
                 t0s are stale: the DOM's true delay is that much shorter than the DETX says)
+t0-spread       the DETX t0s are as wrong as a real detector's: every PMT by N(0,
+                :data:`T0_SPREAD_NS`), and :data:`T0_SPREAD_BAD_DOMS` DOMs as a whole by
+                :data:`T0_SPREAD_BAD_DOM_NS` (either sign) on top
+upgoing         :data:`UPGOING_FRACTION` of the muon events are upgoing (neutrino-induced) muons
 ==============  ==================================================================================
 """
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector
 
 DEFAULT_START_S = 10.0
@@ -53,6 +58,10 @@ PMT_T0_LARGE_SHIFT_NS = 15.0
 #: ns by which each PMT-delay scenario shifts its PMT.
 PMT_T0_SHIFTS_NS = {"pmt-t0": PMT_T0_SHIFT_NS, "pmt-t0-15": PMT_T0_LARGE_SHIFT_NS}
 SN_BURST_DURATION_S = 10.0
+T0_SPREAD_NS = 1.5
+T0_SPREAD_BAD_DOMS = 3
+T0_SPREAD_BAD_DOM_NS = (4.0, 8.0)
+UPGOING_FRACTION = 0.5
 
 
 @dataclass
@@ -68,6 +77,8 @@ class Effects:
     event_rate_factor: float = 1.0
     #: Per CLB: its optical data lose UDP packets (``udp-loss``); None: none do.
     udp_lossy: np.ndarray | None = None
+    #: Share of upgoing muon events while a scenario sets it (None: the simulator's own).
+    upgoing_fraction: float | None = None
 
     @classmethod
     def neutral(cls, n_clbs: int, n_channels: int) -> Effects:
@@ -184,6 +195,20 @@ def _whole_detector_for_a_burst(
     return Scenario(name, start_s, end_s, optical, tuple(detector.dom_ids[optical].tolist()))
 
 
+def _spread_t0s(
+    name: str, start_s: float, end_s: float | None, detector: Detector, rng: np.random.Generator
+) -> Scenario:
+    optical = np.flatnonzero(detector.n_pmts > 0)
+    factors = np.zeros((len(detector.dom_ids), N_CHANNELS))
+    factors[optical] = rng.normal(0, T0_SPREAD_NS, (len(optical), N_CHANNELS))
+    bad = np.sort(rng.choice(optical, min(T0_SPREAD_BAD_DOMS, len(optical)), replace=False))
+    sign = rng.choice([-1.0, 1.0], len(bad))
+    factors[bad] += (sign * rng.uniform(*T0_SPREAD_BAD_DOM_NS, len(bad)))[:, None]
+    return Scenario(
+        name, start_s, end_s, bad, tuple(detector.dom_ids[bad].tolist()), factors=factors
+    )
+
+
 def _silence(scenario: Scenario, effects: Effects) -> None:
     effects.silent[scenario.dom_index] = True
 
@@ -213,6 +238,14 @@ def _lose_udp_packets(scenario: Scenario, effects: Effects) -> None:
 def _delay_dom(scenario: Scenario, effects: Effects) -> None:
     # time_shift_ns is true delay minus DETX t0: a shorter true delay makes hits late
     effects.time_shift_ns[scenario.dom_index] -= scenario.factors[0]
+
+
+def _shift_t0s(scenario: Scenario, effects: Effects) -> None:
+    effects.time_shift_ns += scenario.factors
+
+
+def _more_upgoing(_scenario: Scenario, effects: Effects) -> None:
+    effects.upgoing_fraction = UPGOING_FRACTION
 
 
 def _offset_text(scenario: Scenario) -> str:
@@ -252,6 +285,15 @@ KINDS: dict[str, _Kind] = {
     "sn-burst": _Kind(
         _whole_detector_for_a_burst, _burst_in_timeslices, lambda s: f"{len(s.dom_ids)} DOMs"
     ),
+    "t0-spread": _Kind(
+        _spread_t0s,
+        _shift_t0s,
+        lambda s: (
+            f"every PMT N(0, {T0_SPREAD_NS:g} ns), DOMs {', '.join(map(str, s.dom_ids))} "
+            f"by {T0_SPREAD_BAD_DOM_NS[0]:g}-{T0_SPREAD_BAD_DOM_NS[1]:g} ns"
+        ),
+    ),
+    "upgoing": _Kind(_nothing, _more_upgoing, lambda s: f"{UPGOING_FRACTION:.0%} of the muons"),
 }
 
 

@@ -9,10 +9,10 @@ bytes, so both streams agree for the same DOM and time (up to the 2.7 % steps of
 byte). PMTs above :data:`HRV_THRESHOLD_HZ` get their high-rate-veto bit, above
 :data:`FIFO_THRESHOLD_HZ` their FIFO-almost-full bit.
 
-Orientation: every DOM has a heading that swings slowly (the DU twisting in the current) and a
-small tilt; the A (gravity, g) and H (Earth field, gauss) vectors are built so that
-:func:`km3mon.detector.fit_ahrs` with identity calibration returns exactly that yaw, pitch and
-roll (plus sensor noise).
+Orientation: every DOM has a heading that swings slowly by a few degrees (the DU twisting in
+the current, :data:`YAW_SWING_DEG`) and a small tilt; the A (gravity, g) and H (Earth field,
+gauss) vectors are built so that :func:`km3mon.detector.fit_ahrs` with identity calibration
+returns exactly that yaw, pitch and roll (plus sensor noise).
 
 Speed: all of it is numpy over ``(n_clbs, 31)`` arrays; the TMCH packets live in one
 pre-framed array (ControlHost prefix + packet per row) whose dynamic fields are overwritten in
@@ -64,14 +64,18 @@ UDP_LOSS_PROBABILITY = 2e-4  # per DOM and timeslice
 LOSSY_FRAME_LOSS_PROBABILITY = 0.1
 LOSSY_PACKET_LOSS_PROBABILITY = 0.04
 
-#: AHRS model: Earth field in the Mediterranean, heading swing and tilt of the DOMs.
+#: AHRS model: Earth field in the Mediterranean, heading swing and tilt of the DOMs. A DU
+#: twists slowly with the sea current: a few degrees over hours (tidal and inertial periods of
+#: 12-18 h), not tens of degrees in minutes, so a DOM's 1.8 s mean stays within a few degrees of
+#: its median over the hour. Sensor noise per reading as the CLB's compass and accelerometer
+#: (a few mgauss and mg): 0.4° in yaw and 0.1° in pitch and roll.
 EARTH_FIELD_GAUSS = 0.45
 FIELD_INCLINATION_DEG = 55.0
 GRAVITY_G = 1.0
-YAW_SWING_DEG = (5.0, 40.0)
-YAW_PERIOD_S = (300.0, 1200.0)
+YAW_SWING_DEG = (0.5, 3.0)
+YAW_PERIOD_S = (12 * 3600.0, 18 * 3600.0)
 TILT_SIGMA_DEG = 2.0
-WOBBLE_DEG = 0.5
+WOBBLE_DEG = 0.1
 WOBBLE_PERIOD_S = (20.0, 60.0)
 A_NOISE_G = 0.002
 H_NOISE_GAUSS = 0.002

@@ -9,7 +9,9 @@ triggered event, keyed as the event itself is (run, frame index, trigger counter
   muon has zenith 0°);
 - ``pos_x, pos_y, pos_z`` (m, DETX frame) and ``t`` (ns): a point the muon passes and when,
   ``t`` in the frame of calibrated hit times (see :mod:`.sim_calibration`);
-- ``n_signal_hits``: the muon's Cherenkov hits, a proxy of its light and so of its energy.
+- ``n_signal_hits``: triggered hits of the event's light, a proxy of its energy;
+- ``kind`` (``muon``, ``bundle``, ``upgoing``, ``k40``) and ``n_muons``: the leading muon is
+  the one given; a ``k40`` event (triggered by K40 alone) has no direction, angles or point.
 """
 
 from __future__ import annotations
@@ -37,20 +39,24 @@ def zenith_azimuth_deg(direction: np.ndarray) -> tuple[float, float]:
 
 
 def event_record(header: DAQHeader, trigger_counter: int, event: SimulatedEvent) -> dict:
-    """The truth of one event, as written to the truth file."""
-    zenith, azimuth = zenith_azimuth_deg(event.track_direction)
+    """The truth of one event, as written to the truth file (a ``k40`` event has no muon: no
+    direction, angles or point)."""
     record: dict[str, object] = {
         "run": header.run,
         "frame_index": header.frame_index,
         "trigger_counter": trigger_counter,
         "utc": header.timestamp,
-        "zenith_deg": round(zenith, 6),
-        "azimuth_deg": round(azimuth, 6),
+        "kind": event.kind,
+        "n_muons": event.n_muons,
     }
-    for axis, value in zip("xyz", event.track_direction.tolist(), strict=True):
-        record[f"dir_{axis}"] = round(value, 9)
-    for axis, value in zip("xyz", event.track_point_m.tolist(), strict=True):
-        record[f"pos_{axis}"] = round(value, 4)
+    if event.kind != "k40":
+        zenith, azimuth = zenith_azimuth_deg(event.track_direction)
+        record["zenith_deg"] = round(zenith, 6)
+        record["azimuth_deg"] = round(azimuth, 6)
+        for axis, value in zip("xyz", event.track_direction.tolist(), strict=True):
+            record[f"dir_{axis}"] = round(value, 9)
+        for axis, value in zip("xyz", event.track_point_m.tolist(), strict=True):
+            record[f"pos_{axis}"] = round(value, 4)
     record["t"] = round(event.track_time_ns, 3)
     record["n_signal_hits"] = event.n_signal_hits
     return record
@@ -68,6 +74,11 @@ def scenario_record(scenario: Scenario) -> dict:
     }
     if scenario.name == "t0-offset" and scenario.factors is not None:
         record["offset_ns"] = float(scenario.factors[0])
+    if scenario.name == "t0-spread" and scenario.factors is not None:
+        # the badly-off DOMs' mean offset (their hits are late by minus it, see scenarios)
+        record["dom_offsets_ns"] = np.round(
+            scenario.factors[scenario.dom_index].mean(axis=1), 3
+        ).tolist()
     return record
 
 

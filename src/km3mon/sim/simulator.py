@@ -46,7 +46,12 @@ from km3mon.sim.scenarios import (
     plan_scenarios,
 )
 from km3mon.sim.sim_calibration import TrueCalibration
-from km3mon.sim.sim_events import MuonEventGenerator, SimulatedEvent, default_event_rate_hz
+from km3mon.sim.sim_events import (
+    NOISE_EVENT_FRACTION,
+    MuonEventGenerator,
+    SimulatedEvent,
+    default_event_rate_hz,
+)
 from km3mon.sim.sim_log import LogModel
 from km3mon.sim.sim_optical import HRV_THRESHOLD_HZ, TIMESLICE_S, OpticalModel
 from km3mon.sim.sim_timeslices import TimesliceModel
@@ -106,6 +111,8 @@ class Simulator:
         t0_offset_ns: float = T0_OFFSET_NS,
         timeslices: bool = False,
         data_filters: int | None = None,
+        upgoing_fraction: float = 0.0,
+        noise_event_fraction: float = NOISE_EVENT_FRACTION,
     ) -> None:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -120,6 +127,10 @@ class Simulator:
             for s in self.scenarios
         ]
         self.on_event: Callable[[DAQHeader, int, SimulatedEvent], None] | None = None
+        if not 0 <= upgoing_fraction <= 1:
+            raise ValueError(f"upgoing fraction must be in [0, 1], got {upgoing_fraction}")
+        #: Share of the muon events that are upgoing, unless the ``upgoing`` scenario says more.
+        self.upgoing_fraction = upgoing_fraction
         self.event_rate_hz = (
             default_event_rate_hz(len(detector.dus)) if event_rate_hz is None else event_rate_hz
         )
@@ -151,7 +162,10 @@ class Simulator:
             else None
         )
         self.events = MuonEventGenerator(
-            detector, np.random.default_rng([seed, 2]), self.calibration
+            detector,
+            np.random.default_rng([seed, 2]),
+            self.calibration,
+            noise_fraction=noise_event_fraction,
         )
         self.log_model = LogModel(detector.optical_dom_ids, np.random.default_rng([seed, 3]))
         self._optical_rows = np.flatnonzero(detector.n_pmts > 0)
@@ -208,7 +222,12 @@ class Simulator:
         dom_rates_hz = self.optical.rates_hz[self._optical_rows].sum(axis=1)
         time_shift_ns = effects.time_shift_ns[self._optical_rows]
         triggered_hits = []
-        for event in self.events.generate(n_events, alive, dom_rates_hz, time_shift_ns):
+        upgoing = (
+            self.upgoing_fraction if effects.upgoing_fraction is None else effects.upgoing_fraction
+        )
+        for event in self.events.generate(
+            n_events, alive, dom_rates_hz, time_shift_ns, upgoing_fraction=upgoing
+        ):
             triggered_hits.append(event.triggered_hits)
             self.trigger_counter += 1
             payload = encode_event(
@@ -346,6 +365,22 @@ def write_calibration_truth(simulator: Simulator, path: str) -> None:
         for scenario in simulator.scenarios
         if scenario.name in PMT_T0_SHIFTS_NS
     ]
+    optical = np.flatnonzero(simulator.detector.n_pmts > 0)
+    present = np.isfinite(simulator.calibration.detx_t0_ns)
+    truth["scenarios"] += [
+        {
+            "name": scenario.name,
+            "start_s": scenario.start_s,
+            "end_s": scenario.end_s,
+            # per optical DOM, its channels: added to the true delay minus DETX t0
+            "offset_shift_ns": [
+                np.round(scenario.factors[index][present[row]], 3).tolist()
+                for row, index in enumerate(optical.tolist())
+            ],
+        }
+        for scenario in simulator.scenarios
+        if scenario.name == "t0-spread"
+    ]
     Path(path).write_text(json.dumps(truth) + "\n")
 
 
@@ -395,6 +430,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--event-rate", type=float, help="mean trigger rate in Hz (default: 10 + 2 per DU)"
     )
     parser.add_argument(
+        "--upgoing-fraction",
+        type=float,
+        default=0.0,
+        help="share of the muon events that are upgoing neutrino-induced muons (0)",
+    )
+    parser.add_argument(
+        "--noise-event-fraction",
+        type=float,
+        default=NOISE_EVENT_FRACTION,
+        help=f"share of the events triggered by K40 alone ({NOISE_EVENT_FRACTION:g})",
+    )
+    parser.add_argument(
         "--truth",
         metavar="FILE",
         help="write the true muon of every event (and the scenarios) to FILE, JSON lines",
@@ -424,6 +471,8 @@ def run(args: argparse.Namespace) -> int:
             t0_offset_ns=args.t0_offset_ns,
             timeslices=args.timeslices,
             data_filters=args.data_filters,
+            upgoing_fraction=args.upgoing_fraction,
+            noise_event_fraction=args.noise_event_fraction,
         )
         if args.calibration_truth:
             write_calibration_truth(simulator, args.calibration_truth)
