@@ -29,7 +29,7 @@ import numpy as np
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq import decode_events_hits
 from km3mon.detector import Detector, calibrate_hits, parse_detx, read_detx
-from km3mon.reco.fit import Reconstruction, Settings
+from km3mon.reco.fit import Reconstruction
 from km3mon.reco.model import space_angle_deg, zenith_deg
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
