@@ -59,6 +59,25 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}{seen}")
 
 
+def wait_while_progressing(
+    condition: Callable[[], object],
+    progress: Callable[[], object],
+    stall_s: float,
+    what: str = "",
+    show: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition`` for as long as ``progress`` (read after it) keeps changing: fail
+    only when nothing moved for ``stall_s``, so a slow machine waits and a hang fails."""
+    deadline, last = time.monotonic() + stall_s, None
+    while not condition():
+        if (now := progress()) != last:
+            deadline, last = time.monotonic() + stall_s, now
+        elif time.monotonic() > deadline:
+            seen = f"; last seen: {show()!r}" if show is not None else ""
+            raise TimeoutError(f"nothing moved for {stall_s} s waiting for {what}{seen}")
+        time.sleep(0.5)
+
+
 def subscribers(port: int) -> list[tuple[str | None, dict[str, str]]]:
     """The clients of our ligier on ``port`` from its own status report (``_ShowSta``): each
     client's nickname (None without ``_MyId``) and subscription, tag -> mode (``w``/``a``)."""
