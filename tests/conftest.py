@@ -217,3 +217,27 @@ def start_ligier(spawn: Callable[..., Process]) -> Callable[..., Ligier]:
 @pytest.fixture
 def ligier(start_ligier: Callable[..., Ligier]) -> Ligier:
     return start_ligier()
+
+
+#: The words of ``needs_chromium``'s skip reason (tests/web/conftest.py) that mark a browser test.
+BROWSER_SKIP = "chromium and chromium-driver are not installed"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """One clear line after everything else when the browser tests were skipped: pytest's own
+    skip summary is easy to miss, and `make test` still exits 0."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    skipped = [
+        report
+        for report in reporter.stats.get("skipped", [])
+        if BROWSER_SKIP in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        reporter.write_line(
+            f"{len(skipped)} browser tests SKIPPED: chromium is not installed; "
+            "install it with `sudo apt-get install chromium chromium-driver`",
+            yellow=True,
+            bold=True,
+        )
