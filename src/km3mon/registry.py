@@ -13,7 +13,7 @@ monitor:
   missing where.
 
 Adding a program is one ``Program`` entry here (its module has a ``register(subparsers)``);
-a command that is no supervisord program (a tool such as ``km3mon report``) is one ``Command``
+a command that is no supervisord program (a tool such as ``km3mon shift-report``) is one ``Command``
 entry in ``TOOLS``. Output names are plot file stems, ``*`` matches a DU number.
 """
 
@@ -52,7 +52,7 @@ class Program:
 
 @dataclass(frozen=True)
 class Command:
-    """A `km3mon` command that is no supervisord program of its own."""
+    """A `km3mon` subcommand: a tool of ``TOOLS``, or made by ``commands()`` for a program."""
 
     name: str
     #: The module whose ``register(subparsers)`` adds its parser.
