@@ -84,3 +84,12 @@ def test_the_list_of_commands_imports_no_command_module() -> None:
     imported = set(result.stdout.splitlines()[-1].split())
     modules = {command.module for command in registry.commands().values()}
     assert not imported & modules, f"km3mon --help imported {sorted(imported & modules)}"
+
+
+def test_an_operation_on_a_missing_folder_says_so(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "km3mon", "status", "--dir", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"km3mon status: no folder {tmp_path / 'nope'}" in result.stderr, result.stderr
