@@ -32,31 +32,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+#: Starting a `km3mon` process takes well under a second alone, several under load: a minute
+#: is for a hang only.
+START_TIMEOUT_S = 60.0
+
+
+def wait_for_port(
+    port: int, timeout_s: float = START_TIMEOUT_S, process: Process | None = None
+) -> None:
+    """Wait until something accepts connections on ``port``; with ``process``, fail at once
+    (with its log) if it ended instead."""
     deadline = time.monotonic() + timeout_s
+    last_error: OSError | None = None
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+        except OSError as error:
+            last_error = error
+        if process is not None and not process.alive():
+            raise RuntimeError(
+                f"{' '.join(process.args)} ended with {process.popen.returncode} before "
+                f"listening on {port}; its log ends: {process.log[-2000:]}"
+            )
+        time.sleep(0.02)
+    raise TimeoutError(
+        f"nothing listens on 127.0.0.1:{port} after {timeout_s} s; last seen: {last_error!r}"
+    )
 
 
 def wait_until(
     condition: Callable[[], object],
-    timeout_s: float = 20.0,
+    timeout_s: float = START_TIMEOUT_S,
     what: str = "",
     show: Callable[[], object] | None = None,
 ) -> None:
-    """Poll ``condition``; on timeout say what was awaited and, with ``show``, what was seen."""
+    """Poll ``condition``; on timeout say what was awaited and what was seen last (``show``'s
+    answer, else the condition's last value)."""
     deadline = time.monotonic() + timeout_s
+    last: object = None
     while time.monotonic() < deadline:
-        if condition():
+        last = condition()
+        if last:
             return
         time.sleep(0.02)
-    seen = f"; last seen: {show()!r}" if show is not None else ""
-    raise TimeoutError(f"timed out after {timeout_s} s waiting for {what or condition}{seen}")
+    seen = show() if show is not None else last
+    raise TimeoutError(
+        f"timed out after {timeout_s} s waiting for {what or condition}; last seen: {seen!r}"
+    )
 
 
 def wait_while_progressing(
@@ -204,7 +227,7 @@ def start_ligier(spawn: Callable[..., Process]) -> Callable[..., Ligier]:
     def start(*extra: str, port: int | None = None) -> Ligier:
         port = port or free_port()
         process = spawn("ligier", "-P", port, "--host", "127.0.0.1", "-d", "1", *extra)
-        wait_for_port(port)
+        wait_for_port(port, process=process)
         return Ligier(process, port)
 
     return start
@@ -213,3 +236,27 @@ def start_ligier(spawn: Callable[..., Process]) -> Callable[..., Ligier]:
 @pytest.fixture
 def ligier(start_ligier: Callable[..., Ligier]) -> Ligier:
     return start_ligier()
+
+
+#: The words of ``needs_chromium``'s skip reason (tests/web/conftest.py) that mark a browser test.
+BROWSER_SKIP = "chromium and chromium-driver are not installed"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """One clear line after everything else when the browser tests were skipped: pytest's own
+    skip summary is easy to miss, and `make test` still exits 0."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    skipped = [
+        report
+        for report in reporter.stats.get("skipped", [])
+        if BROWSER_SKIP in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        reporter.write_line(
+            f"{len(skipped)} browser tests SKIPPED: chromium is not installed; "
+            "install it with `sudo apt-get install chromium chromium-driver`",
+            yellow=True,
+            bold=True,
+        )

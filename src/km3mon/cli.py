@@ -1,81 +1,53 @@
-"""The `km3mon` console script: one subcommand per supervisord program.
+"""The `km3mon` console script: one subcommand per program and tool of the registry.
 
-Each command module exposes ``register(subparsers)`` which adds its parser and sets
-``func`` (called with the parsed namespace, returns an exit code). Modules are imported
-lazily by name so that `km3mon ligier` does not pay for matplotlib.
+The commands come from ``km3mon.registry``. Only the module of the command being run is
+imported (its ``register(subparsers)`` adds the real parser, with ``func``: called with the
+parsed namespace, returns an exit code); every other command is a one-line entry for
+``km3mon --help``. So `km3mon ligier` starts without numba, scipy, matplotlib or Starlette,
+which the monitors and the web server need and the ligier does not.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
-import time
 
-#: Modules that register subcommands, in the order they appear in ``km3mon --help``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "km3mon.controlhost.ligier",
-    "km3mon.controlhost.mirror",
-    "km3mon.sim.simulator",
-    "km3mon.sim.replay",
-    "km3mon.sim.detector_manager",
-    "km3mon.monitors.dom_activity",
-    "km3mon.monitors.dom_rates",
-    "km3mon.monitors.pmt_rates",
-    "km3mon.monitors.pmt_hrv",
-    "km3mon.monitors.ahrs_calibration",
-    "km3mon.monitors.msg_dumper",
-    "km3mon.monitors.trigger_rates",
-    "km3mon.monitors.triggermap",
-    "km3mon.monitors.rttc",
-    "km3mon.monitors.ztplot",
-    "km3mon.alerts.alerts",
-    "km3mon.alerts.report",
-    "km3mon.history.history",
-    "km3mon.monitors.reco",
-    "km3mon.monitors.timesync",
-    "km3mon.monitors.k40",
-    "km3mon.monitors.sn",
-    "km3mon.monitors.quality",
-    "km3mon.quality.grl",
-    "km3mon.web.server",
-    "km3mon.web.weblog",
-    "km3mon.ops",
-    "km3mon.demo",
-    "km3mon.daq.inspect",
-    "km3mon.daq.record",
-)
+from km3mon import registry
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: the full parser of the command it names, a stub for the rest.
+
+    Without ``argv`` (or without a known command in it) no command module is imported.
+    """
+    from km3mon import __version__
+
     parser = argparse.ArgumentParser(
         prog="km3mon",
         description="Online monitoring suite for the KM3NeT neutrino telescopes.",
     )
-    from km3mon import __version__
-
     parser.add_argument("--version", action="version", version=f"km3mon {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    commands = registry.commands()
+    chosen = commands.get(_command_word(argv or []))
+    if chosen is not None:
+        importlib.import_module(chosen.module).register(subparsers)
+    for command in commands.values():
+        if command.name not in subparsers.choices:  # a module may register several (ops)
+            subparsers.add_parser(command.name, help=command.help, add_help=False)
     return parser
 
 
-def setup_logging(level: int | str = logging.INFO) -> None:
-    """One log format for every process: UTC time, level, logger name, message."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
-    logging.Formatter.converter = time.gmtime
+def _command_word(argv: list[str]) -> str:
+    """The subcommand named in ``argv`` (the first word that is no option), or ``""``."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

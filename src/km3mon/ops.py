@@ -158,6 +158,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     folder = args.dir.resolve()
+    if not folder.is_dir():
+        print(f"km3mon {args.action}: no folder {folder}", file=sys.stderr)
+        return 1
     try:
         if args.action == "start":
             start(folder)

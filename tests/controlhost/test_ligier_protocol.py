@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import time
-
 from km3mon.controlhost import Message, encode_frame, query_status
-from tests.conftest import Ligier, wait_until
+from tests.conftest import Ligier, subscribers, wait_subscribed, wait_until
 from tests.controlhost.rawclient import RawClient
 
-SETTLE_S = 0.2  # subscriptions and publications travel on different connections
+# Subscriptions and publications travel on different connections: a test publishes only
+# after the ligier itself reports the subscription (wait_subscribed), never after a sleep.
+
+
+def nicknames(port: int) -> list[str | None]:
+    return [name for name, _ in subscribers(port)]
+
+
+def subscriptions(port: int) -> list[dict[str, str]]:
+    return [subscription for _, subscription in subscribers(port)]
 
 
 def test_zero_length_messages_are_forwarded(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.subscribe(b" w IO_EVT")
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, "IO_EVT")
     publisher = RawClient(ligier.port)
     publisher.frame("IO_EVT")
     publisher.frame("IO_EVT", b"x")
@@ -29,7 +36,7 @@ def test_zero_length_messages_are_forwarded(ligier: Ligier) -> None:
 def test_eight_character_tags(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.subscribe(b" w IO_TSSN1 w ABCDEFGHIJ")  # the second is cut to ABCDEFGH
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, ["IO_TSSN1", "ABCDEFGH"])
     publisher = RawClient(ligier.port)
     publisher.frame("IO_TSSN1", b"one")
     publisher.frame("ABCDEFGH", b"two")
@@ -41,7 +48,7 @@ def test_nul_padded_subscription_as_km3io_sends_it(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.send(encode_frame("_Subscri", b" w IO_EVT\x00\x00"))
     subscriber.send(encode_frame("_Always"))
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, "IO_EVT")
     RawClient(ligier.port).frame("IO_EVT", b"event")
     assert subscriber.read(1) == [Message("IO_EVT", b"event")]
 
@@ -58,7 +65,11 @@ def test_publish_and_subscribe_on_one_connection(ligier: Ligier) -> None:
 def test_tag_nobody_subscribes_to_is_discarded_and_not_stored(ligier: Ligier) -> None:
     publisher = RawClient(ligier.port)
     publisher.frame("IO_OLINE", b"lost")
-    time.sleep(SETTLE_S)
+    wait_until(
+        lambda: "IO_OLINE in 1 msg" in query_status("127.0.0.1", ligier.port),
+        what="the ligier to count the message",
+        show=lambda: query_status("127.0.0.1", ligier.port),
+    )
     late = RawClient(ligier.port)
     late.subscribe(b" w IO_OLINE")
     assert late.quiet_for(0.3)
@@ -68,7 +79,7 @@ def test_tag_nobody_subscribes_to_is_discarded_and_not_stored(ligier: Ligier) ->
 def test_forwarded_prefix_is_normalised(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.subscribe(b" w MSG")
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, "MSG")
     publisher = RawClient(ligier.port)
     publisher.send(b"MSG\x00junk" + (2).to_bytes(4, "big") + b"\xde\xad\xbe\xef" + b"hi")
     subscriber.sock.settimeout(5)
@@ -79,7 +90,7 @@ def test_forwarded_prefix_is_normalised(ligier: Ligier) -> None:
 def test_gime_credits_without_always(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.subscribe(b" w IO_EVT", always=False)
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, "IO_EVT")
     publisher = RawClient(ligier.port)
     for index in range(5):
         publisher.frame("IO_EVT", bytes([index]))
@@ -96,14 +107,22 @@ def test_repeated_subscription_replaces(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.subscribe(b" w IO_EVT")
     subscriber.subscribe(b" w IO_SUM")
-    time.sleep(SETTLE_S)
+    wait_until(
+        lambda: subscriptions(ligier.port) == [{"IO_SUM": "w"}],
+        what="IO_SUM replacing IO_EVT",
+        show=lambda: subscribers(ligier.port),
+    )
     publisher = RawClient(ligier.port)
     publisher.frame("IO_EVT", b"old tag")
     publisher.frame("IO_SUM", b"new tag")
     assert subscriber.read(1) == [Message("IO_SUM", b"new tag")]
     assert subscriber.quiet_for(0.3)
     subscriber.subscribe(b"")  # empty subscription: unsubscribe from everything
-    time.sleep(SETTLE_S)
+    wait_until(
+        lambda: not any(subscriptions(ligier.port)),
+        what="no subscription left",
+        show=lambda: subscribers(ligier.port),
+    )
     publisher.frame("IO_SUM", b"after unsubscribe")
     assert subscriber.quiet_for(0.3)
 
@@ -113,7 +132,7 @@ def test_merge_switch_keeps_earlier_tags(start_ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.subscribe(b" w IO_EVT\x00\x00")  # KM3io.jl: one _Subscri per tag
     subscriber.subscribe(b" w IO_SUM\x00\x00")
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, ["IO_EVT", "IO_SUM"])
     publisher = RawClient(ligier.port)
     publisher.frame("IO_EVT", b"1")
     publisher.frame("IO_SUM", b"2")
@@ -123,11 +142,15 @@ def test_merge_switch_keeps_earlier_tags(start_ligier) -> None:
 def test_born_and_died_with_myid(ligier: Ligier) -> None:
     watcher = RawClient(ligier.port)
     watcher.subscribe(b"a Born a Died")
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, ["Born", "Died"])
     monitor = RawClient(ligier.port)
     monitor.frame("_MyId", b"CALOMON")
     monitor.frame("_MyId", b"RENAMED\x00ignored")
-    time.sleep(SETTLE_S)
+    wait_until(
+        lambda: "RENAMED" in nicknames(ligier.port),
+        what="the second nickname",
+        show=lambda: subscribers(ligier.port),
+    )
     monitor.close()
     assert watcher.read(4) == [
         Message("Born", b"CALOMON"),
@@ -140,7 +163,11 @@ def test_born_and_died_with_myid(ligier: Ligier) -> None:
 def test_unique_id_refuses_a_second_holder(ligier: Ligier) -> None:
     first = RawClient(ligier.port)
     first.frame("_UniqueI", b"mirror")
-    time.sleep(SETTLE_S)
+    wait_until(
+        lambda: "mirror" in nicknames(ligier.port),
+        what="the first holder of the nickname",
+        show=lambda: subscribers(ligier.port),
+    )
     second = RawClient(ligier.port)
     second.frame("_UniqueI", b"mirror")
     assert second.closed_by_peer()
@@ -160,7 +187,7 @@ def test_client_sent_born_is_a_wrong_header(ligier: Ligier) -> None:
 def test_consumed_control_tags_are_not_forwarded(ligier: Ligier) -> None:
     listener = RawClient(ligier.port)
     listener.subscribe(b" w _Version w _Debug+ w _StopDis")
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, ["_Version", "_Debug+", "_StopDis"])
     client = RawClient(ligier.port)
     client.frame("_Version", b"1.8")
     client.frame("_Debug+")
@@ -173,7 +200,7 @@ def test_show_status_reports_counters_and_closes(ligier: Ligier) -> None:
     subscriber = RawClient(ligier.port)
     subscriber.frame("_MyId", b"dom_rates")
     subscriber.subscribe(b" w IO_SUM")
-    time.sleep(SETTLE_S)
+    wait_subscribed(ligier.port, "IO_SUM", name="dom_rates")
     RawClient(ligier.port).frame("IO_SUM", b"s" * 100)
     subscriber.read(1)
     report = query_status("127.0.0.1", ligier.port)

@@ -115,7 +115,7 @@ def test_record_from_a_ligier(
     with Client("127.0.0.1", ligier.port, name="test") as client:
         client.publish("IO_SUM", messages("IO_SUM.dat")[0].payload)  # not subscribed
         client.publish_many(sent)
-        wait_until(lambda: not recorder.alive(), timeout_s=10, what="record to stop")
+        wait_until(lambda: not recorder.alive(), timeout_s=60, what="record to stop")
     assert recorder.stop() == 0
     assert [(m.tag, m.payload) for m in iter_file(output)] == sent
     assert "wrote 9 messages" in recorder.log

@@ -51,7 +51,7 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
         return read_json(data / "metrics" / "pmt_rates.json").get("flagged", [])
 
     wait_until(
-        lambda: len(flagged()) == 2, timeout_s=20, what="the hot PMT and the veto", show=flagged
+        lambda: len(flagged()) == 2, timeout_s=60, what="the hot PMT and the veto", show=flagged
     )
     du, floor = detector.du_floor(hot[0])
     assert {

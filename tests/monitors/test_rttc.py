@@ -52,7 +52,7 @@ def test_rttc_plots_injected_values_and_survives_an_outage(spawn, tmp_path) -> N
     polls = read_json(record)["messages"]
     spawn("detector-manager", "--dus", "1-3", "--seed", "4", "-p", dm_port)
     start = time.monotonic()
-    wait_until(lambda: read_json(record).get("messages", 0) > polls, timeout_s=30, what="recovery")
+    wait_until(lambda: read_json(record).get("messages", 0) > polls, timeout_s=60, what="recovery")
     assert time.monotonic() - start < 20
     assert "retrying in 1 s" in monitor.log and "retrying in 2 s" in monitor.log
 

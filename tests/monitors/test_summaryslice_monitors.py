@@ -43,7 +43,7 @@ def test_dom_rates_and_activity_show_what_was_injected(ligier, spawn, tmp_path, 
         publisher.publish_many([("IO_SUM", payload) for payload in slices])
 
     inactive_log = f"inactive > 300 s: {silent} (DU"
-    wait_until(lambda: inactive_log in activity.log, timeout_s=20, what="the silent DOM reported")
+    wait_until(lambda: inactive_log in activity.log, timeout_s=60, what="the silent DOM reported")
     wait_until(
         lambda: (
             read_json(data / "metrics" / "dom_activity.json").get("inactive_dom_ids") == [silent]

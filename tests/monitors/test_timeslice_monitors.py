@@ -100,7 +100,54 @@ def test_wr_loss_gives_an_alert_in_msg_log_within_10_s_and_one_per_10_s(
     assert min(gaps) > 9.0, gaps  # at most one per 10 s (seen through file polling)
     metrics = read_json(tmp_path / "data" / "metrics" / "timesync.json")
     assert metrics["white_rabbit_lost"] == [target.dom_ids[0]]
-    assert (tmp_path / "plots" / "timesync.png").stat().st_size > 10_000
+    # The map shows those states: each DOM's cell in its state's colour (hatched ones in part),
+    # the lost DOM's in the White Rabbit colour. Metrics and image of one render: the next
+    # render (every 2 s) may land between reading the two, so read them until they agree.
+    seen: list[str] = []
+
+    def map_shows_the_metrics() -> bool:
+        metrics = read_json(tmp_path / "data" / "metrics" / "timesync.json")
+        seen[:] = timesync_cells_disagreeing(tmp_path / "plots" / "timesync.png", metrics)
+        return not seen and target.dom_ids[0] in metrics["white_rabbit_lost"]
+
+    wait_until(map_shows_the_metrics, 60, "timesync.png showing the states of timesync.json",
+               show=lambda: seen[:5])  # fmt: skip
+
+
+def timesync_cells_disagreeing(png: Path, metrics: dict) -> list[str]:
+    """The DOMs whose cell in ``png`` is not in the colour of their state in ``metrics``."""
+    import matplotlib
+    import numpy as np
+
+    from km3mon.monitors.plots import STATE_STYLES, dom_states_map
+    from km3mon.monitors.timesync import STATES, WINDOW_S
+    from tests.monitors.test_dom_maps import cell_pixels, colour_share
+
+    matplotlib.use("Agg")
+    detector = read_detx(ORCA6_DETX)
+    values = np.full(len(detector.dom_ids), -1)
+    index = {int(dom): i for i, dom in enumerate(detector.dom_ids)}
+    for dom, state in zip(metrics["dom_id"], metrics["state"], strict=True):
+        values[index[dom]] = state
+    counts = [int((np.asarray(metrics["state"]) == k).sum()) for k in range(len(STATES))]
+    title = (  # the same layout as the monitor's figure (its title has two lines)
+        f"Time sync (White Rabbit) and UDP completeness, detector {detector.det_id} "
+        f"(IO_TSSN, last {WINDOW_S} s)\n"
+        + ", ".join(f"{c} {s}" for c, s in zip(counts, STATES, strict=True))
+    )
+    layout = dom_states_map(detector, values, STATES, title)
+    image = np.round(matplotlib.image.imread(png)[..., :3] * 255).astype(int)
+    assert image.shape[:2] == layout.canvas.get_width_height()[::-1], "the figure's size"
+    wrong = []
+    for dom, state in zip(metrics["dom_id"], metrics["state"], strict=True):
+        du, floor = detector.du_floor(dom)
+        centre = cell_pixels(layout, du, floor)[2]
+        colour, hatch = STATE_STYLES[state]
+        share = colour_share(image, centre, colour)
+        if not (share == 1.0 if not hatch else 0.1 <= share < 1.0):
+            wrong.append(f"DOM {dom} (DU {du}, floor {floor}): {STATES[state]}, {share:.2f}")
+    matplotlib.pyplot.close(layout)
+    return wrong
 
 
 @pytest.mark.slow

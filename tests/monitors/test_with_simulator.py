@@ -44,7 +44,7 @@ def test_silent_dom_and_hot_pmt_show_up(ligier, spawn, tmp_path) -> None:
         target = (hot.dom_ids[0], hot.channel)
         return any(f["kind"] == "above" and (f["dom_id"], f["channel"]) == target for f in flagged)
 
-    wait_until(hot_flagged, timeout_s=30, what="the hot PMT above range")
+    wait_until(hot_flagged, timeout_s=120, what="the hot PMT above range")
     rates = read_json(data / "metrics" / "dom_rates.json")
     by_dom = dict(zip(rates["dom_id"], rates["rate_khz"], strict=True))
     assert by_dom[silent] is None, "no frames from the silent DOM: missing, not zero"
@@ -86,7 +86,7 @@ def test_trigger_rates_count_simulated_events_and_show_a_zero_rate(ligier, spawn
     simulator = spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "20",
                       "--seed", 5, "--event-rate", "20", "--scenario", "trigger-zero@60",
                       "--duration", "6")  # fmt: skip
-    wait_until(lambda: not simulator.alive(), timeout_s=30, what="the simulation to end")
+    wait_until(lambda: not simulator.alive(), timeout_s=120, what="the simulation to end")
     time.sleep(1)
     done.set()
     thread.join()

@@ -145,12 +145,12 @@ def test_make_start_status_restart_and_stop(spawn, short_folder: Path) -> None:
             output = record["outputs"].get("dom_rates.png")  # a new process starts empty
             return output is not None and output["rendered_at"] > killed_at
 
-        wait_until(restarted, 30, "supervisord to restart dom_rates", show=status)
+        wait_until(restarted, 90, "supervisord to restart dom_rates", show=status)
         wait_until(redrawn, 90, "dom_rates fresh again")
     finally:
         stopped = make("stop", env=env)
     assert stopped.returncode == 0, stopped.stderr
-    wait_until(lambda: not processes_in(folder), timeout_s=15, what="no process of ours left",
+    wait_until(lambda: not processes_in(folder), timeout_s=60, what="no process of ours left",
                show=lambda: processes_in(folder))  # fmt: skip
 
 

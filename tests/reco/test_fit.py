@@ -155,15 +155,11 @@ def test_exact_hits_are_fitted_exactly() -> None:
 def test_a_huge_event_costs_bounded_work() -> None:
     """A hostile or very bright event (every DOM of ARCA-21 hit): the scan takes the
     brightest 60 DOMs, no DOM is left out in turn, and the fit still comes back."""
-    import time
-
     detector = arca21_sample(1).detector
     reconstruction = Reconstruction(detector, SIMULATOR)
     direction = np.array([0.1, -0.2, -0.97]) / np.linalg.norm([0.1, -0.2, -0.97])
     hits = exact_event(detector, direction, 21, slice(0, 18))
-    started = time.process_time()
-    result = reconstruction.run(1, hits)
-    assert time.process_time() - started < 5.0  # generous: ~0.1 s on a quiet machine
+    result = reconstruction.run(1, hits)  # its CPU time: bench/bench_test_speeds.py
     (track,) = result.tracks
     assert track["n_doms"] == 378
     assert len(result.dom_residuals) == 0

@@ -120,13 +120,21 @@ def test_daq_times_are_the_wall_clock_when_publishing_starts(start_ligier, spawn
     process = spawn("simulate", "--detx", ORCA6_DETX, "-p", port)
     wait_until(lambda: "retrying" in process.log, 20, "the simulator waiting for its ligier")
     time.sleep(5)  # the ligier comes late
+    ligier_up = time.time()
     start_ligier(port=port)
     with subscribed(port) as subscriber:
-        wait_until(lambda: subscriber.tags()["IO_SUM"] >= 20, 30, "two seconds of stream")
+        wait_until(lambda: subscriber.tags()["IO_SUM"] >= 20, 120, "two seconds of stream",
+                   show=subscriber.tags)  # fmt: skip
         arrived = time.time()
-        newest = max(daq.decode("IO_SUM", m.payload).header.timestamp
-                     for m in subscriber.messages if m.tag == "IO_SUM")  # fmt: skip
-    assert abs(arrived - newest) < 2.5, f"DAQ time {arrived - newest:.1f} s behind the wall clock"
+        stamps = [daq.decode("IO_SUM", m.payload).header.timestamp
+                  for m in subscriber.messages if m.tag == "IO_SUM"]  # fmt: skip
+    # Aged by the set-up or the wait, the first slice would be stamped before the ligier was
+    # up (by the 5 s wait at least); however slowly a loaded machine delivers, never later
+    # than its arrival. (Timestamps are whole seconds: 1 s of slack.)
+    assert ligier_up - 1 <= min(stamps) <= max(stamps) <= arrived, (
+        f"first slice at {min(stamps) - ligier_up:+.1f} s from the ligier's start, "
+        f"newest {arrived - max(stamps):.1f} s before its arrival"
+    )
 
 
 def test_bad_input_exits_2_with_a_clear_message(tmp_path) -> None:

@@ -51,10 +51,9 @@ def disabled_channels(detector, optical_row: int) -> np.ndarray:
 
 
 def k40_monitor(tmp_path: Path) -> K40:
-    args = build_parser().parse_args(
-        ["k40", "--detx", ARCA21_DETX, "-o", str(tmp_path / "plots"),
-         "--data-dir", str(tmp_path / "data"), "--period", str(MINUTES * 60)]
-    )  # fmt: skip
+    argv = ["k40", "--detx", ARCA21_DETX, "-o", str(tmp_path / "plots"),
+            "--data-dir", str(tmp_path / "data"), "--period", str(MINUTES * 60)]  # fmt: skip
+    args = build_parser(argv).parse_args(argv)
     freshness = Freshness("k40", 0, time.time(), "in-process", ["IO_TSL1", "IO_SUM"], 600, 600)
     context = Context(args, freshness, logging.getLogger("test.k40"), PipelineConfig())
     return K40(context)

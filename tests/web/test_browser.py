@@ -82,7 +82,7 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
 
     before = plot_src(browser, "dom_rates")
     (plots / "dom_rates.png").write_bytes(png("#fb9a99"))  # the monitor redraws it
-    wait_until(lambda: plot_src(browser, "dom_rates") != before, timeout_s=5,
+    wait_until(lambda: plot_src(browser, "dom_rates") != before, timeout_s=60,
                what="the panel to reload its image")  # fmt: skip
     wait_until(lambda: browser.execute_script(
         "const i = document.querySelector('img[data-plot=\"dom_rates\"]');"
@@ -91,11 +91,11 @@ def test_overview_loads_updates_live_and_shows_staleness(spawn, tmp_path, browse
     new_du = "return !!document.querySelector('img[data-plot=\"pmt_rates_du2\"]')"
     assert not browser.execute_script(new_du)
     (plots / "pmt_rates_du2.png").write_bytes(png("#b2df8a"))  # a new DU starts sending
-    wait_until(lambda: browser.execute_script(new_du), timeout_s=5, what="the new DU's panel")
+    wait_until(lambda: browser.execute_script(new_du), timeout_s=60, what="the new DU's panel")
     wait_until(lambda: all(browser.execute_script(loaded)), what="the reloaded page's images")
 
     write_record(data, stale=True)  # the stream stopped
-    wait_until(lambda: badge(browser, "dom_rates").startswith("STALE"), timeout_s=5,
+    wait_until(lambda: badge(browser, "dom_rates").startswith("STALE"), timeout_s=60,
                what="a stale badge")  # fmt: skip
     assert "stale" in panel_class(browser, "dom_rates")
     browser.save_screenshot(str(ARTIFACTS / "overview-stale.png"))
@@ -137,7 +137,7 @@ def test_log_viewer_shows_a_new_line_live(spawn, tmp_path, browser) -> None:
     with log.open("a") as stream:
         stream.write("MSG.log [DataFilter]: 12:00 F0 ERROR something broke\n")
     last = "return document.getElementById('log').lastElementChild.textContent"
-    wait_until(lambda: "something broke" in browser.execute_script(last), timeout_s=30,
+    wait_until(lambda: "something broke" in browser.execute_script(last), timeout_s=60,
                what="the new line in the browser, without a reload")  # fmt: skip
     style = browser.execute_script(
         "return document.getElementById('log').lastElementChild.getAttribute('style')"
@@ -145,7 +145,7 @@ def test_log_viewer_shows_a_new_line_live(spawn, tmp_path, browser) -> None:
     assert "font-weight: bold" in style, "ERROR lines are red and bold"
     os.replace(log, logs / "MSG_2026-11-23.log")  # the midnight rotation
     log.write_text("MSG.log [DataWriter]: 00:00 W0 STATUS new day\n")
-    wait_until(lambda: "new day" in browser.execute_script(last), timeout_s=3,
+    wait_until(lambda: "new day" in browser.execute_script(last), timeout_s=60,
                what="a line of the new file")  # fmt: skip
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "weblog.png"))

@@ -31,7 +31,8 @@ return [...document.querySelectorAll(".tile")].map((tile) => {
   const dy = Math.max(0, Math.min(box.bottom, badge.bottom) - Math.max(box.top, badge.top));
   return {
     name: tile.dataset.name, du: tile.dataset.du ? Number(tile.dataset.du) : null,
-    visible: onScreen(box), width: box.width, covered: dx * dy / (box.width * box.height),
+    visible: onScreen(box), width: box.width, tileWidth: tile.getBoundingClientRect().width,
+    covered: dx * dy / (box.width * box.height),
     loaded: !!img && img.complete && img.naturalWidth > 0 && img.classList.contains("loaded"),
     placeholder: frame.classList.contains("placeholder") && !!frame.getAttribute("aria-label"),
     hasImage: !!img, requested: !!img && !!img.getAttribute("src"),
@@ -80,7 +81,8 @@ def check_page(browser, url: str, shot: str, static: bool = False) -> list[dict]
     found = tiles(browser)
     shown = [t for t in found if t["visible"]]
     for tile in shown:
-        assert tile["width"] >= 300, (url, tile)
+        assert tile["tileWidth"] >= 360, (url, tile)  # README: tiles at least 360 CSS px
+        assert tile["width"] >= 300, (url, tile)  # the plot itself, inside the tile's frame
         assert tile["covered"] <= 0.15, (url, tile)
         assert tile["loaded"] or tile["placeholder"], (url, tile)
     broken = browser.execute_script(

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 import httpx
@@ -92,11 +93,20 @@ def test_a_browser_can_revalidate_a_plot(spawn, tmp_path: Path) -> None:
     plot.write_bytes(png_of_size(5000, 1))
     with httpx.Client(auth=AUTH, timeout=10) as client:
         first = client.get(f"{base}/plots/dom_rates.png")
-        tag, modified = first.headers["etag"], first.headers["last-modified"]
+        tag = first.headers["etag"]
         again = client.get(f"{base}/plots/dom_rates.png", headers={"If-None-Match": tag})
         assert again.status_code == 304 and again.content == b""
-        since = client.get(f"{base}/plots/dom_rates.png", headers={"If-Modified-Since": modified})
-        assert since.status_code in (200, 304)  # 304 only if written exactly at that second
+        # Last-Modified has whole seconds: a plot written at a whole second is unmodified
+        # since then, one rewritten within that second (its mtime has a fraction) is not.
+        whole = float(int(plot.stat().st_mtime))
+        os.utime(plot, (whole, whole))
+        since = formatdate(whole, usegmt=True)
+        unmodified = client.get(f"{base}/plots/dom_rates.png", headers={"If-Modified-Since": since})
+        assert unmodified.status_code == 304 and unmodified.content == b""
+        os.utime(plot, (whole + 0.5, whole + 0.5))
+        within = client.get(f"{base}/plots/dom_rates.png", headers={"If-Modified-Since": since})
+        assert within.status_code == 200 and within.content == plot.read_bytes()
+        assert within.headers["last-modified"] == since
         temporary = plot.with_name(".dom_rates.png.x.tmp")
         temporary.write_bytes(png_of_size(6000, 2))
         os.replace(temporary, plot)  # the monitor redraws it
@@ -177,6 +187,30 @@ def test_slow_clients_are_cut_off_while_the_dashboard_keeps_answering(spawn, tmp
         sock.close()
     assert answered and set(answered) == {200}, "legitimate requests answered meanwhile"
     assert not still_open, f"{len(still_open)} of 220 slow connections still open after 20 s"
+
+
+def test_a_request_malformed_after_its_answer_is_closed_without_a_traceback(
+    spawn, tmp_path: Path
+) -> None:
+    """The 401 goes out before the body is read; then the body's chunk size is garbage.
+    uvicorn would answer 400 on top of the 401, which h11 refuses with a traceback."""
+    base = start_webserver(spawn, tmp_path)
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /alerts/1/ack HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 401 "), answer
+        sock.sendall(b"not a chunk size\r\n\r\n")
+        rest = b""
+        while chunk := sock.recv(65536):  # the server closes the connection
+            rest += chunk
+    assert b"HTTP/1.1 400" not in rest, rest
+    with httpx.Client(auth=AUTH, timeout=30) as client:
+        assert client.get(f"{base}/status").status_code == 200  # and logs its warning first
+    log = (tmp_path / "webserver-0.log").read_text()
+    assert "Invalid HTTP request received" in log, log
+    assert "Traceback" not in log, log
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import signal
 import threading
 import time
 
-from km3mon.cli import setup_logging
 from km3mon.controlhost import Client, ControlHostError
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.daq.files import RecordingWriter
+from km3mon.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.monitors.output import utc
+from km3mon.monitors.plots import du_label_step
 from km3mon.monitors.reco_history import COARSE_EDGES_NS, ZENITH_EDGES_DEG
 from km3mon.reco.model import azimuth_deg, line_time_ns, track_time_ns, zenith_deg
 
@@ -121,17 +122,19 @@ def residual_map(
         axes.set_ylim(0.3, detector.n_floors + 0.7)
         axes.grid(alpha=0.2)
     dus = detector.dus
-    step = max(1, len(dus) // 30)
-    bottom.set_xticks(dus[::step])
-    bottom.set_xlabel("DU")
+    step = du_label_step(len(dus), most=30)
+    bottom.set_xticks(dus if step == 1 else dus[dus % step == 0])
     bottom.set_xlim(dus.min() - 0.7, dus.max() + 0.7)
+    for axes in (top, bottom):  # both maps labelled, as every DOM map (sharex hides the top's)
+        axes.tick_params(axis="x", labelbottom=True)
+        axes.set_xlabel("DU")
     top.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
     title = f"Time residuals per DOM (multi-DU track fits, each DOM left out), {span_text}"
     title += "\ntiming outliers: " + ("; ".join(flagged_text[:6]) if flagged_text else "none")
     if len(flagged_text) > 6:
         title += f" and {len(flagged_text) - 6} more"
     figure.suptitle(title, x=0.01, ha="left", fontsize=11)
-    figure.subplots_adjust(left=0.05, right=0.97, bottom=0.07, top=0.9, hspace=0.12)
+    figure.subplots_adjust(left=0.05, right=0.97, bottom=0.07, top=0.9, hspace=0.2)
     return figure
 
 

@@ -444,7 +444,7 @@ class Receiver(threading.Thread):
 
 
 def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
-    from km3mon.cli import setup_logging
+    from km3mon.logs import setup_logging
 
     setup_logging(args.log_level)
     log = logging.getLogger(f"km3mon.{monitor_class.name}")

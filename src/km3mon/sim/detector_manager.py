@@ -181,7 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import signal
 
-    from km3mon.cli import setup_logging
+    from km3mon.logs import setup_logging
 
     setup_logging()
     model = WhiteRabbitModel(dus_from_args(args.detx, args.dus), seed=args.seed)

@@ -157,7 +157,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from km3mon.cli import setup_logging
+    from km3mon.logs import setup_logging
 
     setup_logging()
     stop = threading.Event()

@@ -51,6 +51,7 @@ from km3mon.alerts.hygiene import (
     remove_known_bad,
 )
 from km3mon.alerts.rules import rule_table
+from km3mon.freshness import read_records
 from km3mon.history.fits import fitted_directions
 from km3mon.history.store import HistoryError, HistoryStore
 from km3mon.monitors.event_selection import RANKINGS, top_events
@@ -184,6 +185,29 @@ def history_answer(store: HistoryStore, params: Any, now: float) -> dict[str, An
         "series": series,
         "runs": [[run, at] for run, at in store.runs(start, end)],
     }
+
+
+def first_minute_note(record: dict[str, Any] | None, now: float) -> tuple[str, float]:
+    """Why the history is still empty, from ``km3mon history``'s freshness record, and in
+    how many seconds the page should look again."""
+    if record is None:
+        return "Nothing recorded yet: `km3mon history` has not started (no freshness record).", 60.0
+    interval_s = float(record.get("render_interval_s") or 60.0)
+    first_s = float(record.get("started_at") or now) + interval_s
+    if first_s > now:
+        return (
+            "Nothing recorded yet: the first complete minute is written at "
+            f"{utc_text(first_s)} UTC (`km3mon history` started at "
+            f"{utc_text(first_s - interval_s)} UTC and samples once a minute what the monitors "
+            "have published).",
+            first_s - now + 5.0,
+        )
+    return (
+        f"Nothing recorded yet: `km3mon history` has run since "
+        f"{utc_text(first_s - interval_s)} UTC, but the monitors have published no metrics yet "
+        "(data/metrics/); it samples again every minute.",
+        interval_s,
+    )
 
 
 def _dom_label(dom: int, places: dict[int, tuple[int, int]]) -> str:
@@ -369,14 +393,20 @@ def alerts_routes(site: Site) -> list[Route]:
         try:
             metrics = store.metrics()
             places = store.places()
+            empty = store.newest_time() is None
         finally:
             store.close()
+        now = time.time()
+        waiting, reload_s = first_minute_note(read_records(site.data_dir).get("history"), now)
         return render(
             "history.html",
             page=HISTORY,
             error="",
             metrics=metrics,
             places=places,
+            first_du=min((du for du, floor in places.values() if floor > 0), default=None),
+            waiting=waiting if empty else "",
+            reload_s=reload_s if empty else None,
             params=dict(request.query_params),
             ranges=list(RANGES_S),
         )

@@ -6,6 +6,10 @@ has no deadline for a request's headers: a client that opens a connection and se
 or sends its headers one byte at a time (slowloris), holds the connection for ever. This
 protocol closes a connection whose request headers are not complete within
 ``header_timeout_s`` of its opening or of the previous response.
+
+It also closes quietly a connection whose request turns out malformed after it has been
+answered (a 401 goes out before the body is read; a broken chunk of that body follows):
+uvicorn would answer 400 a second time, which h11 refuses with a traceback in the log.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 #: Seconds an idle keep-alive connection stays open after a response.
@@ -49,6 +54,13 @@ class HeadDeadlineProtocol(H11Protocol):
     def on_response_complete(self) -> None:
         self._arm_head_deadline()  # for the next request on this connection
         super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """400 for a malformed request, unless this request has been answered already."""
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            super().send_400_response(msg)
+        elif not self.transport.is_closing():
+            self.transport.close()
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()

@@ -64,6 +64,13 @@ DEFAULT_PAGES: tuple[Page, ...] = (
         "A supernova monitor (km3mon sn), not the KM3NeT supernova trigger: coincidences of "
         "7-11 PMTs on a DOM within 10 ns, muons vetoed, summed over the detector in 0.5 s.",
     ),
+    Page(
+        "timesync",
+        "Time sync",
+        [["timesync"]],
+        "Time synchronisation of every DOM (km3mon timesync, IO_TSSN): White Rabbit lost, "
+        "incomplete UDP data or no frames; the same DOMs are named in ALERT lines of the DAQ log.",
+    ),
 )
 
 

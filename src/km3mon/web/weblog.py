@@ -166,8 +166,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from km3mon.cli import setup_logging
     from km3mon.config import ConfigError, load_pipeline
+    from km3mon.logs import setup_logging
     from km3mon.web.guard import serve
     from km3mon.web.server import credentials_and_host
 

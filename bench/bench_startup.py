@@ -1,0 +1,162 @@
+"""Start-up and memory of every `km3mon` command and of every running program.
+
+Part 1, every command of ``km3mon --help``: the wall time of ``km3mon <cmd> --help`` (the
+fastest and the median of ``--repeat`` runs: start-up is what a supervisord restart and every
+test that starts a process pays), its peak resident memory, and which heavy packages it
+imported only to print its help.
+
+Part 2 (``--suite DUS``): the suite as ``km3mon demo`` builds it, for a detector of ``DUS``
+DUs; after ``--warmup`` seconds every program's resident memory (children included) and which
+heavy packages its process has loaded (their compiled extensions in ``/proc/<pid>/maps``:
+numba, scipy, matplotlib; pure-Python Starlette is not visible there).
+
+The interpreter and the ``km3mon`` under test are this one's (set PYTHONPATH to measure
+another tree, e.g. the commit before a change):
+
+    .venv/bin/python bench/bench_startup.py --json bench/results/startup.json
+    .venv/bin/python bench/bench_startup.py --suite 230 --warmup 90
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: Packages a process should import only when it uses them.
+HEAVY = ("numba", "scipy", "matplotlib", "starlette", "km3pipe", "pandas")
+#: Their compiled extensions, as they appear in a process's memory map.
+MAPPED = {"numba": "/numba/", "scipy": "/scipy/", "matplotlib": "/matplotlib/"}
+
+PROBE = """
+import json, sys, time
+started = time.perf_counter()
+from km3mon.cli import main
+try:
+    main([sys.argv[1], "--help"])
+except SystemExit:
+    pass
+heavy = sorted(n for n in {heavy!r} if n in sys.modules)
+print("\\0" + json.dumps(heavy))
+"""
+
+
+def commands() -> list[str]:
+    """Every subcommand the CLI offers (works for the trees before and after the registry)."""
+    from km3mon.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return list(action.choices)
+
+
+def help_run(command: str) -> tuple[float, float, list[str]]:
+    """Wall seconds and peak RSS [MB] of one ``km3mon <command> --help``; heavy imports."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROBE.format(heavy=HEAVY), command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    with process.stdout:
+        output = process.stdout.read()
+    _, status, rusage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    heavy = json.loads(output.rsplit(b"\0", 1)[1]) if b"\0" in output else ["?"]
+    return wall, rusage.ru_maxrss / 1024, heavy
+
+
+def measure_help(repeat: int) -> dict[str, dict]:
+    rows = {}
+    for command in commands():
+        runs = [help_run(command) for _ in range(repeat)]
+        walls = [wall for wall, _, _ in runs]
+        rows[command] = {
+            "help_s_min": min(walls),
+            "help_s_median": statistics.median(walls),
+            "peak_rss_mb": max(rss for _, rss, _ in runs),
+            "heavy_imports": runs[-1][2],
+        }
+        print(
+            f"{command:18} --help {min(walls):5.2f} s (median {statistics.median(walls):5.2f}) "
+            f"peak {rows[command]['peak_rss_mb']:6.1f} MB  {' '.join(runs[-1][2])}",
+            flush=True,
+        )
+    return rows
+
+
+def mapped_packages(pids: list[int]) -> list[str]:
+    found = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        found |= {name for name, marker in MAPPED.items() if marker in maps}
+    return sorted(found)
+
+
+def measure_suite(dus: int, warmup_s: float) -> dict[str, dict]:
+    """Resident memory and loaded heavy packages of every program of a running suite."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from full_suite import PRODUCTION_PIPELINE, family, parents, usage
+    from km3mon.demo import write_folder
+    from km3mon.ops import start, stop
+    from km3mon.sim.sim_geometry import synthetic_detx
+    from km3mon.supervision import supervisor_states
+
+    folder = Path(tempfile.mkdtemp(prefix=f"km3mon-startup-{dus}du-"))
+    detx = folder / f"{dus}_dus.detx"
+    detx.write_text(synthetic_detx(dus, t0_seed=1))
+    options = argparse.Namespace(detx=detx, replay=None, scenario="", event_rate=200.0)
+    environment, _ = write_folder(folder, options, PRODUCTION_PIPELINE, k40_args="")
+    rows: dict[str, dict] = {}
+    try:
+        start(folder, {**os.environ, **environment})
+        time.sleep(warmup_s)
+        states = supervisor_states(folder / "pids" / "supervisor.sock") or {}
+        mains = {name: state["pid"] for name, state in states.items() if state["pid"]}
+        table = parents()
+        for name, pid in sorted(mains.items()):
+            members = family(pid, table, set(mains.values()) - {pid})
+            rss = sum(seen[1] for m in members if (seen := usage(m)) is not None)
+            rows[name] = {"rss_mb": rss, "loaded": mapped_packages(members)}
+            print(f"{name:20} {rss:7.1f} MB  {' '.join(rows[name]['loaded'])}", flush=True)
+    finally:
+        stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"{'total':20} {sum(r['rss_mb'] for r in rows.values()):7.1f} MB")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each --help")
+    parser.add_argument("--suite", type=int, metavar="DUS", help="also run the suite at DUS DUs")
+    parser.add_argument("--warmup", type=float, default=90.0, help="seconds before sampling")
+    parser.add_argument("--no-help", action="store_true", help="skip part 1")
+    parser.add_argument("--json", type=Path, help="write every number here as JSON too")
+    args = parser.parse_args()
+    result: dict = {"load_average": os.getloadavg(), "cores": os.cpu_count()}
+    if not args.no_help:
+        result["help"] = measure_help(args.repeat)
+    if args.suite:
+        result["suite"] = {"dus": args.suite, "processes": measure_suite(args.suite, args.warmup)}
+    result["load_average_after"] = os.getloadavg()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
