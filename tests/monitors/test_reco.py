@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from km3mon.controlhost import query_status
+from km3mon.monitors.output import utc
 from km3mon.monitors.reco_history import (
     DAY_S,
     FINE_EDGES_NS,
@@ -21,6 +22,7 @@ from km3mon.monitors.reco_history import (
 from km3mon.reco.model import space_angle_deg
 from km3mon.sim.sim_truth import read_truth
 from tests.conftest import read_json, wait_until
+from tests.monitors.stamps import png_text
 from tests.sim.test_simulator_support import ARCA21_DETX
 
 HEADER = "a,b"
@@ -162,8 +164,10 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     assert np.median(zenith_errors) < 1.0
     with (data / "timeres.csv").open() as stream:
         assert stream.readline().strip() == "run,timestamp,du,floor,dom_id,t_res,Q"
+    # drawn from this stream (what they draw: test_plots_of_a_small_detector_...)
     for name in ("time_residuals", "ztplot_roy", "reco_zenith"):
-        assert (plots / f"{name}.png").stat().st_size > 10_000
+        stamps = png_text(plots / f"{name}.png")
+        assert stamps["stale"] == "false" and stamps["data_until"] >= utc(start_s), stamps
 
     # a restart reads the two hours back: without new data, every DOM's offset and flag are
     # those of the last render before the stop (whether the 5 ns DOM is still flagged at the
@@ -203,17 +207,38 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
     # the histograms span |t_res| < 500 ns, as the original's; the scattering tail leaves some out
     inside = int((np.abs(residuals["t_res_ns"]) < 500).sum())
     assert rings.coarse.sum() == inside > 20 and inside > 0.98 * len(residuals)
-    figure = residual_histograms(sample.detector, rings.coarse.sum(axis=0), ["DOM 1 +5 ns"], "x")
+    coarse = rings.coarse.sum(axis=0)
+    figure = residual_histograms(sample.detector, coarse, ["DOM 1 +5 ns"], "x")
+    # each floor's panel draws each DU's residual counts of that floor, nothing else
+    detector = sample.detector
+    for floor, axes in enumerate(figure.axes[: detector.n_floors], start=1):
+        drawn = {line.get_label(): line.get_ydata() for line in axes.lines}
+        for du in detector.dus.tolist():
+            counts = coarse[(detector.dom_du == du) & (detector.dom_floor == floor)].sum(axis=0)
+            assert np.array_equal(drawn[f"DU {du}"], counts) if counts.sum() else (
+                f"DU {du}" not in drawn)  # fmt: skip
+    assert "timing outliers: DOM 1 +5 ns" in figure._suptitle.get_text()
     save_figure(figure, tmp_path / "time_residuals.png")
     track = result.tracks[np.argmax(result.tracks["n_doms"])]
     e = int(track["event"])
-    dus = np.unique(sample.hits["du"][sample.hits["event"] == e])
-    display = Display("title", sample.hits[sample.hits["event"] == e], track,
-                      lines[lines["event"] == e], dict(zip(dus.tolist(),
-                      reconstruction.du_axis(dus), strict=True)))  # fmt: skip
-    save_figure(ztplot(display, sample.detector), tmp_path / "ztplot_roy.png")
+    of_event = sample.hits[sample.hits["event"] == e]
+    dus = np.unique(of_event["du"])
+    display = Display("title", of_event, track, lines[lines["event"] == e],
+                      dict(zip(dus.tolist(), reconstruction.du_axis(dus),
+                               strict=True)))  # fmt: skip
+    figure = ztplot(display, sample.detector)
+    # every triggered hit of the event is a red cross at its time and height on its DU's panel
+    first = of_event["time_ns"][of_event["triggered"]].min()
+    for axes in (a for a in figure.axes if a.get_visible()):
+        du = int(axes.get_title().split()[1])
+        mine = of_event[(of_event["du"] == du) & of_event["triggered"]]
+        crosses = axes.collections[1].get_offsets()
+        assert np.allclose(crosses, np.column_stack((mine["time_ns"] - first, mine["pos_z_m"])))
+        assert any(line.get_label() == "multi-DU fit" for line in axes.lines)
+    save_figure(figure, tmp_path / "ztplot_roy.png")
     zenith = np.histogram(np.degrees(np.arccos(-result.tracks["dir"][:, 2])), 36, (0, 180))[0]
     figure = zenith_figure(sample.detector, zenith, zenith, times[:3], np.ones(3), np.ones(3))
+    last_hour = figure.axes[0].lines[0]
+    assert np.array_equal(last_hour.get_ydata(), zenith)
+    assert last_hour.get_label() == f"last hour ({len(result.tracks)} muons)"
     save_figure(figure, tmp_path / "reco_zenith.png")
-    for name in ("time_residuals", "ztplot_roy", "reco_zenith"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 10_000

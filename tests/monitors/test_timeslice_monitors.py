@@ -16,8 +16,10 @@ from km3mon.controlhost import Client, query_status
 from km3mon.daq.files import iter_file
 from km3mon.daq.timeslice import decode_timeslice, frames_white_rabbit, locate_frames
 from km3mon.detector import read_detx
+from km3mon.monitors.output import utc
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_until
+from tests.monitors.stamps import png_text
 from tests.sim.test_simulator_support import ARCA21_DETX, ORCA6_DETX
 from tests.timeslices.test_twofolds import detector_with_dom_ids
 
@@ -195,8 +197,10 @@ def test_a_supernova_burst_stands_out_above_the_threshold(ligier, spawn, tmp_pat
         f"burst peak {metrics['highest']} ({metrics['highest_significance']:.1f} sigma), "
         f"selected {metrics['selected']}, vetoed {metrics['vetoed']}"
     )
+    # drawn from this stream, the burst included (what they draw: tests/monitors/test_sn_figures.py)
     for name in ("sn_bg_histogram", "sn_pk_history"):
-        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 10_000
+        stamps = png_text(tmp_path / "plots" / f"{name}.png")
+        assert stamps["stale"] == "false" and stamps["data_until"] >= utc(first + burst_s), stamps
 
 
 @pytest.mark.slow

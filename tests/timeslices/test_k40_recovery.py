@@ -28,10 +28,11 @@ from km3mon.cli import build_parser
 from km3mon.config import AlertsSection, PipelineConfig
 from km3mon.controlhost import FrameDecoder
 from km3mon.freshness import Freshness
-from km3mon.monitors.k40 import FIT_NICENESS, K40
+from km3mon.monitors.k40 import FIT_NICENESS, K40, rms_ns
 from km3mon.monitors.runtime import Context
 from km3mon.sim.simulator import Simulator, write_calibration_truth
 from tests.conftest import read_json, wait_until
+from tests.monitors.stamps import cell_values, keep_figures
 from tests.sim.test_simulator_support import ARCA21_DETX, arca21
 
 MINUTES = 10
@@ -98,6 +99,7 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     wait_until(lambda: monitor._pending.done(), 300, "the calibration")
     monitor.poll()
     assert monitor.result is not None
+    figures = keep_figures(monitor.context)
     while monitor.render_more():  # the runtime does this between batches
         pass
 
@@ -182,8 +184,46 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     )
     proposal = (tmp_path / "data" / "k40" / "t0_corrections_latest.txt").read_text()
     assert "new_t0_ns = detx_t0_ns + correction_ns" in proposal
-    for name in ("intradom", "angular_k40rate_distribution", "k40_summary"):
-        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 10_000
+    assert_figures_show_the_calibration(monitor, figures, measured, large, late_pmt, no_peak)
+
+
+def assert_figures_show_the_calibration(monitor, figures, measured, large, late_pmt, no_peak):
+    """What the K40 pages show is what was measured: the pair means of the DOMs drawn, their
+    offset RMS on the summary map, each PMT's offset in its DU image, the PMT without a peak
+    marked."""
+    detector, result = monitor.detector, monitor.result
+    slot_of = {int(detector.dom_ids[dom]): slot for slot, dom in enumerate(monitor.slots)}
+    eight_ns_dom = next(pmt[0] for pmt, offset in large.items() if offset == 8.0)
+    for name, drawn in (("intradom.png", result.mean_ns), ("angular_k40rate_distribution.png",
+                                                           result.rate_hz)):  # fmt: skip
+        titled = [axis for axis in figures[name].axes if axis.get_title()]
+        shown = [int(axis.get_title().split()[1]) for axis in titled]
+        assert len(shown) == 18 and eight_ns_dom in shown, "the worst DOMs are drawn"
+        for axis, dom_id in zip(titled, shown, strict=True):
+            slot = slot_of[dom_id]
+            before = axis.lines[0].get_ydata()
+            assert np.allclose(before, drawn[slot][result.valid[slot]], equal_nan=True), name
+    summary = figures["k40_summary.png"].axes
+    rms_shown = cell_values(summary[0])
+    rms = rms_ns(result.calibration.t0_ns)
+    for dom_id in (eight_ns_dom, late_pmt[0]):
+        dom = monitor.slots[slot_of[dom_id]]
+        place = (int(detector.dom_du[dom]), int(detector.dom_floor[dom]))
+        assert rms_shown[place] == pytest.approx(rms[slot_of[dom_id]], abs=1e-6)
+        assert cell_values(summary[2])[place] >= 1, "its PMT beyond the tolerance is counted"
+    for dom_id, channel in (late_pmt, *sorted(no_peak)):
+        dom = monitor.slots[slot_of[dom_id]]
+        du, floor = int(detector.dom_du[dom]), int(detector.dom_floor[dom])
+        axis = figures[f"k40_du{du}.png"].axes[0]
+        cell = axis.images[0].get_array()[floor - 1, channel]
+        if (dom_id, channel) in measured:
+            assert cell == pytest.approx(float(measured[dom_id, channel]["t0_ns"]), abs=0.01)
+        else:  # no peak: grey underneath, a cell of its own colour and legend on top
+            assert np.ma.is_masked(cell) or np.isnan(cell)
+            marked = [c for c in axis.collections if c.get_label().startswith("singles but")]
+            centres = {tuple(np.round(p.vertices[:4].mean(axis=0)).astype(int).tolist())
+                       for c in marked for p in c.get_paths()}  # fmt: skip
+            assert (channel, floor) in centres
 
 
 def test_the_fitting_thread_yields_the_cpu_to_counting(tmp_path: Path) -> None:
