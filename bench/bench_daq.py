@@ -213,10 +213,11 @@ def bench_monitoring(budget: float) -> Table:
     def km3pipe_all(payloads: list[bytes]) -> list[object]:
         return [kd.TMCHData(io.BytesIO(p)) for p in payloads]
 
-    theirs, ours = paired(
-        lambda: km3pipe_all(samples), lambda: decode_monitoring_batch(samples), budget
-    )
-    compare(table, "testdata, batch of 6 (raw array)", len(samples), "packet", theirs, ours)
+    # equal work only: km3pipe decodes every field, so ours must give rates in Hz and HRV
+    # bits too (a raw structured view of the packets would be no like-for-like comparison)
+    theirs, ours = paired(lambda: km3pipe_all(samples), lambda: our_monitoring(samples), budget)
+    compare(table, "testdata, batch of 6, + rates Hz + HRV bits", len(samples), "packet",
+            theirs, ours)  # fmt: skip
     theirs, ours = paired(
         lambda: km3pipe_all(samples),
         lambda: [daq.decode_monitoring(p) for p in samples],
@@ -225,11 +226,6 @@ def bench_monitoring(budget: float) -> Table:
     compare(table, "testdata, single-packet decoder", len(samples), "packet", theirs, ours)
     for n_doms in FULL_DOMS:
         payloads = encode_monitoring_batch(synthetic_monitoring(n_doms * TIMESLICES_PER_S))
-        theirs, ours = paired(
-            lambda p=payloads: km3pipe_all(p), lambda p=payloads: decode_monitoring_batch(p), budget
-        )
-        label = f"{n_doms} DOMs × 10 packets (1 s), raw array"
-        compare(table, label, len(payloads), "packet", theirs, ours)
         theirs, ours = paired(
             lambda p=payloads: km3pipe_all(p), lambda p=payloads: our_monitoring(p), budget
         )

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,49 @@ def k40_monitor(tmp_path: Path) -> K40:
     return K40(context)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path: Path) -> None:
+@dataclass
+class Recovery:
+    """Ten minutes of ARCA-21 calibrated by the monitor, with the simulator's truth."""
+
+    monitor: K40
+    figures: dict[str, object]
+    measured: dict[tuple[int, int], dict[str, str]]  # offsets.csv rows by (DOM, channel)
+    true_offset: dict[tuple[int, int], float]
+    true_efficiency: dict[tuple[int, int], float]
+    large: dict[tuple[int, int], float]  # PMTs given LARGE_OFFSETS_NS
+    late_pmt: tuple[int, int]  # the ``pmt-t0`` scenario's
+    no_peak: set[tuple[int, int]]
+    disabled: set[tuple[int, int]]
+
+    @property
+    def beyond_the_window(self) -> list[tuple[int, int]]:
+        """The 15 and 30 ns PMTs, whose coincidences the L1 window cuts."""
+        return sorted(self.large, key=self.large.get)[-2:]
+
+    def errors(self) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], float]]:
+        """t0 and efficiency errors of the PMTs within the window (t0_ns is relative to the
+        mean of the DOM's measured PMTs: up to one constant per DOM), and each PMT's true
+        offset relative to its DOM's mean."""
+        errors, efficiency_errors, relative = [], [], {}
+        far = self.beyond_the_window
+        for dom_id in {pmt[0] for pmt in self.measured}:
+            pmts = [pmt for pmt in self.measured if pmt[0] == dom_id]
+            found = np.array([float(self.measured[pmt]["t0_ns"]) for pmt in pmts])
+            truth_of = np.array([self.true_offset[pmt] for pmt in pmts])
+            relative.update(zip(pmts, truth_of - truth_of.mean(), strict=True))
+            error = found - truth_of
+            fair = np.array([pmt not in far for pmt in pmts])
+            errors += list((error - error[fair].mean())[fair])
+            # the 15 ns PMT's rate is what the L1 window lets through: no efficiency to compare
+            ratio = np.array([float(self.measured[pmt]["rel_eff"]) / self.true_efficiency[pmt]
+                              for pmt in pmts])  # fmt: skip
+            efficiency_errors += list((ratio / ratio[fair].mean() - 1)[fair])
+        return np.array(errors), np.array(efficiency_errors), relative
+
+
+def recover(folder: Path) -> Recovery:
+    """The DETX as wrong as an uncalibrated one, ten minutes of IO_TSL1 through the monitor;
+    what it wrote and drew, beside the truth (also ``bench/k40_recovery.py``)."""
     detector = arca21()
     simulator = Simulator(
         detector,
@@ -88,9 +129,9 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
         offsets[row, channel] = offset
         large[(int(calibration.dom_ids[row]), channel)] = offset
     calibration.offset_ns = np.where(present, offsets, 0.0)
-    truth_path = tmp_path / "truth.json"
+    truth_path = folder / "truth.json"
     write_calibration_truth(simulator, str(truth_path))
-    monitor = k40_monitor(tmp_path)
+    monitor = k40_monitor(folder)
     decoder = FrameDecoder()
     for _ in range(MINUTES * 600):
         messages = decoder.feed(simulator.step().data)
@@ -114,9 +155,7 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
             pmt = (dom["dom_id"], channel)
             true_offset[pmt] = offset + (shift["offset_shift_ns"] if pmt == late_pmt else 0.0)
             true_efficiency[pmt] = eff
-    assert {pmt: true_offset[pmt] for pmt in large} == large
-
-    with (tmp_path / "data" / "k40" / "offsets.csv").open() as stream:
+    with (folder / "data" / "k40" / "offsets.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert {"utc_start", "utc_end", "du", "floor", "t0_err_ns", "rel_eff_err",
             "n_coincidences"} <= set(rows[0])  # fmt: skip
@@ -124,30 +163,28 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     disabled = {(int(d), int(c)) for d, c in zip(
         detector.dom_ids[detector.pmt_dom_index[detector.pmt_disabled]],
         detector.pmt_channel[detector.pmt_disabled], strict=True)}  # fmt: skip
-    assert disabled and not disabled & set(measured), "disabled PMTs are not calibrated"
-    no_peak = {(p["dom_id"], p["channel"]) for p in read_json(tmp_path / "data" / "metrics" /
+    no_peak = {(p["dom_id"], p["channel"]) for p in read_json(folder / "data" / "metrics" /
                                                                "k40.json")["no_peak"]}  # fmt: skip
-    far, farthest = sorted(large, key=large.get)[-2:]
+    return Recovery(monitor, figures, measured, true_offset, true_efficiency, large, late_pmt,
+                    no_peak, disabled)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path: Path) -> None:
+    found = recover(tmp_path)
+    measured, large, late_pmt, no_peak = found.measured, found.large, found.late_pmt, found.no_peak
+    detector = found.monitor.detector
+    assert {pmt: found.true_offset[pmt] for pmt in large} == large
+    assert found.disabled and not found.disabled & set(measured), "disabled PMTs not calibrated"
+    far, farthest = found.beyond_the_window
     # beyond the L1 window: at most the tail of its peak gets through, so no peak or a
     # peak cut by the window's edge (flagged, the offset underestimated); never unseen
     assert far in no_peak or measured[far]["flagged"] == "1", "15 ns: never 'not measured'"
     assert farthest in no_peak and farthest not in measured, "30 ns: no K40 peak"
-    assert set(measured) | disabled | no_peak == set(true_offset)
+    assert set(measured) | found.disabled | no_peak == set(found.true_offset)
 
-    # t0_ns is relative to the mean of the DOM's measured PMTs: up to one constant per DOM
-    errors, efficiency_errors, relative = [], [], {}
-    for dom_id in {pmt[0] for pmt in measured}:
-        pmts = [pmt for pmt in measured if pmt[0] == dom_id]
-        found = np.array([float(measured[pmt]["t0_ns"]) for pmt in pmts])
-        truth_of = np.array([true_offset[pmt] for pmt in pmts])
-        relative.update(zip(pmts, truth_of - truth_of.mean(), strict=True))
-        error = found - truth_of
-        fair = np.array([pmt not in (far, farthest) for pmt in pmts])
-        errors += list((error - error[fair].mean())[fair])
-        # the 15 ns PMT's rate is what the L1 window lets through: no efficiency to compare
-        ratio = np.array([float(measured[pmt]["rel_eff"]) / true_efficiency[pmt] for pmt in pmts])
-        efficiency_errors += list((ratio / ratio[fair].mean() - 1)[fair])
-    t0_error, efficiency_error = np.array(errors), np.array(efficiency_errors)
+    t0_error, efficiency_error, relative = found.errors()
     assert np.sqrt(np.mean(t0_error**2)) <= 0.1
     assert np.abs(efficiency_error).max() <= 0.10
     flagged = {pmt for pmt, r in measured.items() if r["flagged"] == "1"}
@@ -172,19 +209,10 @@ def test_offsets_efficiencies_and_a_late_pmt_recovered_from_ten_minutes(tmp_path
     no_peak_alerts = {c.dom_id: c for c in rules["k40_no_peak"].evaluate(snapshot)}
     assert set(no_peak_alerts) == {pmt[0] for pmt in no_peak}
     assert f"channel(s) {farthest[1]} " in no_peak_alerts[farthest[0]].summary
-    print(  # the numbers for BENCHMARKS.md
-        f"t0 RMS error {np.sqrt(np.mean(t0_error**2)):.3f} ns (max {np.abs(t0_error).max():.3f},"
-        f" {len(t0_error)} PMTs), efficiency RMS error {np.sqrt(np.mean(efficiency_error**2)):.4f}"
-        f" (max {np.abs(efficiency_error).max():.4f}); flagged {len(flagged)} (true beyond 2.5 ns:"
-        f" {len(beyond)}); no peak {sorted(no_peak)}; late PMT {late_row['t0_ns']} ns;"
-        + "; ".join(
-            f"{o:g} ns PMT -> {measured[p]['t0_ns'] if p in measured else 'no peak'}"
-            for p, o in large.items()
-        )
-    )
     proposal = (tmp_path / "data" / "k40" / "t0_corrections_latest.txt").read_text()
     assert "new_t0_ns = detx_t0_ns + correction_ns" in proposal
-    assert_figures_show_the_calibration(monitor, figures, measured, large, late_pmt, no_peak)
+    assert_figures_show_the_calibration(found.monitor, found.figures, measured, large, late_pmt,
+                                        no_peak)  # fmt: skip
 
 
 def assert_figures_show_the_calibration(monitor, figures, measured, large, late_pmt, no_peak):
