@@ -129,19 +129,29 @@ def timesync_cells_disagreeing(png: Path, metrics: dict) -> list[str]:
     detector = read_detx(ORCA6_DETX)
     values = np.full(len(detector.dom_ids), -1)
     index = {int(dom): i for i, dom in enumerate(detector.dom_ids)}
-    for dom, state in zip(metrics["dom_id"], metrics["state"], strict=True):
+    doms = metrics["doms"]
+    for dom, state in zip(doms["dom_id"], doms["state"], strict=True):
         values[index[dom]] = state
-    counts = [int((np.asarray(metrics["state"]) == k).sum()) for k in range(len(STATES))]
-    title = (  # the same layout as the monitor's figure (its title has two lines)
-        f"Time sync (White Rabbit) and UDP completeness, detector {detector.det_id} "
-        f"(IO_TSSN, last {WINDOW_S} s)\n"
+    states = np.asarray(doms["state"])
+    counts = [int((states == k).sum()) for k in range(len(STATES))]
+    rates = np.asarray(doms["frames_per_s"], float)
+    seen = np.isfinite(rates) & (states != STATES.index("missing"))
+    rate = (
+        f"frames/s per DOM sending: median {np.median(rates[seen]):.1f}, lowest "
+        f"{rates[seen].min():.1f} (of {metrics['expected_frames_per_s']})\n"
+        if seen.any()
+        else ""
+    )
+    title = (  # the same layout as the monitor's figure (its title's lines)
+        f"Time sync and UDP completeness, detector {detector.det_id} "
+        f"(IO_SUM, last {WINDOW_S} s)\n{rate}"
         + ", ".join(f"{c} {s}" for c, s in zip(counts, STATES, strict=True))
     )
     layout = dom_states_map(detector, values, STATES, title)
     image = np.round(matplotlib.image.imread(png)[..., :3] * 255).astype(int)
     assert image.shape[:2] == layout.canvas.get_width_height()[::-1], "the figure's size"
     wrong = []
-    for dom, state in zip(metrics["dom_id"], metrics["state"], strict=True):
+    for dom, state in zip(doms["dom_id"], doms["state"], strict=True):
         du, floor = detector.du_floor(dom)
         centre = cell_pixels(layout, du, floor)[2]
         colour, hatch = STATE_STYLES[state]
