@@ -40,15 +40,15 @@ def main() -> None:
         "efficiency_rms_error": float(np.sqrt(np.mean(efficiency_error**2))),
         "efficiency_max_error": float(np.abs(efficiency_error).max()),
         "flagged": len(flagged),
-        "truly_beyond_2_5_ns": sum(abs(relative[pmt]) > 2.5 for pmt in measured),
-        "flagged_truly_within_1_5_ns": sum(abs(relative[pmt]) < 1.5 for pmt in flagged),
+        "truly_beyond_2_5_ns": sum(int(abs(relative[pmt]) > 2.5) for pmt in measured),
+        "flagged_truly_within_1_5_ns": sum(int(abs(relative[pmt]) < 1.5) for pmt in flagged),
         "late_pmt_t0_ns": float(measured[found.late_pmt]["t0_ns"]),
         "late_pmt_true_ns": float(relative[found.late_pmt]),
         "large_offsets": {
             f"{offset:g} ns": float(measured[pmt]["t0_ns"]) if pmt in measured else "no peak"
             for pmt, offset in found.large.items()
         },
-        "no_peak": sorted(found.no_peak),
+        "no_peak": [list(map(int, pmt)) for pmt in sorted(found.no_peak)],
         "disabled_not_calibrated": not found.disabled & set(measured),
     }
     for key, value in numbers.items():
