@@ -201,12 +201,6 @@ def test_a_supernova_burst_stands_out_above_the_threshold(ligier, spawn, tmp_pat
     wait_until(lambda: newest_s() > first + burst_s + 3, 60, "the burst's first seconds")
     metrics = read_json(metrics_path)
     assert metrics["highest_time"] >= first + burst_s and metrics["highest_significance"] > 5
-    print(  # the numbers for BENCHMARKS.md
-        f"background {metrics['background_expected']:.1f} (variance x "
-        f"{metrics['background_dispersion']:.2f}), threshold {metrics['threshold']}, "
-        f"burst peak {metrics['highest']} ({metrics['highest_significance']:.1f} sigma), "
-        f"selected {metrics['selected']}, vetoed {metrics['vetoed']}"
-    )
     # drawn from this stream, the burst included (what they draw: tests/monitors/test_sn_figures.py)
     for name in ("sn_bg_histogram", "sn_pk_history"):
         stamps = png_text(tmp_path / "plots" / f"{name}.png")
