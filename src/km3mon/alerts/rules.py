@@ -701,7 +701,6 @@ class DataFilterDown(ListedRule):
     name = "datafilter_down"
     description = "a DataFilter that stopped sending its timeslices (timesync)"
     hold_s = 60.0
-
     listed = "timesync.data_filters"
 
     def conditions(
@@ -727,7 +726,6 @@ class RecoT0(ListedRule):
     name = "reco_t0"
     description = "a DOM's time offset from the track fits' residuals (reco's flagged DOMs)"
     hold_s = 300.0
-
     listed = "reco.flagged_doms"
 
     def conditions(
