@@ -55,9 +55,9 @@ from km3mon.supervision import supervisor_states
 SEED = 7
 #: The monitor that is killed with ``kill -9`` and left down.
 KILLED_MONITOR = "dom_rates"
-#: An SN burst is significant for a few windows only: its threshold rule has no hold.
-SN_RULE = "sn_burst"
-SN_SIGMA = 5.0
+#: Rules whose hold is their own (no wall-clock hold shortened here): an SN alarm is set
+#: for a false-alarm rate, a drop counter grows or not, the disk is full or not.
+OWN_HOLD = ("sn_alarm", "dropped_messages", "disk_space")
 
 
 @dataclass
@@ -89,7 +89,7 @@ def catalogue() -> list[Fault]:
         Fault("t0-offset", "scenario", ("reco_t0",), "t0-offset", long=True),
         Fault("pmt-t0", "scenario", ("k40_t0",), "pmt-t0", long=True),
         Fault("pmt-t0-15", "scenario", ("k40_no_peak", "k40_t0"), "pmt-t0-15", long=True),
-        Fault("sn-burst", "scenario", (SN_RULE,), "sn-burst"),
+        Fault("sn-burst", "scenario", ("sn_alarm",), "sn-burst"),
         Fault("kill-9", "kill", ("process_down",)),
         Fault("mirror-stop", "mirror", ("process_down",)),
         Fault("detx-disabled", "disabled", (), "silent-dom"),
@@ -188,19 +188,10 @@ def pipeline_text(args: argparse.Namespace, webhook: str, smtp: str, known_bad: 
     ]
     if known_bad:
         lines.append(f'known_bad = ["{known_bad} fault matrix: known bad"]')
-    holds = {rule: args.hold_s for rule in BUILTIN}
+    holds = {rule: args.hold_s for rule in BUILTIN if rule not in OWN_HOLD}
     holds["process_down"] = args.process_hold_s
-    holds.pop("dropped_messages", None)  # no hold by design
-    holds.pop("disk_space", None)
     for rule, hold in holds.items():
         lines += ["", f"[Alerts.{rule}]", f"hold_s = {hold:g}"]
-    lines += [
-        "",
-        f"[Alerts.{SN_RULE}]  # the SN monitor has no rule of its own: its significance",
-        'metric = "sn.significance"',
-        f"above = {SN_SIGMA:g}",
-        "hold_s = 0",
-    ]
     return "\n".join(lines) + "\n"
 
 
@@ -531,7 +522,7 @@ def judge(fault: Fault, notes: list[dict], args: argparse.Namespace) -> dict[str
     rule = hits[0] if hits else None
     row["rule"] = rule
     hold = args.process_hold_s if rule == "process_down" else args.hold_s
-    hold = 0.0 if rule == SN_RULE else hold
+    hold = BUILTIN[rule].hold_s if rule in OWN_HOLD else hold
     row["hold_s"] = hold
     first = [n for n in notes if n["rule"] == rule and n["status"] == "firing"]
     webhook_firing = [n for n in first if n["sink"] == "webhook"]

@@ -34,8 +34,7 @@ import numpy as np
 
 from km3mon.config import PipelineConfig
 from km3mon.detector import read_detx
-from km3mon.freshness import Freshness
-from km3mon.monitors.runtime import Context, add_common_arguments
+from km3mon.monitors.runtime import monitor_in_process
 from km3mon.monitors.sn import SN, OpenFrame, poisson_sf
 from km3mon.sim.scenarios import SN_BURST_DURATION_S
 from km3mon.sim.sim_timeslices import (
@@ -60,16 +59,10 @@ TRIGGERED_DOM_MULTIPLICITY = (0, 0, 118, 87, 90, 73, 50, 34, 24, 12, 4, 2, 3, 2,
 def sn_monitor(detx: str, folder: Path, per_week: float) -> SN:
     """The ``sn`` monitor in this process, with the default ``[SN]`` settings but the
     false-alarm rate."""
-    parser = argparse.ArgumentParser()
-    add_common_arguments(parser, SN.default_interval_s)
-    args = parser.parse_args(["--detx", detx, "-o", str(folder / "plots"),
-                              "--data-dir", str(folder / "data")])  # fmt: skip
-    freshness = Freshness(process="sn", pid=0, started_at=0.0, ligier="-", tags=[],
-                          render_interval_s=10.0, stale_after_s=60.0)  # fmt: skip
     logging.getLogger("km3mon.sn").setLevel(logging.ERROR)  # alarms are counted, not logged
     pipeline = PipelineConfig()
     pipeline = replace(pipeline, sn=replace(pipeline.sn, false_alarms_per_week=per_week))
-    return SN(Context(args, freshness, logging.getLogger("km3mon.sn"), pipeline))
+    return monitor_in_process(SN, detx, folder, pipeline)
 
 
 class Background:

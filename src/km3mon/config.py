@@ -144,6 +144,9 @@ class PMTRatesSection:
     highest_rate_hz: float = option(15000.0, key="highest_rate", positive=True)
     hrv_ratio_threshold: float = option(0.95, minimum=0, maximum=1)
     interval_s: float = option(20.0, key="interval", positive=True)
+    #: A PMT is hot (``pmt_hot``) above ``highest_rate`` *and* this many times its DOM's
+    #: median: bioluminescence and the colour scale's top raise whole DOMs, a hot PMT alone.
+    hot_factor: float = option(3.0, minimum=1)
 
     def __post_init__(self) -> None:
         _check_order(self, "lowest_rate_hz", "highest_rate_hz")

@@ -42,6 +42,15 @@ class WebhookReceiver:
         self.server.server_close()
 
 
+def alerts_pipeline(webhook_url: str, holds: dict[str, float], *, head: str = "",
+                    tail: str = "", clear_s: float = 3) -> str:  # fmt: skip
+    """pipeline.toml of an end-to-end alert test: ``head`` sections, the webhook, a short
+    ``clear_s``, each rule's hold, then ``tail`` sections."""
+    rules = "".join(f"\n[Alerts.{rule}]\nhold_s = {hold:g}\n" for rule, hold in holds.items())
+    alerts = f'\n[Alerts]\nwebhook_url = "{webhook_url}"\nclear_s = {clear_s:g}\n'
+    return head + alerts + rules + tail
+
+
 class MailReceiver:
     """An SMTP server (aiosmtpd) that keeps every message it is sent."""
 

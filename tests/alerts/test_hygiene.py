@@ -94,7 +94,7 @@ def test_a_du_outage_is_one_notification_not_eighteen(tmp_path) -> None:
         suite.write(
             dom_activity=activity(dict.fromkeys(du2, silence), T0 + 10 * step),
             dom_rates={"dom_id": OPTICAL, "rate_khz": [0.0 if d in du2 else 7.0 for d in OPTICAL]},
-            pmt_rates={"flagged": [{"dom_id": 205, "channel": 3, "kind": "above", "rate_hz": 6e5}]},
+            pmt_rates={"flagged": [{"dom_id": 205, "channel": 3, "kind": "hot", "rate_hz": 6e5}]},
         )
         causes = suite.evaluate(T0 + 10 * step)
     assert causes == ["DU 2 lost"]
@@ -161,7 +161,7 @@ def test_a_stopped_run_hides_per_dom_alerts_and_a_monitor_down_its_plots(tmp_pat
     suite = Suite(tmp_path)
     suite.write(
         dom_activity=activity(dict.fromkeys(OPTICAL, 400.0)),
-        pmt_rates={"flagged": [{"dom_id": 205, "channel": 3, "kind": "above", "rate_hz": 6e5}]},
+        pmt_rates={"flagged": [{"dom_id": 205, "channel": 3, "kind": "hot", "rate_hz": 6e5}]},
     )
     records = {m: record() for m in MONITORS}
     panels = {f"{m}.png": PanelState(m, T0 - 300, T0, True, "no new data") for m in MONITORS}
@@ -186,8 +186,8 @@ def test_a_stopped_run_hides_per_dom_alerts_and_a_monitor_down_its_plots(tmp_pat
 def test_known_bad_doms_and_pmts_raise_nothing_a_newly_broken_one_once(tmp_path) -> None:
     suite = Suite(tmp_path, AlertsSection(clear_s=20, known_bad=("105 flooded in 2024",)))
     add_known_bad(suite.book.db, 207, 3, "Ada", "hot since the repair")
-    hot = [{"dom_id": 207, "channel": 3, "kind": "above", "rate_hz": 6e5},
-           {"dom_id": 207, "channel": 4, "kind": "above", "rate_hz": 6e5}]  # fmt: skip
+    hot = [{"dom_id": 207, "channel": 3, "kind": "hot", "rate_hz": 6e5},
+           {"dom_id": 207, "channel": 4, "kind": "hot", "rate_hz": 6e5}]  # fmt: skip
     for step in range(100):
         suite.write(dom_activity=activity({105: 10.0 * step + 5, 310: 10.0 * step + 5}),
                     pmt_rates={"flagged": hot})  # fmt: skip

@@ -23,7 +23,7 @@ import pytest
 from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.alerts.sinks import WebhookReceiver
+from tests.alerts.sinks import WebhookReceiver, alerts_pipeline
 from tests.conftest import free_port, read_json, wait_for_port, wait_subscribed, wait_until
 
 SEED = 12
@@ -77,29 +77,17 @@ def test_a_lost_du_is_one_alert_and_a_silenced_dom_notifies_no_one(
     assert silent.du != lost.du, "the seed puts the silent DOM in another DU"
     pipeline = tmp_path / "pipeline.toml"
     pipeline.write_text(
-        f"""
-[WebServer]
-username = "{AUTH[0]}"
-password = "{AUTH[1]}"
-
-[Alerts]
-webhook_url = "{webhook.url}"
-clear_s = 3
-
-[Alerts.silent_dom]
-hold_s = {HOLD_S}
-
-[Alerts.du_lost]
-hold_s = {HOLD_S}
-
-[Alerts.process_down]
-hold_s = 3
-
+        alerts_pipeline(
+            webhook.url,
+            {"silent_dom": HOLD_S, "du_lost": HOLD_S, "process_down": 3},
+            head=f'[WebServer]\nusername = "{AUTH[0]}"\npassword = "{AUTH[1]}"\n',
+            tail="""
 [Alerts.dom_inactive]  # a threshold rule per DOM: the lost DU's 18 DOMs, hidden by du_lost
 metric = "dom_activity.inactive_s"
 above = 2.0
 hold_s = 3
-"""
+""",
+        )
     )
     data = tmp_path / "data"
     daq, ligier = start_ligier(), start_ligier()

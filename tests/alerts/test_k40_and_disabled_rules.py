@@ -86,9 +86,9 @@ def test_a_dom_or_pmt_disabled_in_the_detx_raises_nothing(tmp_path) -> None:
     activity = {"data_time": T0, "dom_id": ids,
                 "inactive_s": [0.0, 900.0, 0.0, 800.0, None, 0.0]}  # fmt: skip
     pmt_rates = {"flagged": [
-        {"dom_id": dom[1, 1], "du": 1, "channel": 7, "kind": "above", "rate_hz": 6e5},
+        {"dom_id": dom[1, 1], "du": 1, "channel": 7, "kind": "hot", "rate_hz": 6e5},
         {"dom_id": dom[1, 2], "du": 1, "channel": 3, "kind": "hrv", "hrv_fraction": 0.9},
-        {"dom_id": dom[1, 1], "du": 1, "channel": 8, "kind": "above", "rate_hz": 6e5},
+        {"dom_id": dom[1, 1], "du": 1, "channel": 8, "kind": "hot", "rate_hz": 6e5},
     ]}  # fmt: skip
     shot = snapshot(tmp_path, {"dom_activity": activity, "pmt_rates": pmt_rates}, places)
     found = rules()

@@ -210,17 +210,29 @@ def test_disk_space_below_the_limit(tmp_path) -> None:
 
 def test_pmt_hot_and_pmt_hrv_fire_on_the_flags_of_pmt_rates(tmp_path) -> None:
     flagged = [
+        {
+            "dom_id": 808,
+            "du": 3,
+            "channel": 7,
+            "kind": "hot",
+            "rate_hz": 512_000.0,
+            "dom_median_hz": 7_300.0,
+        },
         {"dom_id": 808, "du": 3, "channel": 7, "kind": "above", "rate_hz": 512_000.0},
+        {"dom_id": 808, "du": 3, "channel": 7, "kind": "hrv", "hrv_fraction": 1.0},  # hot's
+        {"dom_id": 809, "du": 3, "channel": 2, "kind": "above", "rate_hz": 25_000.0},  # glows
         {"dom_id": 809, "du": 3, "channel": 30, "kind": "hrv", "hrv_fraction": 0.62},
         {"dom_id": 810, "du": 4, "channel": 2, "kind": "below", "rate_hz": 0.0},
     ]
     shot = snapshot(tmp_path, {"pmt_rates": {"data_time": NOW, "flagged": flagged}})
     (hot,) = rules()["pmt_hot"].evaluate(shot)
     assert (hot.key, hot.dom_id, hot.du, hot.floor) == ("808/7", 808, 3, 12)
-    assert hot.summary == "DOM 808 (DU 3, floor 12) channel 7: 512 kHz"
+    assert hot.summary == (
+        "DOM 808 (DU 3, floor 12) channel 7: 512 kHz, 70x its DOM's median 7.3 kHz"
+    ), "above the colour scale alone (DOM 809's glow) is not hot"
     assert hot.link == "/plot/pmt_rates_du3"
     (hrv,) = rules()["pmt_hrv"].evaluate(shot)
-    assert hrv.key == "809/30"
+    assert hrv.key == "809/30", "the hot PMT's veto is pmt_hot's consequence"
     assert hrv.summary == "DOM 809 (DU 3, floor 13) channel 30: high-rate veto 62% of the time"
 
 

@@ -11,7 +11,7 @@ import pytest
 from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.alerts.sinks import WebhookReceiver
+from tests.alerts.sinks import WebhookReceiver, alerts_pipeline
 from tests.conftest import read_json, wait_subscribed, wait_until
 
 SEED = 5
@@ -33,19 +33,7 @@ def test_wr_loss_and_udp_loss_each_give_one_firing_and_one_resolved(
         wr_dom, udp_dom = (s.dom_ids[0] for s in planned)
         assert wr_dom != udp_dom
         pipeline = tmp_path / "pipeline.toml"
-        pipeline.write_text(
-            f"""
-[Alerts]
-webhook_url = "{webhook.url}"
-clear_s = 3
-
-[Alerts.time_sync]
-hold_s = {HOLD_S}
-
-[Alerts.udp_loss]
-hold_s = {HOLD_S}
-"""
-        )
+        pipeline.write_text(alerts_pipeline(webhook.url, {"time_sync": HOLD_S, "udp_loss": HOLD_S}))
         data = tmp_path / "data"
         data_ligier, log_ligier = start_ligier(), start_ligier()
         common = ["--detx", detx, "-p", data_ligier.port, "-o", tmp_path / "plots",

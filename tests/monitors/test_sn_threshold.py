@@ -3,9 +3,7 @@ rate, measured on simulated background; and the SN state read back at start."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +12,7 @@ import numpy as np
 import pytest
 
 from km3mon.config import PipelineConfig
-from km3mon.freshness import Freshness
-from km3mon.monitors.runtime import Context, add_common_arguments
+from km3mon.monitors.runtime import monitor_in_process
 from km3mon.monitors.sn import SN, OpenFrame, RollingBackground, negative_binomial_sf, poisson_sf
 from km3mon.timeslices.coincidences import Coincidences
 from tests.conftest import REPO, read_json, wait_until
@@ -79,13 +76,7 @@ def test_simulated_background_gives_a_sane_false_alarm_rate() -> None:
 
 
 def sn_in_process(folder: Path) -> SN:
-    parser = argparse.ArgumentParser()
-    add_common_arguments(parser, SN.default_interval_s)
-    args = parser.parse_args(["--detx", ARCA21_DETX, "-o", str(folder / "plots"),
-                              "--data-dir", str(folder / "data")])  # fmt: skip
-    freshness = Freshness(process="sn", pid=0, started_at=0.0, ligier="-", tags=[],
-                          render_interval_s=10.0, stale_after_s=60.0)  # fmt: skip
-    return SN(Context(args, freshness, logging.getLogger("test.sn"), PipelineConfig()))
+    return monitor_in_process(SN, ARCA21_DETX, folder, PipelineConfig())
 
 
 @pytest.mark.slow

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -179,22 +181,44 @@ class Rule:
 
 
 class ProcessDown(Rule):
+    """Down: FATAL/EXITED in supervisord, disconnected, or silent (no freshness record for
+    3 render intervals + 30 s) *and* not working. A silent process that is alive and used CPU
+    since the previous evaluation is slow (a long fit, a loaded machine), not down; only when
+    it stays silent for :data:`BUSY_LIMIT_S` while busy (a loop that never ends) is it down."""
+
     name = "process_down"
-    description = "a process that is silent (hangs or died), disconnected, or FATAL/EXITED"
+    description = "a process that is silent and idle (hangs or died), disconnected, or FATAL/EXITED"
     hold_s = 60.0
     BAD_SUPERVISOR = frozenset({"FATAL", "EXITED", "BACKOFF", "UNKNOWN"})
+    BUSY_LIMIT_S = 600.0
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        #: pid -> CPU seconds at the previous evaluation that saw it silent.
+        self.cpu_seen: dict[int, float] = {}
 
     def evaluate(self, snapshot: Snapshot) -> list[Condition]:
         found = {}
+        silent_pids = set()
         for name, record in snapshot.records.items():
             state = record["state"]
             supervised = (snapshot.supervisor or {}).get(name)
-            if state in ("silent", "disconnected") and not (
+            if state not in ("silent", "disconnected") or (
                 supervised and supervised["state"] == "STOPPED"
             ):
-                found[name] = f"{name} is {state}" + (
-                    f" (no record for {record['record_age_s']:.0f} s)" if state == "silent" else ""
-                )
+                continue
+            if state == "disconnected":
+                found[name] = f"{name} is disconnected"
+                continue
+            pid, age = int(record.get("pid") or 0), record["record_age_s"]
+            silent_pids.add(pid)
+            working = self.working(pid)
+            if working and age < self.BUSY_LIMIT_S:
+                continue
+            found[name] = f"{name} is silent (no record for {age:.0f} s" + (
+                ", busy: hung in a loop?)" if working else ")"
+            )
+        self.cpu_seen = {p: c for p, c in self.cpu_seen.items() if p in silent_pids}
         for name, info in (snapshot.supervisor or {}).items():
             if info["state"] in self.BAD_SUPERVISOR:
                 found[name] = f"{name} is {info['state']} in supervisord ({info['description']})"
@@ -202,6 +226,34 @@ class ProcessDown(Rule):
             Condition(self.name, name, text, process=name, link="/status")
             for name, text in sorted(found.items())
         ]
+
+    def working(self, pid: int) -> bool:
+        """The process is alive and used CPU since the previous look (the first look at a
+        silent process counts as working when it is alive: the next one decides)."""
+        cpu = cpu_seconds(pid)
+        if cpu is None:
+            self.cpu_seen.pop(pid, None)
+            return False
+        before = self.cpu_seen.get(pid)
+        if before is None or cpu > before:
+            self.cpu_seen[pid] = cpu
+            return True
+        return False
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (``/proc``); None if it is gone (or a
+    zombie, or this is no Linux)."""
+    if pid <= 0:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    if fields[0] in ("Z", "X"):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class PlotStale(Rule):
@@ -336,8 +388,31 @@ class DULost(Rule):
         return conditions
 
 
+class ListedRule(Rule):
+    """A rule on a list a monitor writes into its metrics (``listed``, ``<file>.<key>``):
+    None (cannot tell) while the file or the list is missing, else :meth:`conditions`."""
+
+    listed = ""
+
+    def source(self) -> str:
+        return self.listed
+
+    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
+        name, _, key = self.source().partition(".")
+        document = snapshot.metrics(name)
+        if document is None or not isinstance(document.get(key), list):
+            return None
+        return self.conditions(snapshot, document, document[key])
+
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], listed: list[Any]
+    ) -> list[Condition]:
+        raise NotImplementedError
+
+
 class FlaggedPMTs(Rule):
-    """PMTs pmt_rates lists in its newest column as ``kind``, one condition per PMT."""
+    """PMTs pmt_rates lists in its newest column as ``kind``, one condition (and alert) per
+    PMT: a new one notifies while others are firing (unless more than ``max_per_rule``)."""
 
     kind = ""
     hold_s = 600.0
@@ -346,35 +421,47 @@ class FlaggedPMTs(Rule):
         document = snapshot.metrics("pmt_rates")
         if document is None:
             return None
+        flags = document.get("flagged", [])
+        hot = {(f["dom_id"], f["channel"]) for f in flags if f.get("kind") == "hot"}
         conditions = []
-        for flag in document.get("flagged", []):
+        for flag in flags:
             if flag.get("kind") != self.kind:
                 continue
             dom_id, channel = int(flag["dom_id"]), int(flag["channel"])
-            if snapshot.places.disabled(dom_id, channel):
+            if snapshot.places.disabled(dom_id, channel) or self.hidden(flag, hot):
                 continue
-            text = f"{snapshot.places.describe(dom_id)} channel {channel}: " + (
-                f"{flag['rate_hz'] / 1e3:.0f} kHz"
-                if self.kind == "above"
-                else f"high-rate veto {flag['hrv_fraction']:.0%} of the time"
-            )
             du = flag.get("du")
             conditions.append(
                 snapshot.places.condition(
                     self.name,
                     f"{dom_id}/{channel}",
-                    text,
+                    f"{snapshot.places.describe(dom_id)} channel {channel}: {self.describe(flag)}",
                     dom_id,
                     link=f"/plot/pmt_rates_du{du}" if du is not None else None,
                 )
             )
         return conditions
 
+    def hidden(self, flag: dict[str, Any], hot: set[tuple[int, int]]) -> bool:
+        """Shown by another rule: a consequence of a cause already alerted on."""
+        return False
+
+    def describe(self, flag: dict[str, Any]) -> str:
+        raise NotImplementedError
+
 
 class HotPMT(FlaggedPMTs):
     name = "pmt_hot"
-    description = "a PMT above [PMTRates] highest_rate"
-    kind = "above"
+    description = "a PMT above [PMTRates] highest_rate and hot_factor times its DOM's median rate"
+    kind = "hot"
+
+    def describe(self, flag: dict[str, Any]) -> str:
+        median = flag.get("dom_median_hz")
+        return f"{flag['rate_hz'] / 1e3:.0f} kHz" + (
+            f", {flag['rate_hz'] / median:.0f}x its DOM's median {median / 1e3:.1f} kHz"
+            if median
+            else ""
+        )
 
 
 class HRVPMT(FlaggedPMTs):
@@ -382,21 +469,29 @@ class HRVPMT(FlaggedPMTs):
     description = "a PMT in high-rate veto more than [PMTRates] hrv_ratio_threshold of the time"
     kind = "hrv"
 
+    def hidden(self, flag: dict[str, Any], hot: set[tuple[int, int]]) -> bool:
+        return (flag["dom_id"], flag["channel"]) in hot  # its veto is pmt_hot's consequence
 
-class K40PMTs(Rule):
+    def describe(self, flag: dict[str, Any]) -> str:
+        return f"high-rate veto {flag['hrv_fraction']:.0%} of the time"
+
+
+class K40PMTs(ListedRule):
     """PMTs k40 lists under ``key`` in its newest calibration, one condition per DOM. The list
     is capped (the worst first); ``doms.n_<key>`` counts them for every DOM."""
 
     key = ""
     hold_s = 0.0  # a calibration takes --period (10 min) of data: it is the hold
 
-    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        document = snapshot.metrics("k40")
-        if document is None or self.key not in document:
-            return None  # no calibration yet: cannot tell
+    def source(self) -> str:
+        return f"k40.{self.key}"  # absent until the first calibration: cannot tell
+
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], pmts: list[Any]
+    ) -> list[Condition]:
         by_dom: dict[int, list[dict[str, Any]]] = {}
         listed = set()
-        for pmt in document[self.key]:
+        for pmt in pmts:
             dom_id, channel = int(pmt["dom_id"]), int(pmt["channel"])
             listed.add(dom_id)
             if not snapshot.places.disabled(dom_id, channel):
@@ -524,7 +619,7 @@ class DroppedMessages(Rule):
         return conditions
 
 
-class TimeSync(Rule):
+class TimeSync(ListedRule):
     """DOMs the timesync monitor lists as without valid White Rabbit time."""
 
     name = "time_sync"
@@ -533,12 +628,13 @@ class TimeSync(Rule):
     #: The list timesync writes (``km3mon.monitors.timesync.WHITE_RABBIT_LOST``).
     METRIC = "timesync.white_rabbit_lost"
 
-    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        metric = self.settings.metric or self.METRIC
-        name, _, key = metric.partition(".")
-        document = snapshot.metrics(name)
-        if document is None or not isinstance(document.get(key), list):
-            return None  # no timesync, or a document without the list: cannot tell
+    def source(self) -> str:
+        return self.settings.metric or self.METRIC
+
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], dom_ids: list[Any]
+    ) -> list[Condition]:
+        name = self.source().partition(".")[0]
         return [
             snapshot.places.condition(
                 self.name,
@@ -547,22 +643,22 @@ class TimeSync(Rule):
                 int(dom_id),
                 link=f"/plot/{name}",
             )
-            for dom_id in document[key]
+            for dom_id in dom_ids
         ]
 
 
-class UDPLoss(Rule):
+class UDPLoss(ListedRule):
     """DOMs whose frames in ``IO_SUM`` lose UDP data (or whole frames) more often than
     timesync's ``--udp-fraction``."""
 
     name = "udp_loss"
     description = "DOMs losing UDP data: incomplete or missing frames in IO_SUM (timesync)"
     hold_s = 60.0
+    listed = "timesync.udp_incomplete"
 
-    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        document = snapshot.metrics("timesync")
-        if document is None or not isinstance(document.get("udp_incomplete"), list):
-            return None
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], dom_ids: list[Any]
+    ) -> list[Condition]:
         doms = document.get("doms") or {}
         details = {
             int(dom): (lost, rate)
@@ -575,7 +671,7 @@ class UDPLoss(Rule):
         }
         expected = document.get("expected_frames_per_s", 10)
         conditions = []
-        for dom_id in document["udp_incomplete"]:
+        for dom_id in dom_ids:
             lost, rate = details.get(int(dom_id), (None, None))
             numbers = ", ".join(
                 text
@@ -598,18 +694,18 @@ class UDPLoss(Rule):
         return conditions
 
 
-class DataFilterDown(Rule):
+class DataFilterDown(ListedRule):
     """A DataFilter whose timeslices stopped while the others go on (timesync knows each
     one by the DOMs of its ``IO_TSSN`` messages)."""
 
     name = "datafilter_down"
     description = "a DataFilter that stopped sending its timeslices (timesync)"
     hold_s = 60.0
+    listed = "timesync.data_filters"
 
-    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        document = snapshot.metrics("timesync")
-        if document is None or not isinstance(document.get("data_filters"), list):
-            return None
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], data_filters: list[Any]
+    ) -> list[Condition]:
         return [
             Condition(
                 self.name,
@@ -618,25 +714,25 @@ class DataFilterDown(Rule):
                 f"({data_filter['silent_s']:.0f} s, {data_filter['n_doms']} DOMs)",
                 link="/plot/timesync",
             )
-            for data_filter in document["data_filters"]
+            for data_filter in data_filters
             if data_filter.get("stopped")
         ]
 
 
-class RecoT0(Rule):
+class RecoT0(ListedRule):
     """DOMs whose reconstruction residuals say their time calibration is off (reco's
     ``flagged_doms``: offset beyond ``--offset-threshold`` at ``--offset-significance``)."""
 
     name = "reco_t0"
     description = "a DOM's time offset from the track fits' residuals (reco's flagged DOMs)"
     hold_s = 300.0
+    listed = "reco.flagged_doms"
 
-    def evaluate(self, snapshot: Snapshot) -> list[Condition] | None:
-        document = snapshot.metrics("reco")
-        if document is None or not isinstance(document.get("flagged_doms"), list):
-            return None
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], flags: list[Any]
+    ) -> list[Condition]:
         conditions = []
-        for flag in document["flagged_doms"]:
+        for flag in flags:
             dom_id = int(flag["dom_id"])
             conditions.append(
                 snapshot.places.condition(
@@ -733,6 +829,47 @@ class RunQuality(Rule):
         reasons = "; ".join(ended[0]["reasons"][:2]) or "see its page"
         return [Condition(self.name, f"run {run}", f"run {run} ended bad: {reasons}",
                           link=f"/runs/{run}")]  # fmt: skip
+
+
+class SNAlarm(ListedRule):
+    """The alarms the sn monitor latched (``alarm_log``), one alert each: firing while the
+    alarm lasts and for ``LATCH_S`` after it, so a burst of a few windows is notified once
+    (``significance`` alone is the newest window, gone before anyone renders it)."""
+
+    name = "sn_alarm"
+    description = "an SN monitor alarm: windows above its false-alarm-rate threshold (sn)"
+    hold_s = 0.0  # the threshold is set for [SN] false_alarms_per_week: it is the hold
+    LATCH_S = 60.0
+    listed = "sn.alarm_log"
+
+    def conditions(
+        self, snapshot: Snapshot, document: dict[str, Any], alarms: list[Any]
+    ) -> list[Condition]:
+        conditions = []
+        for alarm in alarms:
+            ended = alarm.get("ended_at")
+            if ended is not None and snapshot.now - ended > self.LATCH_S:
+                continue
+            when = utc_text(alarm["time"])
+            conditions.append(
+                Condition(
+                    self.name,
+                    when,
+                    f"SN alarm at {when}: {alarm['significance']:.1f} sigma, "
+                    f"{alarm['multiplicity']} coincidences in a window (threshold "
+                    f"{alarm['threshold']}, {alarm['active_doms']} active DOMs); "
+                    f"{document.get('note', 'a monitor, not the KM3NeT supernova trigger')}",
+                    started_at=alarm.get("raised_at"),
+                    link="/plot/sn_pk_history",
+                )
+            )
+        return conditions
+
+
+def utc_text(seconds: float) -> str:
+    """UTC time to a tenth of a second: an SN alarm's name."""
+    stamp = datetime.fromtimestamp(seconds, UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{stamp.microsecond // 100_000}"
 
 
 class ThresholdRule(Rule):
@@ -851,6 +988,7 @@ BUILTIN: dict[str, type[Rule]] = {
         RTTCOff,
         DiskSpace,
         RunQuality,
+        SNAlarm,
     )
 }
 

@@ -4,6 +4,12 @@ Colour range from ``[PMTRates] lowest_rate/highest_rate`` (Hz); PMTs whose high-
 was on in more than ``hrv_ratio_threshold`` of the interval's packets are drawn over in
 orange. The metrics JSON lists the PMTs out of range in the newest column.
 
+A PMT is *hot* (listed as ``hot``, alerted by ``pmt_hot``) when its mean rate is above
+``highest_rate`` and more than ``hot_factor`` times the median of its DOM's PMTs in the same
+interval. The colour scale's top alone is no alarm: bioluminescence lifts every PMT of a DOM
+(quiet K40 background of a 3" PMT is 5-10 kHz, a burst doubles or triples it), a broken or
+flashing PMT stands out of its own DOM.
+
 Above the per-DU images, ``pmt_rates_summary.png`` shows the whole detector: per DOM the
 number of PMTs out of range or in high-rate veto in the newest interval (hatched: the DOM
 sent nothing), so a hot PMT or a silent DOM among 4 000 is one odd cell.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+#: PMTs listed per kind of flag in the metrics (counts per DOM are in the summary).
 MAX_FLAGGED = 1000
 UNDER_COLOUR, OVER_COLOUR, MISSING_COLOUR, HRV_COLOUR = "black", "#d01c8b", "#bdbdbd", "#e66101"
 #: Summary levels: flagged PMTs of a DOM in [FLAG_BINS[k], FLAG_BINS[k + 1]) are level k,
@@ -134,15 +142,21 @@ class PMTRates(PMTImageMonitor):
         rates_hz = self.newest_rates_khz * 1e3
         hrv = self.newest_hrv
         low, high = self.settings.lowest_rate_hz, self.settings.highest_rate_hz
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a DOM without data: NaN median
+            dom_median_hz = np.nanmedian(rates_hz, axis=1)
+            hot = (rates_hz > high) & (rates_hz > self.settings.hot_factor * dom_median_hz[:, None])
         flagged: list[dict[str, object]] = []
         for kind, mask in (
+            ("hot", hot),  # first: the list is capped, and these are the ones alerted on
             ("above", rates_hz > high),
             ("below", rates_hz < low),
             ("hrv", hrv > self.settings.hrv_ratio_threshold),
         ):
-            room = MAX_FLAGGED - len(flagged)  # an HRV storm flags thousands: list the first
+            # An HRV storm flags thousands: the first MAX_FLAGGED of each kind, so that the
+            # storm's PMTs above the colour scale do not crowd its HRV PMTs out of the list.
             slots, channels = np.nonzero(mask)
-            for slot, channel in zip(slots[:room], channels[:room], strict=True):
+            for slot, channel in zip(slots[:MAX_FLAGGED], channels[:MAX_FLAGGED], strict=True):
                 dom = self.slots.dom_index[slot]
                 flagged.append(
                     {
@@ -153,6 +167,7 @@ class PMTRates(PMTImageMonitor):
                         "channel": int(channel),
                         "rate_hz": round(float(rates_hz[slot, channel]), 1),
                         "hrv_fraction": round(float(hrv[slot, channel]), 3),
+                        "dom_median_hz": round(float(dom_median_hz[slot]), 1),
                     }
                 )
         median = {}

@@ -611,6 +611,23 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_interval_s: fl
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
 
 
+def monitor_in_process(
+    monitor_class: type[Monitor], detx: str | Path, folder: Path, pipeline: PipelineConfig
+) -> Monitor:
+    """A monitor built in this process with its default arguments, its plots and data under
+    ``folder`` and no ligier: benchmarks and tests feed it directly (no network, no clock)."""
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser, monitor_class.default_interval_s)
+    monitor_class.add_arguments(parser)
+    args = parser.parse_args(["--detx", str(detx), "-o", str(folder / "plots"),
+                              "--data-dir", str(folder / "data")])  # fmt: skip
+    freshness = Freshness(process=monitor_class.name, pid=0, started_at=0.0, ligier="-",
+                          tags=[], render_interval_s=10.0, stale_after_s=60.0)  # fmt: skip
+    return monitor_class(
+        Context(args, freshness, logging.getLogger(f"km3mon.{monitor_class.name}"), pipeline)
+    )
+
+
 def register_monitor(subparsers: argparse._SubParsersAction, monitor_class: type[Monitor]) -> None:
     parser = subparsers.add_parser(
         monitor_class.name, help=monitor_class.help, description=monitor_class.help

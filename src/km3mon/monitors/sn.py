@@ -25,6 +25,12 @@ join the background (a burst does not raise its own threshold). The background d
 the rolling hour and the peak per second are kept (``data/sn/state.json``, read back at
 start).
 
+Alarms: a run of consecutive windows at or above the threshold is one alarm. The newest
+:data:`ALARMS_KEPT` are latched in the metrics (``alarm_log``: DAQ start and end, wall-clock
+start and end, peak significance, peak multiplicity, i.e. selected coincidences in the window,
+the threshold and the active DOMs) and in the state file, so the ``sn_alarm`` rule can notify
+each alarm once although ``significance`` is only the newest window's.
+
 Plots: ``sn_bg_histogram.png`` (background distribution, current value, threshold, significance
 scale on top) and ``sn_pk_history.png`` (peak per second vs time, threshold).
 """
@@ -64,6 +70,8 @@ BACKGROUND_BLOCKS = 60
 #: Sums kept per block: windows, counts, counts², active DOMs, active DOMs², counts × DOMs.
 N_SUMS = 6
 MONITOR_NOTE = "a monitor, not the KM3NeT supernova trigger"
+#: Alarms latched in the metrics and the state file, the newest last.
+ALARMS_KEPT = 50
 
 
 @dataclass
@@ -254,6 +262,10 @@ class SN(Monitor):
         self.selected_total = 0
         self.above_threshold = 0
         self.last_alarm_log = 0.0
+        #: The newest alarms (see the module's docstring), the open one last while it lasts.
+        self.alarm_log: collections.deque[dict[str, float | int | None]] = collections.deque(
+            maxlen=ALARMS_KEPT
+        )
         self.state_path = context.data_dir / "sn" / "state.json"
         self.last_saved = time.monotonic()
         self._read_state()
@@ -364,6 +376,7 @@ class SN(Monitor):
             self.peaks.append((second, value))
             while self.peaks and self.peaks[0][0] < second - KEEP_PEAKS_S:
                 self.peaks.popleft()
+        self._latch(time_s, value, threshold, above)
         if above:
             self.above_threshold += 1
             self.alarms += not self.was_above
@@ -382,6 +395,32 @@ class SN(Monitor):
                     MONITOR_NOTE,
                 )
         self.was_above = above
+
+    def _latch(self, time_s: float, value: int, threshold: int | None, above: bool) -> None:
+        """Open, grow or close the alarm in ``alarm_log`` for this window."""
+        if above and self.was_above and self.alarm_log:
+            alarm = self.alarm_log[-1]
+            if value > alarm["multiplicity"]:
+                alarm.update(multiplicity=value, significance=self.significance(value))
+            return
+        if above:
+            self.alarm_log.append(
+                {
+                    "time": time_s,
+                    "end_time": None,
+                    "raised_at": time.time(),
+                    "ended_at": None,
+                    "significance": self.significance(value),
+                    "multiplicity": value,
+                    "threshold": threshold,
+                    "active_doms": self.active_doms,
+                }
+            )
+        elif self.was_above and self.alarm_log:
+            self.alarm_log[-1].update(end_time=time_s, ended_at=time.time())
+        else:
+            return
+        self.last_saved = -math.inf  # the state file keeps it from the next render on
 
     # -- statistics -------------------------------------------------------------------
 
@@ -406,6 +445,7 @@ class SN(Monitor):
             settings = state["settings"]
             background = state.get("background")  # absent in states of before issue 22
             active_doms = int(state.get("active_doms", 0))
+            alarm_log = [dict(alarm) for alarm in state.get("alarm_log", [])]
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -423,6 +463,10 @@ class SN(Monitor):
         self.histogram = histogram if len(histogram) else self.histogram
         self.peaks.extend(peaks)
         self.active_doms = active_doms
+        for alarm in alarm_log:  # one still open when the monitor stopped ended then
+            alarm["ended_at"] = alarm.get("ended_at") or self.state_path.stat().st_mtime
+            alarm["end_time"] = alarm.get("end_time") or alarm.get("time")
+        self.alarm_log.extend(alarm_log)
         self.log.info(
             "read %d windows of background (%d in the rolling hour) from %s",
             histogram.sum(),
@@ -441,6 +485,7 @@ class SN(Monitor):
             "peaks": [list(p) for p in self.peaks],
             "background": self.background.state(),
             "active_doms": self.active_doms,
+            "alarm_log": list(self.alarm_log),
         }
         atomic_write(self.state_path, json.dumps(state).encode())
         self.last_saved = time.monotonic()
@@ -486,6 +531,7 @@ class SN(Monitor):
                 "windows": int(self.histogram.sum()),
                 "windows_above_threshold": self.above_threshold,
                 "alarms": self.alarms,
+                "alarm_log": list(self.alarm_log),
                 "selected": self.selected_total,
                 "vetoed": self.vetoed,
                 "coincidences_by_multiplicity": self.multiplicities,
