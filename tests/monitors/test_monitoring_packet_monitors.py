@@ -50,14 +50,16 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
     def flagged() -> list[dict]:
         return read_json(data / "metrics" / "pmt_rates.json").get("flagged", [])
 
+    # the hot PMT twice: above the colour scale, and hot against its DOM's median
     wait_until(
-        lambda: len(flagged()) == 2, timeout_s=60, what="the hot PMT and the veto", show=flagged
+        lambda: len(flagged()) == 3, timeout_s=60, what="the hot PMT and the veto", show=flagged
     )
     du, floor = detector.du_floor(hot[0])
-    assert {
-        "kind": "above", "dom_id": hot[0], "du": du, "floor": floor, "channel": 17,
-        "rate_hz": 50000.0, "hrv_fraction": 0.0,
-    } in flagged()  # fmt: skip
+    for kind in ("above", "hot"):
+        assert {
+            "kind": kind, "dom_id": hot[0], "du": du, "floor": floor, "channel": 17,
+            "rate_hz": 50000.0, "hrv_fraction": 0.0, "dom_median_hz": 7000.0,
+        } in flagged()  # fmt: skip
     veto_entry = next(f for f in flagged() if f["kind"] == "hrv")
     assert (veto_entry["dom_id"], veto_entry["channel"], veto_entry["hrv_fraction"]) == (
         veto[0], 4, 1.0,
