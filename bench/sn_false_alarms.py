@@ -10,7 +10,8 @@ would. Alarms are runs of consecutive windows above the threshold. With ``--lose
 stops sending halfway: the threshold must follow the active DOMs, not alarm or go blind.
 
 With ``--burst-at`` an ``sn-burst`` (the simulator's burst model) comes that many hours in;
-``alarms_in_burst`` says whether the threshold saw it.
+``alarms_in_burst`` says whether the threshold saw it, ``burst_peak`` and ``burst_peak_sigma``
+how far above the background its highest window was.
 
 Also counted: the alarms the old threshold (a Poisson tail at 5 sigma of the all-time median)
 would have raised on the same counts.
@@ -131,6 +132,7 @@ def run(
         burst_frame = None if burst_at_h is None else round(burst_at_h * 3600 / TIMESLICE_S)
         burst_frames = round(SN_BURST_DURATION_S / TIMESLICE_S)
         alarms_before_burst = burst_alarms = 0
+        burst_peak, burst_sigma = 0, math.nan  # the highest window during the burst
         thresholds: list[int] = []
         started = time.perf_counter()
         for index in range(frames):
@@ -150,6 +152,10 @@ def run(
                                                    multiplicity))  # fmt: skip
             frame.active_doms = int(background.alive.sum())
             monitor._close((1, index), frame)
+            in_burst = burst_frame is not None and 0 <= index - burst_frame < burst_frames
+            if in_burst and monitor.latest is not None and monitor.latest[1] > burst_peak:
+                burst_peak = monitor.latest[1]
+                burst_sigma = monitor.significance(burst_peak)
             if index % 600 == 0 and monitor.threshold() is not None:
                 thresholds.append(monitor.threshold())
             if monitor.latest is not None and monitor.latest[0] == frame.time_s:
@@ -168,6 +174,8 @@ def run(
         "alarms_per_week": monitor.alarms / weeks,
         "windows_above": monitor.above_threshold,
         "alarms_in_burst": burst_alarms,
+        "burst_peak": burst_peak,
+        "burst_peak_sigma": burst_sigma,
         "old_alarms": old_alarms,
         "old_alarms_per_week": old_alarms / weeks,
         "mean_per_window": expected,
