@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-LOWER = ["km3mon.freshness", "km3mon.controlhost", "km3mon.controlhost.mirror", "km3mon.daq",
+LOWER = ["km3mon.published", "km3mon.freshness", "km3mon.controlhost", "km3mon.controlhost.mirror", "km3mon.daq",
          "km3mon.detector", "km3mon.registry", "km3mon.logs"]  # fmt: skip
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from km3mon import published
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one rename (same folder, so same filesystem)."""
@@ -111,7 +113,7 @@ class PanelState:
 def read_records(data_dir: Path) -> dict[str, dict[str, Any]]:
     """Every ``data/freshness/*.json``, keyed by process; unreadable files are skipped."""
     records = {}
-    for path in sorted((data_dir / "freshness").glob("*.json")):
+    for path in sorted(published.freshness_dir(data_dir).glob("*.json")):
         try:
             records[path.stem] = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from km3mon import published
 from km3mon.controlhost.aio import AsyncClient
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.controlhost.subscription import split_tags
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         tags,
         max_queue=args.queue,
         report_interval_s=args.report_interval,
-        status_path=Path(args.data_dir) / "freshness" / "ligiermirror.json",
+        status_path=published.freshness(Path(args.data_dir), "ligiermirror"),
     )
     log.warning(
         "mirroring %s from %s:%d to %s:%d",

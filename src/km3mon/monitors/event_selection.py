@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import encode_frame
 from km3mon.daq.triggers import trigger_names
 from km3mon.monitors.output import atomic_write
@@ -24,7 +25,6 @@ from km3mon.monitors.output import atomic_write
 TOP = 10
 RANKINGS = ("n_hits", "n_triggered", "overlays")
 SCOPES = ("all", "run")
-FILENAME = "event_selection.sqlite3"
 
 
 class Candidate(Protocol):
@@ -120,7 +120,7 @@ class EventSelection:
 
 def top_events(data_dir: Path) -> dict[str, Any]:
     """For readers: the current run and, per scope and ranking, the top events (dicts)."""
-    path = data_dir / FILENAME
+    path = published.top10_db(data_dir)
     if not path.exists():
         return {"run": None, "lists": {}}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)

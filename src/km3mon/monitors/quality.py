@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.monitors.decoding import decode_events_and_summaryslices, packet_times_s, payloads_of
 from km3mon.monitors.guards import RunTracker
@@ -95,7 +96,7 @@ class Quality(Monitor):
         self.open: dict[int, RunAccumulator] = {}
         self.last_data_at: dict[int, float] = {}
         self.late_messages = 0
-        self.fits = FitsTail(context.data_dir / "reco" / "fits.csv")
+        self.fits = FitsTail(published.reco_fits(context.data_dir))
         self.forgot_at = 0.0
         self.ended: list[tuple[int, str]] = []
         for document, arrays in self.store.running_accumulators():

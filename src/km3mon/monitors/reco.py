@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.daq.triggers import trigger_names
 from km3mon.detector import Database, RunCalibration, calibrate_hits
@@ -145,23 +146,22 @@ class Reco(Monitor):
         self.settings = Settings(facing_weight=args.pmt_facing_weight)
         self.reconstruction = Reconstruction(detector, self.settings)
         self.warm = False
-        folder = context.data_dir / "reco"
         megabyte = 1024 * 1024
         self.fits = RotatingCSV(
-            folder / "fits.csv",
+            published.reco_fits(context.data_dir),
             FITS_HEADER,
             max_bytes=int(args.fits_max_mb * megabyte),
             keep=args.keep_files,
         )
         timeres = args.timeres or os.environ.get("ROYFIT_TIMERES")
         self.timeres = RotatingCSV(
-            Path(timeres) if timeres else context.data_dir / "time_residuals.csv",
+            Path(timeres) if timeres else published.time_residuals(context.data_dir),
             TIMERES_HEADER,
             max_bytes=int(args.timeres_max_mb * megabyte),
             keep=args.keep_files,
             daily=False,
         )
-        self.state_path = folder / "state.npz"
+        self.state_path = published.reco_state(context.data_dir)
         self.rings = Rings(len(detector.dom_ids), len(detector.dus) <= MAX_HISTOGRAM_DUS)
         self.newest_s: float | None = None
         if self.state_path.exists() and self.rings.load(self.state_path, detector.dom_ids):

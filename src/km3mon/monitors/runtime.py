@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Client, Message
 from km3mon.freshness import Freshness, OutputRecord
 from km3mon.monitors.guards import TimeGate, TimeGuard, possible
@@ -237,7 +238,7 @@ class Context:
         """The numbers behind a plot, as JSON for the API (NaN becomes null)."""
         document = {"process": self.freshness.process, "data_time": self.data_time, **metrics}
         text = json.dumps(_finite(document), default=_json_value, allow_nan=False)
-        atomic_write(self.data_dir / "metrics" / f"{name}.json", text.encode())
+        atomic_write(published.metrics(self.data_dir, name), text.encode())
 
     def save_figure(
         self,
@@ -478,7 +479,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
         log.error("%s cannot start: %s", monitor_class.name, error)
         return 2
     tune_garbage_collector()
-    record_path = Path(args.data_dir) / "freshness" / f"{monitor_class.name}.json"
+    record_path = published.freshness(Path(args.data_dir), monitor_class.name)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

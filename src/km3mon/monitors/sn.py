@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.monitors.decoding import decode_events_and_hits, locate_timeslices, payloads_of
 from km3mon.monitors.output import atomic_write, utc
@@ -254,7 +255,7 @@ class SN(Monitor):
         self.selected_total = 0
         self.above_threshold = 0
         self.last_alarm_log = 0.0
-        self.state_path = context.data_dir / "sn" / "state.json"
+        self.state_path = published.sn_state(context.data_dir)
         self.last_saved = time.monotonic()
         self._read_state()
 

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from km3mon import published
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import Message
 from km3mon.daq.triggers import trigger_mask
@@ -82,7 +83,7 @@ class TriggerRates(Monitor):
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         self.interval_s = context.freshness.render_interval_s
-        self.csv_path = context.data_dir / "trigger_rates.csv"
+        self.csv_path = published.trigger_rates(context.data_dir)
         self.minor_ticks = context.pipeline.trigger_rate.with_minor_ticks
         self.history: deque[Interval] = deque(self._read_history())
         self.open: dict[int, OpenInterval] = {}

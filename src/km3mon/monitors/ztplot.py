@@ -19,6 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.daq import Event, decode_event
 from km3mon.daq.triggers import trigger_names
@@ -75,7 +76,7 @@ class ZTPlot(Monitor):
             context.detector, database=None if from_file else Database()
         )
         self.selection = EventSelection(
-            context.data_dir / "event_selection.sqlite3", context.plot_dir / "event_selection"
+            published.top10_db(context.data_dir), published.top10_files(context.plot_dir)
         )
         self.last_plotted_s = -np.inf
         self.to_plot: Candidate | None = None

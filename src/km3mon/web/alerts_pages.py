@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +37,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from km3mon.alerts.book import FILENAME as ALERTS_DB
+from km3mon import published
 from km3mon.alerts.book import acknowledge, alert_rows, connect
 from km3mon.alerts.hygiene import (
     SILENCE_KINDS,
@@ -236,17 +235,9 @@ def alerts_routes(site: Site) -> list[Route]:
         html = templates.get_template(template).render(site=site, pages=site.pages, **context)
         return HTMLResponse(html, headers=NO_CACHE)
 
-    def alerts_db() -> sqlite3.Connection | None:
-        path = site.data_dir / ALERTS_DB
-        if not path.exists():
-            return None
-        db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return db
-
     def current_alerts() -> dict[str, list[dict]]:
         """Firing and resolved alerts, silences in force, known-bad DOMs and PMTs."""
-        db = alerts_db()
+        db = published.read_alerts(site.data_dir)
         configured = [KnownBad.parse(entry).as_dict() for entry in site.known_bad]
         if db is None:
             return {"firing": [], "resolved": [], "silences": [], "known_bad": configured}
@@ -373,10 +364,8 @@ def alerts_routes(site: Site) -> list[Route]:
         comment = form.get("comment", [""])[0].strip()[:500]
         if not name:
             return RedirectResponse("/alerts?message=Give+your+name+to+acknowledge", 303)
-        db = alerts_db()
-        done = db is not None and acknowledge(db, int(request.path_params["id"]), name, comment)
-        if db is not None:
-            db.close()
+        alert_id = int(request.path_params["id"])
+        done = write(lambda db: acknowledge(db, alert_id, name, comment))
         message = "Acknowledged" if done else "No such firing alert"
         return RedirectResponse(f"/alerts?message={message.replace(' ', '+')}", 303)
 
@@ -456,7 +445,7 @@ def alerts_routes(site: Site) -> list[Route]:
         ]  # fmt: skip
         if wanted:
             keys = [((e["run"], e["frame_index"], e["trigger_counter"]), e["utc"]) for e in wanted]
-            found = fitted_directions(site.data_dir / "reco", keys)
+            found = fitted_directions(published.reco_dir(site.data_dir), keys)
             for event, (key, _) in zip(wanted, keys, strict=True):
                 fits_cache[event["name"]] = (now, found.get(key))
         for event in events:
@@ -476,7 +465,7 @@ def alerts_routes(site: Site) -> list[Route]:
                 [(RANKING_TITLES[r], selection["lists"].get(("all", r), [])) for r in RANKINGS],
             ),
         ]
-        folder = site.plot_dir / "event_selection"
+        folder = published.top10_files(site.plot_dir)
         plots = {e["name"] for e in events if (folder / f"{e['name']}.png").exists()}
         return render(
             "top10.html",
@@ -488,7 +477,7 @@ def alerts_routes(site: Site) -> list[Route]:
 
     async def raw_event(request: Request) -> Response:
         name = request.path_params["name"]
-        path = safe_path(site.plot_dir / "event_selection", f"{name}.dat", (".dat",))
+        path = safe_path(published.top10_files(site.plot_dir), f"{name}.dat", (".dat",))
         if path is None:
             return PlainTextResponse("no such event\n", status_code=404)
         return Response(

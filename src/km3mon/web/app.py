@@ -30,7 +30,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from km3mon import registry
+from km3mon import published, registry
 from km3mon.freshness import panel_states, process_state, read_records
 from km3mon.supervision import supervisor_states
 from km3mon.web.alerts_pages import alerts_routes
@@ -196,7 +196,7 @@ def create_app(site: Site, *, username: str | None = None, password: str | None 
 
     async def api_metrics(request: Request) -> Response:
         name = request.path_params["name"]
-        path = safe_path(site.data_dir / "metrics", f"{name}.json", (".json",))
+        path = safe_path(published.metrics_dir(site.data_dir), f"{name}.json", (".json",))
         if path is None:
             return JSONResponse({"error": "no such metrics"}, status_code=404)
         return snapshot_response(path, request.headers, "application/json", "no-store")
