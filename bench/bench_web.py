@@ -36,7 +36,7 @@ def make_site(folder: Path, n_dus: int) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from km3mon.freshness import Freshness, OutputRecord
+    from km3mon.runtime.freshness import Freshness, OutputRecord
 
     plots = folder / "plots"
     plots.mkdir(parents=True)

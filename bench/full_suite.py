@@ -34,8 +34,8 @@ from typing import Any
 
 from km3mon.controlhost import query_status
 from km3mon.demo import write_folder
-from km3mon.freshness import read_records
 from km3mon.ops import start, stop, supervisord_pid
+from km3mon.runtime.freshness import read_records
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.supervision import supervisor_states
 

@@ -34,9 +34,10 @@ import numpy as np
 
 from km3mon.config import PipelineConfig
 from km3mon.detector import read_detx
-from km3mon.freshness import Freshness
-from km3mon.monitors.runtime import Context, add_common_arguments
 from km3mon.monitors.sn import SN, OpenFrame, poisson_sf
+from km3mon.physics.coincidences import Coincidences
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.monitor import Context, add_common_arguments
 from km3mon.sim.scenarios import SN_BURST_DURATION_S
 from km3mon.sim.sim_timeslices import (
     TIMESLICE_S,
@@ -46,7 +47,6 @@ from km3mon.sim.sim_timeslices import (
     burst_total_hz,
     untriggered_muon_cdf,
 )
-from km3mon.timeslices.coincidences import Coincidences
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 START_S = 1_700_000_000.0

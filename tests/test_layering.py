@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-LOWER = ["km3mon.published", "km3mon.freshness", "km3mon.controlhost", "km3mon.controlhost.mirror", "km3mon.daq",
+LOWER = ["km3mon.published", "km3mon.runtime.freshness", "km3mon.controlhost", "km3mon.controlhost.mirror", "km3mon.daq",
          "km3mon.detector", "km3mon.registry", "km3mon.logs"]  # fmt: skip
 
 
@@ -27,10 +27,10 @@ def test_lower_layers_import_nothing_above_them(module: str) -> None:
 
 
 #: The processes behind the dashboard: each runs without the web server's code.
-BACKENDS = ["km3mon.monitors.runtime", "km3mon.monitors.reco", "km3mon.monitors.k40",
+BACKENDS = ["km3mon.runtime.monitor", "km3mon.monitors.reco", "km3mon.monitors.k40",
             "km3mon.monitors.sn", "km3mon.monitors.timesync", "km3mon.alerts.alerts",
             "km3mon.alerts.report", "km3mon.history.history", "km3mon.sim.simulator",
-            "km3mon.reco", "km3mon.timeslices"]  # fmt: skip
+            "km3mon.reco", "km3mon.physics"]  # fmt: skip
 
 
 @pytest.mark.parametrize("module", BACKENDS)

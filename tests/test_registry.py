@@ -105,7 +105,7 @@ def test_every_command_is_registered_by_its_module() -> None:
 
 def monitor_of(program: registry.Program) -> type | None:
     """The runtime Monitor class of a program's module named like the program, if any."""
-    from km3mon.monitors.runtime import Monitor
+    from km3mon.runtime.monitor import Monitor
 
     module = importlib.import_module(program.module)
     for _, value in inspect.getmembers(module, inspect.isclass):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from km3mon.controlhost import query_status
-from km3mon.monitors.reco_history import (
+from km3mon.history.reco import (
     DAY_S,
     FINE_EDGES_NS,
     Rings,
@@ -185,9 +185,9 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
     import matplotlib
 
     matplotlib.use("Agg")
-    from km3mon.monitors.output import save_figure
-    from km3mon.monitors.reco_plots import Display, residual_histograms, zenith_figure, ztplot
+    from km3mon.figures.reco import Display, residual_histograms, zenith_figure, ztplot
     from km3mon.reco.fit import Reconstruction
+    from km3mon.runtime.output import save_figure
     from tests.reco.simulated import SIMULATOR, simulate
     from tests.sim.test_simulator_support import orca6
 

@@ -119,7 +119,7 @@ def timesync_cells_disagreeing(png: Path, metrics: dict) -> list[str]:
     import matplotlib
     import numpy as np
 
-    from km3mon.monitors.plots import STATE_STYLES, dom_states_map
+    from km3mon.figures.dom_map import STATE_STYLES, dom_states_map
     from km3mon.monitors.timesync import STATES, WINDOW_S
     from tests.monitors.test_dom_maps import cell_pixels, colour_share
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from km3mon.timeslices.k40_fit import fit_pairs, l1_acceptance
+from km3mon.physics.k40_fit import fit_pairs, l1_acceptance
 
 TMAX = 20
 RATE_HZ, LIVETIME_S, SIGMA_NS, BACKGROUND = 2.0, 600.0, 3.5, 30.0

@@ -27,9 +27,9 @@ from km3mon.alerts.rules import Places, Snapshot, build_rules
 from km3mon.cli import build_parser
 from km3mon.config import AlertsSection, PipelineConfig
 from km3mon.controlhost import FrameDecoder
-from km3mon.freshness import Freshness
 from km3mon.monitors.k40 import FIT_NICENESS, K40
-from km3mon.monitors.runtime import Context
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.monitor import Context
 from km3mon.sim.simulator import Simulator, write_calibration_truth
 from tests.conftest import read_json, wait_until
 from tests.sim.test_simulator_support import ARCA21_DETX, arca21

@@ -12,9 +12,9 @@ from km3mon.controlhost import FrameDecoder
 from km3mon.daq.files import iter_file
 from km3mon.daq.timeslice import decode_timeslice, locate_frames
 from km3mon.detector import Detector, parse_detx
+from km3mon.physics.twofolds import N_PAIRS, TwofoldCounter, pair_index
 from km3mon.sim.sim_geometry import DOM_ID_STEP, FIRST_DOM_ID, synthetic_detx
 from km3mon.sim.simulator import Simulator
-from km3mon.timeslices.twofolds import N_PAIRS, TwofoldCounter, pair_index
 from tests.sim.test_simulator_support import orca6
 
 

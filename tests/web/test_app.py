@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from km3mon.freshness import Freshness, OutputRecord
+from km3mon.runtime.freshness import Freshness, OutputRecord
 from km3mon.web.app import Site, create_app
 
 PNG = (

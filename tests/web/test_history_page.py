@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from starlette.testclient import TestClient
 
-from km3mon.freshness import Freshness
 from km3mon.history.store import HistoryStore
+from km3mon.runtime.freshness import Freshness
 from km3mon.timetext import utc_text
 from km3mon.web.app import Site, create_app
 from tests.conftest import wait_until

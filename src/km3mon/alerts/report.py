@@ -24,7 +24,7 @@ import numpy as np
 from km3mon import published
 from km3mon.alerts.book import as_dict
 from km3mon.history.store import HistoryError, HistoryStore
-from km3mon.monitors.event_selection import top_events
+from km3mon.history.top10 import top_events
 from km3mon.quality.store import QualityError, QualityStore
 from km3mon.timetext import duration_text, parse_time, utc_text
 

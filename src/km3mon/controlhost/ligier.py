@@ -53,7 +53,7 @@ from km3mon.controlhost.prefix import (
     normalise_tag,
 )
 from km3mon.controlhost.subscription import parse_subscription
-from km3mon.streaming import tune_garbage_collector
+from km3mon.runtime.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligier")
 

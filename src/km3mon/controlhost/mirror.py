@@ -24,8 +24,8 @@ from km3mon import published
 from km3mon.controlhost.aio import AsyncClient
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.controlhost.subscription import split_tags
-from km3mon.freshness import Freshness
-from km3mon.streaming import tune_garbage_collector
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligiermirror")
 STATUS_EVERY_S = 2.0

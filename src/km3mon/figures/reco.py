@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from km3mon.monitors.output import utc
-from km3mon.monitors.plots import du_label_step
-from km3mon.monitors.reco_history import COARSE_EDGES_NS, ZENITH_EDGES_DEG
+from km3mon.figures.dom_map import du_label_step
+from km3mon.history.reco import COARSE_EDGES_NS, ZENITH_EDGES_DEG
 from km3mon.reco.model import azimuth_deg, line_time_ns, track_time_ns, zenith_deg
+from km3mon.runtime.output import utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -20,21 +20,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from km3mon.monitors.palette_image import PaletteFigure
-from km3mon.monitors.plots import (
+from km3mon.figures.dom_map import (
     DISABLED_DOM_COLOUR,
     DISABLED_EDGE_COLOUR,
     DISABLED_HATCH,
     DISABLED_LABEL,
     du_label_step,
 )
+from km3mon.figures.palette_image import PaletteFigure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from km3mon.detector import Detector
-    from km3mon.monitors.runtime import Context
+    from km3mon.runtime.monitor import Context
 
 #: Level of a DOM without data in the interval: drawn hatched, not as a colour.
 NO_DATA = 255

@@ -27,12 +27,12 @@ import numpy as np
 from km3mon.controlhost import Message
 from km3mon.detector import DetectorError, fit_ahrs, load_ahrs_calibration
 from km3mon.detector.ahrs import IDENTITY_CONSTANTS, AHRSCalibration
-from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
-from km3mon.monitors.decoding import decode_monitoring, packet_times_s
-from km3mon.monitors.output import utc
-from km3mon.monitors.palette_image import PaletteFigure
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
-from km3mon.monitors.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.figures.palette_image import PaletteFigure
+from km3mon.figures.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
+from km3mon.runtime.decoding import decode_monitoring, packet_times_s
+from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
+from km3mon.runtime.output import utc
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

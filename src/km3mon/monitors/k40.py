@@ -3,10 +3,10 @@
 Every L1 hit counts (the original's km3pipe chain could not keep up and was switched off in
 2019). Per calibration period (``--period`` seconds of DAQ time, default 600), twofold
 coincidences are counted per PMT pair in 1-ns bins of calibrated Δt within ±20 ns
-(:mod:`km3mon.timeslices.twofolds`; a PMT's hits in a frame where it is in high-rate veto or
+(:mod:`km3mon.physics.twofolds`; a PMT's hits in a frame where it is in high-rate veto or
 FIFO-full are dropped and the frame is not livetime of its pairs), the accidentals subtracted
 from the singles of the summary slices, and each DOM solved for PMT offsets, widths and
-relative efficiencies (:mod:`km3mon.timeslices.k40_fit`). The fit runs on a thread of its own
+relative efficiencies (:mod:`km3mon.physics.k40_fit`). The fit runs on a thread of its own
 while counting goes on. PMTs and DOMs disabled in the DETX status are not calibrated.
 
 Each PMT ends a period in one of these states: measured (an offset; **flagged** beyond
@@ -49,9 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
-from km3mon.monitors.output import atomic_write, utc
-from km3mon.monitors.plots import (
+from km3mon.figures.dom_map import (
     DISABLED_DOM_COLOUR,
     DISABLED_EDGE_COLOUR,
     DISABLED_HATCH,
@@ -60,9 +58,11 @@ from km3mon.monitors.plots import (
     dom_cells,
     du_floor_axes,
 )
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
-from km3mon.timeslices.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
-from km3mon.timeslices.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
+from km3mon.physics.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
+from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
+from km3mon.runtime.output import atomic_write, utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

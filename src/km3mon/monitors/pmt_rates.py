@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from km3mon.monitors.pmt_image import HIGHLIGHT, N_CHANNELS, PMTImageMonitor
-from km3mon.monitors.runtime import Context, register_monitor
-from km3mon.monitors.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.figures.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.runtime.monitor import Context, register_monitor
+from km3mon.runtime.pmt_image import HIGHLIGHT, N_CHANNELS, PMTImageMonitor
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

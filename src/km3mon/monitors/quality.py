@@ -21,12 +21,12 @@ import numpy as np
 
 from km3mon import published
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_events_and_summaryslices, packet_times_s, payloads_of
-from km3mon.monitors.guards import RunTracker
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
 from km3mon.quality.accumulate import RunAccumulator, SNScan, scan_sn_timeslices
 from km3mon.quality.judge import build_reference, check_settings, judge
 from km3mon.quality.store import QualityStore
+from km3mon.runtime.decoding import decode_events_and_summaryslices, packet_times_s, payloads_of
+from km3mon.runtime.guards import RunTracker
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 FORGET_EVERY_S = 3600.0
 

@@ -32,17 +32,7 @@ from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.daq.triggers import trigger_names
 from km3mon.detector import Database, RunCalibration, calibrate_hits
-from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
-from km3mon.monitors.output import utc
-from km3mon.monitors.reco_history import (
-    FINE_EDGES_NS,
-    KEEP_S,
-    Rings,
-    RotatingCSV,
-    format_rows,
-    histogram_quantiles,
-)
-from km3mon.monitors.reco_plots import (
+from km3mon.figures.reco import (
     Display,
     DomOffsets,
     residual_histograms,
@@ -51,9 +41,19 @@ from km3mon.monitors.reco_plots import (
     zenith_figure,
     ztplot,
 )
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.history.reco import (
+    FINE_EDGES_NS,
+    KEEP_S,
+    Rings,
+    RotatingCSV,
+    format_rows,
+    histogram_quantiles,
+)
 from km3mon.reco.fit import BatchResult, Reconstruction, Settings
 from km3mon.reco.model import zenith_deg
+from km3mon.runtime.decoding import decode_events_and_hits, packet_times_s, payloads_of
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.runtime.output import utc
 
 FITS_HEADER = (
     "run,frame_index,trigger_counter,utc,kind,du,zenith_deg,azimuth_deg,dir_x,dir_y,dir_z,"

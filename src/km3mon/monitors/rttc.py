@@ -24,9 +24,9 @@ import numpy as np
 
 from km3mon import published
 from km3mon.controlhost.client import Backoff
-from km3mon.monitors.guards import AHEAD_S
-from km3mon.monitors.output import append_rows
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.guards import AHEAD_S
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.runtime.output import append_rows
 
 BASE = "/mon/clb/outparams"
 SESSION = "km3mon_rttc"

@@ -2,7 +2,7 @@
 
 A Galactic core-collapse supernova shows up as a detector-wide rise of DOM-local coincidences
 (``timeslices.md`` §5.2). Per timeslice, every DOM's coincidences are found with their
-multiplicity (distinct PMTs within 10 ns, :mod:`km3mon.timeslices.coincidences`); those with a
+multiplicity (distinct PMTs within 10 ns, :mod:`km3mon.physics.coincidences`); those with a
 multiplicity in ``[SN] min_multiplicity..max_multiplicity`` (7-11, the range of the KM3NeT CCSN
 search [recall]) count, unless they fall in the **muon veto**: from ``veto_window`` ns (1 µs)
 before the first to ``veto_window`` ns after the last hit of any triggered event (``IO_EVT``) of
@@ -44,10 +44,10 @@ import numpy as np
 
 from km3mon import published
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_events_and_hits, locate_timeslices, payloads_of
-from km3mon.monitors.output import atomic_write, utc
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
-from km3mon.timeslices.coincidences import CoincidenceFinder, Coincidences
+from km3mon.physics.coincidences import CoincidenceFinder, Coincidences
+from km3mon.runtime.decoding import decode_events_and_hits, locate_timeslices, payloads_of
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.runtime.output import atomic_write, utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -48,10 +48,10 @@ import numpy as np
 
 from km3mon.controlhost import Client, ControlHostError, Message
 from km3mon.daq import Summaryslice
-from km3mon.monitors.binning import OpticalSlots
-from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
-from km3mon.monitors.plots import dom_states_map
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.figures.dom_map import dom_states_map
+from km3mon.runtime.binning import OpticalSlots
+from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 if TYPE_CHECKING:
     import logging

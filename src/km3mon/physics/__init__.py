@@ -1,8 +1,9 @@
-"""Physics on timeslice hits: K40 twofold counting and intra-DOM calibration, SN coincidences.
+"""Kernels with no I/O, between the decoders and the monitors that draw their results.
 
-Between the decoders (:mod:`km3mon.daq.timeslice`) and the monitors that draw the results
-(``k40``, ``sn``): :mod:`.hits` reads a hit from the payload bytes, :mod:`.twofolds` counts
+:mod:`.hits` reads a hit from timeslice payload bytes, :mod:`.twofolds` counts K40
 coincidences per PMT pair, :mod:`.k40_fit` fits them and solves each DOM for PMT offsets,
 widths and efficiencies, :mod:`.coincidences` finds the multiplicity of each SN-stream
-coincidence.
+coincidence, :mod:`.pmts` places a detector's PMTs in (slot, channel) tables, :mod:`.k40`
+holds the PMT-pair geometry and :mod:`.sn` the supernova trigger statistics. The
+reconstruction kernels are :mod:`km3mon.reco`. Nothing here imports :mod:`km3mon.runtime`.
 """

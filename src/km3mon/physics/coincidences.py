@@ -18,7 +18,7 @@ from numba import njit
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.daq.timeslice import TimesliceFrames
 from km3mon.detector import Detector
-from km3mon.timeslices.hits import HIT_SIZE, raw_time_ns
+from km3mon.physics.hits import HIT_SIZE, raw_time_ns
 
 _CHANNEL_BITS = 5
 _CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1

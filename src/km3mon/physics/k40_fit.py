@@ -14,7 +14,7 @@ random numbers. Here:
    A Levenberg–Marquardt fit per pair (numba, Pearson χ²) gives ``μ`` (ns), ``σ`` (ns, the bin
    width's 1/12 ns² removed) and the genuine coincidence rate ``R = A √(2π) σ / livetime``
    (Hz), with errors from the curvature. ``livetime`` is the pair's own: frames in which either
-   PMT was vetoed do not count (:class:`~km3mon.timeslices.twofolds.TwofoldCounter`).
+   PMT was vetoed do not count (:class:`~km3mon.physics.twofolds.TwofoldCounter`).
    ``IO_TSL1`` holds only hits of L1 coincidences, pairs within the DataFilter's L1 window
    of calibrated Δt: beyond it (and a ±20 ns counting window reaches beyond it) there is
    neither background nor signal. The model is therefore multiplied by the window's
@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from km3mon.daq.summaryslice import N_CHANNELS
-from km3mon.timeslices.twofolds import N_PAIRS, PAIR_I, PAIR_J
+from km3mon.physics.twofolds import N_PAIRS, PAIR_I, PAIR_J
 
 MIN_NET_COINCIDENCES = 20.0
 MIN_SIGNIFICANCE = 4.0

@@ -40,7 +40,7 @@ from numba import njit
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.daq.timeslice import TimesliceFrames
 from km3mon.detector import Detector
-from km3mon.timeslices.hits import HIT_SIZE, raw_time_ns
+from km3mon.physics.hits import HIT_SIZE, raw_time_ns
 
 N_PAIRS = N_CHANNELS * (N_CHANNELS - 1) // 2
 PAIR_I, PAIR_J = (a.astype(np.int64) for a in np.triu_indices(N_CHANNELS, 1))

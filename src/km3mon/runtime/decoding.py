@@ -15,7 +15,7 @@ from km3mon.daq import DAQFormatError, Summaryslice, decode_events_hits, decode_
 from km3mon.daq import decode_monitoring_batch as decode_monitoring_payloads
 from km3mon.daq.event import EVENTS_DTYPE, HITS_DTYPE
 from km3mon.daq.timeslice import TimesliceFrames, locate_frames
-from km3mon.monitors.runtime import Context
+from km3mon.runtime.monitor import Context
 
 
 def payloads_of(messages: list[Message], tag: str) -> list[bytes]:

@@ -28,10 +28,10 @@ import numpy as np
 
 from km3mon import published
 from km3mon.controlhost import Client, Message
-from km3mon.freshness import Freshness, OutputRecord
-from km3mon.monitors.guards import TimeGate, TimeGuard, possible
-from km3mon.monitors.output import atomic_write, png_stamps, save_figure, utc
-from km3mon.streaming import tune_garbage_collector
+from km3mon.runtime.freshness import Freshness, OutputRecord
+from km3mon.runtime.guards import TimeGate, TimeGuard, possible
+from km3mon.runtime.output import atomic_write, png_stamps, save_figure, utc
+from km3mon.runtime.streaming import tune_garbage_collector
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from km3mon.config import PipelineConfig
     from km3mon.detector import Detector
-    from km3mon.monitors.palette_image import PaletteFigure
+    from km3mon.figures.palette_image import PaletteFigure
 
 #: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
@@ -269,7 +269,7 @@ class Context:
 
                 plt.close(figure)
                 # A figure is a web of reference cycles; with the collector tuned for
-                # streaming (km3mon.streaming) it would wait long to be freed.
+                # streaming (km3mon.runtime.streaming) it would wait long to be freed.
                 gc.collect()
         if not archived:
             self._record_output(filename, start)

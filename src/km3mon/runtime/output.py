@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from km3mon.freshness import atomic_write
+from km3mon.runtime.freshness import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -21,11 +21,11 @@ import numpy as np
 
 from km3mon.controlhost import Message
 from km3mon.daq.monitoring import hrv_bits, rates_hz
-from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
-from km3mon.monitors.decoding import decode_monitoring, packet_times_s
-from km3mon.monitors.output import utc
-from km3mon.monitors.palette_image import PaletteFigure, centre_samples
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin
+from km3mon.figures.palette_image import PaletteFigure, centre_samples
+from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
+from km3mon.runtime.decoding import decode_monitoring, packet_times_s
+from km3mon.runtime.monitor import Context, Monitor, RoundRobin
+from km3mon.runtime.output import utc
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

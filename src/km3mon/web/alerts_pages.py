@@ -50,10 +50,10 @@ from km3mon.alerts.hygiene import (
     remove_known_bad,
 )
 from km3mon.alerts.rules import rule_table
-from km3mon.freshness import read_records
 from km3mon.history.fits import fitted_directions
 from km3mon.history.store import HistoryError, HistoryStore
-from km3mon.monitors.event_selection import RANKINGS, top_events
+from km3mon.history.top10 import RANKINGS, top_events
+from km3mon.runtime.freshness import read_records
 from km3mon.timetext import duration_text, parse_time, utc_text
 from km3mon.web.files import safe_path
 

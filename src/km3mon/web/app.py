@@ -31,7 +31,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from km3mon import published, registry
-from km3mon.freshness import panel_states, process_state, read_records
+from km3mon.runtime.freshness import panel_states, process_state, read_records
 from km3mon.supervision import supervisor_states
 from km3mon.web.alerts_pages import alerts_routes
 from km3mon.web.auth import protect

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from km3mon import published, registry
-from km3mon.freshness import PanelState
+from km3mon.runtime.freshness import PanelState
 
 PER_DU = re.compile(r"_du(\d+)$")
 #: At most this many DUs in one filter (a DU number is below 10 000 in any detector).
