@@ -32,7 +32,8 @@ import numpy as np
 from km3mon.config import PipelineConfig
 from km3mon.history.history import History
 from km3mon.history.store import HistoryStore
-from km3mon.runtime.freshness import Freshness, atomic_write
+from km3mon.published import atomic_write
+from km3mon.runtime.freshness import Freshness
 from km3mon.runtime.monitor import Context
 from km3mon.sim.sim_geometry import synthetic_detx
 

@@ -34,8 +34,9 @@ import numpy as np
 
 from km3mon.config import PipelineConfig
 from km3mon.detector import read_detx
-from km3mon.monitors.sn import SN, OpenFrame, poisson_sf
+from km3mon.monitors.sn import SN, OpenFrame
 from km3mon.physics.coincidences import Coincidences
+from km3mon.physics.sn import poisson_sf
 from km3mon.runtime.freshness import Freshness
 from km3mon.runtime.monitor import Context, add_common_arguments
 from km3mon.sim.scenarios import SN_BURST_DURATION_S

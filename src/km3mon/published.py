@@ -9,7 +9,9 @@ here once, so a changed path is one edit. Standard library only: every layer may
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 #: Per-process key numbers, ``data/metrics/<process>.json``.
@@ -27,6 +29,19 @@ TOP10_FILES = "event_selection"
 QUALITY_DB = "quality.sqlite3"
 #: Minute samples of the monitors' metrics (``km3mon history``).
 HISTORY_DB = "history.sqlite3"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one rename (same folder, so same filesystem)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def metrics_dir(data_dir: Path) -> Path:

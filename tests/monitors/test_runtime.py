@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from km3mon.controlhost import Client
-from km3mon.runtime.output import utc
+from km3mon.timetext import utc
 from tests.conftest import REPO, free_port, wait_subscribed, wait_until
 from tests.monitors.stamps import banner_fraction, png_text
 

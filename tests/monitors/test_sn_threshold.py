@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from km3mon.config import PipelineConfig
-from km3mon.monitors.sn import SN, OpenFrame, RollingBackground, negative_binomial_sf, poisson_sf
+from km3mon.monitors.sn import SN, OpenFrame
 from km3mon.physics.coincidences import Coincidences
+from km3mon.physics.sn import RollingBackground, negative_binomial_sf, poisson_sf
 from km3mon.runtime.freshness import Freshness
 from km3mon.runtime.monitor import Context, add_common_arguments
 from tests.conftest import REPO, read_json, wait_until

@@ -15,7 +15,7 @@ import numpy as np
 from km3mon.figures.dom_map import du_label_step
 from km3mon.history.reco import COARSE_EDGES_NS, ZENITH_EDGES_DEG
 from km3mon.reco.model import azimuth_deg, line_time_ns, track_time_ns, zenith_deg
-from km3mon.runtime.output import utc
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from km3mon.detector import Detector
-    from km3mon.runtime.monitor import Context
 
 #: Level of a DOM without data in the interval: drawn hatched, not as a colour.
 NO_DATA = 255
@@ -177,10 +176,6 @@ class DUFloorMap:
         cells = slot_at[floor_of_y[:, None], column_of_x[None, :]]
         cells[np.asarray(gap_y)[:, None] | np.asarray(gap_x)[None, :]] = -1
         return cells
-
-    def redraw_frame(self, context: Context) -> None:
-        """Stamps (data time, STALE) for this tick."""
-        context.redraw_frame(self.figure)
 
     def render(self, title: str, levels: Sequence[np.ndarray]) -> bytes:
         """The PNG of one tick: per panel the level of every slot."""

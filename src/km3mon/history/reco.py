@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from km3mon.runtime.output import atomic_write
+from km3mon.published import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from km3mon import published
 from km3mon.controlhost import encode_frame
 from km3mon.daq.triggers import trigger_names
-from km3mon.runtime.output import atomic_write
+from km3mon.published import atomic_write
 
 TOP = 10
 RANKINGS = ("n_hits", "n_triggered", "overlays")

@@ -32,7 +32,7 @@ from km3mon.figures.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_
 from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.runtime.decoding import decode_monitoring, packet_times_s
 from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
-from km3mon.runtime.output import utc
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -369,7 +369,7 @@ class AHRSMonitor(Monitor):
             self.summary = DUFloorMap(self.detector, self.slots.dom_index, palette, panels)
         deviations = self.deviations()
         levels = [deviation_levels(deviations[name], DEVIATION_RANGE_DEG[name]) for name in ANGLES]
-        self.summary.redraw_frame(self.context)
+        self.context.redraw_frame(self.summary.figure)
         window_h = min(BASELINE_H, N_BINS * self.bin_s / 3600)
         title = (
             f"AHRS per DOM: newest {self.bin_s:.3g} s mean minus the DOM's own median over "

@@ -93,7 +93,7 @@ class PMTRates(PMTImageMonitor):
         levels = np.full(len(count), NO_DATA, np.uint8)
         known = np.isfinite(count)
         levels[known] = np.searchsorted(FLAG_BINS, count[known], side="right") - 1
-        self.summary.redraw_frame(self.context)
+        self.context.redraw_frame(self.summary.figure)
         low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
         title = (
             f"PMTs out of range ({low:g}–{high:g} kHz) or in high-rate veto, per DOM: "

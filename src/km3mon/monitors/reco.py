@@ -53,7 +53,7 @@ from km3mon.reco.fit import BatchResult, Reconstruction, Settings
 from km3mon.reco.model import zenith_deg
 from km3mon.runtime.decoding import decode_events_and_hits, packet_times_s, payloads_of
 from km3mon.runtime.monitor import Context, Monitor, register_monitor
-from km3mon.runtime.output import utc
+from km3mon.timetext import utc
 
 FITS_HEADER = (
     "run,frame_index,trigger_counter,utc,kind,du,zenith_deg,azimuth_deg,dir_x,dir_y,dir_z,"

@@ -27,7 +27,7 @@ from km3mon.detector import Database, RunCalibration
 from km3mon.history.top10 import EventSelection
 from km3mon.runtime.decoding import decode_events_and_hits, packet_times_s, payloads_of
 from km3mon.runtime.monitor import Context, Monitor, register_monitor
-from km3mon.runtime.output import utc
+from km3mon.timetext import utc
 
 PLOT_EVERY_S = 60.0
 DPI = 72  # 12-inch figures: 864 px, enough for a z-t display, half the cost of 100 dpi

@@ -41,6 +41,7 @@ from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.daq.timeslice import TimesliceFrames
 from km3mon.detector import Detector
 from km3mon.physics.hits import HIT_SIZE, raw_time_ns
+from km3mon.physics.pmts import pmt_table
 
 N_PAIRS = N_CHANNELS * (N_CHANNELS - 1) // 2
 PAIR_I, PAIR_J = (a.astype(np.int64) for a in np.triu_indices(N_CHANNELS, 1))
@@ -87,18 +88,14 @@ class TwofoldCounter:
         n = len(self.dom_index)
         self.slot_of_index = np.full(len(detector.dom_ids) + 1, -1)
         self.slot_of_index[self.dom_index] = np.arange(n)
-        t0_ns = np.full((n, N_CHANNELS), np.nan)
-        pmt_slot = self.slot_of_index[detector.pmt_dom_index]
-        usable = (pmt_slot >= 0) & (detector.pmt_channel < N_CHANNELS)
-        t0_ns[pmt_slot[usable], detector.pmt_channel[usable]] = detector.pmt_t0_ns[usable]
+        t0_ns = pmt_table(detector, self.dom_index, detector.pmt_t0_ns, np.nan)
         #: DETX t0 per slot and channel relative to the DOM's mean (ns; NaN: no such PMT).
         self.relative_t0_ns = t0_ns - np.nanmean(t0_ns, axis=1, keepdims=True)
         self._t0_int = np.rint(np.nan_to_num(self.relative_t0_ns)).astype(np.int64)
         self.raw_times = raw_times
         if raw_times:  # uncalibrated, as km3pipe counts (for comparisons)
             self._t0_int[:] = 0
-        enabled = np.zeros((n, N_CHANNELS), bool)
-        enabled[pmt_slot[usable], detector.pmt_channel[usable]] = ~detector.pmt_disabled[usable]
+        enabled = pmt_table(detector, self.dom_index, ~detector.pmt_disabled, False)
         #: Per slot and channel: the PMT exists and is not disabled in the DETX.
         self.enabled = enabled
         #: Per slot: bit i set when channel i is counted.

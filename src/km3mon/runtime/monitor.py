@@ -28,10 +28,12 @@ import numpy as np
 
 from km3mon import published
 from km3mon.controlhost import Client, Message
+from km3mon.published import atomic_write
 from km3mon.runtime.freshness import Freshness, OutputRecord
 from km3mon.runtime.guards import TimeGate, TimeGuard, possible
-from km3mon.runtime.output import atomic_write, png_stamps, save_figure, utc
+from km3mon.runtime.output import png_stamps, save_figure
 from km3mon.runtime.streaming import tune_garbage_collector
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist

@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from km3mon.runtime.freshness import atomic_write
+from km3mon.published import atomic_write
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger("km3mon.output")
-
-__all__ = ["append_rows", "atomic_write", "png_stamps", "save_figure", "utc"]
 
 #: Bytes read at a time when looking backwards for the end of the last complete line.
 _TAIL_CHUNK = 1 << 16
@@ -40,12 +39,6 @@ def save_figure(
     figure.savefig(buffer, format="png", dpi=dpi, metadata=text or {},
                    pil_kwargs={"compress_level": 1})  # fmt: skip
     atomic_write(path, buffer.getvalue())
-
-
-def utc(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
 def png_stamps(newest_data_at: float | None, rendered_at: float, stale: bool) -> dict[str, str]:

@@ -25,7 +25,7 @@ from km3mon.figures.palette_image import PaletteFigure, centre_samples
 from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.runtime.decoding import decode_monitoring, packet_times_s
 from km3mon.runtime.monitor import Context, Monitor, RoundRobin
-from km3mon.runtime.output import utc
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
