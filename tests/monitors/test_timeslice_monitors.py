@@ -18,8 +18,8 @@ from km3mon.daq.timeslice import decode_timeslice, frames_white_rabbit, locate_f
 from km3mon.detector import read_detx
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_until
+from tests.physics.test_twofolds import detector_with_dom_ids
 from tests.sim.test_simulator_support import ARCA21_DETX, ORCA6_DETX
-from tests.timeslices.test_twofolds import detector_with_dom_ids
 
 ALERT = re.compile(r"ALERT \(MONITORING\) (.+?): (.*)")
 

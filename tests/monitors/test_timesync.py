@@ -25,8 +25,8 @@ from km3mon.runtime.freshness import Freshness
 from km3mon.runtime.monitor import Context
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.physics.test_twofolds import detector_with_dom_ids
 from tests.sim.test_simulator_support import ORCA6_DETX, orca6
-from tests.timeslices.test_twofolds import detector_with_dom_ids
 
 ALERT_INTERVAL_S = 3.0
 MISSING_AFTER_S = 4.0
@@ -153,10 +153,9 @@ def test_udp_loss_missing_dom_stopped_datafilter_and_the_alert_interval(
 
 def in_process(tmp_path, detx, *flags: str) -> TimeSync:
     """timesync in this process (its ALERT sender never sends: ``alert`` is not called)."""
-    args = build_parser().parse_args(
-        ["timesync", "--detx", str(detx), "-o", str(tmp_path / "plots"),
-         "--data-dir", str(tmp_path / "data"), "-q", "1", *flags]
-    )  # fmt: skip
+    argv = ["timesync", "--detx", str(detx), "-o", str(tmp_path / "plots"),
+            "--data-dir", str(tmp_path / "data"), "-q", "1", *flags]  # fmt: skip
+    args = build_parser(argv).parse_args(argv)
     freshness = Freshness("timesync", 0, time.time(), "in-process", ["IO_SUM"], 10, 10)
     return TimeSync(Context(args, freshness, logging.getLogger("test"), PipelineConfig()))
 
