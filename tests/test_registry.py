@@ -161,7 +161,8 @@ def test_every_plot_on_a_page_has_a_producer_that_lists_the_page() -> None:
 
 
 def test_every_output_and_page_of_a_program_is_on_the_dashboard() -> None:
-    from km3mon.web.app import Site, create_app
+    from km3mon.web.app import create_app
+    from km3mon.web.site import Site
 
     with tempfile.TemporaryDirectory() as folder:
         app = create_app(Site(Path(folder), Path(folder)))

@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 from km3mon.history.store import HistoryStore
 from km3mon.runtime.freshness import Freshness
 from km3mon.timetext import utc_text
-from km3mon.web.app import Site, create_app
+from km3mon.web.app import create_app
+from km3mon.web.site import Site
 from tests.conftest import wait_until
 from tests.web.conftest import needs_chromium, serve, visit
 
