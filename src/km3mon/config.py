@@ -1,7 +1,7 @@
 """Operator configuration: the ``setenv.sh`` environment and the optional ``pipeline.toml``.
 
 Both are read once at process start into frozen dataclasses with the original km3mon's defaults
-(docs/reference-km3mon.md §1.3), so a wrong value stops the process at once with a message
+(its ``pipeline.toml`` template), so a wrong value stops the process at once with a message
 naming the variable or ``[Section] key`` instead of surfacing hours later in a plot thread.
 Unknown sections and keys are logged as warnings (typos must not pass silently, and keys the
 original read but this suite does not use are worth knowing about). Secrets never appear in

@@ -1,7 +1,7 @@
 """sn: a supernova monitor page from ``IO_TSSN`` (a monitor, not the collaboration's SN trigger).
 
 A Galactic core-collapse supernova shows up as a detector-wide rise of DOM-local coincidences
-(``timeslices.md`` §5.2). Per timeslice, every DOM's coincidences are found with their
+(``docs/timeslices.md`` §4). Per timeslice, every DOM's coincidences are found with their
 multiplicity (distinct PMTs within 10 ns, :mod:`km3mon.physics.coincidences`); those with a
 multiplicity in ``[SN] min_multiplicity..max_multiplicity`` (7-11, the range of the KM3NeT CCSN
 search [recall]) count, unless they fall in the **muon veto**: from ``veto_window`` ns (1 µs)

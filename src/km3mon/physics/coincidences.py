@@ -1,11 +1,11 @@
 """Coincidences of the SN stream: groups of hits on one DOM and their multiplicity.
 
-``IO_TSSN`` carries only DOM-local coincidence groups (``timeslices.md`` §5.1), hits grouped
-per PMT, not in time order. Per frame, the hits are calibrated with the DETX t0 (relative to
-the detector's median t0, the frame of the events' hit times), sorted, and cut into groups:
-a group is a first hit and every later hit within ``window_ns`` of it; its multiplicity is the
-number of distinct PMTs (the observable of the supernova search, §5.2). The walk then goes on
-after the group. One numba kernel per message, reading the hits from the payload bytes.
+``IO_TSSN`` carries only DOM-local coincidence groups (``docs/timeslices.md`` §1), hits grouped
+per PMT, not in time order. Per frame, the hits are calibrated with the DETX t0 (relative to the
+detector's median t0, the frame of the events' hit times), sorted, and cut into groups: a group
+is a first hit and every later hit within ``window_ns`` of it; its multiplicity is the number of
+distinct PMTs (the observable of the supernova search, ``docs/timeslices.md`` §4). The walk then
+goes on after the group. One numba kernel per message, reading the hits from the payload bytes.
 """
 
 from __future__ import annotations

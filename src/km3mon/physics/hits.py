@@ -1,6 +1,6 @@
 """One hit of a timeslice frame read straight from the payload bytes, inside numba kernels.
 
-A hit is 6 bytes (``daq-formats.md``): PMT channel, big-endian 32-bit TDC time in ns, ToT.
+A hit is 6 bytes (``docs/daq-formats.md`` §5): PMT channel, big-endian 32-bit TDC time in ns, ToT.
 The counting kernels read them in place instead of building a hit table per message.
 """
 

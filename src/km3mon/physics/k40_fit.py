@@ -1,6 +1,6 @@
 """K40 intra-DOM calibration: a Gaussian per PMT pair, then PMT offsets, widths, efficiencies.
 
-The method is km3pipe's (``timeslices.md`` §4.3-4.5), the code our own, because km3pipe's
+The method is km3pipe's (``docs/timeslices.md`` §3), the code our own, because km3pipe's
 fit functions cannot be relied on: from 2020 they raised ``NameError`` (scipy imported only in
 ``fit_delta_ts``); km3pipe 11.0.0 imports scipy in each function, but scipy is an optional extra
 of km3pipe (not installed with it); they fit one pair at a time with ``curve_fit``, hide any
@@ -9,7 +9,7 @@ random numbers. Here:
 
 1. **Pairs** (:func:`fit_pairs`). The counts of one pair in 1-ns bins of calibrated Δt are
    ``B + A exp(-(Δt - μ)² / 2σ²)`` where ``B`` is the accidental background, known from the
-   singles: ``r_i r_j × 1 ns × livetime`` per bin (§4.3, subtracted as km3pipe's
+   singles: ``r_i r_j × 1 ns × livetime`` per bin (subtracted as km3pipe's
    ``K40BackgroundSubtractor`` does, but inside the model, so the bin errors stay Poisson).
    A Levenberg–Marquardt fit per pair (numba, Pearson χ²) gives ``μ`` (ns), ``σ`` (ns, the bin
    width's 1/12 ns² removed) and the genuine coincidence rate ``R = A √(2π) σ / livetime``

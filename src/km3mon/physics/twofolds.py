@@ -1,11 +1,11 @@
 """Twofold (K40) coincidences per PMT pair, counted straight from ``IO_TSL1`` payloads.
 
-The definition is km3pipe's ``add_to_twofold_matrix`` (km3modules/k40.py, ``timeslices.md``
-§4.2), so its counts serve as an oracle: a DOM's hits of one frame sorted by time; from each
-start hit, the hits within ``tmax_ns`` of it; exactly two make one count in bin
-``Δt + tmax`` of the pair ``(i < j)`` with ``Δt = t_j - t_i``, and the walk goes on at the second
-hit; three or more are skipped and the walk goes on after them; hits on one PMT are no pair.
-Pairs are indexed as ``itertools.combinations(range(31), 2)``.
+The definition is km3pipe's ``add_to_twofold_matrix`` (km3modules/k40.py, ``docs/timeslices.md``
+§3), so its counts serve as an oracle: a DOM's hits of one frame sorted by time; from each start
+hit, the hits within ``tmax_ns`` of it; exactly two make one count in bin ``Δt + tmax`` of the
+pair ``(i < j)`` with ``Δt = t_j - t_i``, and the walk goes on at the second hit; three or more
+are skipped and the walk goes on after them; hits on one PMT are no pair. Pairs are indexed as
+``itertools.combinations(range(31), 2)``.
 
 Where we differ from km3pipe, and why:
 
@@ -16,7 +16,7 @@ Where we differ from km3pipe, and why:
 * the hits are read from the payload bytes by one numba kernel per message (no hit table, no
   per-frame Python): km3pipe builds a hit table per timeslice and calls its kernel per DOM;
 * livetime is counted per PMT pair. A PMT in high-rate veto or FIFO-full (the frame's
-  ``status``/``fifo`` bits 0-30, ``timeslices.md`` §6.2) loses hits in that frame, so its hits
+  ``status``/``fifo`` bits 0-30, ``docs/timeslices.md`` §2) loses hits in that frame, so its hits
   of the frame are dropped and the frame does not count for its pairs
   (:attr:`TwofoldCounter.dead_frames`). km3pipe's ``k40calib -r`` skips such frames whole
   (``HRVFIFOTimesliceFilter``), which in a bioluminescence burst leaves a glowing DOM with no
