@@ -104,13 +104,27 @@ async def signed_form(request: Request) -> tuple[dict[str, str], str]:
     return form, form.get("name", "")[:MAX_NAME_CHARS]
 
 
-async def acknowledge_alert(request: Request) -> Response:
+async def signed_action(
+    request: Request,
+    purpose: str,
+    action: Callable[[sqlite3.Connection, dict[str, str], str], bool],
+    done: str,
+    not_found: str,
+) -> Response:
+    """A POST that needs the shifter's name: ``action(db, form, name)`` on the alert database."""
     form, name = await signed_form(request)
     if not name:
-        return back("Give your name to acknowledge")
+        return back(f"Give your name to {purpose}")
+    return back(done if write(request, lambda db: action(db, form, name)) else not_found)
+
+
+async def acknowledge_alert(request: Request) -> Response:
     alert_id = int(request.path_params["id"])
-    done = write(request, lambda db: acknowledge(db, alert_id, name, form.get("comment", "")))
-    return back("Acknowledged" if done else "No such firing alert")
+    return await signed_action(
+        request, "acknowledge",
+        lambda db, form, name: acknowledge(db, alert_id, name, form.get("comment", "")),
+        "Acknowledged", "No such firing alert",
+    )  # fmt: skip
 
 
 async def silence(request: Request) -> Response:
@@ -133,11 +147,11 @@ async def silence(request: Request) -> Response:
 
 
 async def end_silence_now(request: Request) -> Response:
-    _, name = await signed_form(request)
-    if not name:
-        return back("Give your name to end a silence")
-    done = write(request, lambda db: end_silence(db, int(request.path_params["id"]), name))
-    return back("Silence ended" if done else "No such silence in force")
+    silence_id = int(request.path_params["id"])
+    return await signed_action(
+        request, "end a silence", lambda db, form, name: end_silence(db, silence_id, name),
+        "Silence ended", "No such silence in force",
+    )  # fmt: skip
 
 
 async def mark_known_bad(request: Request) -> Response:
@@ -153,11 +167,12 @@ async def mark_known_bad(request: Request) -> Response:
 
 
 async def unmark_known_bad(request: Request) -> Response:
-    _, name = await signed_form(request)
-    if not name:
-        return back("Give your name to remove a known-bad entry")
-    done = write(request, lambda db: remove_known_bad(db, int(request.path_params["id"]), name))
-    return back("Removed from the known-bad list" if done else "No such known-bad entry")
+    entry_id = int(request.path_params["id"])
+    return await signed_action(
+        request, "remove a known-bad entry",
+        lambda db, form, name: remove_known_bad(db, entry_id, name),
+        "Removed from the known-bad list", "No such known-bad entry",
+    )  # fmt: skip
 
 
 ROUTES = [
