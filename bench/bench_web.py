@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from benchlib import wait_for_http
+
 AUTH = ("shifter", "s3cret")
 
 
@@ -118,12 +120,7 @@ def main() -> int:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(base, timeout=0.5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_http(base)
         idle = asyncio.run(load(base, args.requests, 0))
         busy = asyncio.run(load(base, args.requests, args.clients))
     finally:
