@@ -19,6 +19,7 @@ from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.daq.timeslice import TimesliceFrames
 from km3mon.detector import Detector
 from km3mon.physics.hits import HIT_SIZE, raw_time_ns
+from km3mon.physics.pmts import pmt_table
 
 _CHANNEL_BITS = 5
 _CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
@@ -47,11 +48,8 @@ class CoincidenceFinder:
             raise ValueError(f"window_ns must be at least 1, got {window_ns}")
         self.detector = detector
         self.window_ns = window_ns
-        t0_ns = np.full((len(detector.dom_ids), N_CHANNELS), np.nan)
-        usable = detector.pmt_channel < N_CHANNELS
-        t0_ns[detector.pmt_dom_index[usable], detector.pmt_channel[usable]] = detector.pmt_t0_ns[
-            usable
-        ]
+        every_dom = np.arange(len(detector.dom_ids))
+        t0_ns = pmt_table(detector, every_dom, detector.pmt_t0_ns, np.nan)
         finite = t0_ns[np.isfinite(t0_ns)]
         #: The detector's median t0: calibrated times are raw + (t0 - reference).
         self.reference_t0_ns = float(np.median(finite)) if len(finite) else 0.0
