@@ -31,6 +31,8 @@ sys.path.insert(0, str(REPO))  # the test suite's plot-folder builder
 
 from tests.web.sites import AUTH, synthetic_site  # noqa: E402
 
+from benchlib import wait_for_http  # noqa: E402
+
 TIMINGS_JS = """
 const nav = performance.getEntriesByType("navigation")[0];
 const plots = performance.getEntriesByType("resource").filter((e) => e.name.includes("/plots/"));
@@ -113,12 +115,7 @@ def main() -> int:
     )  # fmt: skip
     driver = None
     try:
-        for _ in range(100):
-            try:
-                httpx.get(base, timeout=0.5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_http(base)
         html_s = []
         with httpx.Client(auth=AUTH, timeout=30) as client:
             for _ in range(20):

@@ -1,5 +1,5 @@
 """Receiving IO_MONIT frames in a process with a large heap: CPython's default garbage
-collector against ``km3mon.streaming.tune_garbage_collector``.
+collector against ``km3mon.runtime.streaming.tune_garbage_collector``.
 
 A monitor holds many objects (matplotlib figures, tables); at 44 000 messages/s the default
 collector's young passes walk them again and again. Each case runs in a fresh interpreter:
@@ -19,7 +19,7 @@ import sys
 CASE = """
 import time
 from km3mon.controlhost.prefix import FrameDecoder, encode_frame
-from km3mon.streaming import tune_garbage_collector
+from km3mon.runtime.streaming import tune_garbage_collector
 if {tuned}:
     tune_garbage_collector()  # at start-up, as every km3mon process does
 heap = [[{{}} for _ in range(10)] for _ in range(200_000)]  # grown later: figures, tables

@@ -55,8 +55,8 @@ def multiplicity(n_hits: int, n_doms: int, repeat: int) -> tuple[float, float]:
 def guard(repeat: int) -> tuple[float, float]:
     from km3mon.daq import decode_monitoring_batch
     from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
-    from km3mon.monitors.decoding import packet_times_s
-    from km3mon.monitors.guards import TimeGuard
+    from km3mon.runtime.decoding import packet_times_s
+    from km3mon.runtime.guards import TimeGuard
 
     packets = new_packets(4140)
     packets["dom_id"] = np.arange(4140) + 808_000_000
@@ -78,7 +78,7 @@ def gate(repeat: int) -> float:
     read, judged before and after the batch."""
     from km3mon.controlhost import Message
     from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
-    from km3mon.monitors.guards import TimeGate, TimeGuard
+    from km3mon.runtime.guards import TimeGate, TimeGuard
 
     packets = new_packets(4140)
     packets["dom_id"] = np.arange(4140) + 808_000_000
@@ -89,7 +89,7 @@ def gate(repeat: int) -> float:
 
 
 def tracker(repeat: int) -> float:
-    from km3mon.monitors.guards import RunTracker
+    from km3mon.runtime.guards import RunTracker
 
     runs_tracker = RunTracker()
     runs, times_s = np.full(500, 10_000), np.arange(500) * 0.002

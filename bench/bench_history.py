@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from km3mon.config import PipelineConfig
-from km3mon.freshness import Freshness, atomic_write
 from km3mon.history.history import History
 from km3mon.history.store import HistoryStore
-from km3mon.monitors.runtime import Context
+from km3mon.published import atomic_write
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.monitor import Context
 from km3mon.sim.sim_geometry import synthetic_detx
 
 N_DUS = 230

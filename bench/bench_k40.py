@@ -27,10 +27,10 @@ import numpy as np
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq.timeslice import decode_timeslice, locate_frames
 from km3mon.detector import parse_detx
+from km3mon.physics.k40_fit import fit_pairs, solve_doms
+from km3mon.physics.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from km3mon.timeslices.k40_fit import fit_pairs, solve_doms
-from km3mon.timeslices.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
 
 
 def cpu_per_step_ms(simulator: Simulator, steps: int) -> float:

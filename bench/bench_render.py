@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from km3mon.monitors.palette_image import PaletteFigure, centre_samples
+from km3mon.figures.palette_image import PaletteFigure, centre_samples
 
 ROWS, COLUMNS, REPEATS = 18 * 31, 800, 15
 

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import write_json
+
 #: Packages a process should import only when it uses them.
 HEAVY = ("numba", "scipy", "matplotlib", "starlette", "km3pipe", "pandas")
 #: Their compiled extensions, as they appear in a process's memory map.
@@ -153,8 +155,7 @@ def main() -> int:
         result["suite"] = {"dus": args.suite, "processes": measure_suite(args.suite, args.warmup)}
     result["load_average_after"] = os.getloadavg()
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
     return 0
 
 

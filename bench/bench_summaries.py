@@ -27,10 +27,10 @@ matplotlib.use("Agg")
 import numpy as np
 
 from km3mon.config import PipelineConfig
-from km3mon.freshness import Freshness
 from km3mon.monitors.ahrs_calibration import AHRSMonitor
 from km3mon.monitors.pmt_rates import FLAG_COLOURS, PMTRates
-from km3mon.monitors.runtime import Context
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.monitor import Context
 from km3mon.sim.sim_geometry import synthetic_detx
 
 

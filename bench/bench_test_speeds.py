@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the tests' event and history builders
 
 from tests.conftest import KM3MON, free_port, wait_for_port, wait_subscribed  # noqa: E402
+
+from benchlib import write_json  # noqa: E402
 
 
 def reco_huge_event_cpu_s() -> float:
@@ -149,8 +150,7 @@ def main() -> int:
         )
     result["load_average_after"] = os.getloadavg()
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
     return 0
 
 

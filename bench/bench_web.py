@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from benchlib import wait_for_http
+
 AUTH = ("shifter", "s3cret")
 
 
@@ -36,7 +38,7 @@ def make_site(folder: Path, n_dus: int) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from km3mon.freshness import Freshness, OutputRecord
+    from km3mon.runtime.freshness import Freshness, OutputRecord
 
     plots = folder / "plots"
     plots.mkdir(parents=True)
@@ -118,12 +120,7 @@ def main() -> int:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(base, timeout=0.5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_for_http(base)
         idle = asyncio.run(load(base, args.requests, 0))
         busy = asyncio.run(load(base, args.requests, args.clients))
     finally:

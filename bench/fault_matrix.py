@@ -44,6 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from benchlib import write_json
 from km3mon.alerts.rules import BUILTIN
 from km3mon.demo import default_detx, write_folder
 from km3mon.detector import read_detx
@@ -624,8 +625,7 @@ def main() -> int:
     table = markdown(result)
     print(table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1, default=str))
+        write_json(args.json, result, default=str)
         args.json.with_suffix(".md").write_text(table + "\n")
     return 0
 

@@ -19,7 +19,6 @@ is not the monitoring machine in production, so they are reported apart.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -32,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import write_results
 from km3mon.controlhost import query_status
 from km3mon.demo import write_folder
-from km3mon.freshness import read_records
 from km3mon.ops import start, stop, supervisord_pid
+from km3mon.runtime.freshness import read_records
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.supervision import supervisor_states
 
@@ -461,10 +461,7 @@ def main() -> int:
         results.append(run_size(dus, args))
         print(report(results[-1]) + "\n", flush=True)
     print(summary(results))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=1))  # fmt: skip
+    write_results(args, results)
     return 0
 
 

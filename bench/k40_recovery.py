@@ -1,6 +1,6 @@
 """K40 calibration against the simulator's truth: the numbers of BENCHMARKS.md's K40 table.
 
-The scenario of ``tests/timeslices/test_k40_recovery.py`` (which asserts on it): ARCA-21's
+The scenario of ``tests/physics/test_k40_recovery.py`` (which asserts on it): ARCA-21's
 DETX, every PMT's true delay off by N(0, 1.5 ns) clipped at 4 ns, PMTs at 5, 8, 15 and 30 ns and
 a 3 ns ``pmt-t0``; ten simulated minutes through the ``k40`` monitor in-process. Prints what it
 found against the truth and writes it as JSON.
@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the test's scenario, so both measure the same thing
 
-from tests.timeslices.test_k40_recovery import recover  # noqa: E402
+from tests.physics.test_k40_recovery import recover  # noqa: E402
 
 
 def main() -> None:

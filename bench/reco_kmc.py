@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
+from benchlib import write_json
 from km3mon.daq import decode_events_hits
 from km3mon.daq.files import RecordingWriter
 from km3mon.detector import Detector, calibrate_hits, parse_detx
@@ -451,11 +452,10 @@ def main() -> int:
     if unfitted is not None:
         print(f"unfitted by reason: {unfitted}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {"processes": args.processes},
-                                         "events": n_whole, "single_du_cuts": len(events) - n_whole,
-                                         "results": results, "unfitted": unfitted}, indent=1,
-                                        default=str))  # fmt: skip
+        document = {"args": {"processes": args.processes}, "events": n_whole,
+                    "single_du_cuts": len(events) - n_whole, "results": results,
+                    "unfitted": unfitted}  # fmt: skip
+        write_json(args.json, document, default=str)
     return 0
 
 

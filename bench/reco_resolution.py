@@ -19,13 +19,13 @@ does, compared with the simulator's truth:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import km3net_testdata
 import numpy as np
 
+from benchlib import write_results
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq import decode_events_hits
 from km3mon.detector import Detector, calibrate_hits, parse_detx, read_detx
@@ -241,10 +241,7 @@ def main() -> int:
         data = simulate_and_fit(detector, args.seconds, args.seed, args.upgoing_fraction)
         results[name] = analyse(data)
         print(report(name, args.seconds, results[name]), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=1))  # fmt: skip
+    write_results(args, results)
     return 0
 
 

@@ -20,13 +20,13 @@ batched fits (numba). Measured:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import least_squares
 
+from benchlib import write_results
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq import decode_events_hits
 from km3mon.detector import Detector, calibrate_hits, parse_detx
@@ -292,10 +292,7 @@ def main() -> int:
         f"{yard['median_angle_to_ours_deg']:.3f}° apart, "
         f"{100 * yard['angle_to_ours_above_1deg']:.1f} % more than 1° apart."
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=1))  # fmt: skip
+    write_results(args, results)
     return 0
 
 

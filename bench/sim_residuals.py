@@ -13,12 +13,12 @@ than 5 and 20 ns and early by more than 5 ns, per distance of the PMT to the muo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import km3net_testdata
 import numpy as np
 
+from benchlib import write_results
 from km3mon.detector import read_detx
 from km3mon.sim.residuals import QUANTILES, kmc_residuals, simulator_residuals, summary
 
@@ -70,10 +70,7 @@ def main() -> int:
         "simulator, triggered, with bundles": describe(everything, everything["triggered"]),
     }
     print(table(results))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=1))  # fmt: skip
+    write_results(args, results)
     return 0
 
 

@@ -35,8 +35,10 @@ import numpy as np
 
 from km3mon.config import PipelineConfig
 from km3mon.detector import read_detx
-from km3mon.monitors.runtime import monitor_in_process
-from km3mon.monitors.sn import SN, OpenFrame, poisson_sf
+from km3mon.monitors.sn import SN, OpenFrame
+from km3mon.physics.coincidences import Coincidences
+from km3mon.physics.sn import poisson_sf
+from km3mon.runtime.monitor import monitor_in_process
 from km3mon.sim.scenarios import SN_BURST_DURATION_S
 from km3mon.sim.sim_timeslices import (
     TIMESLICE_S,
@@ -46,7 +48,6 @@ from km3mon.sim.sim_timeslices import (
     burst_total_hz,
     untriggered_muon_cdf,
 )
-from km3mon.timeslices.coincidences import Coincidences
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 START_S = 1_700_000_000.0

@@ -105,7 +105,7 @@ def test_every_command_is_registered_by_its_module() -> None:
 
 def monitor_of(program: registry.Program) -> type | None:
     """The runtime Monitor class of a program's module named like the program, if any."""
-    from km3mon.monitors.runtime import Monitor
+    from km3mon.runtime.monitor import Monitor
 
     module = importlib.import_module(program.module)
     for _, value in inspect.getmembers(module, inspect.isclass):
@@ -161,7 +161,8 @@ def test_every_plot_on_a_page_has_a_producer_that_lists_the_page() -> None:
 
 
 def test_every_output_and_page_of_a_program_is_on_the_dashboard() -> None:
-    from km3mon.web.app import Site, create_app
+    from km3mon.web.app import create_app
+    from km3mon.web.site import Site
 
     with tempfile.TemporaryDirectory() as folder:
         app = create_app(Site(Path(folder), Path(folder)))

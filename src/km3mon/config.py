@@ -1,7 +1,7 @@
 """Operator configuration: the ``setenv.sh`` environment and the optional ``pipeline.toml``.
 
 Both are read once at process start into frozen dataclasses with the original km3mon's defaults
-(docs/reference-km3mon.md §1.3), so a wrong value stops the process at once with a message
+(its ``pipeline.toml`` template), so a wrong value stops the process at once with a message
 naming the variable or ``[Section] key`` instead of surfacing hours later in a plot thread.
 Unknown sections and keys are logged as warnings (typos must not pass silently, and keys the
 original read but this suite does not use are worth knowing about). Secrets never appear in
@@ -359,10 +359,14 @@ class PipelineConfig:
                 sections["layouts"] = _layouts(table, source)
                 continue
             if section == "Alerts":
-                sections["alerts"] = _alerts(table, source)
+                sections["alerts"] = _with_tables(
+                    "Alerts", AlertsSection, AlertRuleSection, "rules", table, source
+                )
                 continue
             if section == "Quality":
-                sections["quality"] = _quality(table, source)
+                sections["quality"] = _with_tables(
+                    "Quality", QualitySection, QualityTestSection, "tests", table, source
+                )
                 continue
             attribute = cls.SECTIONS.get(section)
             if attribute is None:
@@ -393,34 +397,19 @@ def _layouts(table: Any, source: str) -> dict[str, list[list[str]]]:
     return {str(page): [list(row) for row in rows] for page, rows in table.items()}
 
 
-def _alerts(table: Any, source: str) -> AlertsSection:
-    """``[Alerts]`` keys, and ``[Alerts.<rule>]`` tables as rules."""
+def _with_tables(section: str, cls: type, item_cls: type, field: str, table: Any, source: str):
+    """``[<section>]`` keys, and its ``[<section>.<name>]`` tables as the ``field`` mapping
+    (the rules of ``[Alerts]``, the tests of ``[Quality]``)."""
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{source}: [Alerts] must be a table, got {table!r}")
-    keys = {k: v for k, v in table.items() if not isinstance(v, Mapping) and k != "rules"}
+        raise ConfigError(f"{source}: [{section}] must be a table, got {table!r}")
+    keys = {k: v for k, v in table.items() if not isinstance(v, Mapping) and k != field}
     try:
-        rules = {
-            str(name): _section(AlertRuleSection, f"Alerts.{name}", rule, source)
-            for name, rule in table.items()
-            if isinstance(rule, Mapping)
+        items = {
+            str(name): _section(item_cls, f"{section}.{name}", item, source)
+            for name, item in table.items()
+            if isinstance(item, Mapping)
         }
-        return dataclasses.replace(_section(AlertsSection, "Alerts", keys, source), rules=rules)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-
-
-def _quality(table: Any, source: str) -> QualitySection:
-    """``[Quality]`` keys, and ``[Quality.<test>]`` tables as tests."""
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{source}: [Quality] must be a table, got {table!r}")
-    keys = {k: v for k, v in table.items() if not isinstance(v, Mapping) and k != "tests"}
-    try:
-        tests = {
-            str(name): _section(QualityTestSection, f"Quality.{name}", test, source)
-            for name, test in table.items()
-            if isinstance(test, Mapping)
-        }
-        return dataclasses.replace(_section(QualitySection, "Quality", keys, source), tests=tests)
+        return dataclasses.replace(_section(cls, section, keys, source), **{field: items})
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-#: What setenv.sh must export (shared/docs/mission.md).
+#: What setenv.sh must export (``setenv_template.sh`` sets each one).
 REQUIRED = (
     "DETECTOR_ID",
     "DAQ_LIGIER_IP",

@@ -5,7 +5,15 @@ Shared by the dashboard's pages and the shift report, so it lives below both.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+
+
+def utc(timestamp: float | None) -> str:
+    """The stamp figures and logs carry (``... UTC``; "never" for no time)."""
+    if timestamp is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
 def utc_text(timestamp: float | None) -> str:

@@ -28,11 +28,11 @@ from km3mon.alerts.rules import (
     cpu_seconds,
 )
 from km3mon.config import PipelineConfig, load_pipeline
-from km3mon.freshness import Freshness, process_state
 from km3mon.monitors.pmt_rates import MAX_FLAGGED, PMTRates
-from km3mon.monitors.runtime import Context, monitor_in_process
 from km3mon.monitors.sn import SN, OpenFrame
-from km3mon.timeslices.coincidences import Coincidences
+from km3mon.physics.coincidences import Coincidences
+from km3mon.runtime.freshness import Freshness, process_state
+from km3mon.runtime.monitor import Context, monitor_in_process
 from tests.alerts.test_rules import rules
 from tests.conftest import wait_until
 from tests.sim.test_simulator_support import ARCA21_DETX

@@ -23,7 +23,7 @@ from km3mon.alerts.hygiene import (
 from km3mon.alerts.report import shift_report
 from km3mon.alerts.rules import Places, Snapshot, build_rules
 from km3mon.config import AlertRuleSection, AlertsSection, ConfigError
-from km3mon.freshness import PanelState
+from km3mon.runtime.freshness import PanelState
 
 T0 = 1_796_000_000.0
 #: Three DUs of a base module and 18 optical DOMs each: DOM id = 100 * DU + floor.

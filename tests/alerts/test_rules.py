@@ -22,8 +22,8 @@ from km3mon.alerts.rules import (
 )
 from km3mon.alerts.sinks import Courier, WebhookSink
 from km3mon.config import AlertRuleSection, AlertsSection
-from km3mon.freshness import panel_states, process_state
 from km3mon.monitors.timesync import WHITE_RABBIT_LOST
+from km3mon.runtime.freshness import panel_states, process_state
 from tests.alerts.sinks import WebhookReceiver
 from tests.conftest import free_port, wait_until
 

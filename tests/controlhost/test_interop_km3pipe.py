@@ -141,7 +141,7 @@ def test_our_client_sends_what_km3pipe_sends() -> None:
         ours.subscribe("MSG", mode="all")
         ours.publish("MSG", "hello")
     assert recorded.close() == theirs
-    # ... and both equal the capture documented in shared/docs/controlhost.md §4.1.
+    # ... and both equal the capture documented in docs/controlhost.md §5.
     assert theirs == b"".join(
         [
             encode_frame("_Subscri", b" w IO_EVT"),

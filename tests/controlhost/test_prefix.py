@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from km3mon.controlhost import ControlHostError, FrameDecoder, Message, encode_frame, encode_prefix
 from km3mon.controlhost.prefix import normalise_tag, tag_to_bytes
 
-# Byte-level examples of shared/docs/controlhost.md, Appendix A.
+# Byte-level examples of docs/controlhost.md §5.
 APPENDIX_A = [
     ("_Subscri", b" w IO_EVT", "5f53756273637269 00000009 00000000 20772049 4f5f455654"),
     ("_Always", b"", "5f416c7761797300 00000000 00000000"),

@@ -89,7 +89,7 @@ def test_summaryslices_agree_with_daqsummaryslice_except_signed_rates() -> None:
             expected_wrong = [km3pipe_rate(v - 256) for v in raw[~low]]
             assert np.allclose(theirs_hz[~low], expected_wrong, rtol=1e-12)
             wrong += int((~low).sum())
-    assert wrong == 314  # as documented in daq-formats.md §4
+    assert wrong == 314  # rates read as signed bytes (docs/daq-formats.md §4)
 
 
 def test_legacy_summaryslice_where_km3pipe_is_right() -> None:

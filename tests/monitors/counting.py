@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 
 from km3mon.controlhost import Message
-from km3mon.monitors.runtime import Monitor, add_common_arguments, run_monitor
+from km3mon.runtime.monitor import Monitor, add_common_arguments, run_monitor
 
 
 class CountingMonitor(Monitor):

@@ -18,7 +18,7 @@ T0 = 1_700_000_000
 def sensor_vectors(yaw, pitch, roll) -> tuple[np.ndarray, np.ndarray]:
     """Accelerometer and magnetometer readings of a DOM with this orientation (degrees).
 
-    Inverts the AHRS formulas of shared/docs/daq-formats.md §5 for identity calibration:
+    Inverts the AHRS formulas of docs/daq-formats.md §7 for identity calibration:
     A is gravity tilted by pitch and roll; H is a horizontal field at angle yaw in the
     tilt-compensated frame. y and z are negated because the DOM hangs upside down.
     """

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from km3mon.detector import read_detx
-from km3mon.monitors.plots import (
+from km3mon.figures.dom_map import (
     DISABLED_DOM_COLOUR,
     DISABLED_LABEL,
     MISSING_COLOUR,

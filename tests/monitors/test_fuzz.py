@@ -18,7 +18,7 @@ import pytest
 from km3mon.controlhost import Client
 from km3mon.daq import decode_summaryslice
 from km3mon.daq.files import iter_file
-from km3mon.monitors.output import utc
+from km3mon.timetext import utc
 from tests.conftest import read_json, wait_subscribed, wait_until, wait_while_progressing
 from tests.monitors.stamps import png_text
 

@@ -15,8 +15,8 @@ from PIL import Image
 from km3mon.controlhost import Client
 from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
-from km3mon.monitors.guards import MAX_AHEAD_OF_WALL_S, WINDOW, RunTracker, TimeGuard
-from km3mon.monitors.output import utc
+from km3mon.runtime.guards import MAX_AHEAD_OF_WALL_S, WINDOW, RunTracker, TimeGuard
+from km3mon.timetext import utc
 from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.monitors.daqfakes import make_event, slice_payload
 from tests.monitors.test_trigger_rates import summary_slice

@@ -80,9 +80,9 @@ def test_the_log_is_rotated_at_utc_midnight(tmp_path, monkeypatch) -> None:
 
     from km3mon.config import load_pipeline
     from km3mon.controlhost import Message
-    from km3mon.freshness import Freshness
     from km3mon.monitors import msg_dumper
-    from km3mon.monitors.runtime import Context
+    from km3mon.runtime.freshness import Freshness
+    from km3mon.runtime.monitor import Context
 
     midnight = 1_796_083_200.0  # 2026-12-01 00:00:00 UTC
     clock = [midnight - 3.0]

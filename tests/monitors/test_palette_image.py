@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from km3mon.config import load_pipeline
-from km3mon.freshness import Freshness
-from km3mon.monitors.palette_image import PaletteFigure
+from km3mon.figures.palette_image import PaletteFigure
 from km3mon.monitors.pmt_rates import OVER_COLOUR, PMTRates
-from km3mon.monitors.runtime import Context
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.monitor import Context
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -118,7 +118,7 @@ def test_every_palette_image_is_stamped_also_after_a_column_closes_mid_tick(tmp_
     """A stale pmt_rates tick: every DU's image says STALE in its pixels and in its text
     chunks, also those drawn after a column closed in the middle of the tick (the frame is
     then redrawn, and must be redrawn with the stamps)."""
-    from km3mon.monitors.output import utc
+    from km3mon.timetext import utc
     from tests.monitors.stamps import banner_fraction, png_text
 
     args = argparse.Namespace(

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from km3mon.controlhost import query_status
-from km3mon.monitors.output import utc
-from km3mon.monitors.reco_history import (
+from km3mon.history.reco import (
     DAY_S,
     FINE_EDGES_NS,
     Rings,
@@ -21,6 +20,7 @@ from km3mon.monitors.reco_history import (
 )
 from km3mon.reco.model import space_angle_deg
 from km3mon.sim.sim_truth import read_truth
+from km3mon.timetext import utc
 from tests.conftest import read_json, wait_until
 from tests.monitors.stamps import png_text
 from tests.sim.test_simulator_support import ARCA21_DETX
@@ -189,9 +189,9 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
     import matplotlib
 
     matplotlib.use("Agg")
-    from km3mon.monitors.output import save_figure
-    from km3mon.monitors.reco_plots import Display, residual_histograms, zenith_figure, ztplot
+    from km3mon.figures.reco import Display, residual_histograms, zenith_figure, ztplot
     from km3mon.reco.fit import Reconstruction
+    from km3mon.runtime.output import save_figure
     from tests.reco.simulated import SIMULATOR, simulate
     from tests.sim.test_simulator_support import orca6
 

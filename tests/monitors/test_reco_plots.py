@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 
-from km3mon.monitors.reco_plots import DomOffsets, residual_map
+from km3mon.figures.reco import DomOffsets, residual_map
 from tests.sim.test_simulator_support import arca21
 
 matplotlib.use("Agg")

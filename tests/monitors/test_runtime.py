@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from km3mon.controlhost import Client
-from km3mon.monitors.output import utc
+from km3mon.timetext import utc
 from tests.conftest import REPO, free_port, wait_subscribed, wait_until
 from tests.monitors.stamps import banner_fraction, png_text
 
@@ -152,7 +152,7 @@ def test_outputs_turn_stale_after_three_intervals_and_at_least_a_minute(ligier, 
 
 
 def test_round_robin_draws_the_longest_waiting_first_and_ties_in_the_given_order() -> None:
-    from km3mon.monitors.runtime import RoundRobin
+    from km3mon.runtime.monitor import RoundRobin
 
     robin, drawn = RoundRobin(), []
     robin.start(["summary", 1, 2, 3])  # the detector-wide image first, not after every DU

@@ -10,7 +10,7 @@ import matplotlib.dates as mdates
 import numpy as np
 
 from km3mon.monitors.sn import OpenFrame
-from km3mon.timeslices.coincidences import Coincidences
+from km3mon.physics.coincidences import Coincidences
 from tests.monitors.stamps import keep_figures
 from tests.monitors.test_sn_threshold import sn_in_process
 

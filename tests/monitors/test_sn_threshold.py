@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from km3mon.config import PipelineConfig
-from km3mon.monitors.runtime import monitor_in_process
-from km3mon.monitors.sn import SN, OpenFrame, RollingBackground, negative_binomial_sf, poisson_sf
-from km3mon.timeslices.coincidences import Coincidences
+from km3mon.monitors.sn import SN, OpenFrame
+from km3mon.physics.coincidences import Coincidences
+from km3mon.physics.sn import RollingBackground, negative_binomial_sf, poisson_sf
+from km3mon.runtime.monitor import monitor_in_process
 from tests.conftest import REPO, read_json, wait_until
 from tests.sim.test_simulator_support import ARCA21_DETX
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from km3mon.detector import parse_detx, read_detx
-from km3mon.monitors.plots import DISABLED_DOM_COLOUR, DISABLED_EDGE_COLOUR
-from km3mon.monitors.summary_map import HATCH_COLOURS
+from km3mon.figures.dom_map import DISABLED_DOM_COLOUR, DISABLED_EDGE_COLOUR
+from km3mon.figures.summary_map import HATCH_COLOURS
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_subscribed, wait_until

@@ -13,7 +13,7 @@ import pytest
 
 from km3mon.controlhost import Message, encode_frame
 from km3mon.detector import read_detx
-from km3mon.monitors.guards import HOLD_S, MAX_AHEAD_OF_WALL_S, TimeGate, TimeGuard
+from km3mon.runtime.guards import HOLD_S, MAX_AHEAD_OF_WALL_S, TimeGate, TimeGuard
 from tests.conftest import read_json, wait_subscribed, wait_until
 from tests.monitors.daqfakes import make_event
 from tests.monitors.test_trigger_rates import TYPES, summary_slice

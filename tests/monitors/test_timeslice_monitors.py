@@ -16,12 +16,12 @@ from km3mon.controlhost import Client, query_status
 from km3mon.daq.files import iter_file
 from km3mon.daq.timeslice import decode_timeslice, frames_white_rabbit, locate_frames
 from km3mon.detector import read_detx
-from km3mon.monitors.output import utc
 from km3mon.sim.simulator import Simulator
+from km3mon.timetext import utc
 from tests.conftest import read_json, wait_until
 from tests.monitors.stamps import png_text
+from tests.physics.test_twofolds import detector_with_dom_ids
 from tests.sim.test_simulator_support import ARCA21_DETX, ORCA6_DETX
-from tests.timeslices.test_twofolds import detector_with_dom_ids
 
 ALERT = re.compile(r"ALERT \(MONITORING\) (.+?): (.*)")
 
@@ -121,7 +121,7 @@ def timesync_cells_disagreeing(png: Path, metrics: dict) -> list[str]:
     import matplotlib
     import numpy as np
 
-    from km3mon.monitors.plots import STATE_STYLES, dom_states_map
+    from km3mon.figures.dom_map import STATE_STYLES, dom_states_map
     from km3mon.monitors.timesync import STATES, WINDOW_S
     from tests.monitors.test_dom_maps import cell_pixels, colour_share
 

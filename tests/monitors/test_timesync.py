@@ -20,13 +20,13 @@ from km3mon.controlhost import Client, FrameDecoder
 from km3mon.daq.files import iter_file
 from km3mon.daq.summaryslice import decode_summaryslice
 from km3mon.daq.timeslice import locate_frames
-from km3mon.freshness import Freshness
-from km3mon.monitors.runtime import Context
 from km3mon.monitors.timesync import MISSING, UDP, WHITE_RABBIT, TimeSync
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.monitor import Context
 from km3mon.sim.simulator import Simulator
 from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.physics.test_twofolds import detector_with_dom_ids
 from tests.sim.test_simulator_support import ORCA6_DETX, orca6
-from tests.timeslices.test_twofolds import detector_with_dom_ids
 
 ALERT_INTERVAL_S = 3.0
 MISSING_AFTER_S = 4.0

@@ -198,10 +198,10 @@ def test_figure_draws_gaps_hollow_partial_intervals_and_few_run_marks(tmp_path) 
     from matplotlib.colors import to_hex
 
     from km3mon.config import load_pipeline
-    from km3mon.freshness import Freshness
-    from km3mon.monitors.guards import RunChange
-    from km3mon.monitors.runtime import Context
     from km3mon.monitors.trigger_rates import Interval, TriggerRates
+    from km3mon.runtime.freshness import Freshness
+    from km3mon.runtime.guards import RunChange
+    from km3mon.runtime.monitor import Context
 
     args = argparse.Namespace(det_id=133, plot_dir=tmp_path, data_dir=tmp_path)
     freshness = Freshness(process="trigger_rates", pid=0, started_at=time.time(), ligier="-",

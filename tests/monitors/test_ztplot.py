@@ -105,9 +105,9 @@ def test_marker_size_is_the_20_ns_coincidence_multiplicity(tmp_path) -> None:
     from km3mon.config import load_pipeline
     from km3mon.daq import DAQHeader, Event, decode_events_hits, encode_event
     from km3mon.daq.event import SNAPSHOT_HIT_DTYPE, TRIGGERED_HIT_DTYPE
-    from km3mon.freshness import Freshness
-    from km3mon.monitors.runtime import Context
     from km3mon.monitors.ztplot import Candidate, ZTPlot
+    from km3mon.runtime.freshness import Freshness
+    from km3mon.runtime.monitor import Context
 
     detector = read_detx(ARCA21)
     optical = np.flatnonzero(detector.dom_floor > 0)

@@ -16,9 +16,9 @@ from km3mon import daq
 from km3mon.config import ConfigError, PipelineConfig
 from km3mon.daq.files import iter_file
 from km3mon.detector import read_detx
-from km3mon.monitors.decoding import packet_times_s
 from km3mon.quality.accumulate import RunAccumulator, hits_bin, scan_sn_timeslices
 from km3mon.quality.judge import build_reference, check_settings, chi2_probability, judge
+from km3mon.runtime.decoding import packet_times_s
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 #: km3net-dataformat trigger bits (km3io's trigger definitions), written out here on purpose.

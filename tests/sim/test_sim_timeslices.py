@@ -7,8 +7,8 @@ import pytest
 
 from km3mon.daq import decode_events_hits
 from km3mon.daq.timeslice import frames_complete, frames_white_rabbit
+from km3mon.physics.coincidences import CoincidenceFinder
 from km3mon.sim.sim_timeslices import K40_ANGULAR_PARAMETERS, burst_total_hz
-from km3mon.timeslices.coincidences import CoincidenceFinder
 from tests.sim.test_simulator_support import START_UTC_S, arca21, orca6, simulate
 
 N_SLICES = 20

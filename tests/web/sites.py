@@ -20,8 +20,8 @@ AUTH = ("shifter", "s3cret")
 
 def _context(folder: Path, detx: Path, name: str, interval_s: float):
     from km3mon.config import PipelineConfig
-    from km3mon.freshness import Freshness
-    from km3mon.monitors.runtime import Context
+    from km3mon.runtime.freshness import Freshness
+    from km3mon.runtime.monitor import Context
 
     args = argparse.Namespace(plot_dir=folder / "plots", data_dir=folder / "data", det_id=0,
                               detx=str(detx), du=None, columns=200, clbmap=None,

@@ -12,7 +12,8 @@ from starlette.testclient import TestClient
 from km3mon.alerts.book import AlertBook, Lifecycle
 from km3mon.alerts.rules import Condition, Settings
 from km3mon.history.store import HistoryStore
-from km3mon.web.app import Site, create_app
+from km3mon.web.app import create_app
+from km3mon.web.site import Site
 
 T0 = 1_796_000_040.0
 

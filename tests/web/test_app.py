@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from km3mon.freshness import Freshness, OutputRecord
-from km3mon.web.app import Site, create_app
+from km3mon.runtime.freshness import Freshness, OutputRecord
+from km3mon.web.app import create_app
+from km3mon.web.site import Site
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"

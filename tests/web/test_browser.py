@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from km3mon.freshness import Freshness, OutputRecord
+from km3mon.runtime.freshness import Freshness, OutputRecord
 from tests.conftest import REPO, free_port, wait_for_port, wait_until
 from tests.web.conftest import needs_chromium, serve, visit
 from tests.web.sites import AUTH

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 from starlette.testclient import TestClient
 
-from km3mon.freshness import Freshness
 from km3mon.history.store import HistoryStore
+from km3mon.runtime.freshness import Freshness
 from km3mon.timetext import utc_text
-from km3mon.web.app import Site, create_app
+from km3mon.web.app import create_app
+from km3mon.web.site import Site
 from tests.conftest import wait_until
 from tests.web.conftest import needs_chromium, serve, visit
 

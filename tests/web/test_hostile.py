@@ -19,7 +19,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from km3mon.web.app import Site, create_app
+from km3mon.web.app import create_app
+from km3mon.web.site import Site
 from tests.conftest import free_port, wait_for_port, wait_until
 
 AUTH = ("shifter", "s3cret")

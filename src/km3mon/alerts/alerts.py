@@ -19,8 +19,8 @@ from km3mon.alerts.book import AlertBook, Lifecycle
 from km3mon.alerts.hygiene import known_bad, prepare
 from km3mon.alerts.rules import Places, Snapshot, ThresholdRule, TriggerRate, build_rules
 from km3mon.alerts.sinks import Courier, configured_sinks
-from km3mon.freshness import panel_states, process_state, read_records
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.freshness import panel_states, process_state, read_records
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 from km3mon.supervision import supervisor_states
 
 

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from km3mon import published
 from km3mon.alerts.hygiene import active_silences, silence_for
 from km3mon.alerts.rules import Condition, Settings
 
-FILENAME = "km3mon.sqlite3"
 #: Settings of a rule that is no longer configured: its alerts resolve at once.
 GONE = Settings(hold_s=0.0, clear_s=0.0, reminder_s=0.0)
 SCHEMA = """
@@ -108,7 +108,7 @@ def iso(timestamp: float | None) -> str | None:
 def connect(data_dir: Path) -> sqlite3.Connection:
     """The alert database in WAL mode; readers (dashboard, report) never block the writer."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(data_dir / FILENAME, timeout=10.0, isolation_level=None)
+    db = sqlite3.connect(published.alerts_db(data_dir), timeout=10.0, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

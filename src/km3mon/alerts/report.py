@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from km3mon.alerts.book import FILENAME as ALERTS_DB
+from km3mon import published
 from km3mon.alerts.book import as_dict
 from km3mon.history.store import HistoryError, HistoryStore
-from km3mon.monitors.event_selection import top_events
+from km3mon.history.top10 import top_events
 from km3mon.quality.store import QualityError, QualityStore
 from km3mon.timetext import duration_text, parse_time, utc_text
 
@@ -48,11 +48,9 @@ def parse_since(text: str, now: float) -> float:
 
 
 def _alerts(data_dir: Path, start: float, end: float) -> list[dict[str, Any]]:
-    path = data_dir / ALERTS_DB
-    if not path.exists():
+    db = published.read_alerts(data_dir)
+    if db is None:
         return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    db.row_factory = sqlite3.Row
     try:
         rows = db.execute(
             "SELECT * FROM alerts WHERE fired_at IS NOT NULL AND fired_at < ? "
@@ -135,7 +133,7 @@ def _trigger_series(store: HistoryStore | None, data_dir: Path, start: float, en
             found[kind] = series.values
     if any(len(v) for v in found.values()):
         return found, "history"
-    path = data_dir / "trigger_rates.csv"
+    path = published.trigger_rates(data_dir)
     if not path.exists():
         return {}, None
     columns: dict[str, list[float]] = {kind: [] for kind in TRIGGER_TYPES}
@@ -183,7 +181,7 @@ def silent_section(alerts: list[dict[str, Any]], data_dir: Path, end: float) -> 
             duration_text((until or end) - alert["started_at"]),
         ])  # fmt: skip
     try:
-        activity = json.loads((data_dir / "metrics" / "dom_activity.json").read_text())
+        activity = json.loads(published.metrics(data_dir, "dom_activity").read_text())
         now_silent = activity.get("inactive_dom_ids", [])
     except (OSError, ValueError):
         now_silent = None

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from km3mon import published
 from km3mon.config import AlertRuleSection, AlertsSection, ConfigError
 
 #: A DOM with no summary frame in the newest this many DAQ seconds (10 slices) is silent.
@@ -139,9 +140,7 @@ class Snapshot:
         """``data/metrics/<name>.json``, read once per evaluation; None if absent or damaged."""
         if name not in self._metrics:
             try:
-                self._metrics[name] = json.loads(
-                    (self.data_dir / "metrics" / f"{name}.json").read_text()
-                )
+                self._metrics[name] = json.loads(published.metrics(self.data_dir, name).read_text())
             except (OSError, ValueError):
                 self._metrics[name] = None
         return self._metrics[name]

@@ -4,7 +4,7 @@ Our own (no maintained Python dispatcher exists); asyncio protocols, no per-mess
 system calls: consecutive frames of one tag in a read are forwarded to each subscriber as
 one slice of that read, so fan-out costs per read, not per message.
 
-Decisions (shared/docs/controlhost.md leaves them open):
+Decisions (``docs/controlhost.md`` marks where the sources leave them open):
 
 * **Repeated ``_Subscri`` replaces** the connection's subscription (the reference
   dispatcher's documented behaviour; the only one where unsubscribe works). km3pipe's
@@ -53,7 +53,7 @@ from km3mon.controlhost.prefix import (
     normalise_tag,
 )
 from km3mon.controlhost.subscription import parse_subscription
-from km3mon.streaming import tune_garbage_collector
+from km3mon.runtime.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligier")
 

@@ -20,11 +20,12 @@ import time
 from collections import deque
 from pathlib import Path
 
+from km3mon import published
 from km3mon.controlhost.aio import AsyncClient
 from km3mon.controlhost.client import DEFAULT_PORT
 from km3mon.controlhost.subscription import split_tags
-from km3mon.freshness import Freshness
-from km3mon.streaming import tune_garbage_collector
+from km3mon.runtime.freshness import Freshness
+from km3mon.runtime.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligiermirror")
 STATUS_EVERY_S = 2.0
@@ -209,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         tags,
         max_queue=args.queue,
         report_interval_s=args.report_interval,
-        status_path=Path(args.data_dir) / "freshness" / "ligiermirror.json",
+        status_path=published.freshness(Path(args.data_dir), "ligiermirror"),
     )
     log.warning(
         "mirroring %s from %s:%d to %s:%d",

@@ -4,7 +4,7 @@ Our own codec (not km3pipe's ``Prefix``): the decoder parses every complete fram
 one read in a single pass and never concatenates in small pieces, which is what makes the
 clients and the dispatcher fast on many small monitoring packets and on large timeslices.
 
-Wire format (see shared/docs/controlhost.md §1): 8 bytes tag (ASCII, NUL padded, an
+Wire format (``docs/controlhost.md`` §1): 8 bytes tag (ASCII, NUL padded, an
 8-character tag has no terminator), 4 bytes payload size (big-endian, signed), 4 reserved
 bytes (written as zeros, ignored on reading), then ``size`` payload bytes.
 """

@@ -1,6 +1,6 @@
 """Subscription strings (``_Subscri`` payloads): building them and parsing them.
 
-Grammar (shared/docs/controlhost.md §3.1): whitespace-separated pairs ``MODES TAG``; mode
+Grammar (``docs/controlhost.md`` §3): whitespace-separated pairs ``MODES TAG``; mode
 letters ``w`` (any), ``a`` (all), and the historical ``s m W S`` which we treat as ``w``;
 only the first 8 bytes of a tag count; NUL bytes end a tag (KM3io.jl sends NUL padding);
 a mode without a tag at the end is ignored; a repeated tag ORs its modes.

@@ -13,10 +13,10 @@ them, then a single numpy gather of all headers and all hits (km3pipe unpacks hi
 :func:`locate_frames` stops before the hits: the frame table and where each frame's hits start,
 for consumers (the K40 counter) that read the 6-byte hits straight from the payload.
 
-Status words (``timeslices.md`` §6.2): ``status`` bit 31 is the White Rabbit (time sync) bit, bits
-0-30 the high-rate veto per channel; ``fifo`` bit 31 says the UDP trailer arrived; ``daq`` holds
-the number of UDP packets received (bits 0-15) and the highest sequence number (bits 16-31). A
-frame's data are complete when received = highest + 1 and the trailer is there
+Status words (``docs/timeslices.md`` §2): ``status`` bit 31 is the White Rabbit (time sync) bit,
+bits 0-30 the high-rate veto per channel; ``fifo`` bit 31 says the UDP trailer arrived; ``daq``
+holds the number of UDP packets received (bits 0-15) and the highest sequence number (bits
+16-31). A frame's data are complete when received = highest + 1 and the trailer is there
 (:func:`frames_complete`).
 """
 

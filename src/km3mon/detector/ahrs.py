@@ -1,6 +1,6 @@
 """AHRS orientation of DOMs: yaw, pitch and roll from the compass board's A and H vectors.
 
-The math is km3modules' ``fit_ahrs`` (docs/daq-formats.md §5.1), vectorised over packets. Each
+The math is km3modules' ``fit_ahrs`` (``docs/daq-formats.md`` §7), vectorised over packets. Each
 compass needs calibration constants (accelerometer and magnetometer offsets and rotation
 matrices), found through three tables that exist both in the KM3NeT database and as text dumps:
 

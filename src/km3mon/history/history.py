@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from km3mon.freshness import process_state, read_records
+from km3mon import published
 from km3mon.history.store import HistoryStore
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.freshness import process_state, read_records
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 Sample = tuple[str, str, float, np.ndarray, np.ndarray]
 #: Keys of a ``doms`` object that say where a DOM is, not what it measured.
@@ -101,7 +102,7 @@ class History(Monitor):
 
     def _read_metrics(self) -> dict[str, dict[str, Any]]:
         documents = {}
-        for path in sorted((self.context.data_dir / "metrics").glob("*.json")):
+        for path in sorted(published.metrics_dir(self.context.data_dir).glob("*.json")):
             if path.stem == "history":
                 continue
             try:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-FILENAME = "history.sqlite3"
+from km3mon import published
+
 MINUTES_PER_HOUR = 60
 SLOTS_PER_DAY = 144  # 10-minute means
 SCHEMA = """
@@ -81,7 +82,7 @@ class HistoryStore:
         keep_coarse_days: float = 365.0,
         readonly: bool = False,
     ) -> None:
-        path = data_dir / FILENAME
+        path = published.history_db(data_dir)
         if readonly:
             if not path.exists():
                 raise HistoryError(f"no history yet ({path} does not exist)")

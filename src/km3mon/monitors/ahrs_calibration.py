@@ -27,27 +27,32 @@ import numpy as np
 from km3mon.controlhost import Message
 from km3mon.detector import DetectorError, fit_ahrs, load_ahrs_calibration
 from km3mon.detector.ahrs import IDENTITY_CONSTANTS, AHRSCalibration
-from km3mon.monitors.binning import OpticalSlots, TimeRing, add_rows
-from km3mon.monitors.decoding import decode_monitoring, packet_times_s
-from km3mon.monitors.output import utc
-from km3mon.monitors.palette_image import PaletteFigure
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
-from km3mon.monitors.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.figures.ahrs import (
+    ANGLES,
+    DEVIATION_RANGE_DEG,
+    deviation_colours,
+    deviation_legend,
+    deviation_levels,
+    nice_ticks,
+    row_medians,
+    wrap_deg,
+)
+from km3mon.figures.palette_image import PaletteFigure
+from km3mon.figures.summary_map import DUFloorMap, Panel
+from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
+from km3mon.runtime.decoding import decode_monitoring, packet_times_s
+from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 N_BINS = 2000
-ANGLES = ("yaw", "pitch", "roll")
 CIRCULAR = {"yaw": True, "pitch": False, "roll": True}
 UNCALIBRATED_COLOUR = "#8c8c8c"
 #: The summary's baseline: each DOM's median over this window (or the whole ring if shorter).
 BASELINE_H = 24.0
 BASELINE_EVERY_S = 600.0
-#: Colour range of the summary's deviations, ± degrees; beyond it the darkest colours.
-DEVIATION_RANGE_DEG = {"yaw": 10.0, "pitch": 2.0, "roll": 2.0}
-N_DEVIATION_LEVELS = 10
 SUMMARY = "ahrs_summary"
 
 
@@ -365,11 +370,11 @@ class AHRSMonitor(Monitor):
         start = time.perf_counter()
         if self.summary is None:
             palette = deviation_colours()
-            panels = [Panel(f"{name} − own median", _deviation_legend(name)) for name in ANGLES]
+            panels = [Panel(f"{name} − own median", deviation_legend(name)) for name in ANGLES]
             self.summary = DUFloorMap(self.detector, self.slots.dom_index, palette, panels)
         deviations = self.deviations()
         levels = [deviation_levels(deviations[name], DEVIATION_RANGE_DEG[name]) for name in ANGLES]
-        self.summary.redraw_frame(self.context)
+        self.context.redraw_frame(self.summary.figure)
         window_h = min(BASELINE_H, N_BINS * self.bin_s / 3600)
         title = (
             f"AHRS per DOM: newest {self.bin_s:.3g} s mean minus the DOM's own median over "
@@ -389,76 +394,6 @@ class AHRSMonitor(Monitor):
                 "floor_axes": self.summary.floor_axes(),
             },
         )
-
-
-def wrap_deg(degrees: np.ndarray) -> np.ndarray:
-    """Angles folded into [-180, 180)."""
-    return (degrees + 180.0) % 360.0 - 180.0
-
-
-def row_medians(values: np.ndarray) -> np.ndarray:
-    """Median of the finite values of each row (NaN for none): one sort, no per-row loop
-    (``np.nanmedian`` is 5× slower on 4 140 DOMs × 667 bins)."""
-    ordered = np.sort(np.where(np.isnan(values), np.inf, values), axis=1)
-    count = np.isfinite(values).sum(axis=1)
-    rows = np.arange(len(values))
-    low = ordered[rows, np.maximum(count - 1, 0) // 2]
-    high = ordered[rows, np.maximum(count, 1) // 2 - (count == 0)]
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, (low + high) / 2, np.nan)
-
-
-def deviation_colours() -> list[object]:
-    """A diverging, colour-blind-safe scale (PuOr) of N_DEVIATION_LEVELS, then the two
-    beyond-range colours (darker than its ends)."""
-    import matplotlib.pyplot as plt
-
-    cmap = plt.get_cmap("PuOr_r")
-    levels = [cmap((k + 0.5) / N_DEVIATION_LEVELS) for k in range(N_DEVIATION_LEVELS)]
-    return [*levels, "#1f0033", "#4a2300"]
-
-
-def deviation_levels(deviation_deg: np.ndarray, range_deg: float) -> np.ndarray:
-    """Level of each deviation: 0 … N-1 inside ±range, N below, N+1 above, NO_DATA for NaN."""
-    with np.errstate(invalid="ignore"):
-        scaled = np.floor((deviation_deg + range_deg) / (2 * range_deg) * N_DEVIATION_LEVELS)
-        levels = np.clip(np.nan_to_num(scaled), 0, N_DEVIATION_LEVELS - 1).astype(np.uint8)
-        levels[deviation_deg < -range_deg] = N_DEVIATION_LEVELS
-        levels[deviation_deg > range_deg] = N_DEVIATION_LEVELS + 1
-    levels[np.isnan(deviation_deg)] = NO_DATA
-    return levels
-
-
-def _deviation_legend(name: str):
-    def legend(figure: Figure, axes: Axes) -> None:
-        import matplotlib.pyplot as plt
-        from matplotlib.colors import ListedColormap, Normalize
-
-        colours = deviation_colours()
-        inside = ListedColormap(colours[:N_DEVIATION_LEVELS]).with_extremes(
-            under=colours[N_DEVIATION_LEVELS], over=colours[N_DEVIATION_LEVELS + 1]
-        )
-        limit = DEVIATION_RANGE_DEG[name]
-        scale = plt.cm.ScalarMappable(Normalize(-limit, limit), inside)
-        bar = figure.colorbar(scale, ax=axes, extend="both", pad=0.01, fraction=0.04)
-        bar.set_label(f"{name} deviation [deg]")
-        if name == ANGLES[-1]:
-            axes.legend(handles=[hatch_legend_handle("no data in the newest bin")],
-                        loc="upper right", bbox_to_anchor=(1.0, -0.1), frameon=False)  # fmt: skip
-
-    return legend
-
-
-def nice_ticks(values: np.ndarray) -> list[float]:
-    """Round y ticks around the finite values; the first and last are the axis limits."""
-    from matplotlib.ticker import MaxNLocator
-
-    finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if high - low < 1e-3:
-        low, high = low - 0.5, high + 0.5
-    ticks = MaxNLocator(nbins=6).tick_values(low, high)
-    return [round(float(t), 9) for t in ticks]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

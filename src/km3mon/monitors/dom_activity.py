@@ -13,9 +13,9 @@ import argparse
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_summaryslices
-from km3mon.monitors.plots import dom_map
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.figures.dom_map import dom_map
+from km3mon.runtime.decoding import decode_summaryslices
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 COLOUR_RANGE_S = 15 * 60
 INACTIVE_AFTER_S = 5 * 60

@@ -3,10 +3,10 @@
 Every L1 hit counts (the original's km3pipe chain could not keep up and was switched off in
 2019). Per calibration period (``--period`` seconds of DAQ time, default 600), twofold
 coincidences are counted per PMT pair in 1-ns bins of calibrated Δt within ±20 ns
-(:mod:`km3mon.timeslices.twofolds`; a PMT's hits in a frame where it is in high-rate veto or
+(:mod:`km3mon.physics.twofolds`; a PMT's hits in a frame where it is in high-rate veto or
 FIFO-full are dropped and the frame is not livetime of its pairs), the accidentals subtracted
 from the singles of the summary slices, and each DOM solved for PMT offsets, widths and
-relative efficiencies (:mod:`km3mon.timeslices.k40_fit`). The fit runs on a thread of its own
+relative efficiencies (:mod:`km3mon.physics.k40_fit`). The fit runs on a thread of its own
 while counting goes on. PMTs and DOMs disabled in the DETX status are not calibrated.
 
 Each PMT ends a period in one of these states: measured (an offset; **flagged** beyond
@@ -49,9 +49,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
-from km3mon.monitors.output import atomic_write, utc
-from km3mon.monitors.plots import (
+from km3mon.daq.summaryslice import N_CHANNELS
+from km3mon.figures.dom_map import (
     DISABLED_DOM_COLOUR,
     DISABLED_EDGE_COLOUR,
     DISABLED_HATCH,
@@ -60,9 +59,14 @@ from km3mon.monitors.plots import (
     dom_cells,
     du_floor_axes,
 )
-from km3mon.monitors.runtime import Context, Monitor, RoundRobin, register_monitor
-from km3mon.timeslices.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
-from km3mon.timeslices.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.physics.k40 import no_peak, out_of_tolerance, pair_cos_angles, pmt_sums, rms_ns
+from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
+from km3mon.physics.pmts import pmt_table
+from km3mon.physics.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.published import atomic_write
+from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
+from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
+from km3mon.timetext import utc
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,16 +81,6 @@ CSV_COLUMNS = (
     "rel_eff_err", "width_ns", "n_coincidences", "flagged",
 )  # fmt: skip
 BEFORE_COLOUR, AFTER_COLOUR = "#2166ac", "#d6604d"
-#: A PMT with at least this mean singles rate (summary slices, veto excluded) "has singles".
-MIN_SINGLES_HZ = 1000.0
-#: "No K40 peak": the net coincidences of the PMT's pairs below this share of what a PMT of
-#: its DOM has on average, when that average is at least MIN_EXPECTED_COINCIDENCES (a short
-#: period cannot tell a missing peak from a small one).
-NO_PEAK_FRACTION = 0.25
-MIN_EXPECTED_COINCIDENCES = 200.0
-#: Pair -> its two PMTs, as a (465, 31) incidence matrix (sums over a PMT's pairs).
-PMT_OF_PAIR = np.zeros((len(PAIR_I), 31))
-PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_I] = PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_J] = 1.0
 NO_PEAK_COLOUR = "#000000"
 
 
@@ -164,26 +158,18 @@ class K40(Monitor):
         self.slots = self.counter.dom_index
         n = len(self.slots)
         self._rates_product = np.zeros((n, len(PAIR_I)), np.float32)
-        self._singles_sum = np.zeros((n, 31))
+        self._singles_sum = np.zeros((n, N_CHANNELS))
         self._product = np.zeros((n, len(PAIR_I)), np.float32)
         self._summary_frames = np.zeros(n)
         self.period: int | None = None
         self.period_start_s: float | None = None
         self.period_end_s: float | None = None
-        directions = np.full((n, 31, 3), np.nan)
-        slot_of_pmt = np.full(len(self.detector.dom_ids), -1)
-        slot_of_pmt[self.slots] = np.arange(n)
-        pmt_slot = slot_of_pmt[self.detector.pmt_dom_index]
-        usable = (pmt_slot >= 0) & (self.detector.pmt_channel < 31)
-        directions[pmt_slot[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_dir[
-            usable
-        ]
+        directions = pmt_table(self.detector, self.slots, self.detector.pmt_dir, np.nan)
         #: Calibrated PMTs: present and not disabled in the DETX.
         self.present = np.isfinite(directions[:, :, 0]) & self.counter.enabled
         #: PMTs switched off on purpose (DETX status): drawn as "disabled", never alerted.
         self.disabled = np.isfinite(directions[:, :, 0]) & ~self.counter.enabled
-        d = np.nan_to_num(directions)
-        self.cos_angles = np.einsum("npk,npk->np", d[:, PAIR_I], d[:, PAIR_J])
+        self.cos_angles = pair_cos_angles(directions)
         self._worker = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="k40-fit", initializer=_yield_to_counting
         )
@@ -276,8 +262,7 @@ class K40(Monitor):
             int(fits.valid.sum()),
             time.perf_counter() - started,
         )
-        net = np.nan_to_num(fits.net_coincidences)
-        pmt_net = net @ PMT_OF_PAIR
+        pmt_net = pmt_sums(np.nan_to_num(fits.net_coincidences))
         return PeriodResult(
             start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns,
             fits.rate_hz, fits.valid, singles, pmt_net,
@@ -300,27 +285,12 @@ class K40(Monitor):
     def flagged(self, result: PeriodResult) -> np.ndarray:
         """PMTs whose offset is out of tolerance (and measured well enough to say so)."""
         cal = result.calibration
-        with np.errstate(invalid="ignore"):
-            return (np.abs(cal.t0_ns) > self.tolerance_ns) & (
-                cal.t0_error_ns < self.tolerance_ns / 2
-            )
+        return out_of_tolerance(cal.t0_ns, cal.t0_error_ns, self.tolerance_ns)
 
     def no_peak(self, result: PeriodResult) -> np.ndarray:
-        """PMTs with singles but without a coincidence peak, where their DOM's measured PMTs
-        have so many coincidences that a missing peak is no chance: light arrives, but not in
-        time with the other PMTs' (t0 far off)."""
-        cal = result.calibration
-        measured = np.isfinite(cal.t0_ns)
-        typical = np.where(measured, result.pmt_net, 0.0).sum(axis=1) / np.maximum(
-            measured.sum(axis=1), 1
-        )
-        return (
-            self.present
-            & ~measured
-            & (result.singles_hz >= MIN_SINGLES_HZ)
-            & (typical >= MIN_EXPECTED_COINCIDENCES)[:, None]
-            & (result.pmt_net < NO_PEAK_FRACTION * typical[:, None])
-        )
+        """PMTs with singles but no coincidence peak (:func:`km3mon.physics.k40.no_peak`)."""
+        t0_ns = result.calibration.t0_ns
+        return no_peak(self.present, t0_ns, result.pmt_net, result.singles_hz)
 
     def _write_tables(self, result: PeriodResult) -> None:
         cal = result.calibration
@@ -381,15 +351,8 @@ class K40(Monitor):
     def _write_proposal(self, result: PeriodResult, flagged: np.ndarray) -> None:
         cal = result.calibration
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(result.utc_end))
-        detx_t0 = self.counter.relative_t0_ns
-        t0_abs = np.full_like(detx_t0, np.nan)
-        pmt_slot = np.full(len(self.detector.dom_ids), -1)
-        pmt_slot[self.slots] = np.arange(len(self.slots))
-        slot_of = pmt_slot[self.detector.pmt_dom_index]
-        usable = (slot_of >= 0) & (self.detector.pmt_channel < 31)
-        t0_abs[slot_of[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_t0_ns[usable]
-        pmt_id = np.zeros(detx_t0.shape, np.int64)
-        pmt_id[slot_of[usable], self.detector.pmt_channel[usable]] = self.detector.pmt_ids[usable]
+        t0_abs = pmt_table(self.detector, self.slots, self.detector.pmt_t0_ns, np.nan)
+        pmt_id = pmt_table(self.detector, self.slots, self.detector.pmt_ids.astype(np.int64), 0)
         lines = [
             f"# Proposed PMT t0 corrections from K40 coincidences, km3mon k40, {utc(time.time())}",
             f"# detector {self.detector.det_id}, geometry {self.detector.source}",
@@ -621,7 +584,7 @@ class K40(Monitor):
         cal = result.calibration
         of_du = np.flatnonzero(self.detector.dom_du[self.slots] == du)
         floors = self.detector.dom_floor[self.slots[of_du]]
-        image = np.full((self.detector.n_floors, 31), np.nan)
+        image = np.full((self.detector.n_floors, N_CHANNELS), np.nan)
         image[floors - 1] = cal.t0_ns[of_du]
         limit = 2 * self.tolerance_ns
         extent = (-0.5, 30.5, 0.5, self.detector.n_floors + 0.5)
@@ -655,14 +618,6 @@ class K40(Monitor):
             axis.legend(loc="upper right")
         figure.tight_layout()
         return figure
-
-
-def rms_ns(offsets_ns: np.ndarray) -> np.ndarray:
-    """RMS of each DOM's measured PMT offsets (NaN for a DOM without any)."""
-    measured = np.isfinite(offsets_ns)
-    count = measured.sum(axis=1)
-    squares = np.where(measured, offsets_ns, 0.0) ** 2
-    return np.where(count > 0, np.sqrt(squares.sum(axis=1) / np.maximum(count, 1)), np.nan)
 
 
 def append_rows(path: Path, header: str, rows: list[str]) -> None:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from km3mon.controlhost import Message
 from km3mon.daq.message import SOURCES
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 DAY_S = 86400
 

@@ -6,8 +6,8 @@ import argparse
 
 import numpy as np
 
-from km3mon.monitors.pmt_image import PMTImageMonitor
-from km3mon.monitors.runtime import register_monitor
+from km3mon.runtime.monitor import register_monitor
+from km3mon.runtime.pmt_image import PMTImageMonitor
 
 
 class PMTHRV(PMTImageMonitor):

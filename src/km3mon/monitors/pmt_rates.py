@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from km3mon.monitors.pmt_image import HIGHLIGHT, N_CHANNELS, PMTImageMonitor
-from km3mon.monitors.runtime import Context, register_monitor
-from km3mon.monitors.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.figures.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
+from km3mon.runtime.monitor import Context, register_monitor
+from km3mon.runtime.pmt_image import HIGHLIGHT, N_CHANNELS, PMTImageMonitor
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -101,7 +101,7 @@ class PMTRates(PMTImageMonitor):
         levels = np.full(len(count), NO_DATA, np.uint8)
         known = np.isfinite(count)
         levels[known] = np.searchsorted(FLAG_BINS, count[known], side="right") - 1
-        self.summary.redraw_frame(self.context)
+        self.context.redraw_frame(self.summary.figure)
         low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
         title = (
             f"PMTs out of range ({low:g}–{high:g} kHz) or in high-rate veto, per DOM: "

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_events_and_summaryslices, packet_times_s, payloads_of
-from km3mon.monitors.guards import RunTracker
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
 from km3mon.quality.accumulate import RunAccumulator, SNScan, scan_sn_timeslices
 from km3mon.quality.judge import build_reference, check_settings, judge
 from km3mon.quality.store import QualityStore
+from km3mon.runtime.decoding import decode_events_and_summaryslices, packet_times_s, payloads_of
+from km3mon.runtime.guards import RunTracker
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 FORGET_EVERY_S = 3600.0
 
@@ -95,7 +96,7 @@ class Quality(Monitor):
         self.open: dict[int, RunAccumulator] = {}
         self.last_data_at: dict[int, float] = {}
         self.late_messages = 0
-        self.fits = FitsTail(context.data_dir / "reco" / "fits.csv")
+        self.fits = FitsTail(published.reco_fits(context.data_dir))
         self.forgot_at = 0.0
         self.ended: list[tuple[int, str]] = []
         for document, arrays in self.store.running_accumulators():

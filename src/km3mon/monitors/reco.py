@@ -28,20 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.daq.triggers import trigger_names
 from km3mon.detector import Database, RunCalibration, calibrate_hits
-from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
-from km3mon.monitors.output import utc
-from km3mon.monitors.reco_history import (
-    FINE_EDGES_NS,
-    KEEP_S,
-    Rings,
-    RotatingCSV,
-    format_rows,
-    histogram_quantiles,
-)
-from km3mon.monitors.reco_plots import (
+from km3mon.figures.reco import (
     Display,
     DomOffsets,
     residual_histograms,
@@ -50,9 +41,19 @@ from km3mon.monitors.reco_plots import (
     zenith_figure,
     ztplot,
 )
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.history.reco import (
+    FINE_EDGES_NS,
+    KEEP_S,
+    Rings,
+    RotatingCSV,
+    format_rows,
+    histogram_quantiles,
+)
 from km3mon.reco.fit import BatchResult, Reconstruction, Settings
 from km3mon.reco.model import zenith_deg
+from km3mon.runtime.decoding import decode_events_and_hits, packet_times_s, payloads_of
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.timetext import utc
 
 FITS_HEADER = (
     "run,frame_index,trigger_counter,utc,kind,du,zenith_deg,azimuth_deg,dir_x,dir_y,dir_z,"
@@ -145,23 +146,22 @@ class Reco(Monitor):
         self.settings = Settings(facing_weight=args.pmt_facing_weight)
         self.reconstruction = Reconstruction(detector, self.settings)
         self.warm = False
-        folder = context.data_dir / "reco"
         megabyte = 1024 * 1024
         self.fits = RotatingCSV(
-            folder / "fits.csv",
+            published.reco_fits(context.data_dir),
             FITS_HEADER,
             max_bytes=int(args.fits_max_mb * megabyte),
             keep=args.keep_files,
         )
         timeres = args.timeres or os.environ.get("ROYFIT_TIMERES")
         self.timeres = RotatingCSV(
-            Path(timeres) if timeres else context.data_dir / "time_residuals.csv",
+            Path(timeres) if timeres else published.time_residuals(context.data_dir),
             TIMERES_HEADER,
             max_bytes=int(args.timeres_max_mb * megabyte),
             keep=args.keep_files,
             daily=False,
         )
-        self.state_path = folder / "state.npz"
+        self.state_path = published.reco_state(context.data_dir)
         self.rings = Rings(len(detector.dom_ids), len(detector.dus) <= MAX_HISTOGRAM_DUS)
         self.newest_s: float | None = None
         if self.state_path.exists() and self.rings.load(self.state_path, detector.dom_ids):

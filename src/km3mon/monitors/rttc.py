@@ -22,10 +22,11 @@ from urllib.parse import quote
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost.client import Backoff
-from km3mon.monitors.guards import AHEAD_S
-from km3mon.monitors.output import append_rows
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.guards import AHEAD_S
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.runtime.output import append_rows
 
 BASE = "/mon/clb/outparams"
 SESSION = "km3mon_rttc"
@@ -92,7 +93,7 @@ class RTTC(Monitor):
         self.url = f"http://{host}:{port or context.args.dm_port}"
         context.freshness.ligier = f"Detector Manager {self.url}"
         self.interval_s = context.freshness.render_interval_s
-        self.csv_path = context.data_dir / "rttc.csv"
+        self.csv_path = published.rttc(context.data_dir)
         self.capacity = min(MAX_POLLS, int(KEEP_S / max(self.interval_s, 0.1)) + 10)
         self.samples: dict[int, Series] = {}
         self._baselines: dict[int, tuple[float, float]] = {}

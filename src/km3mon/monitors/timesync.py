@@ -2,18 +2,18 @@
 which DataFilter stopped sending, from ``IO_TSSN``.
 
 Per DOM, from the summary slices (``IO_SUM`` carries every frame the DataFilters received,
-complete or not; ``run-quality.md``): the White Rabbit bit (``status`` bit 31: valid time sync),
+complete or not): the White Rabbit bit (``status`` bit 31: valid time sync),
 complete UDP data (the ``daq`` word: packets received = highest sequence number + 1, and the
 UDP trailer, ``fifo`` bit 31) and the frames per second against the 10 a DOM sends (100 ms
 timeslices). The L1 and SN streams are no measure of completeness: the DataFilter leaves frames
-with incomplete UDP data out of them (``timeslices.md`` §6.2), so a DOM losing half its frames
+with incomplete UDP data out of them (``docs/timeslices.md`` §1), so a DOM losing half its frames
 looks complete there and one losing all looks absent. A DOM lost UDP data when incomplete
 frames plus frames missing from the slices it was in exceed ``--udp-fraction`` of them over the
 last :data:`WINDOW_S` seconds (a lost packet now and then is normal); a DOM with no frame for
 ``--missing-after`` seconds is missing.
 
 DataFilters: nothing in a DAQ header names the DataFilter that sent it, but each one sends,
-per frame index, one ``IO_TSSN`` with a frame for every DOM it serves (``timeslices.md`` §5.1).
+per frame index, one ``IO_TSSN`` with a frame for every DOM it serves (``docs/timeslices.md`` §1).
 So a DataFilter is known by its DOMs: messages sharing DOMs come from the same one. One whose
 messages stopped for ``--missing-after`` seconds while its DOMs still send summary frames is
 named by its DUs and its DOMs are "DataFilter stopped" (when all its DOMs are silent, the DOMs are
@@ -48,10 +48,10 @@ import numpy as np
 
 from km3mon.controlhost import Client, ControlHostError, Message
 from km3mon.daq import Summaryslice
-from km3mon.monitors.binning import OpticalSlots
-from km3mon.monitors.decoding import decode_summaryslices, locate_timeslices
-from km3mon.monitors.plots import dom_states_map
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.figures.dom_map import dom_states_map
+from km3mon.runtime.binning import OpticalSlots
+from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 if TYPE_CHECKING:
     import logging

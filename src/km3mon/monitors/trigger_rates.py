@@ -23,13 +23,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from km3mon import published
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import Message
 from km3mon.daq.triggers import trigger_mask
-from km3mon.monitors.decoding import decode_events_and_summaryslices, packet_times_s
-from km3mon.monitors.guards import AHEAD_S, RunChange, RunTracker
-from km3mon.monitors.output import append_rows
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.decoding import decode_events_and_summaryslices, packet_times_s
+from km3mon.runtime.guards import AHEAD_S, RunChange, RunTracker
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.runtime.output import append_rows
 
 TYPES = ("Overall", "3DMuon", "MXShower", "3DShower")
 MASKS = {name: trigger_mask(name) for name in TYPES[1:]}
@@ -82,7 +83,7 @@ class TriggerRates(Monitor):
     def __init__(self, context: Context) -> None:
         super().__init__(context)
         self.interval_s = context.freshness.render_interval_s
-        self.csv_path = context.data_dir / "trigger_rates.csv"
+        self.csv_path = published.trigger_rates(context.data_dir)
         self.minor_ticks = context.pipeline.trigger_rate.with_minor_ticks
         self.history: deque[Interval] = deque(self._read_history())
         self.open: dict[int, OpenInterval] = {}

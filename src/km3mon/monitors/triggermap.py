@@ -13,9 +13,9 @@ import argparse
 import numpy as np
 
 from km3mon.controlhost import Message
-from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
-from km3mon.monitors.guards import RunTracker
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.runtime.decoding import decode_events_and_hits, packet_times_s, payloads_of
+from km3mon.runtime.guards import RunTracker
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 #: Image rows drawn at most: about the pixel rows of the plot (a block of DOMs per row).
 MAX_IMAGE_ROWS = 600

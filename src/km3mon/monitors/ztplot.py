@@ -19,14 +19,15 @@ from functools import cached_property
 
 import numpy as np
 
+from km3mon import published
 from km3mon.controlhost import Message
 from km3mon.daq import Event, decode_event
 from km3mon.daq.triggers import trigger_names
 from km3mon.detector import Database, RunCalibration
-from km3mon.monitors.decoding import decode_events_and_hits, packet_times_s, payloads_of
-from km3mon.monitors.event_selection import EventSelection
-from km3mon.monitors.output import utc
-from km3mon.monitors.runtime import Context, Monitor, register_monitor
+from km3mon.history.top10 import EventSelection
+from km3mon.runtime.decoding import decode_events_and_hits, packet_times_s, payloads_of
+from km3mon.runtime.monitor import Context, Monitor, register_monitor
+from km3mon.timetext import utc
 
 PLOT_EVERY_S = 60.0
 DPI = 72  # 12-inch figures: 864 px, enough for a z-t display, half the cost of 100 dpi
@@ -75,7 +76,7 @@ class ZTPlot(Monitor):
             context.detector, database=None if from_file else Database()
         )
         self.selection = EventSelection(
-            context.data_dir / "event_selection.sqlite3", context.plot_dir / "event_selection"
+            published.top10_db(context.data_dir), published.top10_files(context.plot_dir)
         )
         self.last_plotted_s = -np.inf
         self.to_plot: Candidate | None = None

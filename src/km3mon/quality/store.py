@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-FILENAME = "quality.sqlite3"
+from km3mon import published
+
 VERDICTS = ("good", "bad", "purgatory")
 #: Runs whose counters are kept (the current one and the few before it).
 KEEP_ACCUMULATORS = 3
@@ -111,7 +112,7 @@ class QualityStore:
     """The quality database of a data folder; ``readonly`` for pages and reports."""
 
     def __init__(self, data_dir: Path, *, readonly: bool = False) -> None:
-        self.path = Path(data_dir) / FILENAME
+        self.path = published.quality_db(data_dir)
         if readonly:
             if not self.path.exists():
                 raise QualityError(f"no {self.path}: `km3mon quality` has not run here")

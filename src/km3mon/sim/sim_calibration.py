@@ -32,6 +32,7 @@ import numpy as np
 
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector
+from km3mon.physics.pmts import pmt_table
 
 #: How wrong the DETX t0 of a PMT is (true delay minus DETX t0): Gaussian, clipped, in ns.
 OFFSET_SIGMA_NS = 0.3
@@ -49,20 +50,12 @@ class TrueCalibration:
 
     def __init__(self, detector: Detector) -> None:
         optical = np.flatnonzero(detector.n_pmts > 0)
-        row_of_dom = np.full(len(detector.dom_ids), -1)
-        row_of_dom[optical] = np.arange(len(optical))
-        pmt_row = row_of_dom[detector.pmt_dom_index]
-        usable = (pmt_row >= 0) & (detector.pmt_channel < N_CHANNELS)
         shape = (len(optical), N_CHANNELS)
-        where = (pmt_row[usable], detector.pmt_channel[usable])
         #: DETX t0 (ns) of each PMT; NaN for channels a DOM does not have.
-        self.detx_t0_ns = np.full(shape, np.nan)
-        self.detx_t0_ns[where] = detector.pmt_t0_ns[usable]
+        self.detx_t0_ns = pmt_table(detector, optical, detector.pmt_t0_ns, np.nan)
         #: PMT positions (m) and directions, NaN where absent.
-        self.pmt_pos_m = np.full((*shape, 3), np.nan)
-        self.pmt_pos_m[where] = detector.pmt_pos_m[usable]
-        self.pmt_dir = np.full((*shape, 3), np.nan)
-        self.pmt_dir[where] = detector.pmt_dir[usable]
+        self.pmt_pos_m = pmt_table(detector, optical, detector.pmt_pos_m, np.nan)
+        self.pmt_dir = pmt_table(detector, optical, detector.pmt_dir, np.nan)
         finite = self.detx_t0_ns[np.isfinite(self.detx_t0_ns)]
         #: One constant for the detector: the median DETX t0 (0 for a DETX without t0s).
         self.reference_t0_ns = float(np.median(finite)) if len(finite) else 0.0

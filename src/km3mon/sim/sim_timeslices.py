@@ -4,7 +4,7 @@ Built from the same optical model, PMT constants and events as the other streams
 
 * **DataFilters.** Each serves whole DUs (:data:`DUS_PER_DATA_FILTER` by default) and publishes,
   per frame index, one ``IO_TSL1`` and one ``IO_TSSN`` message with a frame for every DOM it
-  serves, frames without hits included (``timeslices.md`` §5.1). A frame carries the status words
+  serves, frames without hits included (``docs/timeslices.md`` §1). A frame carries the status words
   of the DOM's summary frame of the same timeslice (a ``wr-loss`` reaches it). Frames with
   incomplete UDP data fail the DataFilter's checksum and are left out (they go to the erroneous
   ``IO_TS`` stream, §6.2); silent DOMs send nothing.

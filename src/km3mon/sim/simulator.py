@@ -36,6 +36,7 @@ from km3mon.daq.event import Event, encode_event
 from km3mon.daq.preamble import DAQHeader
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.detector import Detector, DetectorError, read_detx
+from km3mon.runtime.streaming import tune_garbage_collector
 from km3mon.sim.publishing import add_publishing_arguments, speed_of
 from km3mon.sim.scenarios import (
     KINDS,
@@ -55,7 +56,6 @@ from km3mon.sim.sim_events import (
 from km3mon.sim.sim_log import LogModel
 from km3mon.sim.sim_optical import HRV_THRESHOLD_HZ, TIMESLICE_S, OpticalModel
 from km3mon.sim.sim_timeslices import TimesliceModel
-from km3mon.streaming import tune_garbage_collector
 
 log = logging.getLogger("km3mon.simulate")
 

@@ -1,6 +1,6 @@
 """Which plots each page shows: rows of plot names (``*`` is expanded by ``tiles``).
 
-The defaults are the original km3mon's pages (shared/docs/reference-km3mon.md §2.1).
+The defaults are the original km3mon's pages.
 """
 
 from __future__ import annotations

@@ -75,9 +75,10 @@ def credentials_and_host(
 def run(args: argparse.Namespace) -> int:
     from km3mon.config import ConfigError, load_pipeline
     from km3mon.logs import setup_logging
-    from km3mon.web.app import Site, create_app
+    from km3mon.web.app import create_app
     from km3mon.web.guard import serve
     from km3mon.web.layouts import configured_pages
+    from km3mon.web.site import Site
 
     setup_logging()
     try:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from km3mon import registry
-from km3mon.freshness import PanelState
+from km3mon import published, registry
+from km3mon.runtime.freshness import PanelState
 
 PER_DU = re.compile(r"_du(\d+)$")
 #: At most this many DUs in one filter (a DU number is below 10 000 in any detector).
@@ -259,7 +259,7 @@ def _tile(
 def du_axis(data_dir: Path, name: str) -> dict[str, Any] | None:
     """The ``du_axis`` a monitor wrote next to a summary image (``data/metrics/<name>.json``):
     ``x0``/``x1`` (fractions of the image width) and the DUs in order, one column each."""
-    path = data_dir / "metrics" / f"{name}.json"
+    path = published.metrics(data_dir, name)
     try:
         axis = json.loads(path.read_text()).get("du_axis")
     except (OSError, ValueError, AttributeError):

@@ -18,7 +18,6 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -31,6 +30,7 @@ from starlette.routing import Route
 
 from km3mon.web.auth import protect
 from km3mon.web.files import archived_logs, log_file_response
+from km3mon.web.templates import NO_CACHE, TEMPLATES
 
 log = logging.getLogger("km3mon.weblog")
 
@@ -111,18 +111,14 @@ def create_weblog(
     rules = rules or DEFAULT_RULES
     counts_cache: dict = {}
 
-    template = Environment(
-        loader=PackageLoader("km3mon.web", "templates"), autoescape=select_autoescape()
-    ).get_template("weblog.html")
+    template = TEMPLATES.get_template("weblog.html")
 
     async def page(request: Request) -> Response:
         html = template.render(rules=rules, keep=KEEP_LINES)
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(html, headers=NO_CACHE)
 
     async def stream(request: Request) -> Response:
-        return StreamingResponse(
-            follow(request), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-        )
+        return StreamingResponse(follow(request), media_type="text/event-stream", headers=NO_CACHE)
 
     async def follow(request: Request) -> AsyncIterator[str]:
         follower = LogFollower(log_file)

@@ -1,0 +1,9 @@
+"""Kernels with no I/O, between the decoders and the monitors that draw their results.
+
+:mod:`.hits` reads a hit from timeslice payload bytes, :mod:`.twofolds` counts K40
+coincidences per PMT pair, :mod:`.k40_fit` fits them and solves each DOM for PMT offsets,
+widths and efficiencies, :mod:`.coincidences` finds the multiplicity of each SN-stream
+coincidence, :mod:`.pmts` places a detector's PMTs in (slot, channel) tables, :mod:`.k40`
+holds the PMT-pair geometry and :mod:`.sn` the supernova trigger statistics. The
+reconstruction kernels are :mod:`km3mon.reco`. Nothing here imports :mod:`km3mon.runtime`.
+"""

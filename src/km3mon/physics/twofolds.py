@@ -1,0 +1,236 @@
+"""Twofold (K40) coincidences per PMT pair, counted straight from ``IO_TSL1`` payloads.
+
+The definition is km3pipe's ``add_to_twofold_matrix`` (km3modules/k40.py, ``docs/timeslices.md``
+§3), so its counts serve as an oracle: a DOM's hits of one frame sorted by time; from each start
+hit, the hits within ``tmax_ns`` of it; exactly two make one count in bin ``Δt + tmax`` of the
+pair ``(i < j)`` with ``Δt = t_j - t_i``, and the walk goes on at the second hit; three or more
+are skipped and the walk goes on after them; hits on one PMT are no pair. Pairs are indexed as
+``itertools.combinations(range(31), 2)``.
+
+Where we differ from km3pipe, and why:
+
+* times are calibrated with the DETX t0 rounded to 1 ns, relative to the DOM's mean t0, so
+  the ±10 ns window is centred on the light, not on cable delays (up to 10 ns within one
+  ARCA-21 DOM); km3pipe counts raw TDC times. The fractional parts are kept
+  (:attr:`TwofoldCounter.bin_shift_ns`) so the fit knows the true bin centres;
+* the hits are read from the payload bytes by one numba kernel per message (no hit table, no
+  per-frame Python): km3pipe builds a hit table per timeslice and calls its kernel per DOM;
+* livetime is counted per PMT pair. A PMT in high-rate veto or FIFO-full (the frame's
+  ``status``/``fifo`` bits 0-30, ``docs/timeslices.md`` §2) loses hits in that frame, so its hits
+  of the frame are dropped and the frame does not count for its pairs
+  (:attr:`TwofoldCounter.dead_frames`). km3pipe's ``k40calib -r`` skips such frames whole
+  (``HRVFIFOTimesliceFilter``), which in a bioluminescence burst leaves a glowing DOM with no
+  livetime at all; here its quiet PMTs still count;
+* PMTs disabled in the DETX (``PMT_DISABLE``, or their DOM's ``MODULE_DISABLE``) are not
+  counted: their hits are dropped.
+
+The default window is ±20 ns, km3pipe's ``TwofoldCounter`` default (its ``k40calib`` script
+and the original km3mon used 10): a PMT whose DETX t0 is off by more than 10 ns then still
+shows a peak, as far as the DataFilter's L1 window lets its coincidences through
+(:mod:`.k40_fit` models that window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from km3mon.daq.summaryslice import N_CHANNELS
+from km3mon.daq.timeslice import TimesliceFrames
+from km3mon.detector import Detector
+from km3mon.physics.hits import HIT_SIZE, raw_time_ns
+from km3mon.physics.pmts import pmt_table
+
+N_PAIRS = N_CHANNELS * (N_CHANNELS - 1) // 2
+PAIR_I, PAIR_J = (a.astype(np.int64) for a in np.triu_indices(N_CHANNELS, 1))
+TIMESLICE_S = 0.1
+DEFAULT_TMAX_NS = 20
+#: The per-channel bits (HRV in ``status``, FIFO-full in ``fifo``); bit 31 is WR / UDP trailer.
+_CHANNEL_WORD_MASK = (1 << N_CHANNELS) - 1
+_CHANNEL_BITS = 5
+_CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
+_TIME_BIAS_NS = 1 << 20  # keeps calibrated times positive in the sort keys
+
+
+def pair_index(i: np.ndarray | int, j: np.ndarray | int) -> np.ndarray | int:
+    """Index of the PMT pair ``(i, j)``, ``i < j``, in km3pipe's order."""
+    return i * (N_CHANNELS - 1) - i * (i + 1) // 2 + j - 1
+
+
+@dataclass
+class CountResult:
+    """What one message added: frames counted, their hits, frames of unknown DOMs."""
+
+    frames: int
+    hits: int
+    unknown_dom_ids: np.ndarray
+    bad_channels: int
+
+
+class TwofoldCounter:
+    """Twofold counts ``(DOM slot, pair, Δt bin)`` and livetime per DOM of a detector.
+
+    Slots are the detector's optical DOMs in detector order (:attr:`dom_index`).
+    ``raw_times=True`` counts uncalibrated TDC times of every hit, vetoed or disabled PMTs
+    included, as km3pipe's ``TwofoldCounter`` does (for comparisons).
+    """
+
+    def __init__(
+        self, detector: Detector, tmax_ns: int = DEFAULT_TMAX_NS, *, raw_times: bool = False
+    ) -> None:
+        if tmax_ns < 1:
+            raise ValueError(f"tmax_ns must be at least 1, got {tmax_ns}")
+        self.detector = detector
+        self.tmax_ns = tmax_ns
+        self.dom_index = np.flatnonzero(detector.n_pmts > 0)
+        n = len(self.dom_index)
+        self.slot_of_index = np.full(len(detector.dom_ids) + 1, -1)
+        self.slot_of_index[self.dom_index] = np.arange(n)
+        t0_ns = pmt_table(detector, self.dom_index, detector.pmt_t0_ns, np.nan)
+        #: DETX t0 per slot and channel relative to the DOM's mean (ns; NaN: no such PMT).
+        self.relative_t0_ns = t0_ns - np.nanmean(t0_ns, axis=1, keepdims=True)
+        self._t0_int = np.rint(np.nan_to_num(self.relative_t0_ns)).astype(np.int64)
+        self.raw_times = raw_times
+        if raw_times:  # uncalibrated, as km3pipe counts (for comparisons)
+            self._t0_int[:] = 0
+        enabled = pmt_table(detector, self.dom_index, ~detector.pmt_disabled, False)
+        #: Per slot and channel: the PMT exists and is not disabled in the DETX.
+        self.enabled = enabled
+        #: Per slot: bit i set when channel i is counted.
+        self._enabled_bits = (enabled.astype(np.int64) << np.arange(N_CHANNELS)).sum(axis=1)
+        if raw_times:
+            self._enabled_bits[:] = _CHANNEL_WORD_MASK
+        fraction = np.nan_to_num(self.relative_t0_ns) - self._t0_int
+        #: Per slot and pair: calibrated Δt minus the bin's integer Δt (the rounding of t0).
+        self.bin_shift_ns = fraction[:, PAIR_J] - fraction[:, PAIR_I]
+        self.counts = np.zeros((n, N_PAIRS, 2 * tmax_ns + 1), np.int32)
+        self.frames = np.zeros(n, np.int64)
+        #: Per slot and pair: frames in which either PMT was in high-rate veto or FIFO-full.
+        self.dead_frames = np.zeros((n, N_PAIRS), np.int32)
+        self.hits = 0
+
+    @property
+    def livetime_s(self) -> np.ndarray:
+        """Seconds of data per slot (frames × 100 ms)."""
+        return self.frames * TIMESLICE_S
+
+    @property
+    def pair_livetime_s(self) -> np.ndarray:
+        """Seconds of data per slot and pair in which both PMTs were free of veto."""
+        return (self.frames[:, None] - self.dead_frames) * TIMESLICE_S
+
+    def reset(self) -> None:
+        self.counts[:] = 0
+        self.frames[:] = 0
+        self.dead_frames[:] = 0
+        self.hits = 0
+
+    def add(self, payload: bytes, located: TimesliceFrames) -> CountResult:
+        """Count the frames of one located timeslice (``locate_frames(payload)``)."""
+        frames = located.frames
+        slots = self.slot_of_index[self.detector.dom_index(frames["dom_id"])]
+        n_hits = frames["n_hits"].astype(np.int64)
+        buffer = np.frombuffer(payload, np.uint8)
+        status, fifo = frames["status"].astype(np.int64), frames["fifo"].astype(np.int64)
+        if self.raw_times:
+            status[:] = fifo[:] = 0
+        bad = _count_frames(
+            buffer,
+            located.hit_offsets,
+            n_hits,
+            slots,
+            status,
+            fifo,
+            self._enabled_bits,
+            self._t0_int,
+            self.counts,
+            self.frames,
+            self.dead_frames,
+            self.tmax_ns,
+            int(n_hits.max(initial=0)),
+        )
+        known = slots >= 0
+        hits = int(n_hits[known].sum())
+        self.hits += hits
+        return CountResult(int(known.sum()), hits, frames["dom_id"][~known], bad)
+
+
+@njit(cache=True, nogil=True)
+def _count_frames(
+    buffer, hit_offsets, n_hits, slots, status, fifo, enabled, t0_ns, counts, frames, dead,
+    tmax, longest,
+):  # fmt: skip
+    """Add every frame's exactly-two groups to ``counts``; returns hits with a channel > 30."""
+    keys = np.empty(max(longest, 1), np.int64)
+    bad = 0
+    for frame in range(len(slots)):
+        slot = slots[frame]
+        if slot < 0:
+            continue
+        frames[slot] += 1
+        vetoed = (status[frame] | fifo[frame]) & _CHANNEL_WORD_MASK
+        if vetoed:
+            for pair in range(N_PAIRS):
+                if (vetoed >> PAIR_I[pair]) & 1 or (vetoed >> PAIR_J[pair]) & 1:
+                    dead[slot, pair] += 1
+        counted = enabled[slot] & ~vetoed
+        start = hit_offsets[frame]
+        n = 0
+        for hit in range(n_hits[frame]):
+            at = start + HIT_SIZE * hit
+            channel = np.int64(buffer[at])
+            if channel >= N_CHANNELS:
+                bad += 1
+                continue
+            if not (counted >> channel) & 1:
+                continue
+            raw = raw_time_ns(buffer, at)
+            time_ns = raw + t0_ns[slot, channel] + _TIME_BIAS_NS
+            keys[n] = (time_ns << _CHANNEL_BITS) | channel
+            n += 1
+        if n < 2:
+            continue
+        ordered = _sorted_keys(keys, n)
+        start_hit = 0
+        while start_hit < n:
+            first_time = ordered[start_hit] >> _CHANNEL_BITS
+            other = start_hit + 1
+            if other < n and (ordered[other] >> _CHANNEL_BITS) - first_time <= tmax:
+                other += 1
+                while other < n and (ordered[other] >> _CHANNEL_BITS) - first_time <= tmax:
+                    other += 1
+                if other - start_hit != 2:
+                    start_hit = other
+                    continue
+                other -= 1
+                a = ordered[start_hit] & _CHANNEL_MASK
+                b = ordered[other] & _CHANNEL_MASK
+                if a != b:
+                    delta = (ordered[other] >> _CHANNEL_BITS) - first_time
+                    if a < b:
+                        counts[slot, a * 30 - a * (a + 1) // 2 + b - 1, tmax + delta] += 1
+                    else:
+                        counts[slot, b * 30 - b * (b + 1) // 2 + a - 1, tmax - delta] += 1
+            start_hit = other
+    return bad
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sorted_keys(keys, n):
+    """``keys[:n]`` sorted in place. The DataFilter writes a frame's hits nearly in time order
+    (the recorded IO_TSL1: out of order only by PMT delays, < 100 ns), for which an insertion
+    sort costs one pass; a frame out of order costs more moves than that and gets np.sort."""
+    budget = 2 * n
+    for hit in range(1, n):
+        key = keys[hit]
+        at = hit
+        while at > 0 and keys[at - 1] > key:
+            keys[at] = keys[at - 1]
+            at -= 1
+        keys[at] = key
+        budget -= hit - at
+        if budget < 0:
+            return np.sort(keys[:n])
+    return keys[:n]

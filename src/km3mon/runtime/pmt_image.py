@@ -1,0 +1,230 @@
+"""Shared by pmt_rates and pmt_hrv: a per-DU image of every PMT (rows) against time (columns).
+
+Every monitoring packet counts. Packets are binned by their DAQ time into columns of
+``interval`` seconds; a rolling window keeps the last ``--columns`` of them. One process
+serves all DUs (``-u DU`` restricts it to one, as in the original), so a 230-DU detector
+needs one process. Rows are floor × 31 channels, the channels of a floor ordered by PMT
+direction (top of the band = upward-looking PMTs).
+
+A closed column is stored as colour levels (one byte per PMT), so that drawing a DU is one
+gather into a frame that matplotlib draws once per tick (see ``palette_image``): all 230
+DUs are redrawn every interval, in short slices between batches (``RoundRobin``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from km3mon.controlhost import Message
+from km3mon.daq.monitoring import hrv_bits, rates_hz
+from km3mon.figures.palette_image import PaletteFigure, centre_samples
+from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
+from km3mon.runtime.decoding import decode_monitoring, packet_times_s
+from km3mon.runtime.monitor import Context, Monitor, RoundRobin
+from km3mon.timetext import utc
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from km3mon.config import PipelineConfig
+
+N_CHANNELS = 31
+#: Colour levels of the data (palette entries 0 … N_LEVELS-1); special colours follow.
+N_LEVELS = 160
+UNDER, OVER, MISSING, HIGHLIGHT = range(N_LEVELS, N_LEVELS + 4)
+
+
+class PMTImageMonitor(Monitor):
+    """Accumulates mean rate and HRV fraction per PMT per column; subclasses choose the
+    colour of each PMT in a closed column and the frame around the image."""
+
+    tags = ("IO_MONIT",)
+    default_interval_s = 20.0
+    filename_pattern: ClassVar[str]
+    #: Colour map of the levels, and of the under/over/missing/highlight entries.
+    colour_map: ClassVar[str]
+    special_colours: ClassVar[tuple[str, str, str, str]]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-u", "--du", type=int, help="only this DU (default: all DUs)")
+        parser.add_argument(
+            "--columns", type=int, default=800, help="columns kept (800 × 20 s ≈ 4.4 h)"
+        )
+
+    @classmethod
+    def configured_interval_s(cls, pipeline: PipelineConfig) -> float | None:
+        return pipeline.pmt_rates.interval_s
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        detector = self.detector = context.detector
+        self.interval_s = context.freshness.render_interval_s
+        self.n_columns = context.args.columns
+        self.slots = OpticalSlots(detector, context.args.du)
+        self.du_of_slot = detector.dom_du[self.slots.dom_index]
+        n = len(self.slots)
+        self.rate_sum = np.zeros((n, N_CHANNELS))
+        self.hrv_sum = np.zeros((n, N_CHANNELS))
+        self.packets = np.zeros(n)
+        #: Means of the newest closed column (kHz, fraction), for the metrics.
+        self.newest_rates_khz = np.full((n, N_CHANNELS), np.nan)
+        self.newest_hrv = np.full((n, N_CHANNELS), np.nan)
+        # One byte per PMT and column; the extra last row is "no DOM" (a floor without one).
+        self.levels = np.full((n * N_CHANNELS + 1, self.n_columns), MISSING, np.uint8)
+        self.ring = TimeRing(self.interval_s, self.n_columns, self._close_column)
+        self.image_rows = self._image_rows_by_du()
+        self.dus = sorted(self.image_rows)
+        self.round_robin = RoundRobin()
+        self._figure: PaletteFigure | None = None
+        self._frame_head = 0  # ring head when the frame's time axis was drawn
+        self._pixel_rows = np.zeros(0, np.intp)  # image row each pixel row shows
+        self._pixel_columns = np.zeros(0, np.intp)  # ring position each pixel column shows
+
+    def _image_rows_by_du(self) -> dict[int, np.ndarray]:
+        """Per DU, the row of ``levels`` shown in each image row (0 = bottom floor's band)."""
+        detector = self.detector
+        rank = detector.channel_order.rank[:N_CHANNELS]
+        row_in_band = (N_CHANNELS - 1) - rank
+        floors = detector.dom_floor[self.slots.dom_index]
+        no_dom = len(self.levels) - 1
+        rows = {}
+        for du in np.unique(self.du_of_slot):
+            slots = np.flatnonzero(self.du_of_slot == du)
+            image_rows = np.full(detector.n_floors * N_CHANNELS, no_dom)
+            band_start = (floors[slots] - 1) * N_CHANNELS
+            image_rows[band_start[:, None] + row_in_band[None, :]] = (
+                slots[:, None] * N_CHANNELS + np.arange(N_CHANNELS)[None, :]
+            )
+            rows[int(du)] = image_rows
+        return rows
+
+    # -- accumulation -------------------------------------------------------------------
+
+    def consume(self, messages: list[Message]) -> None:
+        packets = decode_monitoring(self.context, messages)
+        if not len(packets):
+            return
+        slots = self.slots.of(self.context.dom_index(packets["dom_id"]))
+        time_s = packet_times_s(packets)
+        self.context.saw_data_at(float(time_s.max()))
+        columns = self.ring.numbers(time_s)
+        use = slots >= 0
+        rates, hrv = rates_hz(packets), hrv_bits(packets)
+        for column in np.unique(columns[use]).tolist():
+            self.ring.advance_to(column)
+            chosen = use & (columns == column)
+            add_rows(self.rate_sum, slots[chosen], rates[chosen])
+            add_rows(self.hrv_sum, slots[chosen], hrv[chosen])
+            add_rows(self.packets, slots[chosen], np.ones(int(chosen.sum())))
+
+    def _close_column(self, position: int) -> None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            counts = self.packets[:, None]
+            self.newest_rates_khz = np.where(counts > 0, self.rate_sum / counts / 1e3, np.nan)
+            self.newest_hrv = np.where(counts > 0, self.hrv_sum / counts, np.nan)
+        self.levels[:-1, position] = self.column_levels(
+            self.newest_rates_khz, self.newest_hrv
+        ).ravel()
+        self.rate_sum[:] = 0
+        self.hrv_sum[:] = 0
+        self.packets[:] = 0
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render(self) -> None:
+        if self._figure is None:
+            self._figure = self._new_figure()
+            height = self._figure.data_shape[0]
+            self._pixel_rows = centre_samples(self.detector.n_floors * N_CHANNELS, height)
+        self._redraw_frame()
+        self.round_robin.start(self.dus)
+        self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s
+
+    def render_more(self) -> bool:
+        return self.round_robin.run(self.render_du)
+
+    def _redraw_frame(self) -> None:
+        """Time axis, stamps, and the ring columns each pixel column shows: the same for
+        every DU of a tick."""
+        assert self._figure is not None
+        shown = self.ring.filled()
+        self._time_axis(self._figure.axes, shown)
+        self.context.redraw_frame(self._figure)
+        self._frame_head = self.ring.head
+        width = self._figure.data_shape[1]
+        self._pixel_columns = shown[centre_samples(len(shown), width)]
+
+    def render_du(self, du: int) -> None:
+        assert self._figure is not None
+        start = time.perf_counter()
+        if self.ring.head != self._frame_head:  # a column closed during the tick
+            self._redraw_frame()
+        image = self._figure.start(self.title(du))
+        rows = self.image_rows[du][::-1][self._pixel_rows]  # top row first
+        image[self._figure.box] = self.levels[rows[:, None], self._pixel_columns[None, :]]
+        png = self._figure.finish(image)
+        self.context.save_png(self.filename_pattern.format(du=du), png, start)
+
+    def _new_figure(self) -> PaletteFigure:
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import ListedColormap, Normalize
+
+        cmap = plt.get_cmap(self.colour_map)
+        colours = [cmap((level + 0.5) / N_LEVELS) for level in range(N_LEVELS)]
+        under, over, missing, highlight = self.special_colours
+        figure, axes = plt.subplots(figsize=(10, 8), dpi=80)
+        n_rows = self.detector.n_floors * N_CHANNELS
+        axes.set_xlim(-0.5, self.n_columns - 0.5)
+        axes.set_ylim(-0.5, n_rows - 0.5)
+        axes.set_yticks(np.arange(self.detector.n_floors) * N_CHANNELS + N_CHANNELS / 2)
+        axes.set_yticklabels([f"Floor {f}" for f in range(1, self.detector.n_floors + 1)])
+        axes.tick_params(axis="y", length=0)
+        axes.set_xlabel(f"UTC time [{self.interval_s:g} s per column]")
+        axes.set_title(self.title(self.dus[0]))
+        low, high, extend, label = self.colour_scale()
+        level_map = ListedColormap(colours).with_extremes(under=under, over=over)
+        scale = plt.cm.ScalarMappable(Normalize(low, high), level_map)
+        colour_bar = figure.colorbar(scale, ax=axes, extend=extend, pad=0.01)
+        colour_bar.set_label(label)
+        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        return PaletteFigure(figure, axes, [*colours, under, over, missing, highlight])
+
+    def _time_axis(self, axes: Axes, shown: np.ndarray) -> None:
+        """Columns as in the ring's chronological order: the shown ones are the last."""
+        first = self.n_columns - len(shown)
+        starts = self.ring.starts_s[shown]
+        axes.set_xlim(first - 0.5, self.n_columns - 0.5)
+        if np.isnan(starts[0]):
+            axes.set_xticks([])
+            return
+        ticks = np.unique(np.linspace(0, len(shown) - 1, num=8).astype(int))
+        span_s = starts[ticks[-1]] - starts[ticks[0]]
+        labels = [utc(starts[t])[11 : 19 if span_s < 600 else 16] for t in ticks]
+        axes.set_xticks(first + ticks, labels, rotation=30)
+
+    def scale_levels(self, values: np.ndarray, low: float, high: float) -> np.ndarray:
+        """Level of each value on a linear scale: UNDER/OVER outside, MISSING for NaN."""
+        with np.errstate(invalid="ignore"):
+            levels = np.floor((values - low) * (N_LEVELS / (high - low)))
+            levels = np.clip(np.nan_to_num(levels), 0, N_LEVELS - 1).astype(np.uint8)
+            levels[values < low] = UNDER
+            levels[values > high] = OVER
+        levels[np.isnan(values)] = MISSING
+        return levels
+
+    # Subclasses: colours and words.
+    def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
+        """(slots, 31) uint8 palette index of every PMT in a closed column."""
+        raise NotImplementedError
+
+    def colour_scale(self) -> tuple[float, float, str, str]:
+        """Colour bar: lowest and highest value, extend ("neither", "both"), label."""
+        raise NotImplementedError
+
+    def title(self, du: int) -> str:
+        raise NotImplementedError

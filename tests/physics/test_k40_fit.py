@@ -1,0 +1,57 @@
+"""The pair fit on counts drawn from its own model: a peak cut by the L1 window's edge, and
+the pair's own livetime (frames with a vetoed PMT do not count)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from km3mon.physics.k40_fit import fit_pairs, l1_acceptance
+
+TMAX = 20
+RATE_HZ, LIVETIME_S, SIGMA_NS, BACKGROUND = 2.0, 600.0, 3.5, 30.0
+
+
+def drawn_counts(mean_ns: float, livetime_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Counts per 1-ns bin of one pair inside the simulator's L1 window (10 ns)."""
+    x = np.arange(-TMAX, TMAX + 1, dtype=float)
+    peak = RATE_HZ * livetime_s / (math.sqrt(2 * math.pi) * SIGMA_NS)
+    model = BACKGROUND + peak * np.exp(-0.5 * ((x - mean_ns) / SIGMA_NS) ** 2)
+    acceptance = np.array([l1_acceptance(value, 10.0) for value in x])
+    return rng.poisson(model * acceptance)
+
+
+def test_a_peak_cut_by_the_l1_window_is_fitted_for_what_it_is() -> None:
+    rng = np.random.default_rng(1)
+    means = [0.0, 4.0, 8.0]
+    counts = np.zeros((1, 465, 2 * TMAX + 1), np.int32)
+    for pair, mean in enumerate(means):
+        counts[0, pair] = drawn_counts(mean, LIVETIME_S, rng)
+    args = (np.full((1, 465), BACKGROUND), np.full(1, LIVETIME_S), np.zeros((1, 465)))
+    fits = fit_pairs(counts, *args)
+    assert fits.valid[0, : len(means)].all()
+    np.testing.assert_allclose(fits.mean_ns[0, : len(means)], means, atol=0.3)
+    np.testing.assert_allclose(fits.rate_hz[0, : len(means)], RATE_HZ, rtol=0.1)
+    naive = fit_pairs(counts, *args, l1_window_ns=None)  # flat background beyond the window
+    assert abs(naive.mean_ns[0, 2] - 8.0) > abs(fits.mean_ns[0, 2] - 8.0)
+
+
+def test_the_rate_is_per_second_of_the_pairs_own_livetime() -> None:
+    """A pair whose PMT was vetoed half the time has half the coincidences, not half the rate."""
+    rng = np.random.default_rng(2)
+    counts = np.zeros((1, 465, 2 * TMAX + 1), np.int32)
+    counts[0, 0] = drawn_counts(0.0, LIVETIME_S, rng)
+    counts[0, 1] = drawn_counts(0.0, LIVETIME_S / 2, rng)
+    livetime = np.full((1, 465), LIVETIME_S)
+    livetime[0, 1] = LIVETIME_S / 2
+    background = np.full((1, 465), BACKGROUND)
+    fits = fit_pairs(counts, background, livetime, np.zeros((1, 465)))
+    np.testing.assert_allclose(fits.rate_hz[0, :2], RATE_HZ, rtol=0.1)
+
+
+def test_the_l1_acceptance_is_one_inside_zero_beyond_half_at_the_edge() -> None:
+    assert l1_acceptance(0.0, 10.0) == l1_acceptance(-10.0, 10.0) == 1.0
+    assert l1_acceptance(11.0, 10.0) == l1_acceptance(-11.0, 10.0) == 0.5
+    assert l1_acceptance(12.0, 10.0) == 0.0
+    assert l1_acceptance(30.0, -1.0) == 1.0
