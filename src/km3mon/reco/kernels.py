@@ -6,9 +6,11 @@ vectorise by padding every event to the largest; here each event costs what its 
 
 Hits come as flat arrays with ``offsets`` (event ``k`` owns rows
 ``offsets[k]:offsets[k + 1]``). Times are ns, positions m; residuals are hit time minus
-model time (positive: late). The loss is soft-L1, ``rho(z) = 2 (sqrt(1 + z) - 1)`` of
-``z = (r / sigma)²``: quadratic for small residuals, linear for outliers (scattered light,
-noise), minimised by iteratively reweighted Levenberg-Marquardt.
+model time (positive: late). The fits' loss is Cauchy, ``ln(1 + u²)`` of ``u = r / sigma``,
+with late residuals in units of ``LATE_FACTOR`` sigma (:func:`_time_loss`): quadratic near
+zero, logarithmic for outliers (scattered light, shower light, noise), minimised by
+iteratively reweighted Levenberg-Marquardt. The direction scan keeps soft-L1 (its wide
+sigma needs a loss that still pulls from far away).
 """
 
 from __future__ import annotations
@@ -59,6 +61,25 @@ def _solve(a, b, n):
             s -= a[col, k] * b[k]
         b[col] = s / a[col, col]
     return True
+
+
+#: Late residuals count in units of LATE_FACTOR sigma: scattered light and the showers along
+#: a track arrive late, never early (KM3NeT MC, triggered hits: 16 % over +10 ns, 1 % under
+#: -10 ns), so a late hit is less evidence against a track than an early one.
+LATE_FACTOR = 3.0
+
+
+@nb.njit(cache=True)
+def _time_loss(r):
+    """Cost and IRLS weight of a time residual ``r`` in units of sigma: Cauchy,
+    ``ln(1 + u²)`` with ``u = r`` early and ``r / LATE_FACTOR`` late. Its influence falls
+    back to zero for outliers (soft-L1's stays constant), so a few hits of shower light or
+    noise far off do not drag the track; the weight carries the late scale."""
+    scale2 = 1.0
+    if r > 0.0:
+        r = r / LATE_FACTOR
+        scale2 = 1.0 / (LATE_FACTOR * LATE_FACTOR)
+    return np.log1p(r * r), scale2 / (1.0 + r * r)
 
 
 @nb.njit(cache=True)
@@ -250,8 +271,8 @@ def _track_terms(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho, jac, res, w
         rho = np.sqrt(max(ox * ox + oy * oy + oz * oz - along * along, 0.0) + RHO_FLOOR_M2)
         r = (t[i] - (t0 + (along + K * rho) / C)) / sigma
         res[i] = r
-        weight[i] = 1.0 / np.sqrt(1.0 + r * r)
-        cost += 2.0 * (np.sqrt(1.0 + r * r) - 1.0)
+        loss, weight[i] = _time_loss(r)
+        cost += loss
         o1 = ox * ax + oy * ay + oz * az
         o2 = ox * bx + oy * by + oz * bz
         scale = 1.0 / (C * sigma)
@@ -683,9 +704,8 @@ def _line_terms(z, t, n, q, sigma, jac, res, weight):
         rho = np.sqrt(q[0] * q[0] + dz * dz * sin_t * sin_t + RHO_FLOOR_M2)
         r = t[i] - (q[3] + (dz * cos_t + K * rho) / C)
         res[i] = r
-        zz = (r / sigma) ** 2
-        weight[i] = 1.0 / np.sqrt(1.0 + zz)
-        cost += 2.0 * (np.sqrt(1.0 + zz) - 1.0)
+        loss, weight[i] = _time_loss(r / sigma)
+        cost += loss
         jac[i, 0] = K * q[0] / (rho * C)
         jac[i, 1] = (-cos_t - K * dz * sin_t * sin_t / rho) / C
         jac[i, 2] = (-dz * sin_t + K * dz * dz * sin_t * cos_t / rho) / C
