@@ -522,6 +522,11 @@ def fit_tracks(
     facing_weight,
     out_res,
     out_loo,
+    spread_starts,
+    spread_max_doms,
+    spread_iterations,
+    spread_slack,
+    loo_iterations,
 ):
     """Prefit and robust fit of every event; the outputs are filled row by row.
 
@@ -530,13 +535,13 @@ def fit_tracks(
     and those with a finite ``lnrho`` a distance term too (see ``_track_terms``).
     ``mirror_axes[k]`` are the (x, y) of the two DUs of a two-DU event (NaN otherwise): its
     mirror solution is fitted too. Candidates (the starts, the mirror) are compared by
-    their robust time cost plus ``facing_weight`` times :func:`_facing_cost` of their
-    hits' PMT directions (``pmt_dir``); the best is kept, ``out_mirror_cost`` is the
-    mirror's minus the kept one's (how clearly the PMTs chose). Events the prefit cannot
-    handle get NaN. Events with at least
-    ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of
-    each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its
-    first hit first.
+    their robust time cost plus ``facing_weight`` times :func:`_facing_cost` of their hits'
+    PMT directions (``pmt_dir``); the best is kept, ``out_mirror_cost`` is the mirror's
+    minus the kept one's (how clearly the PMTs chose). Events with at most ``spread_max_doms``
+    DOMs are also fitted from ``spread_starts`` (see the loop). Events the prefit cannot handle
+    get NaN. Events with at least ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get
+    leave-one-DOM-out residuals of each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a
+    DOM must be adjacent, its first hit first.
     """
     for k in range(len(offsets) - 1):
         lo, hi = offsets[k], offsets[k + 1]
@@ -625,6 +630,48 @@ def fit_tracks(
                 best_p[:] = p
             if n_chosen == n_starts:
                 break
+        n_doms = 0
+        for i in range(lo, hi):
+            if first[i]:
+                n_doms += 1
+        if n_doms <= spread_max_doms:
+            # the scan's ranking misses the true basin of small events (its linear estimate
+            # on first hits is not robust): starts spread over the sphere, a few iterations
+            # each, those that come near the best fitted on
+            for s in range(len(spread_starts)):
+                dx, dy, dz = spread_starts[s, 0], spread_starts[s, 1], spread_starts[s, 2]
+                _, ct0, px, py = _line1z(
+                    fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine, sigma_lnrho, work
+                )
+                ax, ay, az, bx, by, bz = _basis(dx, dy, dz)
+                d = np.array([dx, dy, dz])
+                p = np.array([px * ax + py * bx, px * ay + py * by, px * az + py * bz])
+                t0, cost, iterations = _fit_track(
+                    x,
+                    y,
+                    z,
+                    tt,
+                    ln_distance,
+                    n,
+                    d,
+                    p,
+                    ct0 / C,
+                    sigma,
+                    sigma_lnrho,
+                    spread_iterations,
+                )
+                cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
+                if cost < best_cost + spread_slack:
+                    t0, cost, more = _fit_track(
+                        x, y, z, tt, ln_distance, n, d, p, t0, sigma, sigma_lnrho, max_iter
+                    )
+                    iterations += more
+                    cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
+                out_iterations[k] += iterations
+                if cost < best_cost:
+                    best_cost, best_t0 = cost, t0
+                    best_d[:] = d
+                    best_p[:] = p
         if not np.isfinite(best_cost):
             continue
         if np.isfinite(mirror_axes[k, 0]):
@@ -652,14 +699,10 @@ def fit_tracks(
             x, y, z, tt, ln_distance, n, best_d, best_p, best_t0, sigma, sigma_lnrho,
             out_res[lo:hi],
         )  # fmt: skip
-        n_doms = 0
-        for i in range(lo, hi):
-            if first[i]:
-                n_doms += 1
         if min_loo_doms <= n_doms <= max_loo_doms:
             _leave_one_dom_out(
                 x, y, z, tt, ln_distance, first[lo:hi], n, best_d, best_p, best_t0, sigma,
-                sigma_lnrho, max_iter, out_loo[lo:hi],
+                sigma_lnrho, loo_iterations, out_loo[lo:hi],
             )  # fmt: skip
         out_dir[k, 0], out_dir[k, 1], out_dir[k, 2] = best_d[0], best_d[1], best_d[2]
         out_pos[k, 0], out_pos[k, 1], out_pos[k, 2] = best_p[0] + cx, best_p[1] + cy, best_p[2] + cz
