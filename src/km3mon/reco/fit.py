@@ -106,10 +106,10 @@ class Settings:
     #: Events with at most ``spread_max_doms`` DOMs are also fitted from ``spread_starts``
     #: directions spread over the sphere (``spread_iterations`` each; continued where the
     #: cost comes within ``spread_slack`` of the best): the scan's ranking misses the true
-    #: basin of many small events (on KM3NeT MC 4.9° -> 3.5° at >= 3 DUs). Large events are
-    #: ranked well and dominate the CPU at 230 DUs.
+    #: basin of many small events (on KM3NeT MC 4.9° -> 3.5° at >= 3 DUs, alike up to 10 or
+    #: 12 DOMs). Large events are ranked well and dominate the CPU at 230 DUs.
     spread_starts: int = 24
-    spread_max_doms: int = 12
+    spread_max_doms: int = 10
     spread_iterations: int = 4
     spread_slack: float = 20.0
     sigma_coarse_ns: float = 30.0
@@ -132,7 +132,7 @@ class Settings:
     min_loo_doms: int = 6
     #: Iterations of each leave-one-DOM-out refit (started at the full fit, one DOM less
     #: moves it little; 40% of the CPU at 230 DUs when run to convergence).
-    loo_iterations: int = 5
+    loo_iterations: int = 3
     #: Bounds on the work one event can cause (a hostile or very bright one): DOMs the
     #: direction scan uses (the brightest), and DOMs up to which each is left out in turn.
     max_scan_doms: int = 60
