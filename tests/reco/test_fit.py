@@ -41,9 +41,9 @@ def test_multi_du_resolution_and_efficiency_at_arca21() -> None:
     assert fitted[wanted].mean() > 0.95
     # degrees of freedom count DOMs (a DOM's coincident hits are one time measurement)
     assert np.isfinite(tracks["quality"][tracks["n_doms"] > 5]).all()
-    # soft-L1 cost per NDF (DOMs - 5): the late-light tail puts it near 3.4, as on the KM3NeT MC
-    # (ORCA-6, >= 3 DUs and >= 10 DOMs: median 3.39, 16-84 % 1.7-6.6); a wrong fit is far above
-    assert 1.5 < np.median(tracks["quality"][three & (tracks["n_doms"] >= 10)]) < 5.0
+    # Cauchy cost per NDF (DOMs - 5), late residuals at 3 sigma: near 0.7 here, as on the KM3NeT
+    # MC (ORCA-6, >= 3 DUs and >= 10 DOMs: median 0.66, 16-84 % 0.36-1.1); a wrong fit is above
+    assert 0.3 < np.median(tracks["quality"][three & (tracks["n_doms"] >= 10)]) < 1.5
 
 
 def test_two_du_fits_find_the_track_or_its_mirror() -> None:
@@ -149,7 +149,8 @@ def test_exact_hits_are_fitted_exactly() -> None:
     assert track["quality"] < 0.05
     assert len(result.lines) == 4
     assert np.abs(result.line_residuals["t_res_ns"]).max() < 0.3  # sigma is 3 ns
-    assert (np.abs(result.lines["cos_theta"] - direction[2]) < 3e-3).sum() >= 3
+    # the late side of the loss is 3x wider, so the fit stops a little earlier (3.0e-3 seen)
+    assert (np.abs(result.lines["cos_theta"] - direction[2]) < 5e-3).sum() >= 3
 
 
 def test_a_huge_event_costs_bounded_work() -> None:

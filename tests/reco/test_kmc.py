@@ -1,8 +1,8 @@
 """The fits on KM3NeT's own MC (ORCA-6, KM3Sim light, real t0s; ``km3mon.reco.kmc``) through
 the real reco code path, and the per-DOM residuals of a DOM whose t0 is off.
 
-The bounds are what the fit reaches today with margin (BENCHMARKS.md, "KM3NeT MC"), not the
-issue's goals (>= 3 DUs: 3.3°; single DU: 7°), which it does not reach yet.
+The bounds are what the fit reaches today with margin (BENCHMARKS.md, "KM3NeT MC"); the issue's
+goals (>= 3 DUs: 3.3°; single DU: 7°) are nearly reached (3.5°) and not (10.8°).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def test_multi_du_fits_on_kmc() -> None:
     assert fitted.mean() >= 0.97  # measured 99.3 %
     rows = tracks[wanted[tracks["event"]]]
     angle = space_angle_deg(rows["dir"], truth["true_dir"][rows["event"]])
-    assert np.median(angle) < 11.0  # measured 8.6° (the file's Jpp chain: 2.9°)
+    assert np.median(angle) < 4.5  # measured 3.5° (the file's Jpp chain: 2.9°)
     bright = n_dus[rows["event"]] >= 5
-    assert np.median(angle[bright]) < 4.0  # measured 2.9°
+    assert np.median(angle[bright]) < 2.5  # measured 1.7°
     assert sum(result.unfitted.values()) > 0 and "multi_du_no_fit" in result.unfitted
 
 
@@ -73,8 +73,8 @@ def test_single_du_fits_on_kmc() -> None:
     error = np.abs(
         zenith_deg(lines["cos_theta"]) - zenith_deg(truth["true_dir"][lines["event"], 2])
     )
-    assert np.median(error) < 13.5  # measured 11.2°
-    assert np.median(error[lines["n_hits"] >= 6]) < 10.0  # measured 7.8°
+    assert np.median(error) < 12.5  # measured 10.8°
+    assert np.median(error[lines["n_hits"] >= 6]) < 8.0  # measured 6.2°
 
 
 def test_two_du_fits_are_chosen_by_the_pmts_or_marked_ambiguous() -> None:

@@ -327,7 +327,9 @@ class Reco(Monitor):
         count = histogram.sum(axis=1)
         quantiles = histogram_quantiles(histogram, FINE_EDGES_NS, (0.16, 0.5, 0.84))
         median = quantiles[:, 1]
-        spread = 0.5 * (quantiles[:, 2] - quantiles[:, 0])
+        # a DOM tens of ns off has one tail beyond the fine bins: its spread from the other
+        below, above = median - quantiles[:, 0], quantiles[:, 2] - median
+        spread = np.where(np.isnan(below + above), np.fmin(below, above), 0.5 * (below + above))
         usable = (count >= args.min_dom_residuals) & np.isfinite(median)
         reference = float(np.median(median[usable])) if usable.any() else np.nan
         offset = median - self._floor_references(median, usable, reference)
