@@ -197,9 +197,9 @@ def test_the_monitor_flags_a_dom_whose_hits_are_late_even_beyond_the_trigger_win
     from km3mon.cli import build_parser
     from km3mon.config import PipelineConfig
     from km3mon.controlhost import FrameDecoder
-    from km3mon.freshness import Freshness
     from km3mon.monitors.reco import Reco
-    from km3mon.monitors.runtime import Context
+    from km3mon.runtime.freshness import Freshness
+    from km3mon.runtime.monitor import Context
     from km3mon.sim.simulator import Simulator
     from tests.sim.test_simulator_support import arca21
 
