@@ -479,6 +479,26 @@ def _facing_cost(x, y, z, pmt_dir, n, d, p):
 
 
 @nb.njit(cache=True)
+def _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma, sigma_lnrho, work):
+    """A track start along (dx, dy, dz): direction, point and time of the linear estimate on
+    the first hits (``_line1z``)."""
+    _, ct0, px, py = _line1z(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma, sigma_lnrho, work)
+    ax, ay, az, bx, by, bz = _basis(dx, dy, dz)
+    d = np.array([dx, dy, dz])
+    p = np.array([px * ax + py * bx, px * ay + py * by, px * az + py * bz])
+    return d, p, ct0 / C
+
+
+@nb.njit(cache=True)
+def _fit_facing(x, y, z, t, lnrho, pmt_dir, n, d, p, t0, sigma, sigma_lnrho, max_iter,
+                facing_weight):  # fmt: skip
+    """``_fit_track`` from (d, p, t0), its cost with the PMT-facing term added."""
+    t0, cost, iterations = _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho,
+                                      max_iter)  # fmt: skip
+    return t0, cost + facing_weight * _facing_cost(x, y, z, pmt_dir, n, d, p), iterations
+
+
+@nb.njit(cache=True)
 def _mirror(d, p, axis_a, axis_b, out_d, out_p):
     """Reflect a track across the vertical plane through two DU axes (x, y)."""
     ux = axis_b[0] - axis_a[0]
@@ -613,16 +633,10 @@ def fit_tracks(
                 continue
             chosen[n_chosen, 0], chosen[n_chosen, 1], chosen[n_chosen, 2] = dx, dy, dz
             n_chosen += 1
-            _, ct0, px, py = _line1z(
-                fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine, sigma_lnrho, work
-            )
-            ax, ay, az, bx, by, bz = _basis(dx, dy, dz)
-            d = np.array([dx, dy, dz])
-            p = np.array([px * ax + py * bx, px * ay + py * by, px * az + py * bz])
-            t0, cost, iterations = _fit_track(
-                x, y, z, tt, ln_distance, n, d, p, ct0 / C, sigma, sigma_lnrho, max_iter
-            )
-            cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
+            d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine, sigma_lnrho,
+                                    work)  # fmt: skip
+            t0, cost, iterations = _fit_facing(x, y, z, tt, ln_distance, dirs, n, d, p, t0, sigma,
+                                               sigma_lnrho, max_iter, facing_weight)  # fmt: skip
             out_iterations[k] += iterations
             if cost < best_cost:
                 best_cost, best_t0 = cost, t0
@@ -640,33 +654,18 @@ def fit_tracks(
             # each, those that come near the best fitted on
             for s in range(len(spread_starts)):
                 dx, dy, dz = spread_starts[s, 0], spread_starts[s, 1], spread_starts[s, 2]
-                _, ct0, px, py = _line1z(
-                    fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine, sigma_lnrho, work
-                )
-                ax, ay, az, bx, by, bz = _basis(dx, dy, dz)
-                d = np.array([dx, dy, dz])
-                p = np.array([px * ax + py * bx, px * ay + py * by, px * az + py * bz])
-                t0, cost, iterations = _fit_track(
-                    x,
-                    y,
-                    z,
-                    tt,
-                    ln_distance,
-                    n,
-                    d,
-                    p,
-                    ct0 / C,
-                    sigma,
-                    sigma_lnrho,
-                    spread_iterations,
-                )
-                cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
+                d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine,
+                                        sigma_lnrho, work)  # fmt: skip
+                t0, cost, iterations = _fit_facing(
+                    x, y, z, tt, ln_distance, dirs, n, d, p, t0, sigma, sigma_lnrho,
+                    spread_iterations, facing_weight,
+                )  # fmt: skip
                 if cost < best_cost + spread_slack:
-                    t0, cost, more = _fit_track(
-                        x, y, z, tt, ln_distance, n, d, p, t0, sigma, sigma_lnrho, max_iter
-                    )
+                    t0, cost, more = _fit_facing(
+                        x, y, z, tt, ln_distance, dirs, n, d, p, t0, sigma, sigma_lnrho,
+                        max_iter, facing_weight,
+                    )  # fmt: skip
                     iterations += more
-                    cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
                 out_iterations[k] += iterations
                 if cost < best_cost:
                     best_cost, best_t0 = cost, t0
@@ -680,10 +679,9 @@ def fit_tracks(
             d = np.empty(3)
             p = np.empty(3)
             _mirror(best_d, best_p, axis_a, axis_b, d, p)
-            t0, cost, iterations = _fit_track(
-                x, y, z, tt, ln_distance, n, d, p, best_t0, sigma, sigma_lnrho, max_iter
-            )
-            cost += facing_weight * _facing_cost(x, y, z, dirs, n, d, p)
+            t0, cost, iterations = _fit_facing(x, y, z, tt, ln_distance, dirs, n, d, p, best_t0,
+                                               sigma, sigma_lnrho, max_iter,
+                                               facing_weight)  # fmt: skip
             out_iterations[k] += iterations
             out_mirror_cost[k] = abs(cost - best_cost)
             if cost < best_cost:
