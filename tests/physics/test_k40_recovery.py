@@ -137,11 +137,11 @@ def recover(folder: Path) -> Recovery:
     for _ in range(MINUTES * 600):
         messages = decoder.feed(simulator.step().data)
         monitor.consume([m for m in messages if m.tag in ("IO_TSL1", "IO_SUM")])
+    figures = keep_figures(monitor.context)  # the new result's first plots are drawn in poll()
     monitor._close_period()
     wait_until(lambda: monitor._pending.done(), 300, "the calibration")
     monitor.poll()
     assert monitor.result is not None
-    figures = keep_figures(monitor.context)
     while monitor.render_more():  # the runtime does this between batches
         pass
 

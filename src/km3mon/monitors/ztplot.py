@@ -80,6 +80,8 @@ class ZTPlot(Monitor):
         )
         self.last_plotted_s = -np.inf
         self.to_plot: Candidate | None = None
+        #: The plotted event's numbers for the metrics (run, frame, trigger, its hits).
+        self.shown: dict | None = None
         self.new_top: list[Candidate] = []
         self.selected = 0
         self.detector = context.detector
@@ -117,19 +119,14 @@ class ZTPlot(Monitor):
 
     def render(self) -> None:
         self._render_new_top(budget_s=RENDER_BUDGET * self.context.freshness.render_interval_s)
-        if self.to_plot is None:
-            return
-        figure, hits = self.figure(self.to_plot)
-        self.context.save_figure("ztplot.png", figure, dpi=DPI)
-        row = self.to_plot.row
-        self.context.save_metrics(
-            "ztplot",
-            {
+        if self.to_plot is not None:
+            figure, hits = self.figure(self.to_plot)
+            self.context.save_figure("ztplot.png", figure, dpi=DPI)
+            row = self.to_plot.row
+            self.shown = {
                 "run": int(row["run"]),
                 "frame_index": int(row["frame_index"]),
                 "trigger_counter": int(row["trigger_counter"]),
-                "selected_events": self.selected,
-                "top10": self.selection.names(),
                 "hits": {
                     **{
                         name: hits[name]
@@ -137,9 +134,15 @@ class ZTPlot(Monitor):
                     },
                     "multiplicity": coincidence_multiplicity(hits["dom_id"], hits["time_ns"]),
                 },
-            },
+            }
+            self.to_plot = None
+        if self.shown is None:
+            return
+        # every tick, not only with a new plot (one a minute): the counts stay current
+        self.context.save_metrics(
+            "ztplot",
+            {**self.shown, "selected_events": self.selected, "top10": self.selection.names()},
         )
-        self.to_plot = None
 
     def _render_new_top(self, budget_s: float) -> None:
         """Plots of new top-10 events, newest first, within a time budget; the rest next tick."""

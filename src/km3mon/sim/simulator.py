@@ -339,9 +339,6 @@ def run_simulation(
                 break
             raise
         stats.timeslices += 1
-        if stats.timeslices == 1:  # the first one compiled the kernels: the clock starts now
-            start = time.monotonic() - (TIMESLICE_S / speed if speed else 0.0)
-            cpu_start = time.process_time()
         stats.messages += output.n_messages
         stats.events += output.n_events
         stats.log_lines += output.n_log_lines
@@ -465,6 +462,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         speed = speed_of(args)
         detector = read_detx(args.detx)
+        # a throwaway timeslice compiles the kernels (seconds on a cold cache) before the
+        # stream's DAQ clock is set, so the stream starts on the wall clock and in pace
+        Simulator(detector, seed=args.seed, timeslices=args.timeslices).step()
         simulator = Simulator(
             detector,
             seed=args.seed,
