@@ -17,10 +17,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Two workers for most tests (whole files per worker, so session fixtures are built once);
-# the tests marked serial, which measure CPU or need the machine, after them one at a time.
+# the tests marked serial, which measure CPU or need the machine, after them one at a time;
+# the slowest are listed at the end (what to look at when the suite grows past 15 minutes).
 test: install lint
-	$(PY) -m pytest -n 2 --dist loadfile -m "not serial"
-	$(PY) -m pytest -m serial
+	$(PY) -m pytest -n 2 --dist loadfile -m "not serial" --durations=15
+	$(PY) -m pytest -m serial --durations=5
 
 test-fast: install
 	$(PY) -m pytest -n 2 --dist loadfile -m "not slow"
