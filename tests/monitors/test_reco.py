@@ -128,7 +128,7 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     # fluctuation (6.6 +- 1.3 ns seen in CI): the truth must be within 3 errors of it
     assert 0 < dom["error_ns"] < 1.5 and abs(dom["offset_ns"] - 5.0) < 3 * dom["error_ns"]
     assert dom["floor"] >= 1
-    simulator.stop()
+    simulator.stop(timeout_s=60)  # its truth is line-buffered: complete even if killed
     _, events = read_truth(truth_path)
     wait_until(lambda: read_json(data / "freshness" / "reco.json").get("messages", 0)
                >= len(events), 60, "every event consumed")  # fmt: skip

@@ -17,7 +17,6 @@ triggered event, keyed as the event itself is (run, frame index, trigger counter
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import IO
 
@@ -26,8 +25,6 @@ import numpy as np
 from km3mon.daq.preamble import DAQHeader
 from km3mon.sim.scenarios import Scenario
 from km3mon.sim.sim_events import SimulatedEvent
-
-FLUSH_EVERY_S = 1.0
 
 
 def zenith_azimuth_deg(direction: np.ndarray) -> tuple[float, float]:
@@ -83,13 +80,13 @@ def scenario_record(scenario: Scenario) -> dict:
 
 
 class TruthWriter:
-    """Appends truth records to a JSON-lines file, flushed about every second."""
+    """Appends truth records to a JSON-lines file, line-buffered: every event is on disk before
+    it is sent, even if the simulator is killed (a few hundred small writes a second)."""
 
     def __init__(self, path: str | Path, scenarios: list[Scenario]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._stream: IO[str] = self.path.open("w", encoding="utf-8")
-        self._flushed_at = time.monotonic()
+        self._stream: IO[str] = self.path.open("w", encoding="utf-8", buffering=1)
         for scenario in scenarios:
             self._write(scenario_record(scenario))
 
@@ -98,10 +95,6 @@ class TruthWriter:
 
     def _write(self, record: dict) -> None:
         self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        now = time.monotonic()
-        if now - self._flushed_at >= FLUSH_EVERY_S:
-            self._stream.flush()
-            self._flushed_at = now
 
     def close(self) -> None:
         self._stream.close()
