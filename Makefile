@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/km3mon compile-kernels  # numba cache: no program compiles for minutes at its start
 	touch $(STAMP)
 
 # Two workers for most tests (whole files per worker, so session fixtures are built once);

@@ -154,6 +154,7 @@ TOOLS: tuple[Command, ...] = (
     Command("record", "km3mon.daq.record", "record tags from a ligier into a file"),
     Command("inspect", "km3mon.daq.inspect", "summarise a recording"),
     Command("grl", "km3mon.quality.grl", "the good-run list from data/quality.sqlite3"),
+    Command("compile-kernels", "km3mon.kernels", "compile the numba kernels (make install does)"),
 )  # fmt: skip
 
 #: A DU's own page (``/du/<n>``): rows of its plots, ``{du}`` replaced by its number.

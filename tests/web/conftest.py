@@ -1,9 +1,11 @@
 """Browser and plot folders for the dashboard tests.
 
 ``arca21_site``: the plots of ARCA-21 (the demo's detector) drawn by the real monitors from
-the simulator through a real ligier, made once per session; the processes keep running so
-the panels stay fresh. ``arca230_site``: a synthetic 230-DU folder (690 AHRS images, 460 PMT
-images, summaries) drawn by the monitors' renderers in-process (``sites.synthetic_site``).
+the simulator through a real ligier, made once for the module that uses them; the processes
+run while it runs, so the panels stay fresh, and stop after it (not at the session's end: they
+would burn CPU beside every later test). ``arca230_site``: a synthetic 230-DU folder (690
+AHRS images, 460 PMT images, summaries) drawn by the monitors' renderers in-process
+(``sites.synthetic_site``).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def _stop(processes: list[Process]) -> None:
         process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def arca230_site(tmp_path_factory) -> Iterator[Dashboard]:
     folder = synthetic_site(tmp_path_factory.mktemp("arca230"))
     processes: list[Process] = []
@@ -142,7 +144,7 @@ ARCA21_MONITORS = {"dom_activity": 5, "dom_rates": 5, "pmt_rates": 5, "pmt_hrv":
                    "ahrs_calibration": 10}  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def arca21_site(tmp_path_factory) -> Iterator[Dashboard]:
     """ARCA-21 from the simulator (a silent DOM and a hot PMT, as in the demo), real time."""
     folder = tmp_path_factory.mktemp("arca21")

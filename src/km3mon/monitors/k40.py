@@ -270,6 +270,11 @@ class K40(Monitor):
 
     # -- outputs ----------------------------------------------------------------------
 
+    @property
+    def calibrating(self) -> bool:
+        """A closed period is being fitted on the worker thread (``poll`` collects it)."""
+        return self._pending is not None
+
     def poll(self) -> None:
         if self._pending is not None and self._pending.done():
             pending, self._pending = self._pending, None
