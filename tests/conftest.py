@@ -37,14 +37,37 @@ def free_port() -> int:
 START_TIMEOUT_S = 60.0
 
 
+class QuietClock:
+    """Seconds as a quiet machine would have had them: wall time divided by how
+    oversubscribed the machine is (load average per core, at least 1). A deadline counted on
+    it stretches while other work shares the cores, so that only a hang misses it."""
+
+    def __init__(self) -> None:
+        self.started = self._at = time.monotonic()
+        self.seconds = 0.0
+        self.worst_load = 0.0
+
+    def tick(self) -> float:
+        now = time.monotonic()
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        self.worst_load = max(self.worst_load, load)
+        self.seconds += (now - self._at) / max(1.0, load)
+        self._at = now
+        return self.seconds
+
+    def describe(self) -> str:
+        wall_s = time.monotonic() - self.started
+        return f"{wall_s:.0f} s of wall time, load average up to {self.worst_load:.1f} per core"
+
+
 def wait_for_port(
     port: int, timeout_s: float = START_TIMEOUT_S, process: Process | None = None
 ) -> None:
     """Wait until something accepts connections on ``port``; with ``process``, fail at once
-    (with its log) if it ended instead."""
-    deadline = time.monotonic() + timeout_s
+    (with its log) if it ended instead. ``timeout_s`` counts on a :class:`QuietClock`."""
+    clock = QuietClock()
     last_error: OSError | None = None
-    while time.monotonic() < deadline:
+    while clock.tick() < timeout_s:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -57,7 +80,8 @@ def wait_for_port(
             )
         time.sleep(0.02)
     raise TimeoutError(
-        f"nothing listens on 127.0.0.1:{port} after {timeout_s} s; last seen: {last_error!r}"
+        f"nothing listens on 127.0.0.1:{port} after {timeout_s} s ({clock.describe()}); "
+        f"last seen: {last_error!r}"
     )
 
 
@@ -67,18 +91,19 @@ def wait_until(
     what: str = "",
     show: Callable[[], object] | None = None,
 ) -> None:
-    """Poll ``condition``; on timeout say what was awaited and what was seen last (``show``'s
-    answer, else the condition's last value)."""
-    deadline = time.monotonic() + timeout_s
+    """Poll ``condition`` for ``timeout_s`` on a :class:`QuietClock`; on timeout say what was
+    awaited and what was seen last (``show``'s answer, else the condition's last value)."""
+    clock = QuietClock()
     last: object = None
-    while time.monotonic() < deadline:
+    while clock.tick() < timeout_s:
         last = condition()
         if last:
             return
         time.sleep(0.02)
     seen = show() if show is not None else last
     raise TimeoutError(
-        f"timed out after {timeout_s} s waiting for {what or condition}; last seen: {seen!r}"
+        f"timed out after {timeout_s} s ({clock.describe()}) waiting for {what or condition}; "
+        f"last seen: {seen!r}"
     )
 
 
@@ -90,14 +115,17 @@ def wait_while_progressing(
     show: Callable[[], object] | None = None,
 ) -> None:
     """Poll ``condition`` for as long as ``progress`` (read after it) keeps changing: fail
-    only when nothing moved for ``stall_s``, so a slow machine waits and a hang fails."""
-    deadline, last = time.monotonic() + stall_s, None
+    only when nothing moved for ``stall_s`` (on a :class:`QuietClock`), so a slow machine
+    waits and a hang fails."""
+    clock, last = QuietClock(), None
     while not condition():
         if (now := progress()) != last:
-            deadline, last = time.monotonic() + stall_s, now
-        elif time.monotonic() > deadline:
+            clock, last = QuietClock(), now
+        elif clock.tick() > stall_s:
             seen = f"; last seen: {show()!r}" if show is not None else ""
-            raise TimeoutError(f"nothing moved for {stall_s} s waiting for {what}{seen}")
+            raise TimeoutError(
+                f"nothing moved for {stall_s} s ({clock.describe()}) waiting for {what}{seen}"
+            )
         time.sleep(0.5)
 
 

@@ -31,7 +31,7 @@ def receivers():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(900)
 def test_silence_recovery_restart_and_trigger_zero(start_ligier, spawn, tmp_path, receivers):
     webhook, mail = receivers
     detx = tmp_path / "two_dus.detx"

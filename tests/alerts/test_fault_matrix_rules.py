@@ -207,7 +207,7 @@ def child():
         process.wait()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(900)
 def test_process_down_spares_a_silent_process_that_works_and_names_an_idle_one(
     tmp_path, child
 ) -> None:

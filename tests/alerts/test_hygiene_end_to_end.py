@@ -64,7 +64,7 @@ def webhook():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(900)
 def test_a_lost_du_is_one_alert_and_a_silenced_dom_notifies_no_one(
     start_ligier, spawn, tmp_path, webhook
 ) -> None:

@@ -28,7 +28,7 @@ COLUMN_S = 4
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_hot_pmts_an_hrv_storm_and_an_sn_burst_each_notify_once(
     start_ligier, spawn, tmp_path
 ) -> None:

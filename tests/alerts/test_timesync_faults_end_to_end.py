@@ -21,7 +21,7 @@ HOLD_S = 3
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(900)
 def test_wr_loss_and_udp_loss_each_give_one_firing_and_one_resolved(
     start_ligier, spawn, tmp_path
 ) -> None:

@@ -81,7 +81,7 @@ def sn_in_process(folder: Path) -> SN:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_sn_state_is_read_back_at_start(spawn, tmp_path: Path) -> None:
     """Two and a half minutes of background, saved; a new ``km3mon sn`` starts from them: the
     same background, threshold and peaks, before any data came."""

@@ -116,7 +116,7 @@ def trigger_totals(path: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_a_replay_with_twenty_jumps_loses_no_event(ligier, spawn, tmp_path) -> None:
     stream, n_events = recording(np.random.default_rng(21))
     recorded = tmp_path / "jumps.dat"

@@ -72,7 +72,7 @@ def publish_in_real_time(simulator: Simulator, port: int, seconds: float, held: 
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(900)
 def test_udp_loss_missing_dom_stopped_datafilter_and_the_alert_interval(
     start_ligier, spawn, tmp_path
 ) -> None:

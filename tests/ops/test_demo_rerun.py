@@ -14,7 +14,7 @@ from tests.conftest import KM3MON
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_a_rerun_does_not_count_the_previous_runs_plots(short_folder: Path) -> None:
     folder = short_folder / "demo"
     plots = folder / "plots"

@@ -34,7 +34,7 @@ def expected_programs() -> set[str]:
 
 @pytest.mark.serial
 @pytest.mark.slow
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:
     report = tmp_path / "full_suite.json"
     # --keep, to see that no process is left in the working folder; removed below.

@@ -80,7 +80,7 @@ def program_pid(folder: Path, program: str) -> int | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_make_start_status_restart_and_stop(spawn, short_folder: Path) -> None:
     folder = short_folder / "shore_station"
     folder.mkdir()
@@ -190,7 +190,7 @@ def test_start_refuses_what_would_fail_later(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_make_demo_reaches_a_served_fresh_overview(short_folder: Path) -> None:
     folder = short_folder / "demo"
     result = subprocess.run(
@@ -204,7 +204,7 @@ def test_make_demo_reaches_a_served_fresh_overview(short_folder: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_demo_on_a_recording_instead_of_the_simulator(
     ligier, spawn, tmp_path: Path, short_folder: Path
 ) -> None:

@@ -36,7 +36,7 @@ def template_with_only(programs: tuple[str, ...]) -> str:
 
 @pytest.mark.serial
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_a_program_that_keeps_failing_is_given_up_after_10_tries_as_fatal(
     short_folder: Path,
 ) -> None:

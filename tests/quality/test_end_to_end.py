@@ -169,7 +169,7 @@ def test_scenario_runs_get_their_verdicts_and_counts(spawn, ligier, tmp_path: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_a_restart_goes_on_with_the_current_run(spawn, ligier, tmp_path: Path) -> None:
     data = tmp_path / "data"
     common = ["-p", ligier.port, "--detx", ARCA21, "--data-dir", data, "-o", tmp_path / "plots",

@@ -19,7 +19,7 @@ FRACTIONS = ("daq", "whiterabbitstatus", "out_sync", "hrv", "fifo", "pmts_norm")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_quality_stays_truthful_under_fuzzing(ligier, spawn, tmp_path) -> None:
     data = tmp_path / "data"
     quality = spawn("quality", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",

@@ -148,7 +148,7 @@ def click_summary_column(browser, base: str, du: int) -> None:
                show=lambda: browser.current_url)  # fmt: skip
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_arca21_from_the_real_monitors(arca21_site, open_browser) -> None:
     check_every_page(arca21_site, open_browser, "arca21", du=9, static=False)
     browser = open_browser(*DESK)
@@ -159,7 +159,7 @@ def test_arca21_from_the_real_monitors(arca21_site, open_browser) -> None:
     click_summary_column(browser, arca21_site.base, 12)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_230_dus_first_screen_fetches_only_what_it_shows(arca230_site, open_browser) -> None:
     check_every_page(arca230_site, open_browser, "arca230", du=117, static=True)
     browser = open_browser(*DESK)
