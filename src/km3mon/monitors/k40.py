@@ -51,6 +51,7 @@ from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.figures.k40 import K40Layout, K40Outcome, du_offsets, pair_panels, summary_map
 from km3mon.physics.k40 import (
     PeriodResult,
+    accidentals_per_bin,
     no_peak,
     out_of_tolerance,
     pair_cos_angles,
@@ -198,12 +199,10 @@ class K40(Monitor):
         """Hand the period's counts to the fitting thread; counting goes on at once."""
         counts = self.counter.counts.copy()
         livetime = self.counter.pair_livetime_s
-        frames = np.maximum(self._summary_frames, 1)
-        # vetoed slices count r = 0, so mean × all frames' livetime = Σ over the live frames
-        mean_product = self._rates_product.astype(np.float64) / frames[:, None]
-        background = mean_product * 1e-9 * self.counter.livetime_s[:, None]
-        background[self._summary_frames == 0] = 0.0  # no singles: fit without subtraction
-        singles = self._singles_sum / frames[:, None]
+        background = accidentals_per_bin(
+            self._rates_product, self._summary_frames, self.counter.livetime_s
+        )
+        singles = self._singles_sum / np.maximum(self._summary_frames, 1)[:, None]
         start, end = self.period_start_s, self.period_end_s or self.period_start_s
         shift = self.counter.bin_shift_ns
         self.counter.reset()

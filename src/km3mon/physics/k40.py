@@ -46,6 +46,21 @@ class PeriodResult:
     pmt_net: np.ndarray
 
 
+def accidentals_per_bin(
+    rates_product_sum: np.ndarray, summary_frames: np.ndarray, livetime_s: np.ndarray
+) -> np.ndarray:
+    """Accidental coincidences expected in each 1-ns Δt bin of each DOM's pairs over a period:
+    the mean of r_i r_j over its summary slices (``rates_product_sum`` / ``summary_frames``)
+    × 1 ns × the DOM's ``livetime_s``. A slice in high-rate veto counts r = 0, so the mean
+    over all slices × the livetime of all is the sum over the live ones. A DOM without
+    summary slices gets 0: its pairs are fitted without subtraction."""
+    frames = np.maximum(summary_frames, 1)
+    mean_product = rates_product_sum.astype(np.float64) / frames[:, None]
+    background = mean_product * 1e-9 * livetime_s[:, None]
+    background[summary_frames == 0] = 0.0
+    return background
+
+
 def pair_cos_angles(directions: np.ndarray) -> np.ndarray:
     """Cosine of the angle between the two PMTs of every pair, per DOM, from (slot, channel,
     3) PMT directions (NaN where a PMT is missing gives 0)."""
