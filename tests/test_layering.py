@@ -99,6 +99,17 @@ def test_kernels_and_figures_load_no_process_framework(package: str) -> None:
     assert result.stdout.strip() == "", f"{package} pulls in {result.stdout.strip()}"
 
 
+#: Monitors whose figures are drawn in figures/ (issue 24): no matplotlib of their own.
+DRAWN_IN_FIGURES = ["reco", "k40", "sn", "timesync"]
+
+
+@pytest.mark.parametrize("monitor", DRAWN_IN_FIGURES)
+def test_monitors_draw_through_figures(monitor: str) -> None:
+    """Their drawing stays in figures/: the monitor module imports nothing of matplotlib."""
+    names = imported_names(SOURCE / "monitors" / f"{monitor}.py")
+    assert [n for n in names if n.startswith("matplotlib")] == []
+
+
 def test_monitors_holds_only_programs() -> None:
     """Every module in monitors/ is the module of a program in the registry."""
     programs = {p.module for p in PROGRAMS}

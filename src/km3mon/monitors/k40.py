@@ -31,7 +31,7 @@ Outputs per period:
   ``angular_k40rate_distribution.png`` (pair rates, before and after efficiency correction) for
   up to 18 DOMs (all of a small detector, else the worst), ``k40_summary.png`` (DU × floor: RMS
   of each DOM's offsets, its K40 rate, PMTs out of tolerance) and per DU ``k40_du<N>.png``
-  (offset of every PMT, floor × channel).
+  (offset of every PMT, floor × channel), drawn by :mod:`km3mon.figures.k40`.
 """
 
 from __future__ import annotations
@@ -42,25 +42,23 @@ import contextlib
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from km3mon.controlhost import Message
 from km3mon.daq.summaryslice import N_CHANNELS
-from km3mon.figures.dom_map import (
-    DISABLED_DOM_COLOUR,
-    DISABLED_EDGE_COLOUR,
-    DISABLED_HATCH,
-    MISSING_COLOUR,
-    MISSING_HATCH,
-    dom_cells,
-    du_floor_axes,
+from km3mon.figures.k40 import K40Layout, K40Outcome, du_offsets, pair_panels, summary_map
+from km3mon.physics.k40 import (
+    PeriodResult,
+    accidentals_per_bin,
+    no_peak,
+    out_of_tolerance,
+    pair_cos_angles,
+    pmt_sums,
+    rms_ns,
 )
-from km3mon.physics.k40 import no_peak, out_of_tolerance, pair_cos_angles, pmt_sums, rms_ns
-from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
+from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, fit_pairs, solve_doms
 from km3mon.physics.pmts import pmt_table
 from km3mon.physics.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
 from km3mon.published import atomic_write
@@ -68,37 +66,14 @@ from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
 from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
 from km3mon.timetext import utc
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
 ROTATE_BYTES = 100 * 1024 * 1024
 KEEP_ROTATED = 4
 KEEP_PROPOSALS = 10
-PANELS = 18
 MAX_FLAGGED = 1000
 CSV_COLUMNS = (
     "utc_start", "utc_end", "dom_id", "du", "floor", "channel", "t0_ns", "t0_err_ns", "rel_eff",
     "rel_eff_err", "width_ns", "n_coincidences", "flagged",
 )  # fmt: skip
-BEFORE_COLOUR, AFTER_COLOUR = "#2166ac", "#d6604d"
-NO_PEAK_COLOUR = "#000000"
-
-
-@dataclass
-class PeriodResult:
-    """One calibration period: its DAQ time span, livetime and solution."""
-
-    utc_start: float
-    utc_end: float
-    livetime_s: np.ndarray
-    calibration: DOMCalibration
-    mean_ns: np.ndarray
-    rate_hz: np.ndarray
-    valid: np.ndarray
-    #: Mean singles rate per slot and channel over the period's summary slices (veto: 0).
-    singles_hz: np.ndarray
-    #: Net (background-subtracted) coincidences of each PMT's pairs, fitted or not.
-    pmt_net: np.ndarray
 
 
 #: Niceness of the fitting thread: a calibration (tens of CPU-seconds at 230 DUs) must not
@@ -179,6 +154,8 @@ class K40(Monitor):
         self.out_dir = context.data_dir / "k40"
         self.robin = RoundRobin()
         self.dus = self.detector.dus
+        self.layout = K40Layout(self.detector, self.slots, self.cos_angles, self.present,
+                                self.disabled, self.tolerance_ns, self.period_s)  # fmt: skip
 
     # -- consuming --------------------------------------------------------------------
 
@@ -222,12 +199,10 @@ class K40(Monitor):
         """Hand the period's counts to the fitting thread; counting goes on at once."""
         counts = self.counter.counts.copy()
         livetime = self.counter.pair_livetime_s
-        frames = np.maximum(self._summary_frames, 1)
-        # vetoed slices count r = 0, so mean × all frames' livetime = Σ over the live frames
-        mean_product = self._rates_product.astype(np.float64) / frames[:, None]
-        background = mean_product * 1e-9 * self.counter.livetime_s[:, None]
-        background[self._summary_frames == 0] = 0.0  # no singles: fit without subtraction
-        singles = self._singles_sum / frames[:, None]
+        background = accidentals_per_bin(
+            self._rates_product, self._summary_frames, self.counter.livetime_s
+        )
+        singles = self._singles_sum / np.maximum(self._summary_frames, 1)[:, None]
         start, end = self.period_start_s, self.period_end_s or self.period_start_s
         shift = self.counter.bin_shift_ns
         self.counter.reset()
@@ -457,172 +432,32 @@ class K40(Monitor):
         return self.robin.run(self._render_one)
 
     def _render_one(self, key: object) -> None:
+        outcome = self._outcome()
+        collected = self._collected_s()
         if key == "intradom":
-            self.context.save_figure("intradom.png", self._panels(rates=False))
+            figure = pair_panels(self.layout, outcome, rates=False, collected_s=collected)
+            self.context.save_figure("intradom.png", figure)
         elif key == "angular":
-            self.context.save_figure("angular_k40rate_distribution.png", self._panels(rates=True))
+            figure = pair_panels(self.layout, outcome, rates=True, collected_s=collected)
+            self.context.save_figure("angular_k40rate_distribution.png", figure)
         elif key == "summary":
-            self.context.save_figure("k40_summary.png", self._summary())
+            figure = summary_map(self.layout, outcome, collected)
+            self.context.save_figure("k40_summary.png", figure)
         else:
-            self.context.save_figure(f"k40_du{key}.png", self._du_image(int(key)))
+            figure = du_offsets(self.layout, outcome, int(key), collected)
+            self.context.save_figure(f"k40_du{key}.png", figure)
 
-    # -- drawing ----------------------------------------------------------------------
+    def _outcome(self) -> K40Outcome | None:
+        """The newest solution with the PMTs it flags, for the figures."""
+        if self.result is None:
+            return None
+        return K40Outcome(self.result, self.flagged(self.result), self.no_peak(self.result))
 
-    def _waiting(self, figure: Figure) -> None:
-        collected = 0.0
-        if self.period_start_s is not None and self.period_end_s is not None:
-            collected = self.period_end_s - self.period_start_s
-        figure.text(
-            0.5,
-            0.5,
-            f"no calibration yet: {collected:.0f} s of {self.period_s:g} s of IO_TSL1 collected"
-            "\n(is IO_TSL1 mirrored? see README: K40)",
-            ha="center",
-            va="center",
-            fontsize=14,
-        )
-
-    def shown_slots(self, result: PeriodResult) -> np.ndarray:
-        """Up to :data:`PANELS` DOMs: all if few, else the worst offset RMS, by (DU, floor)."""
-        cal = result.calibration
-        measured = np.flatnonzero(cal.n_pairs > 0)
-        if len(measured) > PANELS:
-            with np.errstate(invalid="ignore"):
-                rms = np.nan_to_num(rms_ns(cal.t0_ns[measured]))
-            measured = measured[np.argsort(-rms, kind="stable")[:PANELS]]
-        dom = self.slots[measured]
-        return measured[np.lexsort((self.detector.dom_floor[dom], self.detector.dom_du[dom]))]
-
-    def _panels(self, rates: bool) -> Figure:
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(6, 3, figsize=(16, 20), sharex=True, sharey=True)
-        result = self.result
-        what = "K40 pair rate [Hz]" if rates else "mean Δt of the pair [ns]"
-        figure.suptitle(
-            f"K40 intra-DOM calibration, detector {self.detector.det_id}: {what} vs cosine of the "
-            f"PMT pair angle\nblue: measured, red: after correction"
-            + (" (rates / efficiencies)" if rates else " (means - offset differences)")
-        )
-        if result is None:
-            self._waiting(figure)
-        else:
-            shown = self.shown_slots(result)
-            cal = result.calibration
-            for axis, slot in zip(axes.ravel(), shown, strict=False):
-                valid = result.valid[slot]
-                ct = self.cos_angles[slot][valid]
-                before = (result.rate_hz if rates else result.mean_ns)[slot][valid]
-                after = (cal.corrected_rate_hz if rates else cal.corrected_mean_ns)[slot][valid]
-                axis.plot(ct, before, ".", color=BEFORE_COLOUR, ms=4)
-                axis.plot(ct, after, ".", color=AFTER_COLOUR, ms=4)
-                dom = self.slots[slot]
-                axis.set_title(
-                    f"DOM {self.detector.dom_ids[dom]} (DU {self.detector.dom_du[dom]}, floor "
-                    f"{self.detector.dom_floor[dom]})",
-                    fontsize=9,
-                )
-                axis.grid(alpha=0.3)
-            axes[0, 0].set_ylim((0, 10) if rates else (-10, 10))
-            axes[0, 0].set_xlim(-1, 1)
-            for axis in axes[-1]:
-                axis.set_xlabel("cos(angle between the PMTs)")
-            for axis in axes[:, 0]:
-                axis.set_ylabel(what)
-        figure.tight_layout(rect=(0, 0.02, 1, 0.96))
-        return figure
-
-    def _summary(self) -> Figure:
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(3, 1, figsize=(min(20, 8 + 0.35 * len(self.dus)), 14))
-        result = self.result
-        figure.suptitle(f"K40 calibration summary, detector {self.detector.det_id}")
-        if result is None:
-            self._waiting(figure)
-            return figure
-        cal = result.calibration
-        with np.errstate(invalid="ignore"):
-            rms = rms_ns(cal.t0_ns)
-        rate = np.where(cal.n_pairs > 0, cal.k40_rate_hz, np.nan)
-        out = (self.flagged(result) | self.no_peak(result)).sum(axis=1).astype(float)
-        out[cal.n_pairs == 0] = np.nan
-        dom = self.slots
-        du, floor = self.detector.dom_du[dom], self.detector.dom_floor[dom]
-        disabled = ~self.present.any(axis=1)  # the DOM, or all its PMTs, off in the DETX
-        panels = (
-            (rms, "RMS of the DOM's PMT offsets [ns]", "cividis", 0, 2 * self.tolerance_ns),
-            (rate, "K40 twofold rate of the DOM [Hz]", "cividis", 0, 1000),
-            (out, f"PMTs with |offset| > {self.tolerance_ns:g} ns or no K40 peak", "magma_r", 0,
-             5),
-        )  # fmt: skip
-        for axis, (values, label, cmap, low, high) in zip(axes, panels, strict=True):
-            missing = np.isnan(values) & ~disabled
-            shown = ~np.isnan(values) & ~disabled
-            points = dom_cells(axis, du[shown], floor[shown], array=values[shown], cmap=cmap)
-            points.set_clim(low, high)
-            dom_cells(axis, du[missing], floor[missing], facecolor=MISSING_COLOUR,
-                      hatch=MISSING_HATCH, label="not measured")  # fmt: skip
-            dom_cells(axis, du[disabled], floor[disabled], facecolor=DISABLED_DOM_COLOUR,
-                      hatch=DISABLED_HATCH, edgecolor=DISABLED_EDGE_COLOUR,
-                      label="disabled (DETX)")  # fmt: skip
-            figure.colorbar(points, ax=axis, pad=0.01, extend="max").set_label(label)
-            du_floor_axes(axis, self.detector)
-            axis.set_title(label, fontsize=10)
-            if missing.any() or disabled.any():
-                # above the map, right of the title: a box inside would cover the last DUs
-                axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8,
-                            frameon=False, borderaxespad=0.1)  # fmt: skip
-        figure.text(0.01, 0.005, f"data {utc(result.utc_start)} to {utc(result.utc_end)}",
-                    fontsize=8)  # fmt: skip
-        figure.tight_layout(rect=(0, 0.02, 1, 0.97))
-        return figure
-
-    def _du_image(self, du: int) -> Figure:
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(12, 6))
-        result = self.result
-        if result is None:
-            self._waiting(figure)
-            return figure
-        cal = result.calibration
-        of_du = np.flatnonzero(self.detector.dom_du[self.slots] == du)
-        floors = self.detector.dom_floor[self.slots[of_du]]
-        image = np.full((self.detector.n_floors, N_CHANNELS), np.nan)
-        image[floors - 1] = cal.t0_ns[of_du]
-        limit = 2 * self.tolerance_ns
-        extent = (-0.5, 30.5, 0.5, self.detector.n_floors + 0.5)
-        colours = plt.get_cmap("RdBu_r").with_extremes(bad="#bdbdbd")
-        shown = axis.imshow(image, origin="lower", aspect="auto", cmap=colours, vmin=-limit,
-                            vmax=limit, extent=extent)  # fmt: skip
-        flagged = self.flagged(result)[of_du]
-        rows, channels = np.nonzero(flagged)
-        axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
-                     linewidths=1.5, clip_on=False,
-                     label=f"|offset| > {self.tolerance_ns:g} ns")  # fmt: skip
-        marked = len(rows)
-        for states, colour, hatch, label in (
-            (self.no_peak(result)[of_du], NO_PEAK_COLOUR, "", "singles but no K40 peak"),
-            (self.disabled[of_du], DISABLED_DOM_COLOUR, DISABLED_HATCH, "disabled (DETX)"),
-        ):
-            rows, channels = np.nonzero(states)
-            marked += len(rows)
-            if len(rows):
-                label = f"{label} ({len(rows)})"
-                dom_cells(axis, channels, floors[rows], size=0.9, facecolor=colour, hatch=hatch,
-                          edgecolor=DISABLED_EDGE_COLOUR, label=label)  # fmt: skip
-        figure.colorbar(shown, ax=axis, extend="both").set_label("PMT t0 correction [ns]")
-        axis.set_xlabel("TDC channel")
-        axis.set_ylabel("floor")
-        axis.set_title(
-            f"K40 PMT offsets, detector {self.detector.det_id} DU {du} "
-            f"({utc(result.utc_start)} to {utc(result.utc_end)}); grey: not measured"
-        )
-        if marked:
-            axis.legend(loc="upper right")
-        figure.tight_layout()
-        return figure
+    def _collected_s(self) -> float:
+        """DAQ seconds of IO_TSL1 in the open period."""
+        if self.period_start_s is None or self.period_end_s is None:
+            return 0.0
+        return self.period_end_s - self.period_start_s
 
 
 def append_rows(path: Path, header: str, rows: list[str]) -> None:

@@ -31,7 +31,8 @@ the threshold and the active DOMs) and in the state file, so the ``sn_alarm`` ru
 each alarm once although ``significance`` is only the newest window's.
 
 Plots: ``sn_bg_histogram.png`` (background distribution, current value, threshold, significance
-scale on top) and ``sn_pk_history.png`` (peak per second vs time, threshold).
+scale on top) and ``sn_pk_history.png`` (peak per second vs time, threshold), drawn by
+:mod:`km3mon.figures.sn`.
 """
 
 from __future__ import annotations
@@ -42,21 +43,18 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from km3mon import published
 from km3mon.controlhost import Message
+from km3mon.figures.sn import background_histogram, peak_history, selection_text
 from km3mon.physics.coincidences import CoincidenceFinder, Coincidences
-from km3mon.physics.sn import TIMESLICE_S, RollingBackground, negative_binomial_sf
+from km3mon.physics.sn import TIMESLICE_S, RollingBackground, event_extents, inside_windows
 from km3mon.published import atomic_write
 from km3mon.runtime.decoding import decode_events_and_hits, locate_timeslices, payloads_of
 from km3mon.runtime.monitor import Context, Monitor, register_monitor
 from km3mon.timetext import utc
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 CLOSE_AFTER_FRAMES = 5
 CLOSE_AFTER_WALL_S = 5.0
@@ -153,10 +151,7 @@ class SN(Monitor):
         known = dom_index >= 0
         hits, dom_index = hits[known], dom_index[known]
         times = self.finder.calibrated_ns(dom_index, hits["channel"], hits["time_ns"])
-        first = np.full(len(events), np.iinfo(np.int64).max)
-        last = np.full(len(events), np.iinfo(np.int64).min)
-        np.minimum.at(first, hits["event"], times)
-        np.maximum.at(last, hits["event"], times)
+        first, last = event_extents(hits["event"], times, len(events))
         margin = int(self.settings.veto_window_ns)
         for row in np.flatnonzero(last >= first).tolist():
             event = events[row]
@@ -187,11 +182,7 @@ class SN(Monitor):
             multiplicity <= self.settings.max_multiplicity
         )
         if frame.vetoes and selected.any():
-            windows = np.array(frame.vetoes)
-            windows = windows[np.argsort(windows[:, 0])]
-            reach = np.maximum.accumulate(windows[:, 1])
-            position = np.searchsorted(windows[:, 0], times, side="right") - 1
-            inside = (position >= 0) & (times <= reach[np.maximum(position, 0)])
+            inside = inside_windows(times, np.array(frame.vetoes))
             self.vetoed += int((selected & inside).sum())
             selected &= ~inside
         count = int(selected.sum())
@@ -351,10 +342,24 @@ class SN(Monitor):
         expected, dispersion = self.background.model(self.active_doms)
         threshold = self.threshold()
         latest = self.latest[1] if self.latest else None
-        self.context.save_figure(
-            "sn_bg_histogram.png", self._histogram_figure(expected, dispersion, threshold)
+        s = self.settings
+        selection = selection_text(s.min_multiplicity, s.max_multiplicity, s.window_s,
+                                   s.veto_window_ns, self.n_doms)  # fmt: skip
+        histogram = background_histogram(
+            self.histogram,
+            self.latest,
+            expected=expected,
+            dispersion=dispersion,
+            active_doms=self.active_doms,
+            threshold=threshold,
+            false_alarms_per_week=s.false_alarms_per_week,
+            significance=self.significance,
+            selection=selection,
+            note=MONITOR_NOTE,
         )
-        self.context.save_figure("sn_pk_history.png", self._history_figure(threshold))
+        self.context.save_figure("sn_bg_histogram.png", histogram)
+        history = peak_history(self.peaks, threshold, selection, MONITOR_NOTE)
+        self.context.save_figure("sn_pk_history.png", history)
         self.context.save_metrics(
             "sn",
             {
@@ -390,89 +395,6 @@ class SN(Monitor):
         )
         if time.monotonic() - self.last_saved > SAVE_STATE_EVERY_S:
             self._save_state()
-
-    def _title(self) -> str:
-        s = self.settings
-        return (
-            f"coincidences of {s.min_multiplicity}-{s.max_multiplicity} PMTs in "
-            f"{s.window_s:g} s windows, {self.n_doms} DOMs, muon veto ±{s.veto_window_ns:g} ns"
-        )
-
-    def _histogram_figure(
-        self, expected: float, dispersion: float, threshold: int | None
-    ) -> Figure:
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(10, 6))
-        values = np.arange(len(self.histogram))
-        used = np.flatnonzero(self.histogram)
-        total = int(self.histogram.sum())
-        if total:
-            top = max(int(used[-1]) + 2, threshold + 3 if threshold else 0)
-            axes.bar(values[:top], self.histogram[:top], width=1.0, color="#92c5de",
-                     label=f"background distribution ({total} windows)")  # fmt: skip
-            if expected > 0:
-                k = np.arange(top + 1)
-                tails = np.array([negative_binomial_sf(i, expected, dispersion) for i in k])
-                axes.plot(k[:-1], total * (tails[:-1] - tails[1:]), color="0.3", lw=1,
-                          label=f"rolling hour: mean {expected:.1f} for {self.active_doms} "
-                          f"DOMs, variance × {dispersion:.2f}")  # fmt: skip
-            axes.set_yscale("log")
-            axes.set_ylim(0.5, None)
-            if threshold is not None:
-                label = (
-                    f"threshold {threshold} "
-                    f"({self.settings.false_alarms_per_week:g} false alarms a week)"
-                )
-                axes.axvline(threshold, color="#b2182b", ls="--", label=label)
-            if self.latest is not None:
-                axes.axvline(self.latest[1], color="black", lw=2,
-                             label=f"current {self.latest[1]} ({utc(self.latest[0])})")  # fmt: skip
-            if expected > 0:
-                top_axis = axes.secondary_xaxis("top")
-                ticks = [v for v in range(0, top) if v >= expected][:: max(1, top // 12)]
-                top_axis.set_xticks(ticks)
-                top_axis.set_xticklabels([f"{self.significance(v):.1f}" for v in ticks])
-                top_axis.set_xlabel("significance of a value [σ, tail of the rolling background]")
-            axes.legend(loc="upper right", fontsize=9)
-        else:
-            axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
-                      transform=axes.transAxes)  # fmt: skip
-        axes.set_xlabel("selected coincidences per window")
-        axes.set_ylabel("windows")
-        figure.suptitle(f"SN background: {self._title()}\n({MONITOR_NOTE})", fontsize=11)
-        figure.tight_layout(rect=(0, 0.03, 1, 1))
-        return figure
-
-    def _history_figure(self, threshold: int | None) -> Figure:
-        import matplotlib.dates as mdates
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(16, 5))
-        if self.peaks:
-            times = np.array([t for t, _ in self.peaks])
-            peaks = np.array([v for _, v in self.peaks])
-            dates = times.astype("datetime64[s]")
-            axes.plot(dates, peaks, ".", ms=2, color="#2166ac", label="peak per second")
-            if threshold is not None:
-                above = peaks >= threshold
-                axes.plot(dates[above], peaks[above], "o", ms=5, color="#b2182b",
-                          label=f"above threshold ({int(above.sum())} s)")  # fmt: skip
-                axes.axhline(threshold, color="#b2182b", ls="--",
-                             label="threshold")  # fmt: skip
-            locator = mdates.AutoDateLocator()
-            axes.xaxis.set_major_locator(locator)
-            axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-            axes.legend(loc="upper left", fontsize=9)
-        else:
-            axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
-                      transform=axes.transAxes)  # fmt: skip
-        axes.set_xlabel("UTC time")
-        axes.set_ylabel("selected coincidences per window (peak per second)")
-        axes.grid(alpha=0.3)
-        figure.suptitle(f"SN statistic history: {self._title()} ({MONITOR_NOTE})", fontsize=11)
-        figure.tight_layout(rect=(0, 0.03, 1, 1))
-        return figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -29,17 +29,18 @@ On a problem, an ``ALERT (MONITORING) <time>: ...`` line goes to the DAQ logging
 (a 4 140-DOM list helps nobody). ``km3mon alerts`` turns the lists of the metrics into alerts
 (``time_sync``, ``udp_loss``, ``datafilter_down``).
 
-Outputs: ``timesync.png`` (DU × floor map of each DOM's state), ``data/metrics/timesync.json``
-(the lists of bad DOMs and DataFilters; per DOM under ``doms``: state, frames per second and
-the fraction of frames lost or incomplete, which ``km3mon history`` records), the freshness
-record.
+The judgement of each DOM and the grouping by DataFilter are :mod:`km3mon.physics.timesync`.
+
+Outputs: ``timesync.png`` (DU × floor map of each DOM's state, drawn by
+:mod:`km3mon.figures.timesync`), ``data/metrics/timesync.json`` (the lists of bad DOMs and
+DataFilters; per DOM under ``doms``: state, frames per second and the fraction of frames lost
+or incomplete, which ``km3mon history`` records), the freshness record.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import math
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -48,7 +49,17 @@ import numpy as np
 
 from km3mon.controlhost import Client, ControlHostError, Message
 from km3mon.daq import Summaryslice
-from km3mon.figures.dom_map import dom_states_map
+from km3mon.figures.timesync import timesync_map
+from km3mon.physics.timesync import (
+    EXPECTED_FRAMES_PER_S,
+    MISSING,
+    STATES,
+    UDP,
+    WHITE_RABBIT,
+    WINDOW_S,
+    DataFilters,
+    judge_doms,
+)
 from km3mon.runtime.binning import OpticalSlots
 from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
 from km3mon.runtime.monitor import Context, Monitor, register_monitor
@@ -56,14 +67,9 @@ from km3mon.runtime.monitor import Context, Monitor, register_monitor
 if TYPE_CHECKING:
     import logging
 
-WINDOW_S = 10
 CHECK_EVERY_S = 1.0
 MAX_NAMED = 20
 JUMP_CONFIRM = 50  # summary slices (5 s) before DAQ time going back is believed
-#: Frames a DOM sends per second: one per 100 ms timeslice.
-EXPECTED_FRAMES_PER_S = 10
-STATES = ("OK", "incomplete UDP", "White Rabbit lost", "missing", "DataFilter stopped")
-OK, UDP, WHITE_RABBIT, MISSING, NO_TIMESLICES = range(len(STATES))
 #: The metrics key of the DOMs without White Rabbit time (``km3mon alerts``' ``time_sync``).
 WHITE_RABBIT_LOST = "white_rabbit_lost"
 
@@ -98,37 +104,6 @@ class AlertSender(threading.Thread):
                     continue
                 self.queue.popleft()
                 self.sent += 1
-
-
-class DataFilters:
-    """The DataFilters seen in ``IO_TSSN``, each known by its DOMs (slots): a message whose
-    DOMs overlap those of a known DataFilter comes from it (overlapping groups are merged)."""
-
-    def __init__(self, n_slots: int) -> None:
-        #: DataFilter number of each DOM slot (-1: in no message yet).
-        self.of_slot = np.full(n_slots, -1)
-        #: DAQ time of each DataFilter's newest message (NaN: merged into another).
-        self.last_seen_s: list[float] = []
-
-    def saw(self, slots: np.ndarray, time_s: float) -> None:
-        if not len(slots):
-            return
-        known = np.unique(self.of_slot[slots])
-        known = known[known >= 0]
-        if not len(known):
-            number = len(self.last_seen_s)
-            self.last_seen_s.append(time_s)
-        else:
-            number = int(known[0])
-            for other in known[1:].tolist():  # one DataFilter after all
-                self.of_slot[self.of_slot == other] = number
-                self.last_seen_s[number] = max(self.last_seen_s[number], self.last_seen_s[other])
-                self.last_seen_s[other] = math.nan
-        self.of_slot[slots] = number
-        self.last_seen_s[number] = max(self.last_seen_s[number], time_s)
-
-    def numbers(self) -> list[int]:
-        return [n for n, seen in enumerate(self.last_seen_s) if not math.isnan(seen)]
 
 
 class TimeSync(Monitor):
@@ -261,46 +236,23 @@ class TimeSync(Monitor):
     def evaluate(self) -> np.ndarray:
         """Each DOM's state (index into :data:`STATES`) over the last WINDOW_S seconds; also
         sets the frames per second, the fraction of frames lost or incomplete and the
-        DataFilters that stopped."""
+        DataFilters that stopped (:func:`km3mon.physics.timesync.judge_doms`)."""
         assert self.newest_s is not None
-        newest_second = int(self.newest_s)
-        recent = np.flatnonzero(self.bucket_second > newest_second - WINDOW_S)
-        frames, wr_lost, incomplete = self.buckets[:, recent].sum(axis=1)
-        slices = np.array([len(self.slices[p]) for p in recent], np.int64)
-        # frames the DOM should have sent: every slice of the seconds it was in; seconds
-        # without any frame of it are "missing", not UDP loss
-        expected = (slices[:, None] * (self.buckets[0, recent] > 0)).sum(axis=0)
-        bad = incomplete + np.maximum(expected - frames, 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.lost_fraction = np.where(expected > 0, bad / expected, np.nan)
-        whole = recent[self.bucket_second[recent] < newest_second]  # the newest is partial
-        self.frames_per_s = (
-            self.buckets[0, whole].sum(axis=0) / len(whole)
-            if len(whole)
-            else np.full(len(self.slots), np.nan)
+        judgement = judge_doms(
+            self.buckets,
+            self.bucket_second,
+            np.array([len(seen) for seen in self.slices], np.int64),
+            self.last_seen_s,
+            first_s=self.first_s,
+            newest_s=self.newest_s,
+            data_filters=self.data_filters,
+            missing_after_s=self.missing_after_s,
+            udp_fraction=self.udp_fraction,
         )
-        state = np.zeros(len(self.slots), np.int64)
-        age = self.newest_s - self.last_seen_s
-        sending = age <= self.missing_after_s
-        # stopped: no IO_TSSN while some of its DOMs still send summary frames (when all of
-        # them are silent, the DOMs are the news: silent_dom and du_lost say so)
-        of_slot = self.data_filters.of_slot
-        self.stopped = [
-            n
-            for n in self.data_filters.numbers()
-            if self.newest_s - self.data_filters.last_seen_s[n] > self.missing_after_s
-            and sending[of_slot == n].any()
-        ]
-        state[np.isin(of_slot, self.stopped)] = NO_TIMESLICES
-        state[(bad > 0) & (bad > self.udp_fraction * expected)] = UDP
-        state[wr_lost > 0] = WHITE_RABBIT
-        never_seen = np.isnan(age)
-        if self.newest_s - (self.first_s or self.newest_s) < self.missing_after_s:
-            state[never_seen] = OK  # too early to say
-        else:
-            state[never_seen] = MISSING
-        state[age > self.missing_after_s] = MISSING
-        return state
+        self.frames_per_s = judgement.frames_per_s
+        self.lost_fraction = judgement.lost_fraction
+        self.stopped = judgement.stopped
+        return judgement.state
 
     def alert(self, state: np.ndarray) -> None:
         parts = []
@@ -355,22 +307,7 @@ class TimeSync(Monitor):
 
     def render(self) -> None:
         state = self.state if self.newest_s is not None else np.full(len(self.slots), MISSING)
-        values = np.full(len(self.detector.dom_ids), -1)
-        values[self.slots.dom_index] = state
-        counts = [int((state == k).sum()) for k in range(len(STATES))]
-        seen = np.isfinite(self.frames_per_s) & (state != MISSING)
-        rate = (
-            f"frames/s per DOM sending: median {np.median(self.frames_per_s[seen]):.1f}, lowest "
-            f"{self.frames_per_s[seen].min():.1f} (of {EXPECTED_FRAMES_PER_S})\n"
-            if seen.any()
-            else ""
-        )
-        title = (
-            f"Time sync and UDP completeness, detector {self.detector.det_id} "
-            f"(IO_SUM, last {WINDOW_S} s)\n{rate}"
-            + ", ".join(f"{c} {s}" for c, s in zip(counts, STATES, strict=True))
-        )
-        figure = dom_states_map(self.detector, values, STATES, title)
+        figure = timesync_map(self.detector, self.slots.dom_index, state, self.frames_per_s)
         self.context.save_figure("timesync.png", figure)
         index = self.slots.dom_index
         ids = self.detector.dom_ids

@@ -1,15 +1,21 @@
-"""K40 PMT-pair geometry and what a calibration period's solution says about each PMT.
+"""K40 PMT-pair geometry, a calibration period's result and what it says about each PMT.
 
 The counting is :mod:`.twofolds`, the fits :mod:`.k40_fit`; the monitor that schedules them
-and draws the results is :mod:`km3mon.monitors.k40`.
+is :mod:`km3mon.monitors.k40`, its figures :mod:`km3mon.figures.k40`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from km3mon.daq.summaryslice import N_CHANNELS
 from km3mon.physics.twofolds import PAIR_I, PAIR_J
+
+if TYPE_CHECKING:
+    from km3mon.physics.k40_fit import DOMCalibration
 
 #: A PMT with at least this mean singles rate (summary slices, veto excluded) "has singles".
 MIN_SINGLES_HZ = 1000.0
@@ -21,6 +27,38 @@ MIN_EXPECTED_COINCIDENCES = 200.0
 #: Pair -> its two PMTs, as a (465, 31) incidence matrix (sums over a PMT's pairs).
 PMT_OF_PAIR = np.zeros((len(PAIR_I), N_CHANNELS))
 PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_I] = PMT_OF_PAIR[np.arange(len(PAIR_I)), PAIR_J] = 1.0
+
+
+@dataclass
+class PeriodResult:
+    """One calibration period: its DAQ time span, livetime and solution."""
+
+    utc_start: float
+    utc_end: float
+    livetime_s: np.ndarray
+    calibration: DOMCalibration
+    mean_ns: np.ndarray
+    rate_hz: np.ndarray
+    valid: np.ndarray
+    #: Mean singles rate per slot and channel over the period's summary slices (veto: 0).
+    singles_hz: np.ndarray
+    #: Net (background-subtracted) coincidences of each PMT's pairs, fitted or not.
+    pmt_net: np.ndarray
+
+
+def accidentals_per_bin(
+    rates_product_sum: np.ndarray, summary_frames: np.ndarray, livetime_s: np.ndarray
+) -> np.ndarray:
+    """Accidental coincidences expected in each 1-ns Δt bin of each DOM's pairs over a period:
+    the mean of r_i r_j over its summary slices (``rates_product_sum`` / ``summary_frames``)
+    × 1 ns × the DOM's ``livetime_s``. A slice in high-rate veto counts r = 0, so the mean
+    over all slices × the livetime of all is the sum over the live ones. A DOM without
+    summary slices gets 0: its pairs are fitted without subtraction."""
+    frames = np.maximum(summary_frames, 1)
+    mean_product = rates_product_sum.astype(np.float64) / frames[:, None]
+    background = mean_product * 1e-9 * livetime_s[:, None]
+    background[summary_frames == 0] = 0.0
+    return background
 
 
 def pair_cos_angles(directions: np.ndarray) -> np.ndarray:

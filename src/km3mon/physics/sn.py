@@ -1,5 +1,6 @@
-"""Supernova trigger statistics: the over-dispersed background of the SN coincidence counts
-and the threshold a false-alarm rate gives (the monitor is :mod:`km3mon.monitors.sn`).
+"""Supernova trigger statistics: the muon veto's time windows, the over-dispersed background
+of the SN coincidence counts and the threshold a false-alarm rate gives (the monitor is
+:mod:`km3mon.monitors.sn`, its figures :mod:`km3mon.figures.sn`).
 
 One atmospheric muon lights several DOMs in the same window, so the counts are not Poisson.
 :class:`RollingBackground` keeps an hour of sums per minute, models the counts as a negative
@@ -23,6 +24,27 @@ BLOCK_S = 60.0
 BACKGROUND_BLOCKS = 60
 #: Sums kept per block: windows, counts, counts², active DOMs, active DOMs², counts × DOMs.
 N_SUMS = 6
+
+
+def event_extents(
+    event: np.ndarray, times_ns: np.ndarray, n_events: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and last hit time of each of ``n_events`` events from its hits' times (``event``:
+    each hit's event row); an event without hits gets first > last."""
+    first = np.full(n_events, np.iinfo(np.int64).max)
+    last = np.full(n_events, np.iinfo(np.int64).min)
+    np.minimum.at(first, event, times_ns)
+    np.maximum.at(last, event, times_ns)
+    return first, last
+
+
+def inside_windows(times_ns: np.ndarray, windows_ns: np.ndarray) -> np.ndarray:
+    """Which times fall inside any of the (start, end) windows, overlapping ones included:
+    the coincidences a muon veto removes."""
+    windows_ns = windows_ns[np.argsort(windows_ns[:, 0])]
+    reach = np.maximum.accumulate(windows_ns[:, 1])
+    position = np.searchsorted(windows_ns[:, 0], times_ns, side="right") - 1
+    return (position >= 0) & (times_ns <= reach[np.maximum(position, 0)])
 
 
 def poisson_sf(k: int, mean: float) -> float:

@@ -1,4 +1,8 @@
-"""Serving files from ``plots/`` and ``logs/`` without ever leaving them."""
+"""Serving files from ``plots/`` and ``logs/`` without ever leaving them.
+
+A file that is not there (or not allowed) raises :class:`~starlette.exceptions.HTTPException`
+404, answered in plain text by the application's handler (:mod:`km3mon.web.forms`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
 from starlette.datastructures import Headers
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, Response
 
 #: Longest file name component most filesystems allow (bytes).
 NAME_MAX = 255
@@ -59,10 +64,11 @@ def snapshot_response(
     path: Path, request_headers: Headers, media_type: str, cache_control: str = "no-cache"
 ) -> Response:
     """``path`` served from one open (see :func:`read_snapshot`), with ``ETag`` and
-    ``Last-Modified``; a conditional request for the same version gets 304."""
+    ``Last-Modified``; a conditional request for the same version gets 304, a file gone
+    since it was found 404."""
     snapshot = read_snapshot(path)
     if snapshot is None:
-        return PlainTextResponse("no such file\n", status_code=404)
+        raise HTTPException(404, "no such file\n")
     data, status = snapshot
     tag = entity_tag(status)
     headers = {
@@ -115,8 +121,8 @@ def archived_logs(folder: Path, cache: dict) -> list[dict[str, object]]:
 
 
 def log_file_response(folder: Path | None, name: str) -> Response:
-    """A ``.log`` file of ``folder`` as plain text, or 404."""
+    """A ``.log`` file of ``folder`` as plain text; 404 for any other name."""
     path = safe_path(folder, name, (".log",)) if folder is not None else None
     if path is None:
-        return PlainTextResponse("no such log\n", status_code=404)
+        raise HTTPException(404, "no such log\n")
     return FileResponse(path, media_type="text/plain; charset=utf-8")

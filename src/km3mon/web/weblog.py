@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from km3mon.web.auth import protect
 from km3mon.web.files import archived_logs, log_file_response
+from km3mon.web.forms import EXCEPTION_HANDLERS
 from km3mon.web.templates import NO_CACHE, TEMPLATES
 
 log = logging.getLogger("km3mon.weblog")
@@ -143,7 +144,8 @@ def create_weblog(
         Route("/archives", archives),
         Route("/logs/{name}", archive_file),
     ]
-    return protect(Starlette(routes=routes), username, password)
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
+    return protect(app, username, password)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
