@@ -60,9 +60,21 @@ from km3mon.figures.dom_map import (
     du_floor_axes,
 )
 from km3mon.physics.k40 import no_peak, out_of_tolerance, pair_cos_angles, pmt_sums, rms_ns
-from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, DOMCalibration, fit_pairs, solve_doms
+from km3mon.physics.k40_fit import (
+    DEFAULT_L1_WINDOW_NS,
+    DOMCalibration,
+    PairFits,
+    fit_pairs,
+    solve_doms,
+)
 from km3mon.physics.pmts import pmt_table
-from km3mon.physics.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.physics.twofolds import (
+    DEFAULT_TMAX_NS,
+    PAIR_I,
+    PAIR_J,
+    PeriodCounts,
+    TwofoldCounter,
+)
 from km3mon.published import atomic_write
 from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
 from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
@@ -104,6 +116,8 @@ class PeriodResult:
 #: Niceness of the fitting thread: a calibration (tens of CPU-seconds at 230 DUs) must not
 #: take the CPU from the counting of IO_TSL1, which cannot wait (its messages would be dropped).
 FIT_NICENESS = 10
+#: DOMs whose pairs are fitted at a time (their exact counts: 10 MB at 64 DOMs).
+FIT_DOMS = 64
 
 
 def _yield_to_counting() -> None:
@@ -220,7 +234,7 @@ class K40(Monitor):
 
     def _close_period(self) -> None:
         """Hand the period's counts to the fitting thread; counting goes on at once."""
-        counts = self.counter.counts.copy()
+        counts = self.counter.take_counts()  # the bins themselves: counting goes on in new ones
         livetime = self.counter.pair_livetime_s
         frames = np.maximum(self._summary_frames, 1)
         # vetoed slices count r = 0, so mean × all frames' livetime = Σ over the live frames
@@ -243,7 +257,7 @@ class K40(Monitor):
 
     def _calibrate(
         self,
-        counts: np.ndarray,
+        counts: PeriodCounts,
         background: np.ndarray,
         livetime: np.ndarray,
         shift: np.ndarray,
@@ -252,7 +266,7 @@ class K40(Monitor):
         end: float,
     ) -> PeriodResult:
         started = time.perf_counter()
-        fits = fit_pairs(counts, background, livetime, shift, self.l1_window_ns)
+        fits = self._fit_in_parts(counts, background, livetime, shift)
         calibration = solve_doms(fits, self.cos_angles, self.present)
         self.log.info(
             "calibrated %d DOMs (%s to %s, %d pairs fitted) in %.1f s",
@@ -267,6 +281,21 @@ class K40(Monitor):
             start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns,
             fits.rate_hz, fits.valid, singles, pmt_net,
         )  # fmt: skip
+
+    def _fit_in_parts(
+        self, counts: PeriodCounts, background: np.ndarray, livetime: np.ndarray, shift: np.ndarray
+    ) -> PairFits:
+        """The pair fits of every DOM, FIT_DOMS at a time: their exact counts (int64) then
+        take a few MB instead of a whole-detector array."""
+        parts = []
+        for first in range(0, max(len(counts), 1), FIT_DOMS):
+            part = slice(first, first + FIT_DOMS)
+            parts.append(
+                fit_pairs(counts.dense(first, part.stop), background[part], livetime[part],
+                          shift[part], self.l1_window_ns)
+            )  # fmt: skip
+        fields = PairFits.__dataclass_fields__
+        return PairFits(*(np.concatenate([getattr(p, name) for p in parts]) for name in fields))
 
     # -- outputs ----------------------------------------------------------------------
 
