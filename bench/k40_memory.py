@@ -5,7 +5,9 @@ all real processes on loopback; every ``--every`` seconds k40's RSS, its anonymo
 (``/proc/<pid>/smaps_rollup``) and, from its freshness record, the messages it has taken
 and its data lag (a lag of seconds means that much of the 64 MB/s stream is queued in it).
 The count bins fill as DOM pairs see coincidences, so memory grows over the first minutes;
-the suite benchmark (``bench_startup.py --suite``) samples only once.
+the suite benchmark (``bench_startup.py --suite``) samples only once. Calibration periods
+end at multiples of ``--period`` in DAQ time (UTC): a short one (``--period 120``) puts the
+hand-over to the fit and the fit itself into the run.
 
     .venv/bin/python bench/k40_memory.py --duration 300
     PYTHONPATH=/path/to/other/src .venv/bin/python bench/k40_memory.py  # another tree
@@ -40,6 +42,7 @@ def main() -> int:
     parser.add_argument("--dus", type=int, default=230)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of streaming")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--period", type=float, help="k40's --period (default: its own, 600 s)")
     parser.add_argument("--json", type=Path, help="write the samples here as JSON too")
     args = parser.parse_args()
     from km3mon.sim.sim_geometry import synthetic_detx
@@ -61,8 +64,9 @@ def main() -> int:
     try:
         start("ligier", "ligier", "-P", port, "--host", "127.0.0.1")
         wait_for_port(port)
+        period = ["--period", args.period] if args.period else []
         start("k40", "k40", "--detx", detx, "-p", port, "-o", folder / "plots",
-              "--data-dir", folder / "data")  # fmt: skip
+              "--data-dir", folder / "data", *period)  # fmt: skip
         time.sleep(3)
         start("simulator", "simulate", "--detx", detx, "-p", port, "--seed", 1,
               "--event-rate", 200)  # fmt: skip
@@ -79,12 +83,14 @@ def main() -> int:
                 "messages": record.get("messages"),
                 "dropped": record.get("dropped"),
                 "data_lag_s": record.get("data_lag_s"),
+                "calibrations": (folder / "k40.log").read_text().count("calibrated "),
             }
             samples.append(sample)
             print(
                 f"{sample['s']:6.0f} s  RSS {sample['rss_mb']:6.0f} MB  anonymous "
                 f"{sample['anonymous_mb']:6.0f} MB  messages {sample['messages']}  dropped "
-                f"{sample['dropped']}  data lag {sample['data_lag_s']} s",
+                f"{sample['dropped']}  data lag {sample['data_lag_s']} s  calibrations "
+                f"{sample['calibrations']}",
                 flush=True,
             )
     finally:

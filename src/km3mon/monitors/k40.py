@@ -63,8 +63,7 @@ from km3mon.physics.k40 import no_peak, out_of_tolerance, pair_cos_angles, pmt_s
 from km3mon.physics.k40_fit import (
     DEFAULT_L1_WINDOW_NS,
     DOMCalibration,
-    PairFits,
-    fit_pairs,
+    fit_period,
     solve_doms,
 )
 from km3mon.physics.pmts import pmt_table
@@ -116,8 +115,6 @@ class PeriodResult:
 #: Niceness of the fitting thread: a calibration (tens of CPU-seconds at 230 DUs) must not
 #: take the CPU from the counting of IO_TSL1, which cannot wait (its messages would be dropped).
 FIT_NICENESS = 10
-#: DOMs whose pairs are fitted at a time (their exact counts: 10 MB at 64 DOMs).
-FIT_DOMS = 64
 
 
 def _yield_to_counting() -> None:
@@ -266,7 +263,7 @@ class K40(Monitor):
         end: float,
     ) -> PeriodResult:
         started = time.perf_counter()
-        fits = self._fit_in_parts(counts, background, livetime, shift)
+        fits = fit_period(counts, background, livetime, shift, self.l1_window_ns)
         calibration = solve_doms(fits, self.cos_angles, self.present)
         self.log.info(
             "calibrated %d DOMs (%s to %s, %d pairs fitted) in %.1f s",
@@ -277,25 +274,11 @@ class K40(Monitor):
             time.perf_counter() - started,
         )
         pmt_net = pmt_sums(np.nan_to_num(fits.net_coincidences))
+        # copies: the fits are views into one (8, DOMs, pairs) array (123 MB at 230 DUs)
         return PeriodResult(
-            start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns,
-            fits.rate_hz, fits.valid, singles, pmt_net,
+            start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns.copy(),
+            fits.rate_hz.copy(), fits.valid, singles, pmt_net,
         )  # fmt: skip
-
-    def _fit_in_parts(
-        self, counts: PeriodCounts, background: np.ndarray, livetime: np.ndarray, shift: np.ndarray
-    ) -> PairFits:
-        """The pair fits of every DOM, FIT_DOMS at a time: their exact counts (int64) then
-        take a few MB instead of a whole-detector array."""
-        parts = []
-        for first in range(0, max(len(counts), 1), FIT_DOMS):
-            part = slice(first, first + FIT_DOMS)
-            parts.append(
-                fit_pairs(counts.dense(first, part.stop), background[part], livetime[part],
-                          shift[part], self.l1_window_ns)
-            )  # fmt: skip
-        fields = PairFits.__dataclass_fields__
-        return PairFits(*(np.concatenate([getattr(p, name) for p in parts]) for name in fields))
 
     # -- outputs ----------------------------------------------------------------------
 
