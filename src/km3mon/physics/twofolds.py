@@ -210,9 +210,7 @@ class TwofoldCounter:
             self._collect_wrapped()
             self._wrap_buffer = np.empty(longest, np.int64)
         bad, first = 0, 0
-        while first < len(slots):  # the wrap buffer full before a frame: empty it, go on
-            if first:
-                self._collect_wrapped()
+        while True:
             more_bad, first = _count_frames(
                 buffer,
                 located.hit_offsets,
@@ -233,6 +231,9 @@ class TwofoldCounter:
                 self.wrap - 1,
             )
             bad += more_bad
+            if first >= len(slots):
+                break
+            self._collect_wrapped()  # no room for frame ``first``'s wraps: empty, go on
         known = slots >= 0
         hits = int(n_hits[known].sum())
         self.hits += hits
