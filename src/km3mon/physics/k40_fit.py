@@ -105,11 +105,10 @@ def fit_pairs(
     inside the L1 window ``(n, 465)``, livetime per DOM ``(n,)`` or per pair ``(n, 465)``,
     calibrated Δt of bin centres minus their integer Δt ``(n, 465)``; ``l1_window_ns``: the
     DataFilter's L1 window (None: hits not selected by one, all bins accepted). ``out``: an
-    ``(8, n, 465)`` float64 NaN array to fill (a part of a larger one), else a new one; the
-    fits are views into it."""
+    ``(8, n, 465)`` float64 array to copy the fits to (a part of a larger one), else a new
+    one; the fits are views into it."""
     n = counts.shape[0]
-    if out is None:
-        out = np.full((8, n, N_PAIRS), np.nan)
+    fitted = np.full((8, n, N_PAIRS), np.nan)  # contiguous: one compiled kernel for all
     livetime = np.broadcast_to(np.asarray(livetime_s, np.float64).reshape(n, -1), (n, N_PAIRS))
     _fit_all(
         np.ascontiguousarray(counts),
@@ -117,8 +116,12 @@ def fit_pairs(
         np.ascontiguousarray(livetime),
         np.ascontiguousarray(bin_shift_ns, np.float64),
         -1.0 if l1_window_ns is None else float(l1_window_ns),
-        out,
+        fitted,
     )
+    if out is None:
+        out = fitted
+    else:
+        out[...] = fitted
     valid = out[7] > 0
     return PairFits(*out[:7], valid)
 
