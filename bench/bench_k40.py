@@ -91,7 +91,7 @@ def main() -> None:
     ours_ns = best / hits * 1e9
     print(
         f"km3mon TwofoldCounter: {ours_ns:.1f} ns per hit, {best / args.seconds:.3f} cores for "
-        f"the whole stream ({counter.counts.sum()} twofolds counted)"
+        f"the whole stream ({counter.exact_counts().sum()} twofolds counted)"
     )
 
     import km3pipe as kp
@@ -132,7 +132,7 @@ def main() -> None:
     livetime = counter.livetime_s * scale
     singles = np.full((len(counter.dom_index), 31), 7.4e3)
     background = (singles[:, PAIR_I] * singles[:, PAIR_J]) * 1e-9 * livetime[:, None]
-    counts = (counter.counts * scale).astype(np.int32)
+    counts = (counter.exact_counts() * scale).astype(np.int32)
     start = time.process_time()
     fits = fit_pairs(counts, background, counter.pair_livetime_s * scale, counter.bin_shift_ns)
     middle = time.process_time()
@@ -144,7 +144,7 @@ def main() -> None:
         f"one calibration ({args.period:g} s of data, {int(fits.valid.sum())} pairs fitted): "
         f"pair fits {middle - start:.1f} s, per-DOM solution {end - middle:.1f} s "
         f"CPU ({len(counter.dom_index)} DOMs x 465 pairs x {2 * args.tmax + 1} bins, count "
-        f"matrix {counter.counts.nbytes / 1e6:.0f} MB), on the fitting thread"
+        f"matrix {counter.binned.nbytes / 1e6:.0f} MB), on the fitting thread"
     )
 
 

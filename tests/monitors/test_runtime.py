@@ -7,10 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from km3mon.controlhost import Client
+from km3mon.runtime.streaming import _malloc_trim, release_free_memory
 from km3mon.timetext import utc
 from tests.conftest import REPO, free_port, wait_subscribed, wait_until
 from tests.monitors.stamps import banner_fraction, png_text
@@ -171,3 +175,28 @@ def test_round_robin_draws_the_longest_waiting_first_and_ties_in_the_given_order
     while robin.run(drawn.append):
         pass
     assert drawn == ["summary", 3, 1, 2]
+
+
+def test_memory_freed_by_another_thread_goes_back_to_the_system() -> None:
+    """Payloads the receiver thread allocated and the main thread freed stay resident in the
+    receiver's arena until ``release_free_memory`` (a backlog must not cost memory for good)."""
+    if _malloc_trim() is None:
+        pytest.skip("the C library has no malloc_trim")
+
+    def resident_mb() -> float:
+        return (
+            int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+        )
+
+    backlog: list[bytes] = []
+    receiver = threading.Thread(
+        target=lambda: backlog.extend(os.urandom(80_000) for _ in range(2500))
+    )
+    receiver.start()
+    receiver.join()
+    del backlog[:-10]  # consumed: 200 MB freed, the newest messages still queued
+    before = resident_mb()
+    release_free_memory()
+    assert resident_mb() < before - 100, (
+        f"{before:.0f} MB resident before, {resident_mb():.0f} after"
+    )

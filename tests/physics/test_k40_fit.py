@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from km3mon.physics.k40_fit import fit_pairs, l1_acceptance
+from km3mon.physics.k40_fit import PairFits, fit_pairs, fit_period, l1_acceptance
+from km3mon.physics.twofolds import PeriodCounts
 
 TMAX = 20
 RATE_HZ, LIVETIME_S, SIGMA_NS, BACKGROUND = 2.0, 600.0, 3.5, 30.0
@@ -55,3 +56,26 @@ def test_the_l1_acceptance_is_one_inside_zero_beyond_half_at_the_edge() -> None:
     assert l1_acceptance(11.0, 10.0) == l1_acceptance(-11.0, 10.0) == 0.5
     assert l1_acceptance(12.0, 10.0) == 0.0
     assert l1_acceptance(30.0, -1.0) == 1.0
+
+
+def test_a_period_fitted_in_parts_is_fitted_as_in_one_go() -> None:
+    """``fit_period`` (64 DOMs at a time, 16-bit bins with wrapped counts carried) gives what
+    ``fit_pairs`` gives on the whole int32 count array, to the bit."""
+    rng = np.random.default_rng(3)
+    n_doms = 150
+    counts = np.zeros((n_doms, 465, 2 * TMAX + 1), np.int32)
+    for dom in range(n_doms):
+        for pair in range(0, 465, 37):
+            counts[dom, pair] = drawn_counts(rng.normal(0, 2), LIVETIME_S, rng)
+    counts[5, 0, TMAX] = 70_000  # past 16 bits: carried
+    binned = (counts % 65536).astype(np.uint16)
+    wrapped = [np.flatnonzero(counts.reshape(-1) >= 65536)]
+    period = PeriodCounts(binned, 65536, wrapped)
+    background = np.full((n_doms, 465), BACKGROUND)
+    livetime = np.full((n_doms, 465), LIVETIME_S)
+    shift = rng.uniform(-0.5, 0.5, (n_doms, 465))
+    whole = fit_pairs(counts, background, livetime, shift)
+    parts = fit_period(period, background, livetime, shift)
+    assert whole.valid.sum() > 1000
+    for name in PairFits.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name), err_msg=name)

@@ -58,9 +58,15 @@ from km3mon.physics.k40 import (
     pmt_sums,
     rms_ns,
 )
-from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, fit_pairs, solve_doms
+from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, fit_period, solve_doms
 from km3mon.physics.pmts import pmt_table
-from km3mon.physics.twofolds import DEFAULT_TMAX_NS, PAIR_I, PAIR_J, TwofoldCounter
+from km3mon.physics.twofolds import (
+    DEFAULT_TMAX_NS,
+    PAIR_I,
+    PAIR_J,
+    PeriodCounts,
+    TwofoldCounter,
+)
 from km3mon.published import atomic_write
 from km3mon.runtime.decoding import decode_summaryslices, locate_timeslices
 from km3mon.runtime.monitor import Context, Monitor, RoundRobin, register_monitor
@@ -197,7 +203,7 @@ class K40(Monitor):
 
     def _close_period(self) -> None:
         """Hand the period's counts to the fitting thread; counting goes on at once."""
-        counts = self.counter.counts.copy()
+        counts = self.counter.take_counts()  # the bins themselves: counting goes on in new ones
         livetime = self.counter.pair_livetime_s
         background = accidentals_per_bin(
             self._rates_product, self._summary_frames, self.counter.livetime_s
@@ -218,7 +224,7 @@ class K40(Monitor):
 
     def _calibrate(
         self,
-        counts: np.ndarray,
+        counts: PeriodCounts,
         background: np.ndarray,
         livetime: np.ndarray,
         shift: np.ndarray,
@@ -227,7 +233,7 @@ class K40(Monitor):
         end: float,
     ) -> PeriodResult:
         started = time.perf_counter()
-        fits = fit_pairs(counts, background, livetime, shift, self.l1_window_ns)
+        fits = fit_period(counts, background, livetime, shift, self.l1_window_ns)
         calibration = solve_doms(fits, self.cos_angles, self.present)
         self.log.info(
             "calibrated %d DOMs (%s to %s, %d pairs fitted) in %.1f s",
@@ -238,9 +244,10 @@ class K40(Monitor):
             time.perf_counter() - started,
         )
         pmt_net = pmt_sums(np.nan_to_num(fits.net_coincidences))
+        # copies: the fits are views into one (8, DOMs, pairs) array (123 MB at 230 DUs)
         return PeriodResult(
-            start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns,
-            fits.rate_hz, fits.valid, singles, pmt_net,
+            start, end, livetime.max(axis=1, initial=0.0), calibration, fits.mean_ns.copy(),
+            fits.rate_hz.copy(), fits.valid, singles, pmt_net,
         )  # fmt: skip
 
     # -- outputs ----------------------------------------------------------------------

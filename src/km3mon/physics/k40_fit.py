@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from km3mon.daq.summaryslice import N_CHANNELS
-from km3mon.physics.twofolds import N_PAIRS, PAIR_I, PAIR_J
+from km3mon.physics.twofolds import N_PAIRS, PAIR_I, PAIR_J, PeriodCounts
 
 MIN_NET_COINCIDENCES = 20.0
 MIN_SIGNIFICANCE = 4.0
@@ -55,6 +55,8 @@ _BIN_VARIANCE_NS2 = 1.0 / 12.0
 #: The DataFilter's L1 window (ns, integer TDC times) assumed by default: the simulator's.
 DEFAULT_L1_WINDOW_NS = 10.0
 _MAX_ITERATIONS = 40
+#: DOMs whose pairs :func:`fit_period` fits at a time (their exact counts: 10 MB at 64).
+FIT_DOMS = 64
 
 
 @dataclass
@@ -97,13 +99,16 @@ def fit_pairs(
     livetime_s: np.ndarray,
     bin_shift_ns: np.ndarray,
     l1_window_ns: float | None = DEFAULT_L1_WINDOW_NS,
+    out: np.ndarray | None = None,
 ) -> PairFits:
     """Fit every pair of every DOM: ``counts (n, 465, bins)``, expected accidentals per bin
     inside the L1 window ``(n, 465)``, livetime per DOM ``(n,)`` or per pair ``(n, 465)``,
     calibrated Δt of bin centres minus their integer Δt ``(n, 465)``; ``l1_window_ns``: the
-    DataFilter's L1 window (None: hits not selected by one, all bins accepted)."""
+    DataFilter's L1 window (None: hits not selected by one, all bins accepted). ``out``: an
+    ``(8, n, 465)`` float64 array to copy the fits to (a part of a larger one), else a new
+    one; the fits are views into it."""
     n = counts.shape[0]
-    out = np.full((8, n, N_PAIRS), np.nan)
+    fitted = np.full((8, n, N_PAIRS), np.nan)  # contiguous: one compiled kernel for all
     livetime = np.broadcast_to(np.asarray(livetime_s, np.float64).reshape(n, -1), (n, N_PAIRS))
     _fit_all(
         np.ascontiguousarray(counts),
@@ -111,10 +116,32 @@ def fit_pairs(
         np.ascontiguousarray(livetime),
         np.ascontiguousarray(bin_shift_ns, np.float64),
         -1.0 if l1_window_ns is None else float(l1_window_ns),
-        out,
+        fitted,
     )
+    if out is None:
+        out = fitted
+    else:
+        out[...] = fitted
     valid = out[7] > 0
     return PairFits(*out[:7], valid)
+
+
+def fit_period(
+    counts: PeriodCounts,
+    background_per_bin: np.ndarray,
+    livetime_s: np.ndarray,
+    bin_shift_ns: np.ndarray,
+    l1_window_ns: float | None = DEFAULT_L1_WINDOW_NS,
+) -> PairFits:
+    """:func:`fit_pairs` of a period's counts, :data:`FIT_DOMS` DOMs at a time into one
+    result array: their exact counts (int64) take a few MB, where the whole detector's would
+    take 630 at 230 DUs. ``livetime_s`` per pair ``(n, 465)``."""
+    out = np.full((8, len(counts), N_PAIRS), np.nan)
+    for first in range(0, len(counts), FIT_DOMS):
+        part = slice(first, first + FIT_DOMS)
+        fit_pairs(counts.dense(first, part.stop), background_per_bin[part], livetime_s[part],
+                  bin_shift_ns[part], l1_window_ns, out=out[:, part])  # fmt: skip
+    return PairFits(*out[:7], out[7] > 0)
 
 
 @njit(cache=True, inline="always")

@@ -52,11 +52,42 @@ _CHANNEL_WORD_MASK = (1 << N_CHANNELS) - 1
 _CHANNEL_BITS = 5
 _CHANNEL_MASK = (1 << _CHANNEL_BITS) - 1
 _TIME_BIAS_NS = 1 << 20  # keeps calibrated times positive in the sort keys
+#: Twofolds per bin are counted in 16 bits: a bin holds K40 of one pair in one ns for a period
+#: (hundreds, thousands in bioluminescence), but no bound holds for every DOM and --period,
+#: so a bin at 65 535 wraps and is carried exactly (``PeriodCounts``): 158 MB at 230 DUs,
+#: int32 took 316.
+COUNT_DTYPE = np.uint16
+#: Wraps held before they are collected (grown for a frame with more hits).
+WRAP_BUFFER = 4096
 
 
 def pair_index(i: np.ndarray | int, j: np.ndarray | int) -> np.ndarray | int:
     """Index of the PMT pair ``(i, j)``, ``i < j``, in km3pipe's order."""
     return i * (N_CHANNELS - 1) - i * (i + 1) // 2 + j - 1
+
+
+@dataclass
+class PeriodCounts:
+    """A period's twofolds: ``binned`` (slot, pair, bin) modulo ``wrap``, and ``wrapped``,
+    the flat index of a bin for each time its count wrapped."""
+
+    binned: np.ndarray
+    wrap: int
+    wrapped: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.binned)
+
+    def dense(self, first: int = 0, stop: int | None = None) -> np.ndarray:
+        """Exact counts (int64) of slots ``first`` to ``stop``: a few MB per 100 DOMs, where
+        the whole detector's would be 630 MB at 230 DUs."""
+        part = self.binned[first:stop]
+        counts = part.astype(np.int64)
+        if self.wrapped:
+            flat = np.concatenate(self.wrapped) - first * N_PAIRS * self.binned.shape[2]
+            flat = flat[(flat >= 0) & (flat < counts.size)]
+            np.add.at(counts.reshape(-1), flat, self.wrap)
+        return counts
 
 
 @dataclass
@@ -78,7 +109,12 @@ class TwofoldCounter:
     """
 
     def __init__(
-        self, detector: Detector, tmax_ns: int = DEFAULT_TMAX_NS, *, raw_times: bool = False
+        self,
+        detector: Detector,
+        tmax_ns: int = DEFAULT_TMAX_NS,
+        *,
+        raw_times: bool = False,
+        count_dtype: type[np.unsignedinteger] = COUNT_DTYPE,
     ) -> None:
         if tmax_ns < 1:
             raise ValueError(f"tmax_ns must be at least 1, got {tmax_ns}")
@@ -105,7 +141,15 @@ class TwofoldCounter:
         fraction = np.nan_to_num(self.relative_t0_ns) - self._t0_int
         #: Per slot and pair: calibrated Δt minus the bin's integer Δt (the rounding of t0).
         self.bin_shift_ns = fraction[:, PAIR_J] - fraction[:, PAIR_I]
-        self.counts = np.zeros((n, N_PAIRS, 2 * tmax_ns + 1), np.int32)
+        self.count_dtype = np.dtype(count_dtype)
+        #: Twofolds per slot, pair and Δt bin, modulo the dtype's range: a bin's count beyond
+        #: its maximum wraps to 0 and is carried (:attr:`wrapped`). ``exact_counts`` adds both.
+        self.binned = self._fresh_bins()
+        #: Flat indices into :attr:`binned`, one per wrap of that bin (each worth ``wrap``).
+        self.wrapped: list[np.ndarray] = []
+        self.wrap = int(np.iinfo(self.count_dtype).max) + 1
+        self._wrap_buffer = np.empty(WRAP_BUFFER, np.int64)
+        self._wrap_fill = np.zeros(1, np.int64)
         self.frames = np.zeros(n, np.int64)
         #: Per slot and pair: frames in which either PMT was in high-rate veto or FIFO-full.
         self.dead_frames = np.zeros((n, N_PAIRS), np.int32)
@@ -121,8 +165,33 @@ class TwofoldCounter:
         """Seconds of data per slot and pair in which both PMTs were free of veto."""
         return (self.frames[:, None] - self.dead_frames) * TIMESLICE_S
 
+    def _fresh_bins(self) -> np.ndarray:
+        """Zeroed bins whose pages the system provides on first touch (no memset, no copy)."""
+        n_bins = 2 * self.tmax_ns + 1
+        return np.zeros((len(self.dom_index), N_PAIRS, n_bins), self.count_dtype)
+
+    def exact_counts(self) -> np.ndarray:
+        """Every twofold of this period per slot, pair and bin (int64; tests, benchmarks)."""
+        return self.take_counts(keep=True).dense()
+
+    def take_counts(self, keep: bool = False) -> PeriodCounts:
+        """This period's counts; unless ``keep``, counting goes on in fresh bins (the
+        caller owns the old ones: a calibration period handed over without a copy)."""
+        self._collect_wrapped()
+        counts = PeriodCounts(self.binned, self.wrap, list(self.wrapped))
+        if not keep:
+            self.binned = self._fresh_bins()
+            self.wrapped = []
+        return counts
+
+    def _collect_wrapped(self) -> None:
+        filled = int(self._wrap_fill[0])
+        if filled:
+            self.wrapped.append(self._wrap_buffer[:filled].copy())
+            self._wrap_fill[0] = 0
+
     def reset(self) -> None:
-        self.counts[:] = 0
+        self.take_counts()
         self.frames[:] = 0
         self.dead_frames[:] = 0
         self.hits = 0
@@ -136,21 +205,35 @@ class TwofoldCounter:
         status, fifo = frames["status"].astype(np.int64), frames["fifo"].astype(np.int64)
         if self.raw_times:
             status[:] = fifo[:] = 0
-        bad = _count_frames(
-            buffer,
-            located.hit_offsets,
-            n_hits,
-            slots,
-            status,
-            fifo,
-            self._enabled_bits,
-            self._t0_int,
-            self.counts,
-            self.frames,
-            self.dead_frames,
-            self.tmax_ns,
-            int(n_hits.max(initial=0)),
-        )
+        longest = int(n_hits.max(initial=0))
+        if longest > len(self._wrap_buffer):  # a frame's wraps must fit (< 1 per hit)
+            self._collect_wrapped()
+            self._wrap_buffer = np.empty(longest, np.int64)
+        bad, first = 0, 0
+        while True:
+            more_bad, first = _count_frames(
+                buffer,
+                located.hit_offsets,
+                n_hits,
+                slots,
+                status,
+                fifo,
+                self._enabled_bits,
+                self._t0_int,
+                self.binned,
+                self.frames,
+                self.dead_frames,
+                self.tmax_ns,
+                longest,
+                first,
+                self._wrap_buffer,
+                self._wrap_fill,
+                self.wrap - 1,
+            )
+            bad += more_bad
+            if first >= len(slots):
+                break
+            self._collect_wrapped()  # no room for frame ``first``'s wraps: empty, go on
         known = slots >= 0
         hits = int(n_hits[known].sum())
         self.hits += hits
@@ -160,12 +243,18 @@ class TwofoldCounter:
 @njit(cache=True, nogil=True)
 def _count_frames(
     buffer, hit_offsets, n_hits, slots, status, fifo, enabled, t0_ns, counts, frames, dead,
-    tmax, longest,
+    tmax, longest, first, wrapped, wrap_fill, top,
 ):  # fmt: skip
-    """Add every frame's exactly-two groups to ``counts``; returns hits with a channel > 30."""
+    """Add the exactly-two groups of the frames from ``first`` on to ``counts``, a bin at its
+    maximum ``top`` wrapping to 0 with its flat index written to ``wrapped``. Returns the
+    hits with a channel > 30 and the frame to go on from: ``len(slots)`` when done, earlier
+    when ``wrapped`` might not hold the next frame's wraps (fewer than its hits)."""
     keys = np.empty(max(longest, 1), np.int64)
+    n_bins = counts.shape[2]
     bad = 0
-    for frame in range(len(slots)):
+    for frame in range(first, len(slots)):
+        if wrap_fill[0] + n_hits[frame] > len(wrapped):
+            return bad, frame
         slot = slots[frame]
         if slot < 0:
             continue
@@ -210,11 +299,17 @@ def _count_frames(
                 if a != b:
                     delta = (ordered[other] >> _CHANNEL_BITS) - first_time
                     if a < b:
-                        counts[slot, a * 30 - a * (a + 1) // 2 + b - 1, tmax + delta] += 1
+                        pair, at_bin = a * 30 - a * (a + 1) // 2 + b - 1, tmax + delta
                     else:
-                        counts[slot, b * 30 - b * (b + 1) // 2 + a - 1, tmax - delta] += 1
+                        pair, at_bin = b * 30 - b * (b + 1) // 2 + a - 1, tmax - delta
+                    if counts[slot, pair, at_bin] == top:
+                        counts[slot, pair, at_bin] = 0
+                        wrapped[wrap_fill[0]] = (slot * N_PAIRS + pair) * n_bins + at_bin
+                        wrap_fill[0] += 1
+                    else:
+                        counts[slot, pair, at_bin] += 1
             start_hit = other
-    return bad
+    return bad, len(slots)
 
 
 @njit(cache=True, nogil=True, inline="always")

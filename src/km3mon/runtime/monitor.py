@@ -32,7 +32,7 @@ from km3mon.published import atomic_write
 from km3mon.runtime.freshness import Freshness, OutputRecord
 from km3mon.runtime.guards import TimeGate, TimeGuard, possible
 from km3mon.runtime.output import png_stamps, save_figure
-from km3mon.runtime.streaming import tune_garbage_collector
+from km3mon.runtime.streaming import release_free_memory, tune_garbage_collector
 from km3mon.timetext import utc
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 #: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
 FRESHNESS_EVERY_S = 2.0
+#: Free memory is handed back to the system this often (``release_free_memory``).
+RELEASE_MEMORY_EVERY_S = 10.0
 ERROR_LOG_EVERY_S = 10.0
 
 
@@ -502,6 +504,7 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
     next_render = time.monotonic() + interval_s
     rendering = False  # a tick with outputs left to draw
     next_record = 0.0
+    next_release = time.monotonic() + RELEASE_MEMORY_EVERY_S
     rate_count, rate_since = 0, time.monotonic()
     if receiver is not None:
         context.gate = TimeGate(context.time_guard)
@@ -543,6 +546,9 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
                 freshness.reconnects = receiver.client.reconnects
             freshness.state = _state(freshness, context)
             freshness.write(record_path)
+        if now_mono >= next_release:
+            next_release = now_mono + RELEASE_MEMORY_EVERY_S
+            release_free_memory()
         if not messages and not rendering:
             stop.wait(0.05)
     try:
