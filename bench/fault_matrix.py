@@ -222,7 +222,9 @@ def schedule(faults: list[Fault], args: argparse.Namespace) -> float:
         if fault.scenario == "sn-burst":
             length = 10.0
         fault.end_s = t + length
-        fault.slot_end_s = fault.end_s + args.gap_s
+        # reco's offsets forget a fixed t0 only as its blocks roll over: as long as it took
+        gap_s = max(args.gap_s, RECO_BLOCK_S + args.hold_s + 60.0) if fault.block else args.gap_s
+        fault.slot_end_s = fault.end_s + gap_s
         t = fault.slot_end_s
     return t
 
