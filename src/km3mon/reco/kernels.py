@@ -501,23 +501,28 @@ def _multiplicity_cost(x, y, z, first, n, d, p):
     tune, unlike a hits-per-distance prior."""
     total_k = 0.0
     sum_k_ln_f = 0.0
-    sum_f = 0.0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and not first[j]:
-            j += 1
-        ox = x[i] - p[0]
-        oy = y[i] - p[1]
-        oz = z[i] - p[2]
-        along = ox * d[0] + oy * d[1] + oz * d[2]
-        rho = np.sqrt(max(ox * ox + oy * oy + oz * oz - along * along, 0.0) + 1.0)
-        ln_f = -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
-        total_k += j - i
-        sum_k_ln_f += (j - i) * ln_f
-        sum_f += np.exp(ln_f)
-        i = j
-    return -2.0 * (sum_k_ln_f - total_k * np.log(sum_f))
+    max_ln_f = -np.inf
+    for stage in range(2):  # ln of the sum of the shares taken against the largest: a
+        sum_f = 0.0  # track far from every DOM must not underflow to ln 0
+        i = 0
+        while i < n:
+            j = i + 1
+            while j < n and not first[j]:
+                j += 1
+            ox = x[i] - p[0]
+            oy = y[i] - p[1]
+            oz = z[i] - p[2]
+            along = ox * d[0] + oy * d[1] + oz * d[2]
+            rho = np.sqrt(max(ox * ox + oy * oy + oz * oz - along * along, 0.0) + 1.0)
+            ln_f = -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
+            if stage == 0:
+                max_ln_f = max(max_ln_f, ln_f)
+                total_k += j - i
+                sum_k_ln_f += (j - i) * ln_f
+            else:
+                sum_f += np.exp(ln_f - max_ln_f)
+            i = j
+    return -2.0 * (sum_k_ln_f - total_k * (max_ln_f + np.log(sum_f)))
 
 
 @nb.njit(cache=True)
