@@ -15,7 +15,7 @@ import pytest
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq import decode_events_hits
 from km3mon.detector import calibrate_hits, parse_detx
-from km3mon.reco import kmc
+from km3mon.reco import kernels, kmc
 from km3mon.reco.fit import Reconstruction, Settings
 from km3mon.reco.model import space_angle_deg, zenith_deg
 from km3mon.sim.simulator import Simulator
@@ -62,6 +62,9 @@ def test_multi_du_fits_on_kmc() -> None:
     assert np.median(angle) < 4.5  # measured 3.5° (the file's Jpp chain: 2.9°)
     bright = n_dus[rows["event"]] >= 5
     assert np.median(angle[bright]) < 2.5  # measured 1.7°
+    few = ~bright
+    assert np.mean(angle[few] < 10.0) >= 0.40  # measured 46 % (43 % before the hit counts)
+    assert np.median(angle[few]) < 20.0  # measured 14.1° (20.0° before; Jpp 8-9°)
     assert sum(result.unfitted.values()) > 0 and "multi_du_no_fit" in result.unfitted
 
 
@@ -173,3 +176,30 @@ def test_reco_process_fits_the_kmc_replayed_through_a_ligier(ligier, spawn, tmp_
         and int(multi[f]["n_dus"]) >= 5
     ]  # fmt: skip
     assert np.median(angles) < 5.0
+
+
+def test_the_hit_counts_point_to_the_track_whatever_the_light_yield() -> None:
+    """Hit counts per DOM that follow the direct light of a track (more near it, fewer far
+    away) cost least at that track, and the same for any overall light yield: the term
+    compares shares, not an absolute number of hits per distance."""
+    rng = np.random.default_rng(3)
+    doms = rng.uniform(-60, 60, (12, 3))
+    direction = np.array([0.3, -0.2, -0.93]) / np.linalg.norm([0.3, -0.2, -0.93])
+    along = doms @ direction
+    rho = np.linalg.norm(doms - along[:, None] * direction, axis=1)
+    light = np.exp(-rho / (kernels.SIN_C * kernels.ATTENUATION_M)) / np.maximum(rho, 1.0)
+    costs = []
+    for yield_ in (20.0, 80.0):
+        counts = np.maximum(np.rint(yield_ * light / light.sum() * len(doms)), 1).astype(int)
+        pos = np.repeat(doms, counts, axis=0)
+        first = np.r_[True, np.repeat(np.arange(len(doms)), counts)[1:] != np.repeat(
+            np.arange(len(doms)), counts)[:-1]]  # fmt: skip
+        x, y, z = (np.ascontiguousarray(pos[:, k]) for k in range(3))
+        here = kernels._multiplicity_cost(x, y, z, first, len(x), direction, np.zeros(3))
+        shifted = [
+            kernels._multiplicity_cost(x, y, z, first, len(x), direction, np.array(offset))
+            for offset in ([25.0, 0.0, 0.0], [0.0, 25.0, 0.0], [-20.0, 10.0, 5.0])
+        ]
+        assert here < min(shifted), (here, shifted)
+        costs.append(here)
+    assert np.isfinite(costs).all()

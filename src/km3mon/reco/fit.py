@@ -126,6 +126,10 @@ class Settings:
     #: two mirror solutions' costs below which a 2-DU fit is ``ambiguous``.
     facing_weight: float = 3.0
     ambiguity_margin: float = 4.0
+    #: Weight of the hit-multiplicity cost (``kernels._multiplicity_cost``: each DOM's share
+    #: of the hits against its share of the track's direct light, no absolute light yield)
+    #: in that choice. On KM3NeT MC, 3-4-DU events: 43 -> 46 % within 10°.
+    multiplicity_weight: float = 0.5
     max_iterations: int = 40
     #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
     #: without one DOM must still be well determined).
@@ -308,7 +312,7 @@ class Reconstruction:
             s.sigma_fine_ns, s.sigma_ns, s.sigma_ln_distance, s.max_iterations, out_dir, out_pos,
             out_t, out_cost, out_mirror, out_iterations, s.min_loo_doms, s.max_loo_doms,
             s.facing_weight, residual, loo, self.spread_starts, s.spread_max_doms,
-            s.spread_iterations, s.spread_slack, s.loo_iterations,
+            s.spread_iterations, s.spread_slack, s.loo_iterations, s.multiplicity_weight,
         )  # fmt: skip
         ok = np.isfinite(out_cost)
         tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)

@@ -33,6 +33,9 @@ SIN_C = SIN_CHERENKOV
 #: reach a PMT from behind, at FACING_FLOOR of the head-on acceptance.
 FACING_CUTOFF = 0.26
 FACING_FLOOR = 0.05
+#: Attenuation length (m, along the photon's path) of the direct light a DOM sees, for the
+#: hit-multiplicity term (deep-sea absorption and scattering lengths are ~50-70 m).
+ATTENUATION_M = 50.0
 
 
 @nb.njit(cache=True)
@@ -490,12 +493,49 @@ def _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma, sigma_lnrho, work):
 
 
 @nb.njit(cache=True)
-def _fit_facing(x, y, z, t, lnrho, pmt_dir, n, d, p, t0, sigma, sigma_lnrho, max_iter,
-                facing_weight):  # fmt: skip
-    """``_fit_track`` from (d, p, t0), its cost with the PMT-facing term added."""
+def _multiplicity_cost(x, y, z, first, n, d, p):
+    """-2 ln of the multinomial probability of the DOMs' hit counts (a DOM's hits
+    adjacent, ``first`` marks its first): a DOM's share of the event's hits is its share
+    of the track's direct light, exp(-path / ATTENUATION_M) / rho with path = rho / sin θc.
+    The event's light yield (energy, bundles, showers) drops out: no absolute scale to
+    tune, unlike a hits-per-distance prior."""
+    total_k = 0.0
+    sum_k_ln_f = 0.0
+    max_ln_f = -np.inf
+    for stage in range(2):  # ln of the sum of the shares taken against the largest: a
+        sum_f = 0.0  # track far from every DOM must not underflow to ln 0
+        i = 0
+        while i < n:
+            j = i + 1
+            while j < n and not first[j]:
+                j += 1
+            ox = x[i] - p[0]
+            oy = y[i] - p[1]
+            oz = z[i] - p[2]
+            along = ox * d[0] + oy * d[1] + oz * d[2]
+            rho = np.sqrt(max(ox * ox + oy * oy + oz * oz - along * along, 0.0) + 1.0)
+            ln_f = -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
+            if stage == 0:
+                max_ln_f = max(max_ln_f, ln_f)
+                total_k += j - i
+                sum_k_ln_f += (j - i) * ln_f
+            else:
+                sum_f += np.exp(ln_f - max_ln_f)
+            i = j
+    return -2.0 * (sum_k_ln_f - total_k * (max_ln_f + np.log(sum_f)))
+
+
+@nb.njit(cache=True)
+def _fit_facing(x, y, z, t, lnrho, pmt_dir, first, n, d, p, t0, sigma, sigma_lnrho, max_iter,
+                facing_weight, multiplicity_weight):  # fmt: skip
+    """``_fit_track`` from (d, p, t0), its cost with the PMT-facing and hit-multiplicity
+    terms added (the terms that choose among candidate solutions)."""
     t0, cost, iterations = _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho,
                                       max_iter)  # fmt: skip
-    return t0, cost + facing_weight * _facing_cost(x, y, z, pmt_dir, n, d, p), iterations
+    cost += facing_weight * _facing_cost(x, y, z, pmt_dir, n, d, p)
+    if multiplicity_weight > 0.0:
+        cost += multiplicity_weight * _multiplicity_cost(x, y, z, first, n, d, p)
+    return t0, cost, iterations
 
 
 @nb.njit(cache=True)
@@ -547,6 +587,7 @@ def fit_tracks(
     spread_iterations,
     spread_slack,
     loo_iterations,
+    multiplicity_weight,
 ):
     """Prefit and robust fit of every event; the outputs are filled row by row.
 
@@ -556,12 +597,13 @@ def fit_tracks(
     ``mirror_axes[k]`` are the (x, y) of the two DUs of a two-DU event (NaN otherwise): its
     mirror solution is fitted too. Candidates (the starts, the mirror) are compared by
     their robust time cost plus ``facing_weight`` times :func:`_facing_cost` of their hits'
-    PMT directions (``pmt_dir``); the best is kept, ``out_mirror_cost`` is the mirror's
-    minus the kept one's (how clearly the PMTs chose). Events with at most ``spread_max_doms``
-    DOMs are also fitted from ``spread_starts`` (see the loop). Events the prefit cannot handle
-    get NaN. Events with at least ``min_loo_doms`` and at most ``max_loo_doms`` DOMs get
-    leave-one-DOM-out residuals of each DOM's first hit (``out_loo``, NaN elsewhere). Hits of a
-    DOM must be adjacent, its first hit first.
+    PMT directions (``pmt_dir``) plus ``multiplicity_weight`` times
+    :func:`_multiplicity_cost` of their DOMs' hit counts; the best is kept,
+    ``out_mirror_cost`` is the mirror's minus the kept one's (how clearly the PMTs chose).
+    Events with at most ``spread_max_doms`` DOMs are also fitted from ``spread_starts`` (see
+    the loop). Events the prefit cannot handle get NaN. Events with at least ``min_loo_doms``
+    and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of each DOM's first hit
+    (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its first hit first.
     """
     for k in range(len(offsets) - 1):
         lo, hi = offsets[k], offsets[k + 1]
@@ -586,6 +628,7 @@ def fit_tracks(
         tt = np.empty(n)
         ln_distance = lnrho[lo:hi]
         dirs = pmt_dir[lo:hi]
+        fs = first[lo:hi]
         for i in range(n):
             x[i] = pos[lo + i, 0] - cx
             y[i] = pos[lo + i, 1] - cy
@@ -635,8 +678,10 @@ def fit_tracks(
             n_chosen += 1
             d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine, sigma_lnrho,
                                     work)  # fmt: skip
-            t0, cost, iterations = _fit_facing(x, y, z, tt, ln_distance, dirs, n, d, p, t0, sigma,
-                                               sigma_lnrho, max_iter, facing_weight)  # fmt: skip
+            t0, cost, iterations = _fit_facing(
+                x, y, z, tt, ln_distance, dirs, fs, n, d, p, t0, sigma, sigma_lnrho, max_iter,
+                facing_weight, multiplicity_weight,
+            )  # fmt: skip
             out_iterations[k] += iterations
             if cost < best_cost:
                 best_cost, best_t0 = cost, t0
@@ -657,13 +702,13 @@ def fit_tracks(
                 d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine,
                                         sigma_lnrho, work)  # fmt: skip
                 t0, cost, iterations = _fit_facing(
-                    x, y, z, tt, ln_distance, dirs, n, d, p, t0, sigma, sigma_lnrho,
-                    spread_iterations, facing_weight,
+                    x, y, z, tt, ln_distance, dirs, fs, n, d, p, t0, sigma, sigma_lnrho,
+                    spread_iterations, facing_weight, multiplicity_weight,
                 )  # fmt: skip
                 if cost < best_cost + spread_slack:
                     t0, cost, more = _fit_facing(
-                        x, y, z, tt, ln_distance, dirs, n, d, p, t0, sigma, sigma_lnrho,
-                        max_iter, facing_weight,
+                        x, y, z, tt, ln_distance, dirs, fs, n, d, p, t0, sigma, sigma_lnrho,
+                        max_iter, facing_weight, multiplicity_weight,
                     )  # fmt: skip
                     iterations += more
                 out_iterations[k] += iterations
@@ -679,9 +724,10 @@ def fit_tracks(
             d = np.empty(3)
             p = np.empty(3)
             _mirror(best_d, best_p, axis_a, axis_b, d, p)
-            t0, cost, iterations = _fit_facing(x, y, z, tt, ln_distance, dirs, n, d, p, best_t0,
-                                               sigma, sigma_lnrho, max_iter,
-                                               facing_weight)  # fmt: skip
+            t0, cost, iterations = _fit_facing(
+                x, y, z, tt, ln_distance, dirs, fs, n, d, p, best_t0, sigma, sigma_lnrho,
+                max_iter, facing_weight, multiplicity_weight,
+            )  # fmt: skip
             out_iterations[k] += iterations
             out_mirror_cost[k] = abs(cost - best_cost)
             if cost < best_cost:
