@@ -641,11 +641,12 @@ async def serve(
     """Run a dispatcher until SIGTERM/SIGINT (or ``_StopDis`` when allowed)."""
     loop = asyncio.get_running_loop()
     dispatcher = Dispatcher(settings)
+    # before listening: a client may connect (and a supervisor stop us) as soon as we listen
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, dispatcher.stopped.set)
     server = await loop.create_server(
         lambda: Connection(dispatcher), host, port, reuse_address=True, backlog=1024
     )
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, dispatcher.stopped.set)
     bound = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
     log.warning("ligier listening on %s (pid %d)", bound, os.getpid())
     if ready is not None:
