@@ -44,6 +44,17 @@ SETS = {
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def stop_all(processes) -> None:
+    """SIGTERM to every process, then wait for each (killed after 10 s)."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -155,13 +166,7 @@ def run(
             rows[name] = row
         return {"dus": dus, "duration_s": elapsed, "rows": rows, "folder": str(folder)}
     finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes.values())
 
 
 def report(result: dict, km3pipe_us: float) -> str:

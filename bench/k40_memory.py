@@ -19,14 +19,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_monitors import KM3MON, free_port, rss_mb, wait_for_port
+from bench_monitors import KM3MON, free_port, rss_mb, stop_all, wait_for_port
 from benchlib import write_json
 
 
@@ -94,13 +93,7 @@ def main() -> int:
                 flush=True,
             )
     finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes.values())
         shutil.rmtree(folder, ignore_errors=True)
     peak = max((s["rss_mb"] for s in samples), default=float("nan"))
     print(f"peak RSS {peak:.0f} MB; load average {load_before} -> {os.getloadavg()}")
