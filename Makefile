@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/km3mon compile-kernels  # numba cache: no program compiles for minutes at its start
 	touch $(STAMP)
 
-# Two workers for most tests (whole files per worker, so session fixtures are built once);
-# the tests marked serial, which measure CPU or need the machine, after them one at a time;
+# Three workers for most tests (whole files per worker, so module fixtures are built once):
+# most of their time is spent waiting for simulated streams in real time, not computing, so
+# a third worker on a 2-core machine shortens the run; tests wait on load-aware deadlines.
+# The tests marked serial, which measure CPU or need the machine, after them one at a time;
 # the slowest are listed at the end (what to look at when the suite grows past 15 minutes).
 test: install lint
-	$(PY) -m pytest -n 2 --dist loadfile -m "not serial" --durations=15
+	$(PY) -m pytest -n 3 --dist loadfile -m "not serial" --durations=15
 	$(PY) -m pytest -m serial --durations=5
 
 test-fast: install

@@ -266,6 +266,14 @@ def ligier(start_ligier: Callable[..., Ligier]) -> Ligier:
     return start_ligier()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with tests marked ``slow`` (end-to-end runs of minutes) first, the rest in their
+    order: ``make test``'s workers take whole files in collection order, and a long file
+    taken last leaves the other worker idle for minutes at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 #: The words of ``needs_chromium``'s skip reason (tests/web/conftest.py) that mark a browser test.
 BROWSER_SKIP = "chromium and chromium-driver are not installed"
 
