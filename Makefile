@@ -23,11 +23,11 @@ $(STAMP): pyproject.toml
 # The tests marked serial, which measure CPU or need the machine, after them one at a time;
 # the slowest are listed at the end (what to look at when the suite grows past 15 minutes).
 test: install lint
-	$(PY) -m pytest -n 3 --dist loadfile -m "not serial" --durations=15
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder -m "not serial" --durations=15
 	$(PY) -m pytest -m serial --durations=5
 
 test-fast: install
-	$(PY) -m pytest -n 2 --dist loadfile -m "not slow"
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -268,8 +268,9 @@ def ligier(start_ligier: Callable[..., Ligier]) -> Ligier:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with tests marked ``slow`` (end-to-end runs of minutes) first, the rest in their
-    order: ``make test``'s workers take whole files in collection order, and a long file
-    taken last leaves the other worker idle for minutes at the end."""
+    order: ``make test``'s workers take whole files in collection order
+    (``--no-loadscope-reorder``; xdist's default puts files with few tests last, and a
+    one-test file of three minutes taken last left the other workers idle)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
 
