@@ -80,13 +80,18 @@ def background_histogram(
             top_axis.set_xlabel("significance of a value [σ, tail of the rolling background]")
         axes.legend(loc="upper right", fontsize=9)
     else:
-        axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
-                  transform=axes.transAxes)  # fmt: skip
+        _no_data_yet(axes)
     axes.set_xlabel("selected coincidences per window")
     axes.set_ylabel("windows")
     figure.suptitle(f"SN background: {selection}\n({note})", fontsize=11)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
+
+
+def _no_data_yet(axes) -> None:
+    """What both SN figures say before the first IO_TSSN arrives."""
+    axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
+              transform=axes.transAxes)  # fmt: skip
 
 
 def peak_history(
@@ -113,8 +118,7 @@ def peak_history(
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         axes.legend(loc="upper left", fontsize=9)
     else:
-        axes.text(0.5, 0.5, "no IO_TSSN yet", ha="center", va="center", fontsize=14,
-                  transform=axes.transAxes)  # fmt: skip
+        _no_data_yet(axes)
     axes.set_xlabel("UTC time")
     axes.set_ylabel("selected coincidences per window (peak per second)")
     axes.grid(alpha=0.3)
