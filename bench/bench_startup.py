@@ -8,7 +8,12 @@ imported only to print its help.
 Part 2 (``--suite DUS``): the suite as ``km3mon demo`` builds it, for a detector of ``DUS``
 DUs; after ``--warmup`` seconds every program's resident memory (children included) and which
 heavy packages its process has loaded (their compiled extensions in ``/proc/<pid>/maps``:
-numba, scipy, matplotlib; pure-Python Starlette is not visible there).
+numba, scipy, matplotlib; pure-Python Starlette is not visible there). Resident memory three
+ways: RSS (a shared library's pages count once in every process that maps them, so the sum
+overstates what the machine gives the suite), PSS (each shared page split among the processes
+that map it: the sum is the suite's share of the machine's memory) and USS (pages of that
+process alone: what stopping it would free); and, as a check that needs no accounting, how much
+the machine's ``MemAvailable`` fell from before the start.
 
 The interpreter and the ``km3mon`` under test are this one's (set PYTHONPATH to measure
 another tree, e.g. the commit before a change):
@@ -107,6 +112,23 @@ def mapped_packages(pids: list[int]) -> list[str]:
     return sorted(found)
 
 
+def proportional(pid: int) -> tuple[float, float]:
+    """PSS and USS of one process in MB (0, 0 when it is gone)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0, 0.0
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in rollup.splitlines()[1:]}
+    return kb.get("Pss", 0) / 1024, (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) / 1024
+
+
+def mem_available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
 def measure_suite(dus: int, warmup_s: float) -> dict[str, dict]:
     """Resident memory and loaded heavy packages of every program of a running suite."""
     sys.path.insert(0, str(Path(__file__).parent))
@@ -122,6 +144,7 @@ def measure_suite(dus: int, warmup_s: float) -> dict[str, dict]:
     options = argparse.Namespace(detx=detx, replay=None, scenario="", event_rate=200.0)
     environment, _ = write_folder(folder, options, PRODUCTION_PIPELINE, k40_args="")
     rows: dict[str, dict] = {}
+    available_before = mem_available_mb()
     try:
         start(folder, {**os.environ, **environment})
         time.sleep(warmup_s)
@@ -131,12 +154,28 @@ def measure_suite(dus: int, warmup_s: float) -> dict[str, dict]:
         for name, pid in sorted(mains.items()):
             members = family(pid, table, set(mains.values()) - {pid})
             rss = sum(seen[1] for m in members if (seen := usage(m)) is not None)
-            rows[name] = {"rss_mb": rss, "loaded": mapped_packages(members)}
-            print(f"{name:20} {rss:7.1f} MB  {' '.join(rows[name]['loaded'])}", flush=True)
+            pss, uss = (sum(column) for column in zip(*map(proportional, members), strict=True))
+            rows[name] = {
+                "rss_mb": rss, "pss_mb": pss, "uss_mb": uss, "loaded": mapped_packages(members)
+            }  # fmt: skip
+            print(
+                f"{name:20} RSS {rss:7.1f}  PSS {pss:7.1f}  USS {uss:7.1f} MB  "
+                + " ".join(rows[name]["loaded"]),
+                flush=True,
+            )
+        rows["machine"] = {"mem_available_drop_mb": available_before - mem_available_mb()}
     finally:
         stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"{'total':20} {sum(r['rss_mb'] for r in rows.values()):7.1f} MB")
+    from full_suite import DAQ_STAND_IN
+
+    programs = [row for name, row in rows.items() if "rss_mb" in row and name not in DAQ_STAND_IN]
+    totals = {k: sum(row[k] for row in programs) for k in ("rss_mb", "pss_mb", "uss_mb")}
+    print(
+        f"{'monitoring machine':20} RSS {totals['rss_mb']:7.1f}  PSS {totals['pss_mb']:7.1f}  "
+        f"USS {totals['uss_mb']:7.1f} MB; MemAvailable fell by "
+        f"{rows.get('machine', {}).get('mem_available_drop_mb', float('nan')):.0f} MB"
+    )
     return rows
 
 

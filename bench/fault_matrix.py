@@ -1,4 +1,4 @@
-"""The detection matrix: every kind of fault, injected in turn into the whole suite as it runs
+r"""The detection matrix: every kind of fault, injected in turn into the whole suite as it runs
 in production, and what reached the shifter.
 
 One working folder as ``km3mon demo`` writes it (setenv.sh, the operator's supervisord
@@ -24,6 +24,17 @@ at all for the disabled and known-bad DOMs and in the quiet stretch.
 
     .venv/bin/python bench/fault_matrix.py --json bench/results/fault_matrix.json
     .venv/bin/python bench/fault_matrix.py --faults silent-dom,kill-9 --quiet-s 60 --dus 3
+
+The quiet run is the same suite with no fault (``--faults none``) for a long quiet stretch; its
+notifications so far are written to ``<json>.partial.json`` every ``--partial-every-s``, so a
+run of many hours shows its state while it goes on and leaves a record if it is cut short:
+
+    .venv/bin/python bench/fault_matrix.py --faults none --speed 6 --warmup-s 900 \
+        --quiet-s 43200 --json bench/results/quiet_run.json
+
+At ``--speed`` S the simulator's DAQ clock runs S times the wall clock: a quiet run covers S
+times as many data (trigger, K40, SN and quality statistics) as its wall time, while the
+alerts' holds and the processes' freshness still count wall seconds.
 """
 
 from __future__ import annotations
@@ -263,7 +274,7 @@ def sim_clock_start(folder: Path) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    wanted = set(args.faults.split(",")) if args.faults else None
+    wanted = set(args.faults.split(",")) - {"none"} if args.faults else None
     faults = [f for f in catalogue() if wanted is None or f.name in wanted]
     for fault in faults:
         if fault.scenario and fault.scenario not in KINDS:
@@ -305,7 +316,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         k40_args=f"--period {args.k40_period:g} -i {args.k40_period:g}",
     )
     conf = folder / "supervisord.conf"
-    text = conf.read_text().replace("km3mon simulate ", f"km3mon simulate --seed {args.seed} ")
+    text = conf.read_text().replace(
+        "km3mon simulate ", f"km3mon simulate --seed {args.seed} --speed {args.speed:g} "
+    )
     head, marker, rest = text.partition(f"[program:{KILLED_MONITOR}]")
     conf.write_text(head + marker + rest.replace("autorestart=true", "autorestart=false", 1))
     for fault in active:
@@ -330,11 +343,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pending = [(f.start_s, "start", f) for f in active if not f.scenario]
         pending += [(f.end_s, "end", f) for f in active if not f.scenario]
         pending.sort(key=lambda item: item[0])
-        while time.time() < t0 + end_s:
+        partial_at = time.time() + args.partial_every_s
+        while time.time() < t0 + end_s / args.speed:
             now = time.time()
-            while pending and now >= t0 + pending[0][0]:
+            while pending and now >= t0 + pending[0][0] / args.speed:
                 _, what, fault = pending.pop(0)
                 actions.append(act(folder, fault, what))
+            if args.json and now >= partial_at:
+                partial_at = now + args.partial_every_s
+                write_partial(args, folder, faults, t0, webhook, mailbox)
             time.sleep(0.5)
         states = supervisor_states(folder / "pids" / "supervisor.sock") or {}
     finally:
@@ -371,6 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "k40_period",
                 "seed",
                 "event_rate",
+                "speed",
             )
         },
         "simulator_scenarios": said,
@@ -382,6 +400,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "log": log_lines,
         **result,
     }
+
+
+def write_partial(
+    args: argparse.Namespace,
+    folder: Path,
+    faults: list[Fault],
+    t0: float,
+    webhook: Webhook,
+    mailbox: Mailbox,
+) -> None:
+    """What reached the shifter so far, beside the final JSON: a long run shows its state."""
+    lines = read_alert_lines(folder / "logs" / "MSG.log")
+    result = analyse(args, faults, t0, list(webhook.received), list(mailbox.received), lines)
+    states = supervisor_states(folder / "pids" / "supervisor.sock") or {}
+    summary = {
+        "folder": str(folder),
+        "sim_clock_start": t0,
+        "simulated_s": round((time.time() - t0) * args.speed, 1),
+        "states": {name: state["state"] for name, state in states.items()},
+        "quiet_notifications": result["quiet"]["notifications"],
+        "warm_up_notifications": len(result["warm_up"]),
+        **result,
+    }
+    write_json(args.json.with_suffix(".partial.json"), summary, default=str)
+    print(
+        f"  {summary['simulated_s']:.0f} s: {summary['quiet_notifications']} notifications in "
+        "the quiet stretch",
+        flush=True,
+    )
 
 
 def qualified(folder: Path, program: str) -> str:
@@ -459,7 +506,7 @@ def analyse(
                                   "rule": match[2], "summary": match[3]})  # fmt: skip
     notifications += [{"sink": "log", **line, "summary": line["text"]} for line in log_lines]
     for note in notifications:
-        note["sim_s"] = round(note["at"] - t0, 1)
+        note["sim_s"] = round((note["at"] - t0) * args.speed, 1)
 
     active = [f for f in faults if f.available]
     quiet_from = args.warmup_s
@@ -621,7 +668,9 @@ def _num(value: float | None) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     names = ", ".join(f.name for f in catalogue())
-    parser.add_argument("--faults", help=f"comma-separated subset of: {names}")
+    parser.add_argument(
+        "--faults", help=f"comma-separated subset of: {names}; none: a quiet run only"
+    )
     parser.add_argument("--dus", type=int, default=0, help="synthetic DUs (0: ARCA-21 DETX)")
     parser.add_argument("--hold-s", type=float, default=20.0, help="hold of the data rules")
     parser.add_argument("--process-hold-s", type=float, default=30.0, help="process_down hold")
@@ -636,10 +685,19 @@ def main() -> int:
     parser.add_argument("--k40-period", type=float, default=60.0)
     parser.add_argument("--event-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulator clock speed-up; every --*-s is in simulated seconds (a quiet run)",
+    )
     parser.add_argument("--json", type=Path, help="write the raw result here")
+    parser.add_argument(
+        "--partial-every-s", type=float, default=600.0, help="write <json>.partial.json this often"
+    )
     args = parser.parse_args()
     if args.faults:
-        unknown = set(args.faults.split(",")) - {f.name for f in catalogue()}
+        unknown = set(args.faults.split(",")) - {f.name for f in catalogue()} - {"none"}
         if unknown:
             parser.error(f"unknown faults {sorted(unknown)}; known: {names}")
     result = run(args)

@@ -158,3 +158,16 @@ def test_doms_without_constants_are_drawn_apart_and_named(ligier, spawn, tmp_pat
         crosses = grey_pixels_in_data_box(png)
         # a 5-pixel cross per uncalibrated floor and bin (some overlap): far more than noise
         assert crosses >= 5 * floors, (du, crosses)
+
+
+def test_angles_are_kept_to_their_step_and_nan_stays_nan() -> None:
+    from km3mon.runtime.binning import Int16Columns
+
+    table = Int16Columns(4, 3, 0.02)
+    table.store(1, np.array([359.987, -12.3456, np.nan, 1e6]))
+    read = table.read(slice(None), 1)
+    assert np.allclose(read[:2], [359.98, -12.34], atol=0.01 + 1e-9)
+    assert np.isnan(read[2]), "no value stays no value"
+    assert np.isnan(read[3]), "out of range is no value, never a wrapped-around angle"
+    assert np.isnan(table.read(slice(None), 0)).all(), "a column never stored is empty"
+    assert table.read(np.array([0, 1]), np.array([1, 2])).shape == (2, 2)

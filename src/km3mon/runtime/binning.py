@@ -89,3 +89,29 @@ def add_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     flat = (rows[:, None] * width + np.arange(width)).ravel()
     sums = np.bincount(flat, weights=np.asarray(values, np.float64).ravel(), minlength=target.size)
     target += sums.reshape(target.shape)
+
+
+class Int16Columns:
+    """A (rows, columns) table of floats kept as int16 multiples of ``step`` (NaN: no value):
+    a quarter of float64's memory, for long histories whose values need no more precision
+    than ``step`` and stay within ±32 766 steps (out of range is stored as no value)."""
+
+    EMPTY = np.iinfo(np.int16).min
+
+    def __init__(self, n_rows: int, n_columns: int, step: float) -> None:
+        self.step = step
+        self.steps = np.full((n_rows, n_columns), self.EMPTY, np.int16)
+
+    def store(self, column: int, values: np.ndarray) -> None:
+        """Set one column from ``values`` (one per row)."""
+        with np.errstate(invalid="ignore"):
+            steps = np.round(np.asarray(values, np.float64) / self.step)
+            fits = np.abs(steps) < -self.EMPTY  # False for NaN
+        stored = np.full(len(steps), self.EMPTY, np.int16)
+        stored[fits] = steps[fits]
+        self.steps[:, column] = stored
+
+    def read(self, rows: np.ndarray | slice, columns: np.ndarray | int) -> np.ndarray:
+        """The values at ``rows`` × ``columns`` (NumPy indexing of each axis), NaN where none."""
+        steps = self.steps[rows][:, columns]
+        return np.where(steps == self.EMPTY, np.nan, steps * self.step)
