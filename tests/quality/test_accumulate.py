@@ -17,7 +17,15 @@ from km3mon.config import ConfigError, PipelineConfig
 from km3mon.daq.files import iter_file
 from km3mon.detector import read_detx
 from km3mon.quality.accumulate import RunAccumulator, hits_bin, scan_sn_timeslices
-from km3mon.quality.judge import build_reference, check_settings, chi2_probability, judge
+from km3mon.quality.judge import (
+    TESTS,
+    Reference,
+    build_reference,
+    check_settings,
+    chi2_probability,
+    judge,
+    shape_test,
+)
 from km3mon.runtime.decoding import packet_times_s
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -124,6 +132,51 @@ def test_chi2_probability_is_close_to_scipy(dof: int) -> None:
     for chi2 in (0.5 * dof, dof, 2 * dof, 4 * dof):
         exact = stats.chi2.sf(chi2, dof)
         assert chi2_probability(chi2, dof) == pytest.approx(exact, rel=0.15, abs=1e-4)
+
+
+#: The zenith of a quiet 3-DU run in the sped-up quiet run (10° bins): a sparse tail.
+ZENITH_SHAPE = np.array([120, 583, 927, 1059, 1126, 1119, 1071, 899, 199, 96, 59, 37, 14, 14,
+                         11, 13, 6, 2], float)  # fmt: skip
+
+
+def test_a_run_drawn_like_its_reference_passes_as_often_as_the_thresholds_say() -> None:
+    """Runs of 2 000 fits from the same shape as a 24 000-fit reference: q must be near
+    uniform (a few in 1 000 warn, none fails), however sparse the tail. With each sample's
+    own counts as variances a bin empty in the short run adds its whole reference count: the
+    sped-up quiet run judged a clean run bad at chi2/ndf 68/17, q = 7e-8."""
+    rng = np.random.default_rng(5)
+    shape = ZENITH_SHAPE / ZENITH_SHAPE.sum()
+    reference = Reference(runs=[1], source="test", dom_rate_khz={}, trigger_rates_hz={},
+                          histograms={"zenith": rng.multinomial(24_000, shape).astype(float)},
+                          quantities={})  # fmt: skip
+    settings = TESTS["zenith"]
+    q = np.array([shape_test("zenith", rng.multinomial(2_000, shape), reference, settings)["q"]
+                  for _ in range(2_000)])  # fmt: skip
+    # Tail bins expecting < 1 fit make the chi-square approximation a little liberal: 0.25 %
+    # of clean runs warn (4 000 runs, seed 5), 7.5 % fall below q = 0.05; none fails.
+    assert (q < settings.fail).sum() == 0
+    assert (q < settings.warn).sum() <= 10, "about 5 expected"
+    assert 0.03 <= (q < 0.05).mean() <= 0.09, "q near uniform: 5-8 % below 0.05"
+    # the fits of the run 10004 that was judged bad: a clean sample
+    run = [35, 161, 243, 252, 266, 330, 284, 237, 51, 26, 18, 13, 1, 1, 3, 5, 0, 0]
+    summed = Reference(runs=[1], source="test", dom_rate_khz={}, trigger_rates_hz={},
+                       histograms={"zenith": np.array([388, 1872, 3001, 3464, 3681, 3733, 3482,
+                                   2905, 573, 296, 174, 121, 56, 57, 32, 34, 26, 11], float)},
+                       quantities={})  # fmt: skip
+    assert shape_test("zenith", run, summed, settings)["status"] == "pass"
+
+
+def test_a_run_of_another_shape_fails() -> None:
+    rng = np.random.default_rng(6)
+    shape = ZENITH_SHAPE / ZENITH_SHAPE.sum()
+    reference = Reference(runs=[1], source="test", dom_rate_khz={}, trigger_rates_hz={},
+                          histograms={"zenith": rng.multinomial(24_000, shape).astype(float)},
+                          quantities={})  # fmt: skip
+    tilted = shape.copy()
+    tilted[9:] *= 3  # three times the up-going fits (a wrong t0 map mirrors tracks)
+    result = shape_test("zenith", rng.multinomial(2_000, tilted / tilted.sum()), reference,
+                        TESTS["zenith"])  # fmt: skip
+    assert result["status"] == "fail", result
 
 
 def test_quality_thresholds_come_from_pipeline_toml() -> None:

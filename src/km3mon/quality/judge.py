@@ -13,8 +13,9 @@ decides the verdict). The tests (defaults in :data:`TESTS`; README "Run quality"
   time, with Poisson errors plus the reference runs' spread (at least ``min_spread`` of the
   rate: runs differ more than Poisson says); q = the two-sided normal probability of the
   largest pull;
-* ``hits_per_event`` and ``zenith`` (multi-DU fits, where ``km3mon reco`` runs) -- CMS's
-  Comp2RefChi2: both histograms normalised, bins empty in both left out, q = the chi-square
+* ``hits_per_event`` and ``zenith`` (multi-DU fits, where ``km3mon reco`` runs) -- the
+  chi-square of two histograms of counts (as CMS's Comp2RefChi2, but with ROOT's pooled
+  variances for unweighted histograms), bins empty in both left out, q = the chi-square
   probability (Wilson-Hilferty, no SciPy at run time).
 
 Vetoes make a run bad whatever the tests say; any failed test makes it bad; any warning
@@ -250,7 +251,11 @@ def shape_test(
     total, ref_total = counts.sum(), expected.sum()
     used = (counts > 0) | (expected > 0)
     n, r = counts[used], expected[used]
-    chi2 = float(np.sum((n / total - r / ref_total) ** 2 / (n / total**2 + r / ref_total**2)))
+    # Both are counts: each bin's variance is estimated from the two pooled (n + r), as ROOT's
+    # Chi2Test does for two unweighted histograms. Each sample's own counts as variances
+    # (CMS's Comp2RefChi2) make a bin empty in a short run and filled in the reference add
+    # its whole reference count to chi2: clean partial runs failed at q ~ 1e-8.
+    chi2 = float(np.sum((ref_total * n - total * r) ** 2 / (n + r)) / (total * ref_total))
     dof = int(used.sum()) - 1
     q = chi2_probability(chi2, dof)
     text = f"chi2/ndf = {chi2:.1f}/{dof}, {entries} entries (reference {int(ref_total)})"
