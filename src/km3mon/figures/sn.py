@@ -102,7 +102,9 @@ def peak_history(
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(16, 5))
+    # the histogram's size: the SN page shows the two side by side, and a wide figure in
+    # half the page had 5-px text
+    figure, axes = plt.subplots(figsize=(10, 6))
     if peaks:
         times = np.array([t for t, _ in peaks])
         values = np.array([v for _, v in peaks])
@@ -122,6 +124,6 @@ def peak_history(
     axes.set_xlabel("UTC time")
     axes.set_ylabel("selected coincidences per window (peak per second)")
     axes.grid(alpha=0.3)
-    figure.suptitle(f"SN statistic history: {selection} ({note})", fontsize=11)
+    figure.suptitle(f"SN statistic history: {selection}\n({note})", fontsize=11)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
