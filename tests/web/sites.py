@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import time
 from pathlib import Path
 
@@ -175,37 +174,35 @@ def _k40(folder: Path, detx: Path, rng: np.random.Generator, per_du: list[int] |
 
 
 def _sn(folder: Path, detx: Path, rng: np.random.Generator) -> None:
-    """An hour of a quiet background at the detector's DOM count, one excursion above the
-    threshold."""
+    """An hour of a quiet background at the detector's DOM count, modelled by the monitor's
+    rolling background (threshold, significance), one excursion above the threshold."""
     from km3mon.figures.sn import background_histogram, peak_history, selection_text
-    from km3mon.physics.sn import negative_binomial_sf
+    from km3mon.physics.sn import RollingBackground
 
     context = _context(folder, detx, "sn", 600.0)
     n_doms = int((context.detector.dom_floor > 0).sum())
-    expected = 2e-3 * n_doms  # selected coincidences per 0.5 s window
-    values = rng.poisson(expected, 7200)
-    threshold = int(expected + 6 * np.sqrt(expected) + 2)
-    values[5000] = threshold + 3
-    histogram = np.bincount(values, minlength=64)
     now = time.time()
-    peaks = [(float(int(now) - 3600 + i), int(v)) for i, v in enumerate(values[::2])]
+    times = now - 3600 + 0.5 * np.arange(7200)  # 0.5 s windows
+    values = rng.poisson(2e-3 * n_doms, len(times))  # selected coincidences per window
+    background = RollingBackground(false_alarms_per_week=1.0)
+    for time_s, value in zip(times, values, strict=True):
+        background.add(time_s, int(value), n_doms)
+    threshold = background.threshold(n_doms)
+    values[5000] = threshold + 3
+    expected, dispersion = background.model(n_doms)
+    peaks = [(float(int(t)), int(v)) for t, v in zip(times[::2], values[::2], strict=True)]
     selection = selection_text(7, 11, 0.5, 1000, n_doms)
     note = "synthetic background"
-
-    def significance(value: float) -> float:
-        tail = min(max(negative_binomial_sf(value, expected, 1.0), 1e-300), 0.5)
-        return -statistics.NormalDist().inv_cdf(tail)
-
     figures = {
         "sn_bg_histogram.png": background_histogram(
-            histogram,
-            (now, int(values[-1])),
+            np.bincount(values, minlength=64),
+            (times[-1], int(values[-1])),
             expected=expected,
-            dispersion=1.0,
+            dispersion=dispersion,
             active_doms=n_doms,
             threshold=threshold,
             false_alarms_per_week=1.0,
-            significance=significance,
+            significance=lambda value: background.significance(value, n_doms),
             selection=selection,
             note=note,
         ),

@@ -76,7 +76,8 @@ def background_histogram(
             top_axis = axes.secondary_xaxis("top")
             ticks = [v for v in range(0, top) if v >= expected][:: max(1, top // 12)]
             top_axis.set_xticks(ticks)
-            top_axis.set_xticklabels([f"{significance(v):.1f}" for v in ticks])
+            # + 0.0: a tail just short of the mean said "-0.0"
+            top_axis.set_xticklabels([f"{round(significance(v), 1) + 0.0:.1f}" for v in ticks])
             top_axis.set_xlabel("significance of a value [σ, tail of the rolling background]")
         axes.legend(loc="upper right", fontsize=9)
     else:
