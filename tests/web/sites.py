@@ -13,6 +13,7 @@ DOMs and PMTs; ``arca21_site`` and ``synthetic_site`` both have them.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 from pathlib import Path
@@ -35,7 +36,16 @@ def _context(folder: Path, detx: Path, name: str, interval_s: float):
     freshness = Freshness(name, 0, now, "127.0.0.1:5553", ["IO_MONIT"], interval_s,
                           10 * interval_s, state="running", connected=True,
                           last_message_at=now, newest_data_at=now)  # fmt: skip
-    return Context(args, freshness, logging.getLogger(name), PipelineConfig())
+    context = Context(args, freshness, logging.getLogger(name), PipelineConfig())
+    context.detector = _read_detx(detx)  # read once for all the monitors of a site
+    return context
+
+
+@functools.lru_cache(maxsize=2)
+def _read_detx(detx: Path):
+    from km3mon.detector import read_detx
+
+    return read_detx(detx)
 
 
 def _finish(monitor, context) -> None:

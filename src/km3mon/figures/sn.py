@@ -119,7 +119,9 @@ def peak_history(
         locator = mdates.AutoDateLocator()
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        axes.legend(loc="upper left", fontsize=9)
+        # above the plot: inside its corner it would hide a burst early in the hour
+        axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=9,
+                    frameon=False, borderaxespad=0.2)  # fmt: skip
     else:
         _no_data_yet(axes)
     axes.set_xlabel("UTC time")
