@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from km3mon.figures.k40 import summary_map
+from km3mon.figures.k40 import du_offsets, summary_map
 from km3mon.sim.sim_geometry import synthetic_detx
 from tests.monitors.stamps import keep_figures
 from tests.web.sites import k40_with_a_result
@@ -43,10 +43,12 @@ def test_summary_legend_names_only_the_states_on_the_map(tmp_path: Path) -> None
 def test_du_legend_leaves_every_pmt_cell_visible(tmp_path: Path) -> None:
     """A DU's offsets with a PMT without a K40 peak and DETX-disabled PMTs: the legend sits
     below the map (inside its upper right corner it hid the top floors' last channels), and
-    on the figure."""
+    on the figure; its entries say how many of each, for marks that are drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     detx = tmp_path / "detector.detx"
     detx.write_text(synthetic_detx(3))
     k40 = k40_with_a_result(tmp_path, detx, np.random.default_rng(1))
@@ -55,6 +57,7 @@ def test_du_legend_leaves_every_pmt_cell_visible(tmp_path: Path) -> None:
         no_peak_dom = k40.slots[np.flatnonzero(k40.no_peak(k40.result).any(axis=1))[0]]
         du = int(k40.detector.dom_du[no_peak_dom])
         k40._render_one(du)
+        outcome = k40._outcome()
     finally:
         k40._worker.shutdown()
     figure = figures[f"k40_du{du}.png"]
@@ -63,9 +66,12 @@ def test_du_legend_leaves_every_pmt_cell_visible(tmp_path: Path) -> None:
     assert legend is not None and "singles but no K40 peak (1)" in [
         text.get_text() for text in legend.get_texts()
     ]
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     renderer = FigureCanvasAgg(figure).get_renderer()  # the saved figure's canvas is gone
     box, cells = legend.get_window_extent(renderer), axis.get_window_extent(renderer)
     assert not box.overlaps(cells), (box, cells)
     assert figure.bbox.contains(box.x0, box.y0) and figure.bbox.contains(box.x1, box.y1)
+
+    # no PMT out of tolerance on this DU: no ring, and none in the legend
+    calm = dataclasses.replace(outcome, flagged=np.zeros_like(outcome.flagged))
+    legend = du_offsets(k40.layout, calm, du, collected_s=600.0).axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["singles but no K40 peak (1)"]

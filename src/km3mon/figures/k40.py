@@ -204,9 +204,10 @@ def du_offsets(
     shown = axis.imshow(image, origin="lower", aspect="auto", cmap=colours, vmin=-limit,
                         vmax=limit, extent=extent)  # fmt: skip
     rows, channels = np.nonzero(outcome.flagged[of_du])
-    axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
-                 linewidths=1.5, clip_on=False,
-                 label=f"|offset| > {tolerance_ns:g} ns")  # fmt: skip
+    if len(rows):  # a legend entry only for rings that are drawn
+        axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
+                     linewidths=1.5, clip_on=False,
+                     label=f"|offset| > {tolerance_ns:g} ns ({len(rows)})")  # fmt: skip
     marked = len(rows)
     for states, colour, hatch, label in (
         (outcome.no_peak[of_du], NO_PEAK_COLOUR, "", "singles but no K40 peak"),
