@@ -50,3 +50,40 @@ def test_sn_plots_draw_the_counts_the_threshold_and_the_burst(tmp_path: Path) ->
     assert max(above.get_ydata()) == monitor.highest[1]
     burst_s = np.datetime64(int(START_S + 0.1 * (len(counts) - 5)), "s")
     assert mdates.date2num(burst_s) in mdates.date2num(above.get_xdata()).tolist()
+
+
+def test_significance_axis_never_says_minus_zero() -> None:
+    """A value just above the mean has a tail a hair over one half: "-0.0" on the top axis
+    (seen on the ARCA-21 dashboard), now "0.0"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from km3mon.figures.sn import background_histogram
+
+    histogram = np.bincount(np.random.default_rng(2).poisson(0.8, 7200), minlength=64)
+    figure = background_histogram(histogram, None, expected=0.8, dispersion=1.0,
+                                  active_doms=378, threshold=10, false_alarms_per_week=1.0,
+                                  significance=lambda value: (value - 1.03) / 2,
+                                  selection="7-11 PMTs", note="test")  # fmt: skip
+    labels = [label.get_text() for label in figure.axes[0].child_axes[0].get_xticklabels()]
+    assert labels[0] == "0.0" and "-0.0" not in labels, labels
+
+
+def test_history_legend_hides_no_peak() -> None:
+    """A burst in the first minutes of the hour, as high as the plot goes: the legend sits
+    above the plot (in its upper left corner it covered exactly that) and on the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from km3mon.figures.sn import peak_history
+
+    peaks = [(START_S + second, 3) for second in range(3600)]
+    peaks[60] = (START_S + 60, 40)
+    figure = peak_history(peaks, 12, "7-11 PMTs", "test")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    axes = figure.axes[0]
+    box, plot = axes.get_legend().get_window_extent(renderer), axes.get_window_extent(renderer)
+    assert not box.overlaps(plot), (box, plot)
+    assert figure.bbox.contains(box.x0, box.y0) and figure.bbox.contains(box.x1, box.y1)

@@ -3,7 +3,8 @@
 ``arca21_site``: the plots of ARCA-21 (the demo's detector) drawn by the real monitors from
 the simulator through a real ligier, made once for the module that uses them; the processes
 run while it runs, so the panels stay fresh, and stop after it (not at the session's end: they
-would burn CPU beside every later test). ``arca230_site``: a synthetic 230-DU folder (690
+would burn CPU beside every later test); the K40, SN and time-sync plots are drawn in-process
+(``sites.calibration_plots``). ``arca230_site``: a synthetic 230-DU folder (690
 AHRS images, 460 PMT images, summaries) drawn by the monitors' renderers in-process
 (``sites.synthetic_site``).
 """
@@ -20,7 +21,7 @@ import km3net_testdata
 import pytest
 
 from tests.conftest import Process, free_port, wait_for_port, wait_subscribed, wait_until
-from tests.web.sites import AUTH, synthetic_site
+from tests.web.sites import AUTH, calibration_plots, synthetic_site
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -171,6 +172,7 @@ def arca21_site(tmp_path_factory) -> Iterator[Dashboard]:
             wait_subscribed(ligier_port, name=name)
         start("simulate", "--detx", ARCA21, "-p", ligier_port, "--seed", 3,
               "--scenario", "silent-dom@0,hot-pmt@0")  # fmt: skip
+        calibration_plots(folder, ARCA21)  # no K40/SN/time-sync stream: drawn while we wait
         wanted = ["pmt_rates_summary", "ahrs_summary", "dom_rates", "dom_activity", "rttc"]
         wanted += [f"{kind}_du{du}" for kind in ("pmt_rates", "pmt_hrv", "yaw_calib",
                    "pitch_calib", "roll_calib") for du in (5, 9, 32)]  # fmt: skip

@@ -15,6 +15,7 @@ from tests.web.conftest import DESK, WALL, needs_chromium, visit
 
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = [needs_chromium, pytest.mark.slow]
+ARCA21_DUS = [5, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 32]
 
 #: Per tile: on screen?, image width, share of the image under the badge, loaded or a
 #: labelled placeholder; null while the document is still loading.
@@ -32,6 +33,7 @@ return [...document.querySelectorAll(".tile")].map((tile) => {
   return {
     name: tile.dataset.name, du: tile.dataset.du ? Number(tile.dataset.du) : null,
     visible: onScreen(box), width: box.width, tileWidth: tile.getBoundingClientRect().width,
+    natural: img ? img.naturalWidth : 0,
     covered: dx * dy / (box.width * box.height),
     loaded: !!img && img.complete && img.naturalWidth > 0 && img.classList.contains("loaded"),
     placeholder: frame.classList.contains("placeholder") && !!frame.getAttribute("aria-label"),
@@ -119,6 +121,39 @@ def check_every_page(dashboard, open_browser, size: str, du: int, static: bool) 
     assert font >= 20, "large text on the wall"
 
 
+def check_calibration_pages(dashboard, open_browser, size: str, k40_dus: list[int],
+                            static: bool) -> None:  # fmt: skip
+    """The K40, SN and time-sync pages: each shows its plots, in the layout's order."""
+    browser = open_browser(*DESK)
+    found = check_page(browser, f"{dashboard.base}/k40.html", f"{size}-k40", static)
+    names = [t["name"] for t in found]
+    assert names == ["k40_summary", "intradom", "angular_k40rate_distribution",
+                     *(f"k40_du{du}" for du in k40_dus)], names  # fmt: skip
+    summary = found[0]
+    assert summary["visible"] and summary["loaded"], "the summary map is on the first screen"
+    assert summary["width"] >= 1200, ("every DU's column needs the page's width", summary)
+    per_du = [t for t in found if t["name"].startswith("k40_du")]
+    assert [t["du"] for t in per_du] == k40_dus, "every DU image tile says its DU"
+    browser.execute_script("document.querySelector(`[data-name='k40_du${arguments[0]}']`)"
+                           ".scrollIntoView()", k40_dus[0])  # fmt: skip
+    wait_until(lambda: settled(browser), 30, "the K40 DU images scrolled into view",
+               show=lambda: [t for t in tiles(browser) if t["visible"]][:3])  # fmt: skip
+    shown = [t for t in tiles(browser) if t["visible"] and t["name"].startswith("k40_du")]
+    assert shown and all(t["loaded"] and t["width"] >= 300 for t in shown), shown
+    browser.execute_async_script(PAINTED_JS)
+    browser.save_screenshot(str(ARTIFACTS / f"{size}-k40-dus.png"))
+
+    found = check_page(browser, f"{dashboard.base}/sn.html", f"{size}-sn", static)
+    assert [t["name"] for t in found] == ["sn_bg_histogram", "sn_pk_history"]
+    assert all(t["visible"] and t["loaded"] for t in found), found
+    for tile in found:  # side by side: neither plot's text shrunk to unreadable
+        assert tile["width"] >= 0.6 * tile["natural"], tile
+
+    found = check_page(browser, f"{dashboard.base}/timesync.html", f"{size}-timesync", static)
+    assert [(t["name"], t["visible"], t["loaded"]) for t in found] == [("timesync", True, True)]
+    assert found[0]["width"] >= 1200, ("the DOM map needs the page's width", found[0])
+
+
 def check_du_filter(dashboard, browser, available: set[int]) -> None:
     visit(browser, f"{dashboard.base}/pmt.html?du=9-16,23")
     wait_until(lambda: settled(browser), 30, "the filtered PMT page")
@@ -151,8 +186,9 @@ def click_summary_column(browser, base: str, du: int) -> None:
 @pytest.mark.timeout(900)
 def test_arca21_from_the_real_monitors(arca21_site, open_browser) -> None:
     check_every_page(arca21_site, open_browser, "arca21", du=9, static=False)
+    check_calibration_pages(arca21_site, open_browser, "arca21", ARCA21_DUS, static=False)
     browser = open_browser(*DESK)
-    dus = {5, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 30, 32}
+    dus = set(ARCA21_DUS)
     wait_until(lambda: all((arca21_site.folder / "plots" / f"pmt_rates_du{d}.png").exists()
                            for d in dus), 60, "every DU's PMT plot")  # fmt: skip
     check_du_filter(arca21_site, browser, dus)
@@ -162,6 +198,7 @@ def test_arca21_from_the_real_monitors(arca21_site, open_browser) -> None:
 @pytest.mark.timeout(900)
 def test_230_dus_first_screen_fetches_only_what_it_shows(arca230_site, open_browser) -> None:
     check_every_page(arca230_site, open_browser, "arca230", du=117, static=True)
+    check_calibration_pages(arca230_site, open_browser, "arca230", [1, 2, 3, 4, 230], static=True)
     browser = open_browser(*DESK)
     check_du_filter(arca230_site, browser, set(range(1, 231)))
     click_summary_column(browser, arca230_site.base, 200)

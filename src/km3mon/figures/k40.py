@@ -19,6 +19,7 @@ from km3mon.figures.dom_map import (
     DISABLED_HATCH,
     MISSING_COLOUR,
     MISSING_HATCH,
+    disabled_cells,
     dom_cells,
     du_floor_axes,
 )
@@ -162,11 +163,11 @@ def summary_map(layout: K40Layout, outcome: K40Outcome | None, collected_s: floa
         shown = ~np.isnan(values) & ~disabled
         points = dom_cells(axis, du[shown], floor[shown], array=values[shown], cmap=cmap)
         points.set_clim(low, high)
-        dom_cells(axis, du[missing], floor[missing], facecolor=MISSING_COLOUR,
-                  hatch=MISSING_HATCH, label="not measured")  # fmt: skip
-        dom_cells(axis, du[disabled], floor[disabled], facecolor=DISABLED_DOM_COLOUR,
-                  hatch=DISABLED_HATCH, edgecolor=DISABLED_EDGE_COLOUR,
-                  label="disabled (DETX)")  # fmt: skip
+        if missing.any():  # a legend entry only for what is on the map
+            label_missing = f"not measured ({int(missing.sum())})"
+            dom_cells(axis, du[missing], floor[missing], facecolor=MISSING_COLOUR,
+                      hatch=MISSING_HATCH, label=label_missing)  # fmt: skip
+        disabled_cells(axis, du[disabled], floor[disabled])
         figure.colorbar(points, ax=axis, pad=0.01, extend="max").set_label(label)
         du_floor_axes(axis, detector)
         axis.set_title(label, fontsize=10)
@@ -203,9 +204,10 @@ def du_offsets(
     shown = axis.imshow(image, origin="lower", aspect="auto", cmap=colours, vmin=-limit,
                         vmax=limit, extent=extent)  # fmt: skip
     rows, channels = np.nonzero(outcome.flagged[of_du])
-    axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
-                 linewidths=1.5, clip_on=False,
-                 label=f"|offset| > {tolerance_ns:g} ns")  # fmt: skip
+    if len(rows):  # a legend entry only for rings that are drawn
+        axis.scatter(channels, floors[rows], s=160, facecolors="none", edgecolors="black",
+                     linewidths=1.5, clip_on=False,
+                     label=f"|offset| > {tolerance_ns:g} ns ({len(rows)})")  # fmt: skip
     marked = len(rows)
     for states, colour, hatch, label in (
         (outcome.no_peak[of_du], NO_PEAK_COLOUR, "", "singles but no K40 peak"),
@@ -224,7 +226,7 @@ def du_offsets(
         f"K40 PMT offsets, detector {detector.det_id} DU {du} "
         f"({utc(result.utc_start)} to {utc(result.utc_end)}); grey: not measured"
     )
-    if marked:
-        axis.legend(loc="upper right")
+    if marked:  # below the map: inside, it hid the PMTs of the top floors' last channels
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     figure.tight_layout()
     return figure

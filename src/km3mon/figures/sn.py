@@ -76,7 +76,8 @@ def background_histogram(
             top_axis = axes.secondary_xaxis("top")
             ticks = [v for v in range(0, top) if v >= expected][:: max(1, top // 12)]
             top_axis.set_xticks(ticks)
-            top_axis.set_xticklabels([f"{significance(v):.1f}" for v in ticks])
+            # + 0.0: a tail just short of the mean said "-0.0"
+            top_axis.set_xticklabels([f"{round(significance(v), 1) + 0.0:.1f}" for v in ticks])
             top_axis.set_xlabel("significance of a value [σ, tail of the rolling background]")
         axes.legend(loc="upper right", fontsize=9)
     else:
@@ -102,7 +103,9 @@ def peak_history(
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(16, 5))
+    # the histogram's size: the SN page shows the two side by side, and a wide figure in
+    # half the page had 5-px text
+    figure, axes = plt.subplots(figsize=(10, 6))
     if peaks:
         times = np.array([t for t, _ in peaks])
         values = np.array([v for _, v in peaks])
@@ -116,12 +119,14 @@ def peak_history(
         locator = mdates.AutoDateLocator()
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        axes.legend(loc="upper left", fontsize=9)
+        # above the plot: inside its corner it would hide a burst early in the hour
+        axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=9,
+                    frameon=False, borderaxespad=0.2)  # fmt: skip
     else:
         _no_data_yet(axes)
     axes.set_xlabel("UTC time")
     axes.set_ylabel("selected coincidences per window (peak per second)")
     axes.grid(alpha=0.3)
-    figure.suptitle(f"SN statistic history: {selection} ({note})", fontsize=11)
+    figure.suptitle(f"SN statistic history: {selection}\n({note})", fontsize=11)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     return figure
