@@ -92,11 +92,16 @@ def synthetic_site(folder: Path, n_dus: int = 230) -> Path:
 
     context = _context(folder, detx, "ahrs_calibration", 60.0)
     ahrs = AHRSMonitor(context)
-    n, bins = ahrs.series["yaw"].shape
+    n, bins = ahrs.series["yaw"].steps.shape
     walk = np.cumsum(rng.normal(0, 0.05, (n, bins)), axis=1)
-    ahrs.series["yaw"][:] = (rng.uniform(0, 360, (n, 1)) + 5 * walk) % 360
-    ahrs.series["pitch"][:] = rng.normal(0.5, 0.3, (n, 1)) + 0.2 * walk
-    ahrs.series["roll"][:] = rng.normal(-0.5, 0.3, (n, 1)) + 0.2 * walk
+    angles = {
+        "yaw": (rng.uniform(0, 360, (n, 1)) + 5 * walk) % 360,
+        "pitch": rng.normal(0.5, 0.3, (n, 1)) + 0.2 * walk,
+        "roll": rng.normal(-0.5, 0.3, (n, 1)) + 0.2 * walk,
+    }
+    for name, values in angles.items():
+        for column in range(bins):
+            ahrs.series[name].store(column, values[:, column])
     ahrs.ring.starts_s[:] = time.time() - (bins - np.arange(bins)) * ahrs.bin_s
     ahrs.ring.head = 0
     _finish(ahrs, context)

@@ -5,8 +5,9 @@ from ``data/reco/fits.csv``); keeps one :class:`~km3mon.quality.accumulate.RunAc
 run not yet ended and, every render interval, writes the run's record, its minutes and its
 counters to ``data/quality.sqlite3`` (:mod:`km3mon.quality.store`), with the tests and verdict
 so far. Runs are the confirmed runs of the stream (``RunTracker``: a corrupted run number is no
-new run); a run ends when the next one is confirmed, or after ``[Quality] end_after_s`` without
-its data; then its verdict is final (:mod:`km3mon.quality.judge`). At start the counters of the
+new run); a run ends once the next one is confirmed and its own last message is
+``STRAGGLERS_S`` old, or after ``[Quality] end_after_s`` without its data; then its verdict is
+final (:mod:`km3mon.quality.judge`). At start the counters of the
 runs not yet ended are read back, so a restart loses nothing that was saved (at most one render
 interval of data).
 """
@@ -29,6 +30,11 @@ from km3mon.runtime.guards import RunTracker
 from km3mon.runtime.monitor import Context, Monitor, register_monitor
 
 FORGET_EVERY_S = 3600.0
+#: A run replaced by the next stays open this long after its own last message: its summary
+#: slices (DataQueue) and SN timeslices (DataFilters) come from other sources than the
+#: messages that confirm the next run, and its last slice can arrive after them. Closed at
+#: once, that slice was lost (29.9 s of a 30 s run, its HRV fraction 1 % off).
+STRAGGLERS_S = 5.0
 
 
 class FitsTail:
@@ -153,8 +159,11 @@ class Quality(Monitor):
         for change in changes:
             if change.previous is not None:
                 self.log.info("run change %d -> %d", change.previous, change.run)
-        # a message counts for its own run if that run is confirmed for it or still open
-        accepted = (runs == confirmed) | np.isin(runs, list(self.open))
+        # a message counts for its own run if that run is confirmed for it, confirmed later in
+        # this batch (the new run's first messages come before the ones that confirm it), or
+        # still open (the replaced run's stragglers)
+        new_runs = [change.run for change in changes]
+        accepted = (runs == confirmed) | np.isin(runs, [*self.open, *new_runs])
         self.late_messages += int(np.count_nonzero(~accepted & (confirmed >= 0)))
         n_slices, n_events = len(slices), len(events)
         now = time.monotonic()
@@ -170,9 +179,6 @@ class Quality(Monitor):
             accumulator.add_events(events[in_events], event_times[in_events])
             accumulator.add_sn_timeslices(sn.select(chosen[n_slices + n_events :]))
             self.last_data_at[run] = now
-        for change in changes:
-            if change.previous is not None and change.previous in self.open:
-                self._save(change.previous, ended=True)
         self.context.saw_data_at(float(times.max()))
 
     def _sn_timeslices(self, messages: list[Message]) -> SNScan:
@@ -193,7 +199,7 @@ class Quality(Monitor):
         for run in sorted(self.open):
             quiet_s = now - self.last_data_at.get(run, now)
             replaced = self.runs.run is not None and run != self.runs.run
-            ended = replaced or quiet_s > self.section.end_after_s
+            ended = (replaced and quiet_s > STRAGGLERS_S) or quiet_s > self.section.end_after_s
             self._save(run, ended=ended)
         if time.time() - self.forgot_at > FORGET_EVERY_S:
             self.forgot_at = time.time()
