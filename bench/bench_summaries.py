@@ -100,7 +100,9 @@ def main() -> int:
 
     ahrs = AHRSMonitor(context(folder, detx, 60.0))
     for name in ("yaw", "pitch", "roll"):
-        ahrs.series[name][:] = rng.normal(10.0, 1.0, ahrs.series[name].shape)
+        angles = ahrs.series[name]
+        for column in range(angles.steps.shape[1]):
+            angles.store(column, rng.normal(10.0, 1.0, len(angles.steps)))
     ahrs.ring.starts_s[:] = time.time() - np.arange(len(ahrs.ring.starts_s))[::-1] * ahrs.bin_s
     ahrs_s = timed(ahrs.render_summary, args.repeats)
 
