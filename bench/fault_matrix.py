@@ -723,6 +723,8 @@ def main() -> int:
         unknown = set(args.faults.split(",")) - {f.name for f in catalogue()} - {"none"}
         if unknown:
             parser.error(f"unknown faults {sorted(unknown)}; known: {names}")
+    # a TERM (a run started in the background ignores INT) still stops the suite it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     table = markdown(result)
     print(table)
