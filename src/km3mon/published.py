@@ -29,6 +29,8 @@ TOP10_FILES = "event_selection"
 QUALITY_DB = "quality.sqlite3"
 #: Minute samples of the monitors' metrics (``km3mon history``).
 HISTORY_DB = "history.sqlite3"
+#: Parsed detectors that every process maps (``km3mon.detector.mapped``).
+DETECTORS = "detectors"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -113,6 +115,10 @@ def quality_db(data_dir: Path) -> Path:
 
 def history_db(data_dir: Path) -> Path:
     return Path(data_dir) / HISTORY_DB
+
+
+def detectors_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / DETECTORS
 
 
 def read_alerts(data_dir: Path) -> sqlite3.Connection | None:

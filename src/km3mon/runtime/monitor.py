@@ -127,7 +127,11 @@ class Context:
         """From ``--detx`` / ``$DETX``, else the KM3NeT database for ``-d DET_ID``."""
         from km3mon.detector import load_detector
 
-        return load_detector(self.args.det_id or None, self.args.detx)
+        return load_detector(
+            self.args.det_id or None,
+            self.args.detx,
+            share_in=published.detectors_dir(self.data_dir),
+        )
 
     @property
     def data_time(self) -> float | None:
