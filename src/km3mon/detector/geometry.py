@@ -145,8 +145,6 @@ class Detector:
     utm: UTMReference | None = None
     source: str = "<memory>"
     pmt_offset: np.ndarray = field(init=False, repr=False)
-    pmt_dom_index: np.ndarray = field(init=False, repr=False)
-    pmt_channel: np.ndarray = field(init=False, repr=False)
     _index: IdIndex = field(init=False, repr=False)
     _du_or_unknown: np.ndarray = field(init=False, repr=False)
     _floor_or_unknown: np.ndarray = field(init=False, repr=False)
@@ -154,14 +152,10 @@ class Detector:
     def __post_init__(self) -> None:
         offset = np.zeros(len(self.dom_ids), dtype=np.int64)
         np.cumsum(self.n_pmts[:-1], out=offset[1:])
-        dom_index = np.repeat(np.arange(len(self.dom_ids)), self.n_pmts)
-        channel = np.arange(len(self.pmt_ids)) - offset[dom_index]
         if self.dom_status is None:
             object.__setattr__(self, "dom_status", np.zeros(len(self.dom_ids), np.int64))
         for name, value in (
             ("pmt_offset", offset),
-            ("pmt_dom_index", dom_index),
-            ("pmt_channel", channel),
             ("_index", IdIndex(self.dom_ids)),
             # one extra -1 at the end, where index -1 (unknown DOM) lands
             ("_du_or_unknown", np.r_[self.dom_du, -1]),
@@ -189,6 +183,17 @@ class Detector:
     def n_floors(self) -> int:
         """Highest floor number: the height of a DU × floor grid."""
         return int(self.dom_floor.max(initial=0))
+
+    @cached_property
+    def pmt_dom_index(self) -> np.ndarray:
+        """Per PMT: the index of its DOM (made on first use: 1 MB at 230 DUs, which most
+        processes never need)."""
+        return np.repeat(np.arange(len(self.dom_ids)), self.n_pmts)
+
+    @cached_property
+    def pmt_channel(self) -> np.ndarray:
+        """Per PMT: its DAQ channel in its DOM (made on first use)."""
+        return np.arange(len(self.pmt_ids)) - self.pmt_offset[self.pmt_dom_index]
 
     @cached_property
     def dom_disabled(self) -> np.ndarray:
