@@ -1,5 +1,5 @@
 """Monitors at full detector rate: simulator → ligier → monitors, all real processes on
-loopback, in real time. ``--set optical``: dom_activity, dom_rates, pmt_rates, pmt_hrv,
+loopback, in real time. ``--set optical``: dom_activity, dom_rates, pmt_rates (rates and HRV),
 ahrs_calibration; ``--set events``: trigger_rates, triggermap, ztplot (``--event-rate 500``);
 ``--set timeslices``: k40 (the whole IO_TSL1 stream), sn, timesync; ``--set reco``.
 
@@ -32,8 +32,7 @@ SETS = {
     "optical": {
         "dom_activity": ["-i", "30"],
         "dom_rates": ["-i", "30"],
-        "pmt_rates": ["-i", "20"],
-        "pmt_hrv": ["-i", "20"],
+        "pmt_rates": ["-i", "20"],  # the rate and the HRV images
         "ahrs_calibration": ["-i", "60"],
     },
     "events": {"trigger_rates": ["-i", "60"], "triggermap": ["-i", "50"], "ztplot": []},

@@ -85,13 +85,10 @@ PROGRAMS: tuple[Program, ...] = (
             pages=("index", "compact")),
     Program("pmt_rates", "monitoring_process", "the PMT rate monitor", "km3mon pmt_rates",
             module="km3mon.monitors.pmt_rates", tags=("IO_MONIT",),
-            outputs=("pmt_rates_du*", "pmt_rates_summary"),
+            outputs=("pmt_rates_du*", "pmt_hrv_du*", "pmt_rates_summary"),
             summaries=(("pmt_rates_du*", "pmt_rates_summary"),
                        ("pmt_hrv_du*", "pmt_rates_summary")),
             pages=("index", "pmt", "du")),
-    Program("pmt_hrv", "monitoring_process", "the high-rate-veto monitor", "km3mon pmt_hrv",
-            module="km3mon.monitors.pmt_hrv", tags=("IO_MONIT",), outputs=("pmt_hrv_du*",),
-            pages=("pmt", "du")),
     Program("trigger_rates", "monitoring_process", "the trigger rate monitor",
             "km3mon trigger_rates", module="km3mon.monitors.trigger_rates",
             tags=("IO_EVT", "IO_SUM"), outputs=("trigger_rates", "trigger_rates_lin"),
@@ -154,6 +151,8 @@ TOOLS: tuple[Command, ...] = (
     Command("record", "km3mon.daq.record", "record tags from a ligier into a file"),
     Command("inspect", "km3mon.daq.inspect", "summarise a recording"),
     Command("grl", "km3mon.quality.grl", "the good-run list from data/quality.sqlite3"),
+    Command("pmt_hrv", "km3mon.monitors.pmt_hrv",
+            "the high-rate-veto images alone (pmt_rates draws them too)"),
     Command("compile-kernels", "km3mon.kernels", "compile the numba kernels (make install does)"),
 )  # fmt: skip
 

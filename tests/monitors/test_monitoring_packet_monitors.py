@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import km3net_testdata
+import matplotlib
 import numpy as np
+from PIL import Image
 
 from km3mon.controlhost import Client
 from km3mon.daq.monitoring import encode_monitoring_batch, new_packets
 from km3mon.detector import read_detx
+from km3mon.runtime.pmt_image import N_LEVELS
 from tests.conftest import read_json, wait_subscribed, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
@@ -30,13 +36,21 @@ def packets_for(
     return encode_monitoring_batch(packets)
 
 
+def pixels_of(png: Path, colour: tuple[float, ...]) -> int:
+    """Pixels of ``png`` drawn in ``colour`` (RGB in 0..1)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png.read_bytes())).convert("RGB")).astype(int)
+    wanted = np.round(np.array(colour[:3]) * 255).astype(int)
+    return int((np.abs(rgb - wanted) <= 2).all(axis=2).sum())
+
+
 def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> None:
     detector = read_detx(ARCA21)
     plots, data = tmp_path / "plots", tmp_path / "data"
     common = ["--detx", ARCA21, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "1",
               "--columns", "60"]  # fmt: skip
     rates = spawn("pmt_rates", *common)
-    hrv = spawn("pmt_hrv", *common, "-u", int(detector.dom_du[0]))
+    hrv_only = tmp_path / "hrv_plots"  # pmt_hrv alone, for one DU
+    hrv = spawn("pmt_hrv", *common, "-o", hrv_only, "-u", int(detector.dom_du[0]))
     for name in ("pmt_rates", "pmt_hrv"):
         record = data / "freshness" / f"{name}.json"
         wait_subscribed(ligier.port, name=name)
@@ -67,13 +81,31 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
     medians = read_json(data / "metrics" / "pmt_rates.json")["median_rate_hz"]
     assert set(medians.values()) == {7000.0}
     dus = [int(d) for d in detector.dus]
+    wanted = [plots / f"{kind}_du{d}.png" for kind in ("pmt_rates", "pmt_hrv") for d in dus]
     wait_until(
-        lambda: all((plots / f"pmt_rates_du{d}.png").exists() for d in dus),
+        lambda: all(path.exists() for path in wanted),
         timeout_s=90,
-        what="21 plots from one process",
+        what="21 rate and 21 HRV plots from one process",
+        show=lambda: [path.name for path in wanted if not path.exists()],
     )
-    wait_until(lambda: (plots / f"pmt_hrv_du{dus[0]}.png").exists(), what="the HRV plot")
-    assert not (plots / f"pmt_hrv_du{dus[1]}.png").exists(), "-u keeps to one DU"
+    # the vetoed PMT in the top colour of the HRV scale (fraction 1), only in its DU's image
+    # (every image has that colour in its colour bar, the same number of pixels)
+    vetoed = matplotlib.colormaps["viridis"]((N_LEVELS - 0.5) / N_LEVELS)
+    veto_du = detector.du_floor(veto[0])[0]
+
+    def top_colour_pixels() -> dict[int, int]:
+        return {d: pixels_of(plots / f"pmt_hrv_du{d}.png", vetoed) for d in dus}
+
+    def veto_drawn() -> bool:
+        counts = top_colour_pixels()
+        return counts[veto_du] > max(n for d, n in counts.items() if d != veto_du)
+
+    wait_until(
+        veto_drawn, what=f"the vetoed PMT in pmt_hrv_du{veto_du}.png", show=top_colour_pixels
+    )
+    assert len({n for d, n in top_colour_pixels().items() if d != veto_du}) == 1
+    wait_until(lambda: (hrv_only / f"pmt_hrv_du{dus[0]}.png").exists(), what="the HRV plot")
+    assert not (hrv_only / f"pmt_hrv_du{dus[1]}.png").exists(), "-u keeps to one DU"
     record_path = data / "freshness" / "pmt_rates.json"
     expected = 35 * len(detector.dom_ids)
     wait_until(

@@ -101,7 +101,7 @@ def test_hot_pmt_is_drawn_in_its_floor_band_in_the_newest_columns(tmp_path) -> N
         slices += 1
 
     png = (tmp_path / f"pmt_rates_du{du}.png").read_bytes()
-    box = decoded(png)[monitor._figure.box]
+    box = decoded(png)[monitor.images[0].figure.box]
     over = np.array(matplotlib.colors.to_rgb(OVER_COLOUR)) * 255
     rows, columns = np.nonzero((np.abs(box - over) <= 2).all(axis=2))
     height, width = box.shape[:2]
@@ -136,7 +136,7 @@ def test_every_palette_image_is_stamped_also_after_a_column_closes_mid_tick(tmp_
         monitor.packets[:] = 1
     monitor.render()
     dus = list(monitor.dus)
-    monitor.render_du(monitor.round_robin.queue.pop())  # the first DU of the tick
+    monitor.render_one(monitor.round_robin.queue.pop())  # the first DU of the tick
     monitor.ring.advance_to(first + 11)  # late data close a column in the middle of the tick
     while monitor.render_more():
         pass

@@ -69,7 +69,7 @@ def test_the_whole_suite_keeps_up_with_a_6_du_detector(tmp_path: Path) -> None:
         assert rows[name]["cpu_cores"] > 0, name
     with_records = {name: row for name, row in rows.items() if "messages" in row}
     assert set(with_records) == {"ligiermirror", "msg_dumper", "ahrs_calibration",
-                                 "dom_activity", "dom_rates", "pmt_rates", "pmt_hrv",
+                                 "dom_activity", "dom_rates", "pmt_rates",
                                  "trigger_rates", "triggermap", "ztplot", "rttc", "alerts",
                                  "history", "quality", "reco", "timesync", "sn", "k40"}  # fmt: skip
     for name, row in with_records.items():

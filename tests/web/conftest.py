@@ -141,8 +141,7 @@ max_events = 300
 """
 #: Monitors and their render intervals [s]; the event monitors are left out (their panels
 #: then say which process should draw them), to spare a loaded CI machine.
-ARCA21_MONITORS = {"dom_activity": 5, "dom_rates": 5, "pmt_rates": 5, "pmt_hrv": 5,
-                   "ahrs_calibration": 10}  # fmt: skip
+ARCA21_MONITORS = {"dom_activity": 5, "dom_rates": 5, "pmt_rates": 5, "ahrs_calibration": 10}
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,6 @@ def synthetic_site(folder: Path, n_dus: int = 230) -> Path:
     from km3mon.detector import read_detx
     from km3mon.monitors.ahrs_calibration import AHRSMonitor
     from km3mon.monitors.dom_rates import DOMRates
-    from km3mon.monitors.pmt_hrv import PMTHRV
     from km3mon.monitors.pmt_rates import PMTRates
     from km3mon.sim.sim_geometry import synthetic_detx
 
@@ -76,19 +75,18 @@ def synthetic_site(folder: Path, n_dus: int = 230) -> Path:
     detector = read_detx(detx)
     rng = np.random.default_rng(7)
 
-    for monitor_class in (PMTRates, PMTHRV):
-        context = _context(folder, detx, monitor_class.name, 20.0)
-        monitor = monitor_class(context)
-        n = len(monitor.slots)
-        for column in range(monitor.n_columns):
-            monitor.ring.starts_s[column] = time.time() - (monitor.n_columns - column) * 20
-            monitor.packets[:] = 1
-            monitor.rate_sum[:] = rng.normal(7500, 600, (n, 31))
-            monitor.hrv_sum[:] = rng.random((n, 31)) < 0.002
-            monitor.rate_sum[n // 3, 7] = 500e3  # a hot PMT
-            monitor.packets[n // 2] = 0  # a silent DOM
-            monitor._close_column(column)
-        _finish(monitor, context)
+    context = _context(folder, detx, "pmt_rates", 20.0)
+    monitor = PMTRates(context)  # the rate and the HRV images
+    n = len(monitor.slots)
+    for column in range(monitor.n_columns):
+        monitor.ring.starts_s[column] = time.time() - (monitor.n_columns - column) * 20
+        monitor.packets[:] = 1
+        monitor.rate_sum[:] = rng.normal(7500, 600, (n, 31))
+        monitor.hrv_sum[:] = rng.random((n, 31)) < 0.002
+        monitor.rate_sum[n // 3, 7] = 500e3  # a hot PMT
+        monitor.packets[n // 2] = 0  # a silent DOM
+        monitor._close_column(column)
+    _finish(monitor, context)
 
     context = _context(folder, detx, "ahrs_calibration", 60.0)
     ahrs = AHRSMonitor(context)

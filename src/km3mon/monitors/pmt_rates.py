@@ -1,4 +1,5 @@
-"""pmt_rates: mean rate of every PMT per interval, per DU, over the last hours.
+"""pmt_rates: mean rate and high-rate-veto fraction of every PMT per interval, per DU, over the
+last hours: ``pmt_rates_du<N>.png`` and ``pmt_hrv_du<N>.png`` from one decode of IO_MONIT.
 
 Colour range from ``[PMTRates] lowest_rate/highest_rate`` (Hz); PMTs whose high-rate veto
 was on in more than ``hrv_ratio_threshold`` of the interval's packets are drawn over in
@@ -26,7 +27,14 @@ import numpy as np
 
 from km3mon.figures.summary_map import NO_DATA, DUFloorMap, Panel, hatch_legend_handle
 from km3mon.runtime.monitor import Context, register_monitor
-from km3mon.runtime.pmt_image import HIGHLIGHT, N_CHANNELS, PMTImageMonitor
+from km3mon.runtime.pmt_image import (
+    HIGHLIGHT,
+    N_CHANNELS,
+    HRVImage,
+    PMTImage,
+    PMTImageMonitor,
+    scale_levels,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -44,21 +52,21 @@ FLAG_COLOURS = ("#d6e4f0", "#fdd49e", "#fdae6b", "#f16913", "#d94801", "#a63603"
 SUMMARY = "pmt_rates_summary"
 
 
-class PMTRates(PMTImageMonitor):
-    name = "pmt_rates"
-    help = "mean rate per PMT and interval, one image per DU (all DUs in one process)"
+class RateImage(PMTImage):
+    """Mean rate, in the colour range of ``[PMTRates]``; PMTs in high-rate veto over
+    ``hrv_ratio_threshold`` of the interval in orange."""
+
     filename_pattern = "pmt_rates_du{du}.png"
     colour_map = "cividis"
     special_colours = (UNDER_COLOUR, OVER_COLOUR, MISSING_COLOUR, HRV_COLOUR)
 
-    def __init__(self, context: Context) -> None:
-        super().__init__(context)
+    def __init__(self, context: Context, n_pmts: int, n_columns: int) -> None:
+        super().__init__(context, n_pmts, n_columns)
         self.settings = context.pipeline.pmt_rates
-        self.summary: DUFloorMap | None = None
 
     def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
         low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
-        levels = self.scale_levels(rates_khz, low, high)
+        levels = scale_levels(rates_khz, low, high)
         levels[hrv_fraction > self.settings.hrv_ratio_threshold] = HIGHLIGHT
         return levels
 
@@ -69,10 +77,23 @@ class PMTRates(PMTImageMonitor):
     def title(self, du: int) -> str:
         low, high = self.settings.lowest_rate_hz / 1e3, self.settings.highest_rate_hz / 1e3
         return (
-            f"Mean PMT rates, detector {self.detector.det_id} DU {du}: colours {low:g} to "
+            f"Mean PMT rates, detector {self.det_id} DU {du}: colours {low:g} to "
             f"{high:g} kHz\norange: high-rate veto in more than "
             f"{self.settings.hrv_ratio_threshold:.0%} of an interval"
         )
+
+
+class PMTRates(PMTImageMonitor):
+    name = "pmt_rates"
+    help = (
+        "mean rate and high-rate veto per PMT and interval, images per DU (all DUs in one process)"
+    )
+    image_kinds = (RateImage, HRVImage)
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        self.settings = context.pipeline.pmt_rates
+        self.summary: DUFloorMap | None = None
 
     def render(self) -> None:
         super().render()

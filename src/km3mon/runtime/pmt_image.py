@@ -1,4 +1,8 @@
-"""Shared by pmt_rates and pmt_hrv: a per-DU image of every PMT (rows) against time (columns).
+"""Per-DU images of every PMT (rows) against time (columns): mean rate, high-rate veto.
+
+One accumulation serves every kind of image (``PMTImage``): pmt_rates draws the rate and the
+HRV images from one decode of the IO_MONIT stream (the original folded its pmt_hrv into
+pmt_rates in 2019, ``598fcca``); ``km3mon pmt_hrv`` draws the HRV images alone.
 
 Every monitoring packet counts. Packets are binned by their DAQ time into columns of
 ``interval`` seconds; a rolling window keeps the last ``--columns`` of them. One process
@@ -6,9 +10,9 @@ serves all DUs (``-u DU`` restricts it to one, as in the original), so a 230-DU 
 needs one process. Rows are floor × 31 channels, the channels of a floor ordered by PMT
 direction (top of the band = upward-looking PMTs).
 
-A closed column is stored as colour levels (one byte per PMT), so that drawing a DU is one
-gather into a frame that matplotlib draws once per tick (see ``palette_image``): all 230
-DUs are redrawn every interval, in short slices between batches (``RoundRobin``).
+A closed column is stored as colour levels (one byte per PMT and kind), so that drawing a DU
+is one gather into a frame that matplotlib draws once per tick (see ``palette_image``): all
+230 DUs are redrawn every interval, in short slices between batches (``RoundRobin``).
 """
 
 from __future__ import annotations
@@ -38,16 +42,71 @@ N_LEVELS = 160
 UNDER, OVER, MISSING, HIGHLIGHT = range(N_LEVELS, N_LEVELS + 4)
 
 
-class PMTImageMonitor(Monitor):
-    """Accumulates mean rate and HRV fraction per PMT per column; subclasses choose the
-    colour of each PMT in a closed column and the frame around the image."""
+class PMTImage:
+    """One kind of image: the colour of every PMT in a closed column, the frame's words, and
+    the stored levels (one byte per PMT and column; the extra last row is "no DOM")."""
 
-    tags = ("IO_MONIT",)
-    default_interval_s = 20.0
     filename_pattern: ClassVar[str]
     #: Colour map of the levels, and of the under/over/missing/highlight entries.
     colour_map: ClassVar[str]
     special_colours: ClassVar[tuple[str, str, str, str]]
+
+    def __init__(self, context: Context, n_pmts: int, n_columns: int) -> None:
+        self.context = context
+        self.det_id = context.detector.det_id
+        self.levels = np.full((n_pmts + 1, n_columns), MISSING, np.uint8)
+        self.figure: PaletteFigure | None = None
+        self.frame_head = 0  # ring head when the frame's time axis was drawn
+        self.pixel_rows = np.zeros(0, np.intp)  # image row each pixel row shows
+        self.pixel_columns = np.zeros(0, np.intp)  # ring position each pixel column shows
+
+    def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
+        """(slots, 31) uint8 palette index of every PMT in a closed column."""
+        raise NotImplementedError
+
+    def colour_scale(self) -> tuple[float, float, str, str]:
+        """Colour bar: lowest and highest value, extend ("neither", "both"), label."""
+        raise NotImplementedError
+
+    def title(self, du: int) -> str:
+        raise NotImplementedError
+
+
+class HRVImage(PMTImage):
+    """The fraction of an interval's packets with the PMT's high-rate veto on."""
+
+    filename_pattern = "pmt_hrv_du{du}.png"
+    colour_map = "viridis"
+    special_colours = ("black", "white", "#bdbdbd", "white")
+
+    def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
+        return scale_levels(hrv_fraction, 0.0, 1.0)
+
+    def colour_scale(self) -> tuple[float, float, str, str]:
+        return 0.0, 1.0, "neither", "fraction of packets with high-rate veto"
+
+    def title(self, du: int) -> str:
+        return f"High-rate veto ratio, detector {self.det_id} DU {du}"
+
+
+def scale_levels(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Level of each value on a linear scale: UNDER/OVER outside, MISSING for NaN."""
+    with np.errstate(invalid="ignore"):
+        levels = np.floor((values - low) * (N_LEVELS / (high - low)))
+        levels = np.clip(np.nan_to_num(levels), 0, N_LEVELS - 1).astype(np.uint8)
+        levels[values < low] = UNDER
+        levels[values > high] = OVER
+    levels[np.isnan(values)] = MISSING
+    return levels
+
+
+class PMTImageMonitor(Monitor):
+    """Accumulates mean rate and HRV fraction per PMT per column; each of ``image_kinds``
+    stores its colours of a closed column and draws its images."""
+
+    tags = ("IO_MONIT",)
+    default_interval_s = 20.0
+    image_kinds: ClassVar[tuple[type[PMTImage], ...]]
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -74,24 +133,19 @@ class PMTImageMonitor(Monitor):
         #: Means of the newest closed column (kHz, fraction), for the metrics.
         self.newest_rates_khz = np.full((n, N_CHANNELS), np.nan)
         self.newest_hrv = np.full((n, N_CHANNELS), np.nan)
-        # One byte per PMT and column; the extra last row is "no DOM" (a floor without one).
-        self.levels = np.full((n * N_CHANNELS + 1, self.n_columns), MISSING, np.uint8)
+        self.images = [kind(context, n * N_CHANNELS, self.n_columns) for kind in self.image_kinds]
         self.ring = TimeRing(self.interval_s, self.n_columns, self._close_column)
         self.image_rows = self._image_rows_by_du()
         self.dus = sorted(self.image_rows)
         self.round_robin = RoundRobin()
-        self._figure: PaletteFigure | None = None
-        self._frame_head = 0  # ring head when the frame's time axis was drawn
-        self._pixel_rows = np.zeros(0, np.intp)  # image row each pixel row shows
-        self._pixel_columns = np.zeros(0, np.intp)  # ring position each pixel column shows
 
     def _image_rows_by_du(self) -> dict[int, np.ndarray]:
-        """Per DU, the row of ``levels`` shown in each image row (0 = bottom floor's band)."""
+        """Per DU, the row of the levels shown in each image row (0 = bottom floor's band)."""
         detector = self.detector
         rank = detector.channel_order.rank[:N_CHANNELS]
         row_in_band = (N_CHANNELS - 1) - rank
         floors = detector.dom_floor[self.slots.dom_index]
-        no_dom = len(self.levels) - 1
+        no_dom = len(self.slots) * N_CHANNELS
         rows = {}
         for du in np.unique(self.du_of_slot):
             slots = np.flatnonzero(self.du_of_slot == du)
@@ -127,9 +181,9 @@ class PMTImageMonitor(Monitor):
             counts = self.packets[:, None]
             self.newest_rates_khz = np.where(counts > 0, self.rate_sum / counts / 1e3, np.nan)
             self.newest_hrv = np.where(counts > 0, self.hrv_sum / counts, np.nan)
-        self.levels[:-1, position] = self.column_levels(
-            self.newest_rates_khz, self.newest_hrv
-        ).ravel()
+        for image in self.images:
+            levels = image.column_levels(self.newest_rates_khz, self.newest_hrv)
+            image.levels[:-1, position] = levels.ravel()
         self.rate_sum[:] = 0
         self.hrv_sum[:] = 0
         self.packets[:] = 0
@@ -137,46 +191,51 @@ class PMTImageMonitor(Monitor):
     # -- rendering ----------------------------------------------------------------------
 
     def render(self) -> None:
-        if self._figure is None:
-            self._figure = self._new_figure()
-            height = self._figure.data_shape[0]
-            self._pixel_rows = centre_samples(self.detector.n_floors * N_CHANNELS, height)
-        self._redraw_frame()
-        self.round_robin.start(self.dus)
+        for image in self.images:
+            if image.figure is None:
+                image.figure = self._new_figure(image)
+                height = image.figure.data_shape[0]  # a title of two lines leaves fewer
+                image.pixel_rows = centre_samples(self.detector.n_floors * N_CHANNELS, height)
+            self._redraw_frame(image)
+        kinds = range(len(self.images))
+        self.round_robin.start([(kind, du) for du in self.dus for kind in kinds])
         self.context.freshness.redraw_interval_s = self.round_robin.redraw_interval_s
 
     def render_more(self) -> bool:
-        return self.round_robin.run(self.render_du)
+        return self.round_robin.run(self.render_one)
 
-    def _redraw_frame(self) -> None:
+    def _redraw_frame(self, image: PMTImage) -> None:
         """Time axis, stamps, and the ring columns each pixel column shows: the same for
         every DU of a tick."""
-        assert self._figure is not None
+        assert image.figure is not None
         shown = self.ring.filled()
-        self._time_axis(self._figure.axes, shown)
-        self.context.redraw_frame(self._figure)
-        self._frame_head = self.ring.head
-        width = self._figure.data_shape[1]
-        self._pixel_columns = shown[centre_samples(len(shown), width)]
+        self._time_axis(image.figure.axes, shown)
+        self.context.redraw_frame(image.figure)
+        image.frame_head = self.ring.head
+        width = image.figure.data_shape[1]
+        image.pixel_columns = shown[centre_samples(len(shown), width)]
 
-    def render_du(self, du: int) -> None:
-        assert self._figure is not None
+    def render_one(self, key: tuple[int, int]) -> None:
+        """Draw one image: ``key`` is (index of its kind in ``images``, DU)."""
+        kind, du = key
+        image = self.images[kind]
+        assert image.figure is not None
         start = time.perf_counter()
-        if self.ring.head != self._frame_head:  # a column closed during the tick
-            self._redraw_frame()
-        image = self._figure.start(self.title(du))
-        rows = self.image_rows[du][::-1][self._pixel_rows]  # top row first
-        image[self._figure.box] = self.levels[rows[:, None], self._pixel_columns[None, :]]
-        png = self._figure.finish(image)
-        self.context.save_png(self.filename_pattern.format(du=du), png, start)
+        if self.ring.head != image.frame_head:  # a column closed during the tick
+            self._redraw_frame(image)
+        pixels = image.figure.start(image.title(du))
+        rows = self.image_rows[du][::-1][image.pixel_rows]  # top row first
+        pixels[image.figure.box] = image.levels[rows[:, None], image.pixel_columns[None, :]]
+        png = image.figure.finish(pixels)
+        self.context.save_png(image.filename_pattern.format(du=du), png, start)
 
-    def _new_figure(self) -> PaletteFigure:
+    def _new_figure(self, image: PMTImage) -> PaletteFigure:
         import matplotlib.pyplot as plt
         from matplotlib.colors import ListedColormap, Normalize
 
-        cmap = plt.get_cmap(self.colour_map)
+        cmap = plt.get_cmap(image.colour_map)
         colours = [cmap((level + 0.5) / N_LEVELS) for level in range(N_LEVELS)]
-        under, over, missing, highlight = self.special_colours
+        under, over, missing, highlight = image.special_colours
         figure, axes = plt.subplots(figsize=(10, 8), dpi=80)
         n_rows = self.detector.n_floors * N_CHANNELS
         axes.set_xlim(-0.5, self.n_columns - 0.5)
@@ -185,8 +244,8 @@ class PMTImageMonitor(Monitor):
         axes.set_yticklabels([f"Floor {f}" for f in range(1, self.detector.n_floors + 1)])
         axes.tick_params(axis="y", length=0)
         axes.set_xlabel(f"UTC time [{self.interval_s:g} s per column]")
-        axes.set_title(self.title(self.dus[0]))
-        low, high, extend, label = self.colour_scale()
+        axes.set_title(image.title(self.dus[0]))
+        low, high, extend, label = image.colour_scale()
         level_map = ListedColormap(colours).with_extremes(under=under, over=over)
         scale = plt.cm.ScalarMappable(Normalize(low, high), level_map)
         colour_bar = figure.colorbar(scale, ax=axes, extend=extend, pad=0.01)
@@ -206,25 +265,3 @@ class PMTImageMonitor(Monitor):
         span_s = starts[ticks[-1]] - starts[ticks[0]]
         labels = [utc(starts[t])[11 : 19 if span_s < 600 else 16] for t in ticks]
         axes.set_xticks(first + ticks, labels, rotation=30)
-
-    def scale_levels(self, values: np.ndarray, low: float, high: float) -> np.ndarray:
-        """Level of each value on a linear scale: UNDER/OVER outside, MISSING for NaN."""
-        with np.errstate(invalid="ignore"):
-            levels = np.floor((values - low) * (N_LEVELS / (high - low)))
-            levels = np.clip(np.nan_to_num(levels), 0, N_LEVELS - 1).astype(np.uint8)
-            levels[values < low] = UNDER
-            levels[values > high] = OVER
-        levels[np.isnan(values)] = MISSING
-        return levels
-
-    # Subclasses: colours and words.
-    def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:
-        """(slots, 31) uint8 palette index of every PMT in a closed column."""
-        raise NotImplementedError
-
-    def colour_scale(self) -> tuple[float, float, str, str]:
-        """Colour bar: lowest and highest value, extend ("neither", "both"), label."""
-        raise NotImplementedError
-
-    def title(self, du: int) -> str:
-        raise NotImplementedError
