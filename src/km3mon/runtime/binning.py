@@ -1,6 +1,6 @@
 """Accumulating per-DOM values into fixed-width bins of DAQ time, kept in a ring.
 
-pmt_rates, pmt_hrv and ahrs_calibration all sum packets of the open bin and turn the sums
+pmt_rates (and pmt_hrv alone) and ahrs_calibration all sum packets of the open bin and turn the sums
 into means when DAQ time moves past it; the ring keeps the last ``size`` bins.
 """
 
