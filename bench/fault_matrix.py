@@ -29,12 +29,17 @@ The quiet run is the same suite with no fault (``--faults none``) for a long qui
 notifications so far are written to ``<json>.partial.json`` every ``--partial-every-s``, so a
 run of many hours shows its state while it goes on and leaves a record if it is cut short:
 
-    .venv/bin/python bench/fault_matrix.py --faults none --speed 6 --k40-reads-daq \
-        --warmup-s 900 --quiet-s 43200 --json bench/results/quiet_run.json
+    .venv/bin/python bench/fault_matrix.py --faults none --dus 3 --speed 6 --k40-period 600 \
+        --warmup-s 1200 --quiet-s 43200 --partial-every-s 300 --json bench/results/quiet_run.json
 
 At ``--speed`` S the simulator's DAQ clock runs S times the wall clock: a quiet run covers S
 times as many data (trigger, K40, SN and quality statistics) as its wall time, while the
-alerts' holds and the processes' freshness still count wall seconds.
+alerts' holds and the processes' freshness still count wall seconds. The work per wall
+second grows with S (every timeslice, summary slice and event is S times as frequent), so S
+times a detector must fit the machine: on 2 cores, 3 DUs at 6x take 1.2-1.4 cores, while
+ARCA-21 at 6x and 6 DUs at 8x take all of both and raise true alerts about the machine
+(messages dropped, plots late). ``--warmup-s`` is simulated seconds too: give the start
+(kernels loaded, first plots) some 200 wall seconds.
 """
 
 from __future__ import annotations

@@ -52,7 +52,6 @@ class PMTImage:
     special_colours: ClassVar[tuple[str, str, str, str]]
 
     def __init__(self, context: Context, n_pmts: int, n_columns: int) -> None:
-        self.context = context
         self.det_id = context.detector.det_id
         self.levels = np.full((n_pmts + 1, n_columns), MISSING, np.uint8)
         self.figure: PaletteFigure | None = None
