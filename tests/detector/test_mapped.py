@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from km3mon.detector import detx as detx_module
-from km3mon.detector import load_detector
+from km3mon.detector import load_detector, mapped
 from km3mon.detector.mapped import ARRAYS, key_of
 
 from .conftest import DETX_DIR
@@ -63,7 +63,7 @@ def test_a_saved_detector_reads_back_as_parsed_and_is_mapped(name, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folder left
 
 
-def test_an_edited_detx_is_parsed_anew(tmp_path, monkeypatch) -> None:
+def test_an_edited_detx_is_parsed_anew_and_old_ones_are_pruned(tmp_path, monkeypatch) -> None:
     detx = tmp_path / "detector.detx"
     text = (DETX_DIR / "detx_v5.detx").read_text()
     detx.write_text(text)
@@ -71,10 +71,18 @@ def test_an_edited_detx_is_parsed_anew(tmp_path, monkeypatch) -> None:
     before = load_detector(None, detx, environ={}, share_in=share)
     first_pmt = before.pmt_ids[0]
     line = re.compile(rf"^(\s*){first_pmt}(\s)", re.MULTILINE)
-    detx.write_text(line.sub(rf"\g<1>{first_pmt + 7}\g<2>", text, count=1))
+    line_edited = line.sub(rf"\g<1>{first_pmt + 7}\g<2>", text, count=1)
+    detx.write_text(line_edited)
     after = load_detector(None, detx, environ={}, share_in=share)
     assert after.pmt_ids[0] == first_pmt + 7
     assert len(list(share.iterdir())) == 2
+    monkeypatch.setattr(mapped, "KEEP", 2)
+    detx.write_text(text + "# a third version\n")
+    newest = load_detector(None, detx, environ={}, share_in=share)
+    assert {p.name for p in share.iterdir()} == {
+        key_of(version.encode()) for version in (line_edited, text + "# a third version\n")
+    }
+    assert newest.pmt_ids[0] == first_pmt
 
 
 def test_a_damaged_saved_detector_is_parsed_again(tmp_path, caplog) -> None:
