@@ -98,10 +98,10 @@ def fits_rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # its waits, not this, bound it; a loaded CI machine is slow
 def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, tmp_path) -> None:
-    """ARCA-21 at 2x real time (the rings take data up to 300 s ahead of the wall clock),
-    one DOM's hits 5 ns late against the DETX: within 10 minutes of data reco names it with
-    its offset; fits and residuals are written in the KM3NeT conventions and agree with the
-    truth; a restart reads the two hours back."""
+    """ARCA-21 at 2x real time (the rings take what the TimeGate admits, also ahead of the
+    wall clock), one DOM's hits 5 ns late against the DETX: within 10 minutes of data reco
+    names it with its offset; fits and residuals are written in the KM3NeT conventions and
+    agree with the truth; a restart reads the two hours back."""
     plots, data = tmp_path / "plots", tmp_path / "data"
     command = ("reco", "--detx", ARCA21_DETX, "-p", ligier.port, "-o", plots, "--data-dir",
                data, "-i", "2", "--timeres", data / "timeres.csv")  # fmt: skip
