@@ -62,6 +62,14 @@ def rollup(pid: int) -> dict[str, float]:
     return {"rss": fields["Rss"], "pss": fields["Pss"], "private": private}
 
 
+def ready_after(child: subprocess.Popen) -> float:
+    """The load time a child reports (km3pipe prints its own lines first)."""
+    while not (line := child.stdout.readline()).startswith("ready"):
+        if not line:
+            raise RuntimeError("a child ended before it was ready")
+    return float(line.split()[1])
+
+
 def run(mode: str, n: int, detx: Path, share: Path) -> dict[str, float]:
     """N processes of ``mode`` alive together: medians per process, and the PSS sum."""
     children = [
@@ -74,7 +82,7 @@ def run(mode: str, n: int, detx: Path, share: Path) -> dict[str, float]:
         for _ in range(n)
     ]
     try:
-        load_s = [float(child.stdout.readline().split()[1]) for child in children]
+        load_s = [ready_after(child) for child in children]
         time.sleep(0.5)
         memory = [rollup(child.pid) for child in children]
     finally:
