@@ -59,4 +59,5 @@ def _from_file(path: Path, share_in: Path | None) -> Detector:
         content = path.read_bytes()
     except OSError:
         return read_detx(path)  # which says what is wrong with the file
-    return mapped_detector(content, str(path), lambda: read_detx(path), share_in)
+    text = content.decode("ascii", errors="replace")  # as read_detx decodes it: read once
+    return mapped_detector(content, str(path), lambda: parse_detx(text, str(path)), share_in)
