@@ -151,8 +151,6 @@ TOOLS: tuple[Command, ...] = (
     Command("record", "km3mon.daq.record", "record tags from a ligier into a file"),
     Command("inspect", "km3mon.daq.inspect", "summarise a recording"),
     Command("grl", "km3mon.quality.grl", "the good-run list from data/quality.sqlite3"),
-    Command("pmt_hrv", "km3mon.monitors.pmt_hrv",
-            "the high-rate-veto images alone (pmt_rates draws them too)"),
     Command("compile-kernels", "km3mon.kernels", "compile the numba kernels (make install does)"),
 )  # fmt: skip
 

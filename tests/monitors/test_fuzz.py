@@ -31,7 +31,6 @@ MONITORS = {  # process -> tags it reads
     "dom_activity": ("IO_SUM",),
     "dom_rates": ("IO_SUM",),
     "pmt_rates": ("IO_MONIT",),
-    "pmt_hrv": ("IO_MONIT",),
     "ahrs_calibration": ("IO_MONIT",),
     "trigger_rates": ("IO_EVT", "IO_SUM"),
     "triggermap": ("IO_EVT",),

@@ -1,4 +1,4 @@
-"""pmt_rates and pmt_hrv as real processes, fed known monitoring packets through a ligier."""
+"""pmt_rates (rate and HRV images) as a real process, fed known monitoring packets via a ligier."""
 
 from __future__ import annotations
 
@@ -49,11 +49,10 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
     common = ["--detx", ARCA21, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "1",
               "--columns", "60"]  # fmt: skip
     rates = spawn("pmt_rates", *common)
-    hrv_only = tmp_path / "hrv_plots"  # pmt_hrv alone, for one DU
-    hrv = spawn("pmt_hrv", *common, "-o", hrv_only, "-u", int(detector.dom_du[0]))
-    for name in ("pmt_rates", "pmt_hrv"):
-        record = data / "freshness" / f"{name}.json"
-        wait_subscribed(ligier.port, name=name)
+    one_du = tmp_path / "one_du"  # a host split by DU
+    one_du_rates = spawn("pmt_rates", *common, "-o", one_du, "--data-dir", tmp_path / "one_du_data",
+                         "-u", int(detector.dom_du[0]))  # fmt: skip
+    wait_subscribed(ligier.port, name="pmt_rates", count=2)
     optical = detector.dom_ids[detector.dom_floor > 0]
     hot, veto = (int(optical[100]), 17), (int(optical[3]), 4)
     with Client("127.0.0.1", ligier.port) as publisher:
@@ -104,8 +103,9 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
         veto_drawn, what=f"the vetoed PMT in pmt_hrv_du{veto_du}.png", show=top_colour_pixels
     )
     assert len({n for d, n in top_colour_pixels().items() if d != veto_du}) == 1
-    wait_until(lambda: (hrv_only / f"pmt_hrv_du{dus[0]}.png").exists(), what="the HRV plot")
-    assert not (hrv_only / f"pmt_hrv_du{dus[1]}.png").exists(), "-u keeps to one DU"
+    one_du_images = [one_du / f"{kind}_du{dus[0]}.png" for kind in ("pmt_rates", "pmt_hrv")]
+    wait_until(lambda: all(p.exists() for p in one_du_images), what="one DU's rate and HRV plots")
+    assert sorted(p.name for p in one_du.glob("*_du*.png")) == sorted(p.name for p in one_du_images)
     record_path = data / "freshness" / "pmt_rates.json"
     expected = 35 * len(detector.dom_ids)
     wait_until(
@@ -115,4 +115,4 @@ def test_hot_pmt_and_veto_show_in_the_right_pixel(ligier, spawn, tmp_path) -> No
     )
     record = read_json(record_path)
     assert record["unknown_doms"] == 0 and record["decode_errors"] == 0
-    assert rates.alive() and hrv.alive()
+    assert rates.alive() and one_du_rates.alive()

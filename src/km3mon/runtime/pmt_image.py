@@ -2,7 +2,7 @@
 
 One accumulation serves every kind of image (``PMTImage``): pmt_rates draws the rate and the
 HRV images from one decode of the IO_MONIT stream (the original folded its pmt_hrv into
-pmt_rates in 2019, ``598fcca``); ``km3mon pmt_hrv`` draws the HRV images alone.
+pmt_rates in 2019, ``598fcca``).
 
 Every monitoring packet counts. Packets are binned by their DAQ time into columns of
 ``interval`` seconds; a rolling window keeps the last ``--columns`` of them. One process
