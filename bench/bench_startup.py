@@ -13,13 +13,16 @@ ways: RSS (a shared library's pages count once in every process that maps them, 
 overstates what the machine gives the suite), PSS (each shared page split among the processes
 that map it: the sum is the suite's share of the machine's memory) and USS (pages of that
 process alone: what stopping it would free); and, as a check that needs no accounting, how much
-the machine's ``MemAvailable`` fell from before the start.
+the machine's ``MemAvailable`` fell from before the start. ``--watch S`` then samples every
+program's PSS every 15 s for S seconds: the total over a k40 period end (its fit holds two
+periods' bins for a while) and its peak.
 
 The interpreter and the ``km3mon`` under test are this one's (set PYTHONPATH to measure
 another tree, e.g. the commit before a change):
 
     .venv/bin/python bench/bench_startup.py --json bench/results/startup.json
     .venv/bin/python bench/bench_startup.py --suite 230 --warmup 90
+    .venv/bin/python bench/bench_startup.py --no-help --suite 230 --warmup 90 --watch 900
 """
 
 from __future__ import annotations
@@ -129,7 +132,36 @@ def mem_available_mb() -> float:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def measure_suite(dus: int, warmup_s: float) -> dict[str, dict]:
+def watch_totals(mains: dict[str, int], seconds: float, every_s: float = 15.0) -> dict:
+    """PSS of every program every ``every_s`` for ``seconds``: the monitoring machine's
+    total over time (k40's period ends and fits, backlogs), its peak and who held what."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from full_suite import DAQ_STAND_IN, family, parents
+
+    samples = []
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        table = parents()
+        per_program = {}
+        for name, pid in mains.items():
+            if name in DAQ_STAND_IN:
+                continue
+            members = family(pid, table, set(mains.values()) - {pid})
+            per_program[name] = sum(proportional(m)[0] for m in members)
+        total = sum(per_program.values())
+        samples.append({"t_s": round(time.monotonic() - started, 1), "pss_mb": per_program,
+                        "total_pss_mb": total})  # fmt: skip
+        print(f"  +{samples[-1]['t_s']:6.0f} s  monitoring machine PSS {total:7.1f} MB  "
+              f"(k40 {per_program.get('k40', 0):.0f})", flush=True)  # fmt: skip
+        time.sleep(every_s)
+    peak = max(samples, key=lambda sample: sample["total_pss_mb"])
+    totals = sorted(sample["total_pss_mb"] for sample in samples)
+    print(f"monitoring machine PSS over {seconds:.0f} s: median {totals[len(totals) // 2]:.1f}, "
+          f"peak {peak['total_pss_mb']:.1f} MB at +{peak['t_s']:.0f} s")  # fmt: skip
+    return {"samples": samples, "peak": peak, "median_total_pss_mb": totals[len(totals) // 2]}
+
+
+def measure_suite(dus: int, warmup_s: float, watch_s: float = 0.0) -> dict[str, dict]:
     """Resident memory and loaded heavy packages of every program of a running suite."""
     sys.path.insert(0, str(Path(__file__).parent))
     from full_suite import PRODUCTION_PIPELINE, family, parents, usage
@@ -164,6 +196,8 @@ def measure_suite(dus: int, warmup_s: float) -> dict[str, dict]:
                 flush=True,
             )
         rows["machine"] = {"mem_available_drop_mb": available_before - mem_available_mb()}
+        if watch_s > 0:
+            rows["watch"] = watch_totals(mains, watch_s)
     finally:
         stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
@@ -184,6 +218,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs of each --help")
     parser.add_argument("--suite", type=int, metavar="DUS", help="also run the suite at DUS DUs")
     parser.add_argument("--warmup", type=float, default=90.0, help="seconds before sampling")
+    parser.add_argument(
+        "--watch", type=float, default=0.0, help="then the suite's PSS every 15 s for so long [s]"
+    )
     parser.add_argument("--no-help", action="store_true", help="skip part 1")
     parser.add_argument("--json", type=Path, help="write every number here as JSON too")
     args = parser.parse_args()
@@ -191,7 +228,10 @@ def main() -> int:
     if not args.no_help:
         result["help"] = measure_help(args.repeat)
     if args.suite:
-        result["suite"] = {"dus": args.suite, "processes": measure_suite(args.suite, args.warmup)}
+        result["suite"] = {
+            "dus": args.suite,
+            "processes": measure_suite(args.suite, args.warmup, args.watch),
+        }
     result["load_average_after"] = os.getloadavg()
     if args.json:
         write_json(args.json, result)
