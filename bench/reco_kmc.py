@@ -322,12 +322,21 @@ def summary(angle: np.ndarray, wanted: np.ndarray) -> dict:
     }
 
 
+def bootstrap_medians(angles: list[np.ndarray], resamples: int = 4000) -> np.ndarray:
+    """Medians of the same resampled events for each fit's angles (an unfitted event counts
+    as 180°): how far a median of ~150 events moves with the sample."""
+    rng = np.random.default_rng(2026)
+    rows = rng.integers(0, len(angles[0]), (resamples, len(angles[0])))
+    return np.array([np.median(np.where(np.isfinite(a), a, 180.0)[rows], axis=1) for a in angles])
+
+
 def analyse(truth: dict, counts: dict, ours: dict, reference: dict) -> dict:
     whole = truth["cut_du"] == 0
     multi = whole & (counts["n_dus"] >= 3)
     single = truth["cut_du"] > 0
     true_dir = truth["true_dir"]
     out: dict = {}
+    angles: dict[str, np.ndarray] = {}
     for name, fits in (("km3mon reco", ours), ("plain reference", reference),
                        ("file (Jpp JMuon chain)", {"dir": truth["file_dir"]})):  # fmt: skip
         angle = np.full(len(true_dir), np.nan)
@@ -358,6 +367,14 @@ def analyse(truth: dict, counts: dict, ours: dict, reference: dict) -> dict:
                 for a, b in LINE_DOM_BINS
             }
         out[name] = entry
+        angles[name] = angle[multi]
+    medians = bootstrap_medians([angles["km3mon reco"], angles["file (Jpp JMuon chain)"]])
+    for name, row in zip(("km3mon reco", "file (Jpp JMuon chain)"), medians, strict=True):
+        out[name]["multi_du"]["median_ci68_deg"] = np.percentile(row, [16, 84]).tolist()
+    difference = medians[0] - medians[1]
+    out["km3mon reco"]["multi_du"]["median_minus_jpp_ci68_deg"] = np.percentile(
+        difference, [16, 84]
+    ).tolist()
     return out
 
 
@@ -380,6 +397,11 @@ def report(results: dict, n_whole: int, n_single: int) -> str:
             f"{fmt(entry['multi_du']['efficiency'], 100, 1)} % | "
             f"{fmt(single.get('median_deg'))}° | {fmt(single.get('efficiency'), 100, 1)} % |"
         )
+    ours, jpp = results["km3mon reco"]["multi_du"], results["file (Jpp JMuon chain)"]["multi_du"]
+    lines += ["", "Sampling uncertainty of the >= 3-DU medians (bootstrap of the events, "
+              "16-84 %): km3mon reco {:.2f}-{:.2f}°, Jpp {:.2f}-{:.2f}°, km3mon minus Jpp on the "
+              "same resampled events {:.2f}-{:.2f}°".format(*ours["median_ci68_deg"],
+              *jpp["median_ci68_deg"], *ours["median_minus_jpp_ci68_deg"])]  # fmt: skip
     for key, title in (("by_dus", "DUs"), ("by_doms", "triggered DOMs"),
                        ("by_hits", "triggered hits")):  # fmt: skip
         lines += ["", f"| {title} (>= 3 DUs) | events | " + " | ".join(

@@ -1,7 +1,7 @@
 """Accumulating per-DOM values into fixed-width bins of DAQ time, kept in a ring.
 
-pmt_rates (and pmt_hrv alone) and ahrs_calibration all sum packets of the open bin and turn the sums
-into means when DAQ time moves past it; the ring keeps the last ``size`` bins.
+pmt_rates (rate and HRV images) and ahrs_calibration sum the packets of the open bin and turn
+the sums into means when DAQ time moves past it; the ring keeps the last ``size`` bins.
 """
 
 from __future__ import annotations
