@@ -157,11 +157,14 @@ def ligier_drops(ports: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]
     return clients, ligiers
 
 
-def log_errors(path: Path) -> int:
+def log_errors(path: Path) -> list[str]:
+    """The ERROR lines and tracebacks of a log, each with the 12 lines after it (what a
+    report must show: the folder with the log is removed after a test)."""
     if not path.exists():
-        return 0
+        return []
     lines = path.read_text(errors="replace").splitlines()
-    return sum(" ERROR " in line or line.startswith("Traceback") for line in lines)
+    found = [i for i, line in enumerate(lines) if " ERROR " in line or line.startswith("Traceback")]
+    return ["\n".join(lines[i : i + 13]) for i in found]
 
 
 def cadence_s(record: dict[str, Any]) -> float:
@@ -332,7 +335,9 @@ def verdict(
         "suite_cpu_ok": suite_cores < SUITE_CORES,
         "not_running": {n: s for n, s in states.items() if s != "RUNNING" or n not in rows},
         "restarts": {name: row["restarts"] for name, row in rows.items() if row["restarts"]},
-        "log_errors": {name: row["log_errors"] for name, row in rows.items() if row["log_errors"]},
+        "log_errors": {
+            name: len(row["log_errors"]) for name, row in rows.items() if row["log_errors"]
+        },
     }
 
 
@@ -390,6 +395,9 @@ def report(result: dict) -> str:
         f"not running: {v['not_running'] or 'none'}; restarts: {v['restarts'] or 'none'}; "
         f"errors in logs: {v['log_errors'] or 'none'}.",
     ]
+    for name, row in result["rows"].items():
+        for error in row["log_errors"][:3]:
+            lines += ["", f"{name}.log:", "", *("    " + line for line in error.splitlines())]
     return "\n".join(lines)
 
 

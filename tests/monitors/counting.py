@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import sys
+import time
 from collections import Counter
 
 from km3mon.controlhost import Message
@@ -39,7 +41,13 @@ class CountingMonitor(Monitor):
 def main() -> int:
     parser = argparse.ArgumentParser()
     add_common_arguments(parser, CountingMonitor.default_interval_s)
-    return run_monitor(CountingMonitor, parser.parse_args(sys.argv[1:]))
+    parser.add_argument(
+        "--slow-exit", type=float, default=0.0, help="seconds the exit takes (k40: a fit)"
+    )
+    args = parser.parse_args(sys.argv[1:])
+    if args.slow_exit:
+        atexit.register(time.sleep, args.slow_exit)
+    return run_monitor(CountingMonitor, args)
 
 
 if __name__ == "__main__":

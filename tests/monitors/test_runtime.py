@@ -99,6 +99,31 @@ def test_runtime_counts_renders_goes_stale_reconnects_and_stops(start_ligier, tm
             monitor.kill()
 
 
+def test_a_stop_that_takes_longer_than_a_read_leaves_no_traceback(ligier, tmp_path) -> None:
+    """The receiver's read (0.5 s) must end before its client closes: a read on a closed
+    client raised in the thread, whose traceback reached the log of a monitor that took
+    longer to exit (k40 waiting for a running fit; seen once in a fresh-clone make test)."""
+    data, log_path = tmp_path / "data", tmp_path / "monitor.log"
+    for attempt in range(3):  # the receiver must be inside a read at the stop: try a few
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "tests.monitors.counting", "-p", str(ligier.port),
+             "-o", str(tmp_path / "plots"), "--data-dir", str(data), "--slow-exit", "1.5"],
+            cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            wait_subscribed(ligier.port, "IO_EVT", name="counting")
+            time.sleep(0.2 * attempt)
+            monitor.send_signal(signal.SIGTERM)
+            assert monitor.wait(30) == 0
+        finally:
+            if monitor.poll() is None:
+                monitor.kill()
+        log = log_path.read_text()
+        assert "counting stopped after" in log, log
+        assert "Traceback" not in log and "Exception in thread" not in log, log
+
+
 def test_record_says_disconnected_while_the_ligier_is_down(start_ligier, tmp_path) -> None:
     port = free_port()
     ligier = start_ligier(port=port)

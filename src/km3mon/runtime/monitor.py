@@ -48,6 +48,8 @@ MAX_QUEUED_BYTES = 512 * 1024 * 1024
 FRESHNESS_EVERY_S = 2.0
 #: Free memory is handed back to the system this often (``release_free_memory``).
 RELEASE_MEMORY_EVERY_S = 10.0
+#: How long a stopping monitor waits for its receiver's read to end (reads time out at 0.5 s).
+RECEIVER_STOP_S = 2.0
 ERROR_LOG_EVERY_S = 10.0
 
 
@@ -427,6 +429,14 @@ class Receiver(threading.Thread):
         self.connection_changed.set()
 
     def run(self) -> None:
+        try:
+            self._receive()
+        except Exception:
+            if not self.stop.is_set():
+                raise
+            # the client closed under a read on the way out: nothing is lost, say nothing
+
+    def _receive(self) -> None:
         self.client.connect()  # retries with backoff until the ligier is there
         self.client.subscribe(self.tags)
         while not self.stop.is_set():
@@ -562,6 +572,10 @@ def run_monitor(monitor_class: type[Monitor], args: argparse.Namespace) -> int:
     freshness.state = "stopped"
     freshness.write(record_path)
     if receiver is not None:
+        # let its read end before the socket goes: a read on a closed client raises in the
+        # thread, and the traceback reached the log when the exit took longer than the read
+        # (k40 waiting for a running fit)
+        receiver.join(timeout=RECEIVER_STOP_S)
         receiver.client.close()
     log.warning(
         "%s stopped after %d messages (%d dropped, %d errors)",
