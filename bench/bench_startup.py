@@ -132,22 +132,29 @@ def mem_available_mb() -> float:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
+def program_members(mains: dict[str, int]) -> dict[str, list[int]]:
+    """Every program's process and its children (not the other programs)."""
+    from full_suite import family, parents
+
+    table = parents()
+    return {
+        name: family(pid, table, set(mains.values()) - {pid}) for name, pid in sorted(mains.items())
+    }
+
+
 def watch_totals(mains: dict[str, int], seconds: float, every_s: float = 15.0) -> dict:
     """PSS of every program every ``every_s`` for ``seconds``: the monitoring machine's
     total over time (k40's period ends and fits, backlogs), its peak and who held what."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from full_suite import DAQ_STAND_IN, family, parents
+    from full_suite import DAQ_STAND_IN
 
     samples = []
     started = time.monotonic()
     while time.monotonic() - started < seconds:
-        table = parents()
-        per_program = {}
-        for name, pid in mains.items():
-            if name in DAQ_STAND_IN:
-                continue
-            members = family(pid, table, set(mains.values()) - {pid})
-            per_program[name] = sum(proportional(m)[0] for m in members)
+        per_program = {
+            name: sum(proportional(m)[0] for m in members)
+            for name, members in program_members(mains).items()
+            if name not in DAQ_STAND_IN
+        }
         total = sum(per_program.values())
         samples.append({"t_s": round(time.monotonic() - started, 1), "pss_mb": per_program,
                         "total_pss_mb": total})  # fmt: skip
@@ -164,7 +171,7 @@ def watch_totals(mains: dict[str, int], seconds: float, every_s: float = 15.0) -
 def measure_suite(dus: int, warmup_s: float, watch_s: float = 0.0) -> dict[str, dict]:
     """Resident memory and loaded heavy packages of every program of a running suite."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from full_suite import PRODUCTION_PIPELINE, family, parents, usage
+    from full_suite import PRODUCTION_PIPELINE, usage
     from km3mon.demo import write_folder
     from km3mon.ops import start, stop
     from km3mon.sim.sim_geometry import synthetic_detx
@@ -182,9 +189,7 @@ def measure_suite(dus: int, warmup_s: float, watch_s: float = 0.0) -> dict[str, 
         time.sleep(warmup_s)
         states = supervisor_states(folder / "pids" / "supervisor.sock") or {}
         mains = {name: state["pid"] for name, state in states.items() if state["pid"]}
-        table = parents()
-        for name, pid in sorted(mains.items()):
-            members = family(pid, table, set(mains.values()) - {pid})
+        for name, members in program_members(mains).items():
             rss = sum(seen[1] for m in members if (seen := usage(m)) is not None)
             pss, uss = (sum(column) for column in zip(*map(proportional, members), strict=True))
             rows[name] = {

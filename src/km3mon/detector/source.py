@@ -59,5 +59,10 @@ def _from_file(path: Path, share_in: Path | None) -> Detector:
         content = path.read_bytes()
     except OSError:
         return read_detx(path)  # which says what is wrong with the file
-    text = content.decode("ascii", errors="replace")  # as read_detx decodes it: read once
-    return mapped_detector(content, str(path), lambda: parse_detx(text, str(path)), share_in)
+    # a miss parses the bytes already read (decoded as read_detx does); a hit decodes nothing
+    return mapped_detector(
+        content,
+        str(path),
+        lambda: parse_detx(content.decode("ascii", errors="replace"), str(path)),
+        share_in,
+    )
