@@ -60,7 +60,7 @@ def test_the_l1_acceptance_is_one_inside_zero_beyond_half_at_the_edge() -> None:
 
 def test_a_period_fitted_in_parts_is_fitted_as_in_one_go() -> None:
     """``fit_period`` (64 DOMs at a time, 16-bit bins with wrapped counts carried) gives what
-    ``fit_pairs`` gives on the whole int32 count array, to the bit."""
+    ``fit_pairs`` gives on the whole int32 count array, to the bit of its float32 result."""
     rng = np.random.default_rng(3)
     n_doms = 150
     counts = np.zeros((n_doms, 465, 2 * TMAX + 1), np.int32)
@@ -78,4 +78,6 @@ def test_a_period_fitted_in_parts_is_fitted_as_in_one_go() -> None:
     parts = fit_period(period, background, livetime, shift)
     assert whole.valid.sum() > 1000
     for name in PairFits.__dataclass_fields__:
-        np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name), err_msg=name)
+        expected = getattr(whole, name)
+        expected = expected if expected.dtype == bool else expected.astype(np.float32)
+        np.testing.assert_array_equal(getattr(parts, name), expected, err_msg=name)

@@ -78,6 +78,11 @@ class PeriodCounts:
     def __len__(self) -> int:
         return len(self.binned)
 
+    def drop(self) -> None:
+        """Free the bins once they are fitted (whoever handed them over may still hold this)."""
+        self.binned = self.binned[:0].copy()
+        self.wrapped = []
+
     def dense(self, first: int = 0, stop: int | None = None) -> np.ndarray:
         """Exact counts (int64) of slots ``first`` to ``stop``: a few MB per 100 DOMs, where
         the whole detector's would be 630 MB at 230 DUs."""
