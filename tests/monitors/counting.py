@@ -32,6 +32,11 @@ class CountingMonitor(Monitor):
     def render(self) -> None:
         import matplotlib.pyplot as plt
 
+        if self.context.args.slow_render:  # a long drawing: what was consumed meanwhile?
+            before = sum(self.counts.values())
+            time.sleep(self.context.args.slow_render)
+            self.log.warning("consumed while drawing: %d", sum(self.counts.values()) - before)
+
         figure, axes = plt.subplots(figsize=(4, 3))
         axes.bar(list(self.counts), list(self.counts.values()))
         axes.set_title("messages per tag")
@@ -44,7 +49,12 @@ def main() -> int:
     parser.add_argument(
         "--slow-exit", type=float, default=0.0, help="seconds the exit takes (k40: a fit)"
     )
+    parser.add_argument("--slow-render", type=float, default=0.0, help="seconds a drawing takes")
+    parser.add_argument(
+        "--on-receipt", action="store_true", help="consume on the receiving thread (k40)"
+    )
     args = parser.parse_args(sys.argv[1:])
+    CountingMonitor.consume_on_receipt = args.on_receipt
     if args.slow_exit:
         atexit.register(time.sleep, args.slow_exit)
     return run_monitor(CountingMonitor, args)

@@ -124,6 +124,44 @@ def test_a_stop_that_takes_longer_than_a_read_leaves_no_traceback(ligier, tmp_pa
         assert "Traceback" not in log and "Exception in thread" not in log, log
 
 
+def test_a_monitor_that_consumes_on_receipt_counts_while_it_draws(ligier, tmp_path) -> None:
+    """k40 takes 64 MB/s at 230 DUs: what arrives while it draws (seconds) must be counted
+    meanwhile, not queued. A monitor whose drawing takes 1 s gets a message every 20 ms: by
+    default it consumes none of them during a drawing, with ``consume_on_receipt`` most of
+    them, and in both cases every message in the end."""
+    consumed_while_drawing = {}
+    for on_receipt in (False, True):
+        data, log_path = tmp_path / f"data-{on_receipt}", tmp_path / f"monitor-{on_receipt}.log"
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "tests.monitors.counting", "-p", str(ligier.port),
+             "-o", str(tmp_path / "plots"), "--data-dir", str(data), "-i", "0.5",
+             "--slow-render", "1", *(["--on-receipt"] if on_receipt else [])],
+            cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            wait_subscribed(ligier.port, "IO_EVT", name="counting")
+            with Client("127.0.0.1", ligier.port) as publisher:
+                for _ in range(200):  # 4 s: drawings of 1 s every 0.5 s, back to back
+                    publisher.publish("IO_EVT", b"n=1700000000")
+                    time.sleep(0.02)
+            wait_until(lambda d=data: read_record(d).get("messages") == 200, what="200 messages")
+            monitor.send_signal(signal.SIGTERM)
+            assert monitor.wait(30) == 0
+        finally:
+            if monitor.poll() is None:
+                monitor.kill()
+        log = log_path.read_text()
+        assert "Traceback" not in log, log
+        counts = [int(line.rsplit(":", 1)[1]) for line in log.splitlines()
+                  if "consumed while drawing" in line]  # fmt: skip
+        assert len(counts) >= 2, log
+        consumed_while_drawing[on_receipt] = counts
+    assert not any(consumed_while_drawing[False]), consumed_while_drawing
+    # at least one whole drawing while messages came (about 50 of them; 10 is only a hang)
+    assert max(consumed_while_drawing[True]) >= 10, consumed_while_drawing
+
+
 def test_record_says_disconnected_while_the_ligier_is_down(start_ligier, tmp_path) -> None:
     port = free_port()
     ligier = start_ligier(port=port)

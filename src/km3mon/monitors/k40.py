@@ -100,6 +100,9 @@ class K40(Monitor):
     tags = ("IO_TSL1", "IO_SUM")
     help = "K40 intra-DOM calibration from IO_TSL1: PMT time offsets, widths, efficiencies"
     default_interval_s = 600.0
+    #: 64 MB/s at 230 DUs: counted as it arrives, while the main thread draws and writes
+    #: tables (its counting kernel runs without the GIL), instead of queued meanwhile.
+    consume_on_receipt = True
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -155,6 +158,10 @@ class K40(Monitor):
             1, thread_name_prefix="k40-fit", initializer=_yield_to_counting
         )
         self._pending: concurrent.futures.Future[PeriodResult] | None = None
+        #: ``_pending`` is set by consume (receiving thread) and taken by poll (main thread).
+        self._handover = threading.Lock()
+        #: Fits done, for poll to write and draw (set aside under ``_handover``).
+        self._finished: list[concurrent.futures.Future[PeriodResult]] = []
         self.result: PeriodResult | None = None
         self.calibrations = 0
         self.out_dir = context.data_dir / "k40"
@@ -215,12 +222,16 @@ class K40(Monitor):
         self._rates_product[:] = 0
         self._singles_sum[:] = 0
         self._summary_frames[:] = 0
-        if self._pending is not None and not self._pending.done():
-            self.log.warning("previous calibration still running; period %s skipped", utc(start))
-            return
-        self._pending = self._worker.submit(
-            self._calibrate, counts, background, livetime, shift, singles, start, end
-        )
+        with self._handover:
+            self._set_aside_finished()
+            if self._pending is not None:
+                self.log.warning(
+                    "previous calibration still running; period %s skipped", utc(start)
+                )
+                return
+            self._pending = self._worker.submit(
+                self._calibrate, counts, background, livetime, shift, singles, start, end
+            )
 
     def _calibrate(
         self,
@@ -255,17 +266,26 @@ class K40(Monitor):
 
     @property
     def calibrating(self) -> bool:
-        """A closed period is being fitted on the worker thread (``poll`` collects it)."""
-        return self._pending is not None
+        """A closed period is being fitted on the worker thread, or its result not yet
+        written (``poll`` does that)."""
+        return self._pending is not None or bool(self._finished)
+
+    def _set_aside_finished(self) -> None:
+        """A finished fit leaves ``_pending`` for ``poll`` (hold ``_handover``)."""
+        if self._pending is not None and self._pending.done():
+            self._finished.append(self._pending)
+            self._pending = None
 
     def poll(self) -> None:
-        if self._pending is not None and self._pending.done():
-            pending, self._pending = self._pending, None
+        with self._handover:
+            self._set_aside_finished()
+            finished, self._finished = self._finished, []
+        for future in finished:
             try:
-                self.result = pending.result()
+                self.result = future.result()
             except Exception:  # a fitting bug must not end the monitor
                 self.log.exception("calibration failed")
-                return
+                continue
             self.calibrations += 1
             self._write_tables(self.result)
             self.render(new_result=True)
