@@ -226,7 +226,6 @@ class Courier(threading.Thread):
             except SinkError as error:
                 attempts = row["attempts"] + 1
                 delay = min(MAX_RETRY_DELAY_S, 5.0 * 2 ** (attempts - 1))
-                self.failed += 1
                 log.warning(
                     "%s: notification %d not delivered (%s); retry %d in %.0f s",
                     sink.name, key[0], error, attempts, delay,
@@ -236,10 +235,11 @@ class Courier(threading.Thread):
                     " WHERE notification_id = ? AND sink = ?",
                     (attempts, time.time() + delay, str(error), *key),
                 )
+                self.failed += 1  # counted once written: a reader of the table sees it
                 continue
-            self.sent += 1
             db.execute(
                 "UPDATE deliveries SET sent_at = ?, attempts = attempts + 1, error = NULL"
                 " WHERE notification_id = ? AND sink = ?",
                 (time.time(), *key),
             )
+            self.sent += 1
