@@ -99,18 +99,23 @@ def test_runtime_counts_renders_goes_stale_reconnects_and_stops(start_ligier, tm
             monitor.kill()
 
 
+def start_counting(port: int, tmp_path: Path, data: Path, log_path: Path, *flags: str):
+    """The counting monitor as a real process on ``port``, its output in ``log_path``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.monitors.counting", "-p", str(port),
+         "-o", str(tmp_path / "plots"), "--data-dir", str(data), *flags],
+        cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
 def test_a_stop_that_takes_longer_than_a_read_leaves_no_traceback(ligier, tmp_path) -> None:
     """The receiver's read (0.5 s) must end before its client closes: a read on a closed
     client raised in the thread, whose traceback reached the log of a monitor that took
     longer to exit (k40 waiting for a running fit; seen once in a fresh-clone make test)."""
     data, log_path = tmp_path / "data", tmp_path / "monitor.log"
     for attempt in range(3):  # the receiver must be inside a read at the stop: try a few
-        monitor = subprocess.Popen(
-            [sys.executable, "-m", "tests.monitors.counting", "-p", str(ligier.port),
-             "-o", str(tmp_path / "plots"), "--data-dir", str(data), "--slow-exit", "1.5"],
-            cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        monitor = start_counting(ligier.port, tmp_path, data, log_path, "--slow-exit", "1.5")
         try:
             wait_subscribed(ligier.port, "IO_EVT", name="counting")
             time.sleep(0.2 * attempt)
@@ -132,13 +137,9 @@ def test_a_monitor_that_consumes_on_receipt_counts_while_it_draws(ligier, tmp_pa
     consumed_while_drawing = {}
     for on_receipt in (False, True):
         data, log_path = tmp_path / f"data-{on_receipt}", tmp_path / f"monitor-{on_receipt}.log"
-        monitor = subprocess.Popen(
-            [sys.executable, "-m", "tests.monitors.counting", "-p", str(ligier.port),
-             "-o", str(tmp_path / "plots"), "--data-dir", str(data), "-i", "0.5",
-             "--slow-render", "1", *(["--on-receipt"] if on_receipt else [])],
-            cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        on_receipt_flag = ["--on-receipt"] if on_receipt else []
+        monitor = start_counting(ligier.port, tmp_path, data, log_path, "-i", "0.5",
+                                 "--slow-render", "1", *on_receipt_flag)  # fmt: skip
         try:
             wait_subscribed(ligier.port, "IO_EVT", name="counting")
             with Client("127.0.0.1", ligier.port) as publisher:
