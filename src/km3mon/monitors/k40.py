@@ -6,8 +6,9 @@ coincidences are counted per PMT pair in 1-ns bins of calibrated Δt within ±20
 (:mod:`km3mon.physics.twofolds`; a PMT's hits in a frame where it is in high-rate veto or
 FIFO-full are dropped and the frame is not livetime of its pairs), the accidentals subtracted
 from the singles of the summary slices, and each DOM solved for PMT offsets, widths and
-relative efficiencies (:mod:`km3mon.physics.k40_fit`). The fit runs on a thread of its own
-while counting goes on. PMTs and DOMs disabled in the DETX status are not calibrated.
+relative efficiencies (:mod:`km3mon.physics.k40_fit`). Counting runs on the receiving
+thread as the stream arrives (``consume_on_receipt``), the fit on a thread of its own, the
+tables and figures on the main thread. PMTs and DOMs disabled in the DETX status are not calibrated.
 
 Each PMT ends a period in one of these states: measured (an offset; **flagged** beyond
 ``--t0-tolerance``), **no K40 peak** (it has singles in the summary slices and its DOM's other

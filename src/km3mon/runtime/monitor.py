@@ -488,7 +488,10 @@ class Receiver(threading.Thread):
             batch = self.client.receive_batch(timeout=0.5)
             size = sum(len(m.payload) for m in batch)
             if self.intake is not None:  # also without a batch: held messages are due
-                self.intake.take_in(batch, size)
+                try:
+                    self.intake.take_in(batch, size)
+                except Exception as error:  # a bug there must not end the receiving
+                    self.intake.context.count_error(f"batch of {len(batch)} not taken in", error)
                 continue
             if not batch:
                 continue
