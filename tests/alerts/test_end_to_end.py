@@ -7,10 +7,14 @@ real msg_dumper, and a restart of ``km3mon alerts`` while the alert is active.
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
+from km3mon import published
 from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
@@ -108,13 +112,32 @@ hold_s = 3
     # Recovery at 40 s: exactly one "resolved".
     wait_until(lambda: webhook.of("silent_dom", "resolved"), 60, "resolved",
                show=lambda: webhook.bodies)  # fmt: skip
-    # No triggers from 45 s: the original's 0 Hz alert.
+    # No triggers from 45 s: the original's 0 Hz alert. The interval in which the triggers
+    # stop holds part of them: if the alert's hold ends while that interval is the newest,
+    # it fires on the drop below half the median (seen once in a fresh-clone run), and its
+    # summary then follows the rate to 0 Hz. One alert either way, as the shifter sees it.
     wait_until(lambda: webhook.of("trigger_rate"), 60, "the trigger alert",
                show=lambda: webhook.bodies)  # fmt: skip
-    assert "0 Hz" in webhook.of("trigger_rate")[0]["summary"]
+    first = webhook.of("trigger_rate")[0]["summary"]
+    assert "0 Hz" in first or "below 50% of its 24 h median" in first, first
+    wait_until(lambda: "0 Hz" in trigger_alert_summary(data), 30, "the alert's summary at 0 Hz",
+               show=lambda: trigger_alert_summary(data))  # fmt: skip
     time.sleep(2)
     assert [b["status"] for b in webhook.of("silent_dom")] == ["firing", "resolved"]
+    assert [b["status"] for b in webhook.of("trigger_rate")] == ["firing"]
     assert len(mail.subjects("silent_dom")) == 2
     assert len([line for line in alert_lines() if "silent_dom" in line]) == 2
     assert any("RESOLVED silent_dom" in line for line in alert_lines())
     assert "s3cret-token" not in alerts.log, "the webhook URL is a secret"
+
+
+def trigger_alert_summary(data: Path) -> str:
+    """The trigger-rate alert's summary in the alerts database, as the pages show it."""
+    path = published.alerts_db(data)
+    if not path.exists():
+        return ""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        row = db.execute(
+            "SELECT summary FROM alerts WHERE rule = 'trigger_rate' AND state = 'firing'"
+        ).fetchone()
+    return row[0] if row else ""
