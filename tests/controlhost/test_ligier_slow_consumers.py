@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 from km3mon.controlhost import Client, encode_frame, query_status
 from tests.conftest import Ligier, wait_subscribed, wait_until
@@ -93,3 +94,43 @@ def test_stalled_all_subscriber_throttles_then_is_disconnected(start_ligier) -> 
     assert "for more than 6 s; disconnecting so publishers can go on" in log
     stalled.close()
     publisher.close()
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_a_drained_backlog_goes_back_to_the_system(start_ligier) -> None:
+    """A slow consumer's 50 MB backlog, drained while another client's queue sits above it
+    on the heap: the ligier must hand the freed memory back, not keep its peak for good
+    (95 MB seen on the 230-DU monitoring ligier; without the release this stays at ~86 MB)."""
+    ligier: Ligier = start_ligier()
+    pid = ligier.process.popen.pid
+    slow = socket.create_connection(("127.0.0.1", ligier.port))
+    slow.sendall(encode_frame("_Subscri", b" w IO_SUM") + encode_frame("_Always"))
+    above = socket.create_connection(("127.0.0.1", ligier.port))  # never reads
+    above.sendall(encode_frame("_Subscri", b" w IO_EVT") + encode_frame("_Always"))
+    wait_subscribed(ligier.port, "IO_SUM")
+    wait_subscribed(ligier.port, "IO_EVT")
+    before = resident_mb(pid)
+    with Client("127.0.0.1", ligier.port, reconnect=False) as publisher:
+        for _ in range(25):
+            publisher.publish_many([("IO_SUM", PAYLOAD)] * 20)  # 50 MB for the slow one
+        wait_until(lambda: resident_mb(pid) > before + 40, 60, "the backlog held",
+                   show=lambda: f"{resident_mb(pid):.0f} MB, {before:.0f} MB before")  # fmt: skip
+        publisher.publish_many([("IO_EVT", PAYLOAD)] * 200)  # 20 MB above it, kept queued
+    backlog = 500 * (len(PAYLOAD) + 16)
+    drained = 0
+    slow.settimeout(60)
+    while drained < backlog:
+        data = slow.recv(1 << 20)
+        assert data, f"the ligier closed the slow consumer after {drained} of {backlog} bytes"
+        drained += len(data)
+    held = resident_mb(pid)
+    wait_until(lambda: resident_mb(pid) < held - 30, 60, "the drained backlog released",
+               show=lambda: f"{resident_mb(pid):.0f} MB, {held:.0f} MB at the drain")  # fmt: skip
+    slow.close()
+    above.close()

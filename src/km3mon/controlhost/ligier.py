@@ -53,7 +53,7 @@ from km3mon.controlhost.prefix import (
     normalise_tag,
 )
 from km3mon.controlhost.subscription import parse_subscription
-from km3mon.runtime.streaming import tune_garbage_collector
+from km3mon.runtime.streaming import release_free_memory, tune_garbage_collector
 
 log = logging.getLogger("km3mon.ligier")
 
@@ -65,6 +65,9 @@ DEFAULT_ALL_BACKLOG_BYTES = 256 * 1024 * 1024
 DEFAULT_ALL_TIMEOUT_S = 30.0
 CONSUMED_TAGS = frozenset({b"_Version", b"_Unlock", b"_Debug+", b"_Debug-"})
 FORBIDDEN_TAGS = frozenset({b"Born", b"Died", b"WrongHdr"})
+#: How often freed queue memory is handed back to the system: after a slow consumer's backlog
+#: the heap would otherwise keep its peak for good (95 MB seen on the 230-DU monitoring ligier).
+RELEASE_MEMORY_EVERY_S = 10.0
 
 
 @dataclass(slots=True)
@@ -666,12 +669,17 @@ async def serve(
 async def _housekeeping(dispatcher: Dispatcher) -> None:
     interval = dispatcher.settings.stats_interval_s
     next_stats = time.monotonic() + interval
+    next_release = time.monotonic() + RELEASE_MEMORY_EVERY_S
     while True:
         await asyncio.sleep(0.5)
         dispatcher.check_stalled()
-        if interval > 0 and time.monotonic() >= next_stats:
+        now = time.monotonic()
+        if interval > 0 and now >= next_stats:
             next_stats += interval
             log.info("statistics\n%s", dispatcher.status_report().rstrip())
+        if now >= next_release:
+            next_release = now + RELEASE_MEMORY_EVERY_S
+            release_free_memory()
 
 
 # -- command line ---------------------------------------------------------------------
