@@ -3,6 +3,7 @@ BENCHMARKS.md, so they cannot flake), and their behaviour on exact and batched i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -137,13 +138,17 @@ def exact_event(detector, direction: np.ndarray, n_dus: int, floors: slice) -> n
 
 def test_exact_hits_are_fitted_exactly() -> None:
     """Hits at the model's times (no jitter, no scattering): the track direction comes back
-    to a small fraction of a degree, every single-line fit goes through its hits. A single
-    line can be fitted as well by a second track (another zenith) when it sees only one
-    side of the closest approach, so only most of them find the true zenith."""
+    to a small fraction of a degree, every single-line fit on the times alone goes through
+    its hits. A single line can be fitted as well by a second track (another zenith) when
+    it sees only one side of the closest approach, so only most of them find the true
+    zenith. With the hit counts (two on each of eight floors, none on the others: no light
+    profile a track makes), a line may move off its hits, but no further than the time
+    slack allows."""
     detector = arca21_sample(1).detector
-    reconstruction = Reconstruction(detector, SIMULATOR)
     direction = np.array([0.3, 0.2, -0.93]) / np.linalg.norm([0.3, 0.2, -0.93])
-    result = reconstruction.run(1, exact_event(detector, direction, 4, slice(4, 12)))
+    hits = exact_event(detector, direction, 4, slice(4, 12))
+    times_only = replace(SIMULATOR, multiplicity_weight=0.0)
+    result = Reconstruction(detector, times_only).run(1, hits)
     (track,) = result.tracks
     assert space_angle_deg(track["dir"][None], direction[None])[0] < 0.05
     assert track["quality"] < 0.05
@@ -151,6 +156,14 @@ def test_exact_hits_are_fitted_exactly() -> None:
     assert np.abs(result.line_residuals["t_res_ns"]).max() < 0.3  # sigma is 3 ns
     # the late side of the loss is 3x wider, so the fit stops a little earlier (3.0e-3 seen)
     assert (np.abs(result.lines["cos_theta"] - direction[2]) < 5e-3).sum() >= 3
+
+    with_counts = Reconstruction(detector, SIMULATOR).run(1, hits)
+    assert len(with_counts.lines) == 4
+    # the time cost (quality x degrees of freedom; 0 at the exact line) within the slack:
+    # in Cauchy cost 2 is one hit 2.5 sigma early, or a few a little late
+    time_cost = with_counts.lines["quality"] * (with_counts.lines["n_hits"] - 4)
+    assert (time_cost <= SIMULATOR.line_time_slack + 1e-9).all()
+    assert (time_cost > 1e-3).any(), "the counts moved a line: this checks the bound"
 
 
 def test_a_huge_event_costs_bounded_work() -> None:

@@ -14,7 +14,11 @@ of it (multi-PMT light of the same muon) are its coincident hits.
   the better one is kept.
 - **Single-DU fit** (ROy), for every DU with first hits on >= ``min_line_floors`` floors: one
   hit per floor (the DOM's first hit), ROy's four parameters, started from the event's
-  track fit where there is one and from a few zenith angles.
+  track fit and a few zenith angles where there is one, from a grid of zenith angles and
+  distances where not. The floors' hit counts (every floor of the DU, the ones without hits
+  too) enter the fit beside the times: one time per floor hardly tells how far the track
+  passes from how steep it is, the counts' profile along the DU does. They choose only among
+  solutions whose times fit about as well as the best's (``line_time_slack``).
 
 The fits use ``calibrate_hits``' times (TDC + t0). The per-DOM residuals of the time-offset
 monitor are corrected for ToT slewing (a small pulse crosses the threshold late): the
@@ -31,6 +35,7 @@ fit; empty for NDF 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -87,6 +92,13 @@ LINE_RESIDUAL_DTYPE = np.dtype(
 DOM_RESIDUAL_DTYPE = np.dtype([("fit", "<i8"), ("dom", "<i8"), ("t_res_ns", "<f8")])
 #: ToT bins (ns) of the slewing correction estimated from the data.
 SLEWING_TOT_EDGES = np.array([0, 8, 12, 16, 20, 24, 28, 32, 40, 50, 70, 100, 256])
+#: Single-DU fits of an event without a track start at every zenith angle and distance of
+#: this grid: with one time per floor the time cost is nearly flat along d_c against
+#: zenith and has several minima; five zenith starts at 15 m missed the true one often (on
+#: KM3NeT MC). With a track, it and five zenith angles suffice.
+LINE_START_ZENITHS_DEG = np.arange(10.0, 171.0, 10.0)
+LINE_START_DISTANCES_M = (8.0, 30.0)
+TRACK_LINE_START_ZENITHS_DEG = (150.0, 120.0, 90.0, 60.0, 30.0)
 #: Residuals (ns) used for the slewing estimate: the direct-light core.
 SLEWING_WINDOW_NS = 10.0
 
@@ -130,6 +142,14 @@ class Settings:
     #: of the hits against its share of the track's direct light, no absolute light yield)
     #: in that choice. On KM3NeT MC, 3-4-DU events: 43 -> 46 % within 10°.
     multiplicity_weight: float = 0.5
+    #: Single-DU fits: the line solutions (of all starts, fitted on the times) lowest in
+    #: time + ``multiplicity_weight`` x hit-count cost, refined on that sum. The count
+    #: profile along the DU separates how far the track passes from how steep it is, which
+    #: one time per floor hardly does.
+    line_refined: int = 6
+    line_joint: int = 1
+    line_time_slack: float = 2.0
+    line_start_iterations: int = 6
     max_iterations: int = 40
     #: Leave-one-DOM-out residuals for events with at least this many DOMs (the refit
     #: without one DOM must still be well determined).
@@ -449,6 +469,8 @@ class Reconstruction:
 
     def _lines(self, hits, dom, event, first, tracks, snapshot):
         s = self.settings
+        # a DOM's coincident hits (as the trigger gave them) for the hit-count term
+        count = np.diff(np.r_[np.flatnonzero(first), len(first)]).astype(np.float64)
         hits, dom, event = hits[first], dom[first], event[first]
         du = hits["du"].astype(np.int64)
         key = event * 100_000 + du
@@ -459,6 +481,7 @@ class Reconstruction:
         short = (size > 1) & (size < s.min_line_floors)
         use = size[group] >= s.min_line_floors
         hits, dom, event, du, group = hits[use], dom[use], event[use], du[use], group[use]
+        count = count[use]
         groups, group = np.unique(group, return_inverse=True)
         n = len(groups)
         counts = np.bincount(group, minlength=n)
@@ -467,26 +490,33 @@ class Reconstruction:
         times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
         fit_event = event[offsets[:-1]] if n else np.zeros(0, np.int64)
         fit_du = du[offsets[:-1]] if n else np.zeros(0, np.int64)
+        floor_z, floor_offsets = self._floor_heights(fit_du)
+        floor_k = self._floor_counts(dom, group, count, floor_offsets)
         starts = self._line_starts(z, times, offsets, fit_event, fit_du, tracks)
         out_q = np.full((n, 4), np.nan)
         out_cost = np.full(n, np.nan)
         residual = np.full(len(hits), np.nan)
-        kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
-                          out_cost, residual)  # fmt: skip
+        kernels.fit_lines(z, times, offsets, floor_z, floor_k, floor_offsets, starts,
+                          s.sigma_ns, s.max_iterations, s.line_start_iterations,
+                          s.multiplicity_weight, s.line_refined, s.line_joint, s.line_time_slack,
+                          out_q, out_cost, residual)  # fmt: skip
         if s.refit_window_ns is not None and n:
-            hits, dom, group = self._line_road(snapshot, hits, dom, group, fit_event, fit_du,
-                                               out_q)  # fmt: skip
+            hits, dom, group, count = self._line_road(snapshot, hits, dom, group, count,
+                                                      fit_event, fit_du, out_q)  # fmt: skip
             du = hits["du"].astype(np.int64)
             counts = np.bincount(group, minlength=n)
             offsets = np.r_[0, np.cumsum(counts)]
             z = np.ascontiguousarray(hits["pos_z_m"], dtype=np.float64)
             times = np.ascontiguousarray(hits["time_ns"], dtype=np.float64)
+            floor_k = self._floor_counts(dom, group, count, floor_offsets)
             starts = out_q[:, None, :].copy()
             out_q = np.full((n, 4), np.nan)
             out_cost = np.full(n, np.nan)
             residual = np.full(len(hits), np.nan)
-            kernels.fit_lines(z, times, offsets, starts, s.sigma_ns, s.max_iterations, out_q,
-                              out_cost, residual)  # fmt: skip
+            kernels.fit_lines(z, times, offsets, floor_z, floor_k, floor_offsets, starts,
+                              s.sigma_ns, s.max_iterations, s.line_start_iterations,
+                              s.multiplicity_weight, s.line_refined, s.line_joint,
+                              s.line_time_slack, out_q, out_cost, residual)  # fmt: skip
         ok = np.isfinite(out_cost)
         lines = np.zeros(int(ok.sum()), LINE_DTYPE)
         lines["event"] = fit_event[ok]
@@ -510,10 +540,39 @@ class Reconstruction:
                     "single_du_no_fit": int((~ok).sum())}  # fmt: skip
         return lines, residuals, unfitted
 
-    def _line_road(self, snapshot, hits, dom, group, fit_event, fit_du, q):
+    def _floor_heights(self, fit_du: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Heights of the optical DOMs of each fit's DU (in ``_du_floors`` order), flat,
+        with offsets per fit."""
+        doms_of_du, _ = self._du_floors
+        heights = [self.detector.dom_pos_m[doms_of_du.get(int(du), []), 2] for du in fit_du]
+        sizes = np.fromiter(map(len, heights), np.int64, len(heights))
+        flat = np.concatenate(heights) if heights else np.zeros(0)
+        return np.ascontiguousarray(flat, dtype=np.float64), np.r_[0, np.cumsum(sizes)]
+
+    def _floor_counts(self, dom, group, count, floor_offsets) -> np.ndarray:
+        """Hits of each floor of each fit's DU (rows as ``_floor_heights``)."""
+        _, slot_of_dom = self._du_floors
+        floor_k = np.zeros(floor_offsets[-1])
+        np.add.at(floor_k, floor_offsets[group] + slot_of_dom[dom], count)
+        return floor_k
+
+    @cached_property
+    def _du_floors(self) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """The optical DOMs of every DU, and each DOM's place among those of its DU."""
+        detector = self.detector
+        optical = np.flatnonzero(detector.dom_floor > 0)
+        doms_of_du = {int(du): optical[detector.dom_du[optical] == du]
+                      for du in np.unique(detector.dom_du[optical])}  # fmt: skip
+        slot_of_dom = np.zeros(len(detector.dom_ids), np.int64)
+        for doms in doms_of_du.values():
+            slot_of_dom[doms] = np.arange(len(doms))
+        return doms_of_du, slot_of_dom
+
+    def _line_road(self, snapshot, hits, dom, group, count, fit_event, fit_du, q):
         """Add to each single-DU fit (parameters ``q``, rows of ``group``) the first snapshot
         hit of every other DOM of its DU within the refit window of its time model: floors
-        the trigger did not take. Returns (hits, DOM index, group), sorted by group."""
+        the trigger did not take (each with a count of one hit). Returns (hits, DOM index,
+        group, count), sorted by group."""
         low, high = self.settings.refit_window_ns
         line_key = fit_event * 100_000 + fit_du  # ascending: groups go by event, then DU
         key = snapshot["event"].astype(np.int64) * 100_000 + snapshot["du"]
@@ -536,34 +595,41 @@ class Reconstruction:
         all_hits = np.concatenate((hits, extra[first]))
         all_group = np.concatenate((group, k[first]))
         all_dom = np.concatenate((dom, extra_dom[first]))
+        all_count = np.concatenate((count, np.ones(int(np.sum(first)))))
         order = np.argsort(all_group, kind="stable")
-        return all_hits[order], all_dom[order], all_group[order]
+        return all_hits[order], all_dom[order], all_group[order], all_count[order]
 
     def _line_starts(self, z, times, offsets, fit_event, fit_du, tracks) -> np.ndarray:
-        """Start values per line fit: from the event's track, and at five zenith angles
-        around the line's earliest hit (ROy started at one, cos θ = -0.9)."""
+        """Start values per line fit. With a track of the event: from the track, and at five
+        zenith angles 15 m from the line's earliest hit (ROy started at one, cos θ = -0.9).
+        Without one (an event on one DU): the grid of ``LINE_START_*`` there."""
         n = len(offsets) - 1
-        thetas = np.radians([150.0, 120.0, 90.0, 60.0, 30.0])
-        starts = np.full((n, len(thetas) + 1, 4), np.nan)
+        grid_theta, grid_d_c = np.meshgrid(np.radians(LINE_START_ZENITHS_DEG),
+                                           LINE_START_DISTANCES_M)  # fmt: skip
+        grid_theta, grid_d_c = grid_theta.ravel(), grid_d_c.ravel()
+        near_theta = np.radians(TRACK_LINE_START_ZENITHS_DEG)
+        starts = np.full((n, len(grid_theta) + 1, 4), np.nan)
         if not n:
             return starts
         earliest = np.minimum.reduceat(times, offsets[:-1])
         is_earliest = times == np.repeat(earliest, np.diff(offsets))
         z_first = np.zeros(n)
         z_first[np.repeat(np.arange(n), np.diff(offsets))[is_earliest]] = z[is_earliest]
-        d_c_m = 15.0
-        starts[:, 1:, 0] = d_c_m
-        starts[:, 1:, 1] = z_first[:, None]
-        starts[:, 1:, 2] = thetas
-        starts[:, 1:, 3] = (earliest - KAPPA * d_c_m / SPEED_OF_LIGHT_M_NS)[:, None]
         track_of_event = {int(e): i for i, e in enumerate(tracks["event"].tolist())}
         for k in range(n):
             i = track_of_event.get(int(fit_event[k]))
             if i is None:
-                continue
-            track = tracks[i]
-            d_c, z_c, cos_theta, t_c = line_parameters(
-                track["pos_m"], track["dir"], float(track["t_ns"]), self.du_axis(fit_du[k])[0]
-            )
-            starts[k, 0] = (d_c, z_c, np.arccos(np.clip(cos_theta, -1, 1)), t_c)
+                theta, d_c_m = grid_theta, grid_d_c
+            else:
+                track = tracks[i]
+                d_c, z_c, cos_theta, t_c = line_parameters(
+                    track["pos_m"], track["dir"], float(track["t_ns"]), self.du_axis(fit_du[k])[0]
+                )
+                starts[k, 0] = (d_c, z_c, np.arccos(np.clip(cos_theta, -1, 1)), t_c)
+                theta, d_c_m = near_theta, np.full(len(near_theta), 15.0)
+            rows = slice(1, 1 + len(theta))
+            starts[k, rows, 0] = d_c_m
+            starts[k, rows, 1] = z_first[k]
+            starts[k, rows, 2] = theta
+            starts[k, rows, 3] = earliest[k] - KAPPA * d_c_m / SPEED_OF_LIGHT_M_NS
         return starts

@@ -801,41 +801,126 @@ def _line_terms(z, t, n, q, sigma, jac, res, weight):
 
 
 @nb.njit(cache=True)
-def _fit_line(z, t, n, q, sigma, max_iter):
-    """Robust LM fit of the single-line model from q (updated in place); returns cost."""
-    jac = np.empty((n, N_LINE))
-    res = np.empty(n)
-    weight = np.empty(n)
-    normal = np.empty((N_LINE, N_LINE))
-    grad = np.empty(N_LINE)
+def _line_count_terms(floor_z, floor_k, q, scale, normal, grad, ln_f, score):
+    """Hit-count cost of the line solution q, and (times ``scale``) its Fisher matrix and
+    descent direction added to ``normal`` and ``grad``.
+
+    The cost is -2 ln of the multinomial probability of the hit counts ``floor_k`` of the
+    DU's floors (heights ``floor_z``, zero for a floor that saw nothing): each floor's share
+    is its share of the track's direct light, exp(-path / ATTENUATION_M) / rho with path =
+    rho / sin θc (as :func:`_multiplicity_cost`). The light yield is profiled out, so the
+    score of a floor is its d ln(share) less the light-weighted mean over the floors. The
+    count profile along the DU is what one time per floor hardly gives: how far the track
+    passes (d_c) against how steep it is (theta).
+    """
+    m = len(floor_z)
+    cos_t = np.cos(q[2])
+    sin_t = np.sin(q[2])
+    max_ln = -np.inf
+    for j in range(m):
+        dz = floor_z[j] - q[1]
+        rho = np.sqrt(q[0] * q[0] + dz * dz * sin_t * sin_t + 1.0)
+        ln_f[j] = -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
+        max_ln = max(max_ln, ln_f[j])
+        d_ln_f = -1.0 / (SIN_C * ATTENUATION_M) - 1.0 / rho
+        score[j, 0] = d_ln_f * q[0] / rho
+        score[j, 1] = -d_ln_f * dz * sin_t * sin_t / rho
+        score[j, 2] = d_ln_f * dz * dz * sin_t * cos_t / rho
+        score[j, 3] = 0.0
+    total_f = 0.0
+    total_k = 0.0
+    mean0 = mean1 = mean2 = 0.0  # light-weighted mean score (theta's 4th is zero)
+    for j in range(m):
+        f = np.exp(ln_f[j] - max_ln)
+        ln_f[j] = f  # from here on: the floor's light, relative to the brightest
+        total_f += f
+        total_k += floor_k[j]
+        mean0 += f * score[j, 0]
+        mean1 += f * score[j, 1]
+        mean2 += f * score[j, 2]
+    if total_k <= 0.0:
+        return 0.0
+    mean0 /= total_f
+    mean1 /= total_f
+    mean2 /= total_f
+    cost = 0.0
+    for j in range(m):
+        share = ln_f[j] / total_f
+        cost -= 2.0 * floor_k[j] * np.log(share)
+        mu = total_k * share
+        score[j, 0] -= mean0
+        score[j, 1] -= mean1
+        score[j, 2] -= mean2
+        for a in range(3):
+            grad[a] += scale * floor_k[j] * score[j, a]
+            for b in range(3):
+                normal[a, b] += scale * mu * score[j, a] * score[j, b]
+    return cost
+
+
+@nb.njit(cache=True)
+def _line_cost(z, t, n, q, sigma, floor_z, floor_k, count_weight, jac, res, weight,
+               normal, grad, ln_f, score):  # fmt: skip
+    """Time cost + ``count_weight`` x hit-count cost at q; the Gauss-Newton normal matrix
+    and right-hand side of both in ``normal`` and ``grad``."""
     cost = _line_terms(z, t, n, q, sigma, jac, res, weight)
+    for a in range(N_LINE):
+        grad[a] = 0.0
+        for b in range(N_LINE):
+            normal[a, b] = 0.0
+    for i in range(n):
+        for a in range(N_LINE):
+            wa = weight[i] * jac[i, a]
+            grad[a] += wa * res[i]
+            for b in range(N_LINE):
+                normal[a, b] += wa * jac[i, b]
+    if count_weight > 0.0:
+        # the time terms above are in units of the cost's curvature times sigma² / 2
+        scale = count_weight * sigma * sigma
+        cost += count_weight * _line_count_terms(floor_z, floor_k, q, scale, normal, grad,
+                                                 ln_f, score)  # fmt: skip
+    return cost
+
+
+@nb.njit(cache=True)
+def _line_work(n, m):
+    """Work arrays of :func:`_fit_line` for up to n hits and m floors."""
+    return (np.empty((n, N_LINE)), np.empty(n), np.empty(n), np.empty((4, N_LINE, N_LINE)),
+            np.empty((4, N_LINE)), np.empty(m), np.empty((m, N_LINE)))  # fmt: skip
+
+
+@nb.njit(cache=True)
+def _fit_line(z, t, n, q, sigma, max_iter, floor_z, floor_k, count_weight, work):
+    """Robust LM fit of the single-line model from q (updated in place) on the times and,
+    with a ``count_weight``, the floors' hit counts; returns the cost. ``work``: from
+    :func:`_line_work`, so that the many starts of a fit allocate nothing."""
+    jac, res, weight, matrices, vectors, ln_f, score = work
+    normal, trial_normal, trial = matrices[0], matrices[1], matrices[2]
+    grad, trial_grad, step, new_q = vectors[0], vectors[1], vectors[2], vectors[3]
+    cost = _line_cost(z, t, n, q, sigma, floor_z, floor_k, count_weight, jac, res, weight,
+                      normal, grad, ln_f, score)  # fmt: skip
     damping = 1e-3
     for _ in range(max_iter):
-        for a in range(N_LINE):
-            grad[a] = 0.0
-            for b in range(N_LINE):
-                normal[a, b] = 0.0
-        for i in range(n):
-            for a in range(N_LINE):
-                wa = weight[i] * jac[i, a]
-                grad[a] += wa * res[i]
-                for b in range(N_LINE):
-                    normal[a, b] += wa * jac[i, b]
         improved = False
         for _ in range(8):
-            trial = normal.copy()
-            step = grad.copy()
+            trial[:] = normal
+            step[:] = grad
             for a in range(N_LINE):
                 trial[a, a] += damping * normal[a, a] + 1e-12
             if not _solve(trial, step, N_LINE):
                 damping *= 10.0
                 continue
-            new_q = q + step
-            new_cost = _line_terms(z, t, n, new_q, sigma, jac, res, weight)
+            for a in range(N_LINE):
+                new_q[a] = q[a] + step[a]
+            new_cost = _line_cost(z, t, n, new_q, sigma, floor_z, floor_k, count_weight, jac,
+                                  res, weight, trial_normal, trial_grad, ln_f,
+                                  score)  # fmt: skip
             if new_cost <= cost:
                 converged = cost - new_cost < 1e-7 * (1.0 + cost)
                 q[:] = new_q
                 cost = new_cost
+                normal[:] = trial_normal
+                grad[:] = trial_grad
                 damping = max(damping / 5.0, 1e-9)
                 improved = True
                 if converged:
@@ -843,18 +928,30 @@ def _fit_line(z, t, n, q, sigma, max_iter):
                 break
             damping *= 8.0
         if not improved:
-            cost = _line_terms(z, t, n, q, sigma, jac, res, weight)
             break
     return cost
 
 
 @nb.njit(cache=True)
-def fit_lines(z, t, offsets, starts, sigma, max_iter, out_q, out_cost, out_res):
+def fit_lines(z, t, offsets, floor_z, floor_k, floor_offsets, starts, sigma, max_iter,
+              start_iter, count_weight, n_refined, n_joint, line_time_slack, out_q,
+              out_cost, out_res):  # fmt: skip
     """Single-line fits, one per group of hits (one hit per floor of one DU).
 
-    ``starts[k]`` are start values (d_c, z_c, theta, t_c), NaN rows unused; the fit with the
-    lowest cost is kept. theta is the polar angle of the direction of travel; d_c >= 0.
+    ``starts[k]`` are start values (d_c, z_c, theta, t_c), NaN rows unused. Each is fitted
+    for ``start_iter`` iterations on the times and ``count_weight`` x the hit counts of the
+    DU's floors (``floor_k``, heights ``floor_z``, rows ``floor_offsets[k]:[k + 1]``); the
+    ``n_refined`` lowest are fitted to convergence on the times, and the ``n_joint`` lowest
+    of those on both. Of these solutions, those within ``line_time_slack`` of the lowest
+    time cost compete on time + count cost. theta is the polar angle of the direction of
+    travel; d_c >= 0; ``out_cost`` is the time cost alone.
     """
+    most_hits = 0
+    most_floors = 0
+    for k in range(len(offsets) - 1):
+        most_hits = max(most_hits, offsets[k + 1] - offsets[k])
+        most_floors = max(most_floors, floor_offsets[k + 1] - floor_offsets[k])
+    work = _line_work(most_hits, most_floors)
     for k in range(len(offsets) - 1):
         lo, hi = offsets[k], offsets[k + 1]
         n = hi - lo
@@ -866,26 +963,82 @@ def fit_lines(z, t, offsets, starts, sigma, max_iter, out_q, out_cost, out_res):
             t_ref = min(t_ref, t[i])
         zz = z[lo:hi].copy()
         tt = t[lo:hi] - t_ref
-        best = np.inf
-        best_q = np.zeros(N_LINE)
+        fz = floor_z[floor_offsets[k] : floor_offsets[k + 1]]
+        fk = floor_k[floor_offsets[k] : floor_offsets[k + 1]]
+        kept = max(n_refined, 1)
+        best_cost = np.full(kept, np.inf)
+        best_q = np.zeros((kept, N_LINE))
+        n_starts = 0
+        for s in range(starts.shape[1]):
+            n_starts += np.isfinite(starts[k, s, 0])
         for s in range(starts.shape[1]):
             if not np.isfinite(starts[k, s, 0]):
                 continue
             q = starts[k, s].copy()
             q[3] -= t_ref
-            cost = _fit_line(zz, tt, n, q, sigma, max_iter)
-            if cost < best:
-                best = cost
-                best_q[:] = q
-        if not np.isfinite(best):
+            if n_starts <= kept:  # all of them go on to convergence: no ranking needed
+                taken = 0
+                while np.isfinite(best_cost[taken]):
+                    taken += 1
+                best_cost[taken] = 0.0
+                best_q[taken] = q
+                continue
+            cost = _fit_line(zz, tt, n, q, sigma, start_iter, fz, fk, 0.0, work)
+            if count_weight > 0.0:  # ranked with the count term
+                cost += count_weight * _line_count_terms(
+                    fz, fk, q, 0.0, work[3][0], work[4][0], work[5], work[6]
+                )
+            if cost < best_cost[kept - 1]:  # insert into the kept list, lowest first
+                j = kept - 1
+                while j > 0 and cost < best_cost[j - 1]:
+                    best_cost[j] = best_cost[j - 1]
+                    best_q[j] = best_q[j - 1]
+                    j -= 1
+                best_cost[j] = cost
+                best_q[j] = q
+        if not np.isfinite(best_cost[0]):
             continue
-        jac = np.empty((n, N_LINE))
-        weight = np.empty(n)
-        out_cost[k] = _line_terms(zz, tt, n, best_q, sigma, jac, out_res[lo:hi], weight)
-        theta = best_q[2] % (2 * np.pi)
+        # each kept start fitted on the times, and from there on times and counts: the
+        # solutions, their time costs and their time + count costs
+        options = np.zeros((kept + n_joint, N_LINE))
+        time_cost = np.full(kept + n_joint, np.inf)
+        total_cost = np.full(kept + n_joint, np.inf)
+        for o in range(kept + n_joint):
+            if o < kept:  # on the times, to convergence
+                if not np.isfinite(best_cost[o]):
+                    continue
+                q = best_q[o].copy()
+                _fit_line(zz, tt, n, q, sigma, max_iter, fz, fk, 0.0, work)
+            else:  # the lowest n_joint of those, on times and counts
+                if count_weight <= 0.0:
+                    break
+                j = np.argsort(total_cost[:kept])[o - kept]
+                if not np.isfinite(total_cost[j]):
+                    break
+                q = options[j].copy()
+                _fit_line(zz, tt, n, q, sigma, max_iter, fz, fk, count_weight, work)
+            options[o] = q
+            time_cost[o] = _line_terms(zz, tt, n, q, sigma, work[0], work[1], work[2])
+            total_cost[o] = time_cost[o]
+            if count_weight > 0.0:
+                total_cost[o] += count_weight * _line_count_terms(
+                    fz, fk, q, 0.0, work[3][0], work[4][0], work[5], work[6]
+                )
+        # the counts choose only among solutions whose times fit about as well as the
+        # best's: counts that the light model does not describe (a DOM's efficiency, a
+        # bright shower, hits cut by the trigger) must not pull the line off its hits
+        best_time = time_cost.min()
+        chosen = options[np.argmin(time_cost)].copy()
+        lowest = np.inf
+        for o in range(kept + n_joint):
+            if time_cost[o] <= best_time + line_time_slack and total_cost[o] < lowest:
+                lowest = total_cost[o]
+                chosen[:] = options[o]
+        out_cost[k] = _line_terms(zz, tt, n, chosen, sigma, work[0], out_res[lo:hi], work[2])
+        theta = chosen[2] % (2 * np.pi)
         if theta > np.pi:  # theta and -theta are the same line fit: keep [0, pi]
             theta = 2 * np.pi - theta
-        out_q[k, 0] = abs(best_q[0])
-        out_q[k, 1] = best_q[1]
+        out_q[k, 0] = abs(chosen[0])
+        out_q[k, 1] = chosen[1]
         out_q[k, 2] = theta
-        out_q[k, 3] = best_q[3] + t_ref
+        out_q[k, 3] = chosen[3] + t_ref
