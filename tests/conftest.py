@@ -35,6 +35,10 @@ def free_port() -> int:
 #: Starting a `km3mon` process takes well under a second alone, several under load: a minute
 #: is for a hang only.
 START_TIMEOUT_S = 60.0
+#: ``simulate --max-lag`` for tests that need every simulated timeslice: on a loaded machine
+#: the simulator falls behind the clock and catches up, instead of leaving timeslices out
+#: as the DAQ would (a fault scenario's timeslices among them).
+NEVER_LEAVE_OUT_S = 1e6
 
 
 class QuietClock:

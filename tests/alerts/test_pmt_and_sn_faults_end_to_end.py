@@ -15,7 +15,7 @@ from km3mon.alerts.rules import SNAlarm
 from km3mon.detector import read_detx
 from km3mon.sim.simulator import Simulator
 from tests.alerts.sinks import WebhookReceiver, alerts_pipeline
-from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.conftest import NEVER_LEAVE_OUT_S, read_json, wait_subscribed, wait_until
 from tests.sim.test_simulator_support import ARCA21_DETX
 
 SEED = 3
@@ -58,7 +58,8 @@ def test_hot_pmts_an_hrv_storm_and_an_sn_burst_each_notify_once(
         wait_until(lambda: read_json(data / "freshness" / "alerts.json"), 60, "alerts running")
         started = time.monotonic()
         spawn("simulate", "--detx", detx, "-p", ligier.port, "--seed", SEED,
-              "--scenario", SCENARIOS, "--duration", DURATION_S)  # fmt: skip
+              "--scenario", SCENARIOS, "--simulated-seconds", DURATION_S,
+              "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
 
         def wait_for(rule: str, status: str, count: int, by_s: float) -> None:
             deadline_s = by_s - (time.monotonic() - started)

@@ -9,7 +9,7 @@ import pytest
 from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.conftest import NEVER_LEAVE_OUT_S, read_json, wait_subscribed, wait_until
 
 SEED = 3
 SCENARIOS = "silent-dom@5,hot-pmt@0"
@@ -85,7 +85,7 @@ def test_trigger_rates_count_simulated_events_and_show_a_zero_rate(ligier, spawn
     thread.start()
     simulator = spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "20",
                       "--seed", 5, "--event-rate", "20", "--scenario", "trigger-zero@60",
-                      "--duration", "6")  # fmt: skip
+                      "--simulated-seconds", 120, "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
     wait_until(lambda: not simulator.alive(), timeout_s=120, what="the simulation to end")
     time.sleep(1)
     done.set()

@@ -211,6 +211,25 @@ def test_a_stalled_connection_leaves_a_gap_instead_of_a_burst() -> None:
     assert np.allclose(np.diff([h.timestamp for h in frames]), 0.1 * steps)
 
 
+def test_a_test_run_catches_up_and_stops_at_its_simulated_time() -> None:
+    """With a high ``max_lag_s`` a stall is caught up, nothing is left out (a fault scenario
+    of a test must not fall into a gap on a loaded machine), and ``simulated_s`` ends the
+    run after exactly that much simulated time, however long it took."""
+    simulator = Simulator(orca6(), start_utc_s=START_UTC_S)
+    sent: list[bytes] = []
+
+    def send(data: bytes) -> None:
+        sent.append(data)
+        if len(sent) == 3:
+            time.sleep(0.5)  # 5 timeslices at speed 10
+
+    stats = run_simulation(simulator, send, lambda _: None, speed=10, duration_s=None,
+                           stop=threading.Event(), max_lag_s=1e6, simulated_s=1.2)  # fmt: skip
+    frames = [decode("IO_SUM", FrameDecoder().feed(data)[0].payload).header for data in sent]
+    assert stats.skipped == 0 and stats.timeslices == len(sent) == 12
+    assert (np.diff([h.frame_index for h in frames]) == 1).all()
+
+
 def test_log_lines_in_the_daq_format_with_source_markers(stream) -> None:
     lines = [m.payload.decode() for m in stream.log_messages]
     assert len(lines) >= 4  # every process announces the run

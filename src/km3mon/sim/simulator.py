@@ -297,8 +297,10 @@ def run_simulation(
     duration_s: float | None,
     stop: threading.Event,
     max_lag_s: float = MAX_LAG_S,
+    simulated_s: float | None = None,
 ) -> RunStats:
-    """Publish timeslices paced at ``speed`` (None: no pacing) until ``stop`` or ``duration_s``.
+    """Publish timeslices paced at ``speed`` (None: no pacing) until ``stop``, ``duration_s``
+    of wall time or ``simulated_s`` of simulated time (left-out timeslices included).
 
     More than ``max_lag_s`` behind the clock (a stalled ligier connection, a stopped process),
     the missed timeslices are left out, as a DAQ would lose them, instead of sent in a burst.
@@ -310,6 +312,10 @@ def run_simulation(
     while not stop.is_set():
         now = time.monotonic()
         if duration_s is not None and now - start >= duration_s:
+            break
+        if simulated_s is not None and (
+            (stats.timeslices + stats.skipped) * TIMESLICE_S >= simulated_s - 1e-9
+        ):
             break
         if speed is not None:
             due = start + (stats.timeslices + stats.skipped) * TIMESLICE_S / speed
@@ -398,6 +404,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-host", help="host of the log ligier for MSG (default: --host)")
     parser.add_argument("--log-port", type=int, help="port of the log ligier (default: --port)")
     parser.add_argument("--duration", type=float, help="stop after this many wall seconds")
+    parser.add_argument(
+        "--simulated-seconds", type=float, help="stop after this many simulated seconds"
+    )
+    parser.add_argument(
+        "--max-lag",
+        type=float,
+        default=MAX_LAG_S,
+        help=f"behind the clock by more than this [s], leave the missed timeslices out, as "
+        f"the DAQ loses them ({MAX_LAG_S:g}); tests that need every timeslice set it high",
+    )
     parser.add_argument(
         "--scenario",
         action="append",
@@ -534,6 +550,8 @@ def run(args: argparse.Namespace) -> int:
             speed=speed,
             duration_s=args.duration,
             stop=stop,
+            max_lag_s=args.max_lag,
+            simulated_s=args.simulated_seconds,
         )
     finally:
         data_client.close()
