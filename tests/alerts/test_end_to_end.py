@@ -19,7 +19,7 @@ from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from tests.alerts.sinks import MailReceiver, WebhookReceiver
-from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.conftest import NEVER_LEAVE_OUT_S, read_json, wait_subscribed, wait_until
 
 SEED = 7
 SCENARIOS = "silent-dom@5-40,trigger-zero@45"
@@ -77,7 +77,8 @@ hold_s = 3
     wait_until(lambda: read_json(data / "freshness" / "alerts.json"), what="alerts running")
     started = time.monotonic()
     spawn("simulate", "--detx", detx, "-p", data_ligier.port, "--log-port", log_ligier.port,
-          "--seed", SEED, "--scenario", SCENARIOS, "--duration", 70)  # fmt: skip
+          "--seed", SEED, "--scenario", SCENARIOS, "--simulated-seconds", 70,
+          "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
 
     # The silence: one webhook POST and one e-mail within hold + 30 s of its start.
     deadline_s = 5 + HOLD_S + 30 - (time.monotonic() - started)

@@ -24,7 +24,14 @@ from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from tests.alerts.sinks import WebhookReceiver, alerts_pipeline
-from tests.conftest import free_port, read_json, wait_for_port, wait_subscribed, wait_until
+from tests.conftest import (
+    NEVER_LEAVE_OUT_S,
+    free_port,
+    read_json,
+    wait_for_port,
+    wait_subscribed,
+    wait_until,
+)
 
 SEED = 12
 SCENARIOS = "du-loss@5-30,silent-dom@5"
@@ -114,7 +121,8 @@ hold_s = 3
     assert silence["created_by"] == "Ada" and silence["value"] == str(silent.dom_ids[0])
 
     simulator = spawn("simulate", "--detx", detx, "-p", daq.port, "--seed", SEED,
-          "--scenario", SCENARIOS, "--duration", 50)  # fmt: skip
+          "--scenario", SCENARIOS, "--simulated-seconds", 50,
+          "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
 
     def firing() -> dict[str, dict]:
         return {a["rule"]: a for a in dashboard.alerts()["firing"]}

@@ -12,7 +12,7 @@ from km3mon.detector import read_detx
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
 from tests.alerts.sinks import WebhookReceiver, alerts_pipeline
-from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.conftest import NEVER_LEAVE_OUT_S, read_json, wait_subscribed, wait_until
 
 SEED = 5
 FAULT_START_S, FAULT_END_S = 5, 30
@@ -46,7 +46,8 @@ def test_wr_loss_and_udp_loss_each_give_one_firing_and_one_resolved(
         wait_until(lambda: read_json(data / "freshness" / "alerts.json"), what="alerts running")
         started = time.monotonic()
         spawn("simulate", "--detx", detx, "-p", data_ligier.port, "--seed", SEED,
-              "--scenario", SCENARIOS, "--duration", FAULT_END_S + 45)  # fmt: skip
+              "--scenario", SCENARIOS, "--simulated-seconds", FAULT_END_S + 45,
+              "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
 
         # Firing: within the hold time, the 10 s window of timesync and a margin for load.
         for rule in ("time_sync", "udp_loss"):
