@@ -114,6 +114,26 @@ def test_hot_pmt_is_drawn_in_its_floor_band_in_the_newest_columns(tmp_path) -> N
     assert slices >= 1
 
 
+def test_every_pmt_and_every_column_has_a_pixel(tmp_path) -> None:
+    """ARCA's 18 floors x 31 PMTs and the 800 columns kept (4.4 h): the figure grows until
+    nearest sampling leaves none of them out (in 800 x 640 pixels, 32 PMT rows of each DU
+    and 194 of the columns were never drawn)."""
+    args = argparse.Namespace(
+        det_id=0, detx=ARCA21, du=None, columns=800, plot_dir=tmp_path, data_dir=tmp_path
+    )
+    freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
+                          tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
+    monitor = PMTRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    first = int(time.time() // 20) - 800
+    for column in range(801):
+        monitor.ring.advance_to(first + column)
+    monitor.render()
+    n_rows = monitor.detector.n_floors * 31
+    for image in monitor.images:
+        assert np.array_equal(np.unique(image.pixel_rows), np.arange(n_rows))
+        assert np.array_equal(np.unique(image.pixel_columns), np.arange(800))
+
+
 def test_every_palette_image_is_stamped_also_after_a_column_closes_mid_tick(tmp_path) -> None:
     """A stale pmt_rates tick: every DU's image says STALE in its pixels and in its text
     chunks, also those drawn after a column closed in the middle of the tick (the frame is

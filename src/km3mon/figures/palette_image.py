@@ -46,6 +46,26 @@ def palette_of(colours: Sequence[object]) -> np.ndarray:
     return palette
 
 
+def fit_axes_to_cells(
+    figure: Figure, axes: Axes, rows: int, columns: int, rect: tuple[float, ...] = (0, 0, 1, 1)
+) -> None:
+    """Lay the figure out (``tight_layout`` in ``rect``), grown until its axes hold at least
+    one pixel per cell of a ``rows`` x ``columns`` matrix: with fewer, nearest sampling
+    leaves cells out, and a PMT or an interval that is never drawn cannot be seen."""
+    for _ in range(4):
+        figure.tight_layout(rect=rect)
+        box = axes.get_window_extent()
+        # two pixels spare: the data box holds the pixels whose centres are inside the axes
+        short_width, short_height = columns + 2 - box.width, rows + 2 - box.height
+        if short_width <= 0 and short_height <= 0:
+            return
+        width, height = figure.get_size_inches()
+        figure.set_size_inches(
+            width + max(short_width, 0.0) / figure.dpi, height + max(short_height, 0.0) / figure.dpi
+        )
+    figure.tight_layout(rect=rect)
+
+
 def centre_samples(size: int, pixels: int) -> np.ndarray:
     """Which of ``size`` cells each of ``pixels`` pixels shows (nearest, at pixel centres),
     as matplotlib samples an image."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from km3mon.controlhost import Message
 from km3mon.daq.monitoring import hrv_bits, rates_hz
-from km3mon.figures.palette_image import PaletteFigure, centre_samples
+from km3mon.figures.palette_image import PaletteFigure, centre_samples, fit_axes_to_cells
 from km3mon.runtime.binning import OpticalSlots, TimeRing, add_rows
 from km3mon.runtime.decoding import decode_monitoring, packet_times_s
 from km3mon.runtime.monitor import Context, Monitor, RoundRobin
@@ -249,7 +249,7 @@ class PMTImageMonitor(Monitor):
         scale = plt.cm.ScalarMappable(Normalize(low, high), level_map)
         colour_bar = figure.colorbar(scale, ax=axes, extend=extend, pad=0.01)
         colour_bar.set_label(label)
-        figure.tight_layout(rect=(0, 0.03, 1, 1))
+        fit_axes_to_cells(figure, axes, n_rows, self.n_columns, rect=(0, 0.03, 1, 1))
         return PaletteFigure(figure, axes, [*colours, under, over, missing, highlight])
 
     def _time_axis(self, axes: Axes, shown: np.ndarray) -> None:
