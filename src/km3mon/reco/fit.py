@@ -545,11 +545,11 @@ class Reconstruction:
     def _floor_heights(self, fit_du: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heights of the optical DOMs of each fit's DU (in ``_du_floors`` order), flat,
         with offsets per fit."""
-        doms_of_du, _ = self._du_floors
-        heights = [self.detector.dom_pos_m[doms_of_du.get(int(du), []), 2] for du in fit_du]
+        heights_of_du, _ = self._du_floors
+        heights = [heights_of_du.get(int(du), np.zeros(0)) for du in fit_du]
         sizes = np.fromiter(map(len, heights), np.int64, len(heights))
         flat = np.concatenate(heights) if heights else np.zeros(0)
-        return np.ascontiguousarray(flat, dtype=np.float64), np.r_[0, np.cumsum(sizes)]
+        return flat, np.r_[0, np.cumsum(sizes)]
 
     def _floor_counts(self, dom, group, count, floor_offsets) -> np.ndarray:
         """Hits of each floor of each fit's DU (rows as ``_floor_heights``)."""
@@ -560,7 +560,7 @@ class Reconstruction:
 
     @cached_property
     def _du_floors(self) -> tuple[dict[int, np.ndarray], np.ndarray]:
-        """The optical DOMs of every DU, and each DOM's place among those of its DU."""
+        """The heights of the optical DOMs of every DU, and each DOM's place among them."""
         detector = self.detector
         optical = np.flatnonzero(detector.dom_floor > 0)
         doms_of_du = {int(du): optical[detector.dom_du[optical] == du]
@@ -568,7 +568,9 @@ class Reconstruction:
         slot_of_dom = np.zeros(len(detector.dom_ids), np.int64)
         for doms in doms_of_du.values():
             slot_of_dom[doms] = np.arange(len(doms))
-        return doms_of_du, slot_of_dom
+        heights = {du: np.ascontiguousarray(detector.dom_pos_m[doms, 2], dtype=np.float64)
+                   for du, doms in doms_of_du.items()}  # fmt: skip
+        return heights, slot_of_dom
 
     def _line_road(self, snapshot, hits, dom, group, count, fit_event, fit_du, q):
         """Add to each single-DU fit (parameters ``q``, rows of ``group``) the first snapshot

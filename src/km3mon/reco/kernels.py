@@ -493,6 +493,13 @@ def _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma, sigma_lnrho, work):
 
 
 @nb.njit(cache=True)
+def _ln_light_share(rho):
+    """ln of the direct light a DOM at distance rho (m) from the track gets, up to a
+    constant: exp(-path / ATTENUATION_M) / rho with path = rho / sin θc."""
+    return -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
+
+
+@nb.njit(cache=True)
 def _multiplicity_cost(x, y, z, first, n, d, p):
     """-2 ln of the multinomial probability of the DOMs' hit counts (a DOM's hits
     adjacent, ``first`` marks its first): a DOM's share of the event's hits is its share
@@ -514,7 +521,7 @@ def _multiplicity_cost(x, y, z, first, n, d, p):
             oz = z[i] - p[2]
             along = ox * d[0] + oy * d[1] + oz * d[2]
             rho = np.sqrt(max(ox * ox + oy * oy + oz * oz - along * along, 0.0) + 1.0)
-            ln_f = -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
+            ln_f = _ln_light_share(rho)
             if stage == 0:
                 max_ln_f = max(max_ln_f, ln_f)
                 total_k += j - i
@@ -820,7 +827,7 @@ def _line_count_terms(floor_z, floor_k, q, scale, normal, grad, ln_f, score):
     for j in range(m):
         dz = floor_z[j] - q[1]
         rho = np.sqrt(q[0] * q[0] + dz * dz * sin_t * sin_t + 1.0)
-        ln_f[j] = -rho / (SIN_C * ATTENUATION_M) - np.log(rho)
+        ln_f[j] = _ln_light_share(rho)
         max_ln = max(max_ln, ln_f[j])
         d_ln_f = -1.0 / (SIN_C * ATTENUATION_M) - 1.0 / rho
         score[j, 0] = d_ln_f * q[0] / rho
