@@ -1,10 +1,11 @@
 """Per-DU images at 230 DUs: our palette renderer against matplotlib drawing the same figure.
 
-Both draw one PMT-rate image of an ARCA DU (18 floors × 31 PMTs × 800 columns, 800 × 640 px,
-colour bar, labels, title, time axis) into a PNG in memory; matplotlib as the monitors did
-before (``imshow`` + ``savefig``, figure reused), ours as ``pmt_rates`` does now (the frame
-drawn once per tick, then per image a gather into palette indices and an 8-bit PNG). Also the
-AHRS plot (18 floors × 2000 bins of dots): matplotlib ``plot`` + ``savefig`` against the
+Both draw one PMT-rate image of an ARCA DU (18 floors × 31 PMTs × 800 columns; the figure
+grown until every cell has a pixel, ~1030 × 675 px; colour bar, labels, title, time axis)
+into a PNG in memory; matplotlib as the monitors did before (``imshow`` + ``savefig``, figure
+reused), ours as ``pmt_rates`` does now (the frame drawn once per tick, then per image a
+gather into palette indices and an 8-bit PNG). Also the AHRS plot (18 floors × 2000 bins of
+dots): matplotlib ``plot`` + ``savefig`` against the
 palette path with its per-image y axis.
 
     .venv/bin/python bench/bench_render.py
@@ -22,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from km3mon.figures.palette_image import PaletteFigure, centre_samples
+from km3mon.figures.palette_image import PaletteFigure, centre_samples, fit_axes_to_cells
 
 ROWS, COLUMNS, REPEATS = 18 * 31, 800, 15
 
@@ -56,7 +57,7 @@ def pmt_images(rates_khz: np.ndarray) -> tuple[float, float]:
                         extent=(-0.5, COLUMNS - 0.5, -0.5, ROWS - 0.5), cmap="cividis",
                         vmin=5, vmax=15)  # fmt: skip
     figure.colorbar(image, ax=axes, extend="both", pad=0.01).set_label("mean PMT rate [kHz]")
-    figure.tight_layout()
+    fit_axes_to_cells(figure, axes, ROWS, COLUMNS)  # as pmt_rates: a pixel for every cell
 
     def with_matplotlib() -> bytes:
         image.set_data(rates_khz)
@@ -74,7 +75,7 @@ def pmt_images(rates_khz: np.ndarray) -> tuple[float, float]:
         matplotlib.colors.Normalize(5, 15), matplotlib.colors.ListedColormap(colours)
     )
     figure.colorbar(scale, ax=axes, extend="both", pad=0.01).set_label("mean PMT rate [kHz]")
-    figure.tight_layout()
+    fit_axes_to_cells(figure, axes, ROWS, COLUMNS)
     palette = PaletteFigure(figure, axes, [*colours, "black", "#d01c8b", "#bdbdbd", "#e66101"])
     palette.redraw_frame()
     levels = np.clip((rates_khz - 5) * 16, 0, 159).astype(np.uint8)[::-1]
