@@ -18,7 +18,7 @@ from km3mon.figures.dom_map import DISABLED_DOM_COLOUR, DISABLED_EDGE_COLOUR
 from km3mon.figures.summary_map import HATCH_COLOURS
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
-from tests.conftest import read_json, wait_subscribed, wait_until
+from tests.conftest import NEVER_LEAVE_OUT_S, read_json, wait_subscribed, wait_until
 
 SEED = 4
 #: Only the hot PMT is out of this range, and the high-rate veto never counts (ratio > 1).
@@ -55,7 +55,8 @@ def run_pmt_rates(
           "-i", "2", "--columns", "30", "--pipeline", pipeline)  # fmt: skip
     wait_subscribed(ligier.port, name="pmt_rates")
     spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "10", "--seed", SEED,
-          "--scenario", scenario, "--duration", "30")  # fmt: skip
+          "--scenario", scenario, "--simulated-seconds", 300,
+          "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
     planned = Simulator(read_detx(detx), seed=SEED, scenarios=[scenario]).scenarios[0]
     return plots / "pmt_rates_summary.png", data / "metrics" / "pmt_rates_summary.json", planned
 

@@ -75,7 +75,8 @@ def test_wr_loss_gives_an_alert_in_msg_log_within_10_s_and_one_per_10_s(
     scenario = "wr-loss@4"
     target = Simulator(read_detx(ORCA6_DETX), seed=4, scenarios=[scenario]).scenarios[0]
     spawn("simulate", "--detx", ORCA6_DETX, "-p", data_ligier.port, "--log-port",
-          log_ligier.port, "--seed", 4, "--scenario", scenario, "--duration", 60)  # fmt: skip
+          log_ligier.port, "--seed", 4, "--scenario", scenario,
+          "--simulated-seconds", 150)  # fmt: skip
     wait_until(lambda: watcher.seen_at is not None, 60, "a frame without the White Rabbit bit")
     assert watcher.dom_id == target.dom_ids[0]
 

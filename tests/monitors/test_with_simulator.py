@@ -30,7 +30,8 @@ def test_silent_dom_and_hot_pmt_show_up(ligier, spawn, tmp_path) -> None:
     for name in ("dom_activity", "dom_rates", "pmt_rates"):
         wait_subscribed(ligier.port, name=name)
     simulator = spawn("simulate", "--detx", detx, "-p", ligier.port, "--speed", "40",
-                      "--seed", SEED, "--scenario", SCENARIOS, "--duration", "20")  # fmt: skip
+                      "--seed", SEED, "--scenario", SCENARIOS, "--simulated-seconds", 800,
+                      "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
 
     activity = data / "metrics" / "dom_activity.json"
 

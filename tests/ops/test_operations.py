@@ -209,7 +209,7 @@ def test_demo_on_a_recording_instead_of_the_simulator(
     ligier, spawn, tmp_path: Path, short_folder: Path
 ) -> None:
     recording = tmp_path / "arca21.ch"
-    simulator = spawn("simulate", "--detx", ARCA21, "-p", ligier.port, "--duration", "14")
+    simulator = spawn("simulate", "--detx", ARCA21, "-p", ligier.port)
     record = subprocess.run(
         [*KM3MON, "record", "-p", str(ligier.port), "-m", "IO_EVT, IO_SUM, IO_MONIT, MSG",
          "-o", str(recording), "--duration", "12"],

@@ -189,7 +189,7 @@ def test_a_restart_goes_on_with_the_current_run(spawn, ligier, tmp_path: Path) -
     quality = spawn("quality", *common)
     wait_subscribed(ligier.port, name="quality")
     spawn("simulate", "--detx", ARCA21, "-p", ligier.port, "--no-timeslices", "--run-minutes",
-          10, "--duration", 120)  # fmt: skip
+          10, "--simulated-seconds", 600)  # fmt: skip
 
     def livetime() -> float:
         try:

@@ -101,9 +101,10 @@ def test_log_lines_go_to_the_log_ligier(start_ligier, spawn) -> None:
     with subscribed(data_ligier.port) as data, subscribed(log_ligier.port) as logs:
         process = spawn(
             "simulate", "--detx", ORCA6_DETX, "-p", data_ligier.port,
-            "--log-port", log_ligier.port, "--speed", "20", "--duration", "2",
+            "--log-port", log_ligier.port, "--speed", "20", "--simulated-seconds", "40",
+            "--max-lag", NEVER_LEAVE_OUT_S,
         )  # fmt: skip
-        assert process.popen.wait(30) == 0
+        assert process.popen.wait(300) == 0
     assert set(logs.tags()) == {"MSG"} and logs.tags()["MSG"] >= 4
     assert "MSG" not in data.tags() and data.tags()["IO_SUM"] > 0
     for message in logs.messages:

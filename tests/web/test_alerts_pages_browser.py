@@ -15,7 +15,7 @@ from km3mon.alerts.rules import Condition, Settings
 from km3mon.controlhost.prefix import encode_frame
 from km3mon.history.store import HistoryStore
 from km3mon.sim.sim_geometry import synthetic_detx
-from tests.conftest import free_port, wait_for_port, wait_subscribed, wait_until
+from tests.conftest import NEVER_LEAVE_OUT_S, free_port, wait_for_port, wait_subscribed, wait_until
 from tests.web.conftest import needs_chromium, serve, visit
 from tests.web.sites import AUTH
 from tests.web.test_browser import ARTIFACTS
@@ -94,7 +94,8 @@ def test_top10_lists_events_with_plots_downloads_and_directions(
     spawn("ztplot", "--detx", detx, "-p", ligier.port, "-o", plots, "--data-dir", data, "-i", "1")
     wait_subscribed(ligier.port, name="ztplot")
     time.sleep(1)
-    spawn("simulate", "--detx", detx, "-p", ligier.port, "--duration", 8, "--seed", 4)
+    spawn("simulate", "--detx", detx, "-p", ligier.port, "--simulated-seconds", 20, "--seed", 4,
+          "--max-lag", NEVER_LEAVE_OUT_S)  # fmt: skip
     folder = plots / "event_selection"
 
     def drawn() -> int:
