@@ -11,7 +11,7 @@ starts (scipy Nelder-Mead on our own cost functions). Compared with our solution
 - **time + counts**: the same with the floors' hit-count cost as the fit weighs it
   (``multiplicity_weight`` x ``kernels._line_count_terms``), refitted on that sum;
 - **PMT facing**: -2 ln of the hit PMTs' acceptance of the direct light
-  (``kernels._facing_term``, the multi-DU fit's model), at the track azimuth and handedness
+  (``kernels._facing_cost``, the multi-DU fit's), at the track azimuth (10° steps) and handedness
   that suit the hits best (a single DU does not measure the azimuth): every coincident
   triggered hit of the cut's floors, at the time-only solutions.
 
@@ -34,7 +34,7 @@ from reco_kmc import LINE_DOM_BINS, counts_per_event, decode
 
 START_DISTANCES_M = (1.0, 3.0, 10.0, 25.0, 50.0, 80.0)
 START_HEIGHTS_M = (-100.0, -50.0, 0.0, 50.0, 100.0)
-AZIMUTHS = np.radians(np.arange(0.0, 360.0, 5.0))
+AZIMUTHS = np.radians(np.arange(0.0, 360.0, 10.0))
 
 
 class FitLinesInputs:
@@ -81,25 +81,21 @@ def at_zenith(theta, z, t, floor_z, floor_k, sigma_ns, count_weight) -> np.ndarr
     return best_q
 
 
-def facing_cost(q, hit_z: np.ndarray, hit_dir: np.ndarray) -> float:
-    """-2 ln acceptance of the hit PMTs for the direct light of q, at the best azimuth and
-    handedness."""
+def facing_cost(q, axis_xy: np.ndarray, pos: np.ndarray, pmt_dir: np.ndarray) -> float:
+    """``kernels._facing_cost`` of the track of line solution q (DU axis at ``axis_xy``),
+    at the azimuth and handedness that suit the hits best."""
     d_c, z_c, theta = q[0], q[1], q[2]
-    dz = hit_z - z_c
-    rho = np.sqrt(d_c**2 + dz**2 * np.sin(theta) ** 2 + kernels.RHO_FLOOR_M2)
-    # photon direction with the line along z and the closest approach along +x
-    ux = -kernels.SIN_C * d_c / rho
-    uy = kernels.COS_C * np.sin(theta) - kernels.SIN_C * dz * np.cos(theta) * np.sin(theta) / rho
-    uz = kernels.COS_C * np.cos(theta) + kernels.SIN_C * dz * np.sin(theta) ** 2 / rho
     best = np.inf
     for handedness in (1.0, -1.0):
-        c, s = np.cos(AZIMUTHS)[:, None], np.sin(AZIMUTHS)[:, None]
-        px, py = c * ux - s * handedness * uy, s * ux + c * handedness * uy
-        facing = -(px * hit_dir[:, 0] + py * hit_dir[:, 1] + uz * hit_dir[:, 2])
-        acceptance = np.clip((facing + kernels.FACING_CUTOFF) / (1 + kernels.FACING_CUTOFF), 0, 1)
-        floor = kernels.FACING_FLOOR
-        cost = (-2 * np.log(floor + (1 - floor) * acceptance)).sum(axis=1)
-        best = min(best, float(cost.min()))
+        for azimuth in AZIMUTHS:
+            c, s = np.cos(azimuth), np.sin(azimuth)
+            # the fit's frame: DU along z, closest approach along +x; turned by the azimuth
+            along = np.array([0.0, handedness * np.sin(theta), np.cos(theta)])
+            direction = np.array([-s * along[1], c * along[1], along[2]])
+            point = np.array([axis_xy[0] + c * d_c, axis_xy[1] + s * d_c, z_c])
+            cost = kernels._facing_cost(pos[:, 0], pos[:, 1], pos[:, 2], pmt_dir, len(pos),
+                                        direction, point)  # fmt: skip
+            best = min(best, cost)
     return best
 
 
@@ -129,7 +125,8 @@ def main() -> int:
     recorder = FitLinesInputs()
     kernels.fit_lines = recorder
     try:
-        result = Reconstruction(detector, settings).run(len(events), hits)
+        reconstruction = Reconstruction(detector, settings)
+        result = reconstruction.run(len(events), hits)
     finally:
         kernels.fit_lines = recorder.fit_lines
     z, t, offsets, floor_z, floor_k, floor_offsets = recorder.last[:6]
@@ -160,13 +157,15 @@ def main() -> int:
         truth_time, _ = costs(time_only, zz, tt, fz, fk, settings.sigma_ns)
         both_time, both_count = costs(with_counts, zz, tt, fz, fk, settings.sigma_ns)
         coincident = coincident_hits(hits, event, int(line["du"]), settings.coincidence_ns)
-        hit_z = coincident["pos_z_m"].astype(float)
-        hit_dir = np.column_stack([coincident[f"dir_{a}"] for a in "xyz"]).astype(float)
+        pos = np.column_stack([coincident[f"pos_{a}_m"] for a in "xyz"]).astype(float)
+        pmt_dir = np.column_stack([coincident[f"dir_{a}"] for a in "xyz"]).astype(float)
+        axis_xy = reconstruction.du_axis(np.array([line["du"]]))[0]
         rows.append({
             "event": event, "doms": int(n_doms[event]), "error_deg": float(error),
             "time": truth_time - ours_time,
             "time_counts": both_time + weight * both_count - (ours_time + weight * ours_count),
-            "facing": facing_cost(time_only, hit_z, hit_dir) - facing_cost(ours, hit_z, hit_dir),
+            "facing": facing_cost(time_only, axis_xy, pos, pmt_dir)
+            - facing_cost(ours, axis_xy, pos, pmt_dir),
         })  # fmt: skip
     print(f"{len(result.lines)} single-DU fits of {int(cut.sum())} cuts; {len(rows)} more than "
           f"{args.bad_deg:g}° off in zenith. Cost at the true zenith minus ours (negative: "
