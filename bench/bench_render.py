@@ -5,8 +5,7 @@ grown until every cell has a pixel, ~1030 × 675 px; colour bar, labels, title, 
 into a PNG in memory; matplotlib as the monitors did before (``imshow`` + ``savefig``, figure
 reused), ours as ``pmt_rates`` does now (the frame drawn once per tick, then per image a
 gather into palette indices and an 8-bit PNG). Also the AHRS plot (18 floors × 2000 bins of
-dots): matplotlib ``plot`` + ``savefig`` against the
-palette path with its per-image y axis.
+dots): matplotlib ``plot`` + ``savefig`` against the palette path with its per-image y axis.
 
     .venv/bin/python bench/bench_render.py
 """

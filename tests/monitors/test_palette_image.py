@@ -74,13 +74,19 @@ def test_same_picture_as_matplotlib(y_axis_per_image: bool) -> None:
     assert close.mean() > 0.985, "frame, title and axes as matplotlib draws them"
 
 
-def test_hot_pmt_is_drawn_in_its_floor_band_in_the_newest_columns(tmp_path) -> None:
+def pmt_rates_monitor(tmp_path, columns: int) -> tuple[PMTRates, Freshness]:
+    """A pmt_rates monitor of ARCA-21 keeping ``columns`` intervals, and its freshness record."""
     args = argparse.Namespace(
-        det_id=0, detx=ARCA21, du=None, columns=40, plot_dir=tmp_path, data_dir=tmp_path
+        det_id=0, detx=ARCA21, du=None, columns=columns, plot_dir=tmp_path, data_dir=tmp_path
     )
     freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
                           tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
-    monitor = PMTRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    context = Context(args, freshness, logging.getLogger("test"), load_pipeline(None))
+    return PMTRates(context), freshness
+
+
+def test_hot_pmt_is_drawn_in_its_floor_band_in_the_newest_columns(tmp_path) -> None:
+    monitor, freshness = pmt_rates_monitor(tmp_path, columns=40)
     detector = monitor.detector
     slot = 100
     dom = monitor.slots.dom_index[slot]
@@ -118,12 +124,7 @@ def test_every_pmt_and_every_column_has_a_pixel(tmp_path) -> None:
     """ARCA's 18 floors x 31 PMTs and the 800 columns kept (4.4 h): the figure grows until
     nearest sampling leaves none of them out (in 800 x 640 pixels, 32 PMT rows of each DU
     and 194 of the columns were never drawn)."""
-    args = argparse.Namespace(
-        det_id=0, detx=ARCA21, du=None, columns=800, plot_dir=tmp_path, data_dir=tmp_path
-    )
-    freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
-                          tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
-    monitor = PMTRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    monitor, _ = pmt_rates_monitor(tmp_path, columns=800)
     first = int(time.time() // 20) - 800
     for column in range(801):
         monitor.ring.advance_to(first + column)
@@ -141,12 +142,7 @@ def test_every_palette_image_is_stamped_also_after_a_column_closes_mid_tick(tmp_
     from km3mon.timetext import utc
     from tests.monitors.stamps import banner_fraction, png_text
 
-    args = argparse.Namespace(
-        det_id=0, detx=ARCA21, du=None, columns=40, plot_dir=tmp_path, data_dir=tmp_path
-    )
-    freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
-                          tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
-    monitor = PMTRates(Context(args, freshness, logging.getLogger("test"), load_pipeline(None)))
+    monitor, freshness = pmt_rates_monitor(tmp_path, columns=40)
     newest = time.time() - 600  # the last data came ten minutes ago: stale
     freshness.newest_data_at, freshness.last_message_at = newest, newest
     first = int(newest // 20) - 10

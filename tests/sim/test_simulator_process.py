@@ -66,13 +66,14 @@ def test_stream_through_a_ligier_decodes_and_shows_the_scenario(start_ligier, sp
         )  # fmt: skip
         assert process.popen.wait(120) == 0
         n_slices = 200  # 20 simulated seconds at any load
-        wanted = {"IO_SUM": n_slices, "IO_MONIT": 114 * n_slices - (n_slices - 100)}
+        n_monit = 114 * n_slices - (n_slices - 100)  # minus the silent DOM
+        wanted = {"IO_SUM": n_slices, "IO_MONIT": n_monit}
         wait_until(lambda: all(subscriber.tags().get(t, 0) >= n for t, n in wanted.items()),
                    30, "every timeslice's messages", show=subscriber.tags)  # fmt: skip
     counts = subscriber.tags()
     assert set(counts) == set(TAGS)
     assert counts["IO_SUM"] == n_slices
-    assert counts["IO_MONIT"] == 114 * n_slices - (n_slices - 100)  # minus the silent DOM
+    assert counts["IO_MONIT"] == n_monit
     decoded = [daq.decode(m.tag, m.payload) for m in subscriber.messages]  # raises if bad
 
     planned = Simulator(orca6(), seed=5, scenarios=["silent-dom@10"]).scenarios[0]
