@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 N_COLOURS = 16
+N_CHANNELS_OF_TEST = 31
 
 
 def decoded(png: bytes) -> np.ndarray:
@@ -164,3 +165,28 @@ def test_every_palette_image_is_stamped_also_after_a_column_closes_mid_tick(tmp_
             "stale": "true",
         }, du
         assert banner_fraction(png) > 0.3, f"DU {du}: the STALE banner over the data"
+
+
+def test_stored_levels_read_back_as_written_across_blocks_and_wraps() -> None:
+    """The compressed store against a plain ring of columns: every DU's levels equal after
+    each write, over three turns of a ring whose size is no multiple of the block."""
+    from km3mon.runtime.pmt_image import BLOCK_COLUMNS, MISSING, LevelColumns
+
+    rng = np.random.default_rng(3)
+    n_rows, n_columns = 7 * N_CHANNELS_OF_TEST, 2 * BLOCK_COLUMNS + 11
+    # DUs whose rows are not contiguous, as DOMs of a DETX need not be
+    owner = rng.permutation(np.repeat([1, 2, 5], [3, 2, 2]).repeat(N_CHANNELS_OF_TEST))
+    rows_by_du = {du: np.flatnonzero(owner == du) for du in (1, 2, 5)}
+    store = LevelColumns(rows_by_du, n_rows, n_columns)
+    plain = np.full((n_rows, n_columns), MISSING, np.uint8)
+    for step in range(3 * n_columns):
+        position = step % n_columns
+        column = rng.integers(0, 164, n_rows).astype(np.uint8)
+        store.write(position, column)
+        plain[:, position] = column
+        if step % 17 == 0 or step >= 3 * n_columns - 2:
+            for du, rows in rows_by_du.items():
+                levels = store.of_du(du)
+                assert np.array_equal(levels[:-1], plain[rows]), (step, du)
+                assert (levels[-1] == MISSING).all()
+    assert sum(len(packed) for packed in store.packed) == 2 * len(rows_by_du)

@@ -31,6 +31,7 @@ from km3mon.runtime.pmt_image import (
     HIGHLIGHT,
     N_CHANNELS,
     HRVImage,
+    LevelColumns,
     PMTImage,
     PMTImageMonitor,
     scale_levels,
@@ -60,8 +61,8 @@ class RateImage(PMTImage):
     colour_map = "cividis"
     special_colours = (UNDER_COLOUR, OVER_COLOUR, MISSING_COLOUR, HRV_COLOUR)
 
-    def __init__(self, context: Context, n_pmts: int, n_columns: int) -> None:
-        super().__init__(context, n_pmts, n_columns)
+    def __init__(self, context: Context, levels: LevelColumns) -> None:
+        super().__init__(context, levels)
         self.settings = context.pipeline.pmt_rates
 
     def column_levels(self, rates_khz: np.ndarray, hrv_fraction: np.ndarray) -> np.ndarray:

@@ -137,11 +137,13 @@ def fit_period(
     float32 result array (62 MB at 230 DUs, float64 took 123; a few 1e-7 of each value):
     the parts' exact counts (int64) take a few MB, where the whole detector's would take 630.
     ``livetime_s`` per pair ``(n, 465)``."""
-    out = np.full((8, len(counts), N_PAIRS), np.nan, np.float32)
+    out = np.empty((8, len(counts), N_PAIRS), np.float32)  # its pages filled part by part
     for first in range(0, len(counts), FIT_DOMS):
         part = slice(first, first + FIT_DOMS)
+        out[:, part] = np.nan
         fit_pairs(counts.dense(first, part.stop), background_per_bin[part], livetime_s[part],
                   bin_shift_ns[part], l1_window_ns, out=out[:, part])  # fmt: skip
+        counts.release(first, part.stop)  # the fitted bins go while the result grows
     return PairFits(*out[:7], out[7] > 0)
 
 

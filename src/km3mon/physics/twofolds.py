@@ -32,6 +32,7 @@ shows a peak, as far as the DataFilter's L1 window lets its coincidences through
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,23 @@ class PeriodCounts:
         """Free the bins once they are fitted (whoever handed them over may still hold this)."""
         self.binned = self.binned[:0].copy()
         self.wrapped = []
+
+    def release(self, first: int, stop: int) -> None:
+        """Hand the memory of slots ``first`` to ``stop`` back to the system once they are
+        fitted, while the fit goes on with the others (bins of ``TwofoldCounter`` only: they
+        are their own memory map; released pages read as zero)."""
+        memory = self.binned.base
+        while isinstance(memory, np.ndarray):
+            memory = memory.base
+        if isinstance(memory, memoryview):
+            memory = memory.obj
+        if not isinstance(memory, mmap.mmap) or not len(self):
+            return
+        slot_bytes = self.binned[0].nbytes
+        start = -(-first * slot_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
+        end = min(stop, len(self)) * slot_bytes // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > start:
+            memory.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def dense(self, first: int = 0, stop: int | None = None) -> np.ndarray:
         """Exact counts (int64) of slots ``first`` to ``stop``: a few MB per 100 DOMs, where
@@ -171,9 +189,14 @@ class TwofoldCounter:
         return (self.frames[:, None] - self.dead_frames) * TIMESLICE_S
 
     def _fresh_bins(self) -> np.ndarray:
-        """Zeroed bins whose pages the system provides on first touch (no memset, no copy)."""
-        n_bins = 2 * self.tmax_ns + 1
-        return np.zeros((len(self.dom_index), N_PAIRS, n_bins), self.count_dtype)
+        """Zeroed bins whose pages the system provides on first touch (no memset, no copy),
+        in a memory map of their own, so that a fit can release them part by part."""
+        shape = (len(self.dom_index), N_PAIRS, 2 * self.tmax_ns + 1)
+        size = int(np.prod(shape)) * self.count_dtype.itemsize
+        if not size:
+            return np.zeros(shape, self.count_dtype)
+        memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # released pages read as zero
+        return np.frombuffer(memory, self.count_dtype).reshape(shape)
 
     def exact_counts(self) -> np.ndarray:
         """Every twofold of this period per slot, pair and bin (int64; tests, benchmarks)."""
