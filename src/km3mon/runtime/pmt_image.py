@@ -86,11 +86,10 @@ class LevelColumns:
 
     def _unpack(self, block: int) -> None:
         """Open ``block``: its columns not yet written again still show their old levels."""
+        width = self.spans[block].stop - self.spans[block].start
         self.open[:] = MISSING
         for du, rows in self.rows_by_du.items():
-            self.open[rows, : self.spans[block].stop - self.spans[block].start] = self._block(
-                block, du
-            )
+            self.open[rows, :width] = self._block(block, du)
         self.packed[block] = {}
         self.open_block = block
 
