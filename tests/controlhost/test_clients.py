@@ -66,8 +66,10 @@ def test_connect_retries_until_a_ligier_appears(start_ligier) -> None:
 
     import threading
 
-    threading.Thread(target=lambda: asyncio.run(later())).start()
+    starter = threading.Thread(target=lambda: asyncio.run(later()))
+    starter.start()
     client.connect()
+    starter.join()  # its wait for the port is over before the fixture stops this ligier
     assert time.monotonic() - start >= 0.7
     client.close()
 

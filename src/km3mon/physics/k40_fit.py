@@ -136,7 +136,8 @@ def fit_period(
     """:func:`fit_pairs` of a period's counts, :data:`FIT_DOMS` DOMs at a time into one
     float32 result array (62 MB at 230 DUs, float64 took 123; a few 1e-7 of each value):
     the parts' exact counts (int64) take a few MB, where the whole detector's would take 630.
-    ``livetime_s`` per pair ``(n, 465)``."""
+    ``livetime_s`` per pair ``(n, 465)``. A ``TwofoldCounter``'s counts are used up: each
+    part's bins go back to the system once it is fitted (:meth:`PeriodCounts.release`)."""
     out = np.empty((8, len(counts), N_PAIRS), np.float32)  # its pages filled part by part
     for first in range(0, len(counts), FIT_DOMS):
         part = slice(first, first + FIT_DOMS)
