@@ -18,6 +18,7 @@ from km3mon.figures.palette_image import PaletteFigure
 from km3mon.monitors.pmt_rates import OVER_COLOUR, PMTRates
 from km3mon.runtime.freshness import Freshness
 from km3mon.runtime.monitor import Context
+from km3mon.runtime.pmt_image import MISSING as MISSING_LEVEL
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -75,10 +76,11 @@ def test_same_picture_as_matplotlib(y_axis_per_image: bool) -> None:
     assert close.mean() > 0.985, "frame, title and axes as matplotlib draws them"
 
 
-def pmt_rates_monitor(tmp_path, columns: int) -> tuple[PMTRates, Freshness]:
-    """A pmt_rates monitor of ARCA-21 keeping ``columns`` intervals, and its freshness record."""
+def pmt_rates_monitor(tmp_path, columns: int, du: int | None = None) -> tuple[PMTRates, Freshness]:
+    """A pmt_rates monitor of ARCA-21 (or of its DU ``du``) keeping ``columns`` intervals, and
+    its freshness record."""
     args = argparse.Namespace(
-        det_id=0, detx=ARCA21, du=None, columns=columns, plot_dir=tmp_path, data_dir=tmp_path
+        det_id=0, detx=ARCA21, du=du, columns=columns, plot_dir=tmp_path, data_dir=tmp_path
     )
     freshness = Freshness(process="pmt_rates", pid=0, started_at=time.time(), ligier="-",
                           tags=[], render_interval_s=20.0, stale_after_s=60.0)  # fmt: skip
@@ -190,3 +192,29 @@ def test_stored_levels_read_back_as_written_across_blocks_and_wraps() -> None:
                 assert np.array_equal(levels[:-1], plain[rows]), (step, du)
                 assert (levels[-1] == MISSING).all()
     assert sum(len(packed) for packed in store.packed) == 2 * len(rows_by_du)
+
+
+def test_one_du_stores_the_levels_the_whole_detector_stores_for_it(tmp_path) -> None:
+    """``-u DU`` (one process per DU, as in the original) against the all-DU process, fed the
+    same rates over more than a turn of the ring: the DU's levels are the same."""
+    whole, _ = pmt_rates_monitor(tmp_path / "all", columns=70)
+    du = whole.dus[len(whole.dus) // 2]
+    alone, _ = pmt_rates_monitor(tmp_path / "one", columns=70, du=du)
+    assert alone.dus == [du]
+    mine = whole.du_of_slot == du
+    rng = np.random.default_rng(11)
+    first = int(time.time() // 20) - 100
+    for column in range(100):
+        rates = rng.normal(7000.0, 2000.0, whole.rate_sum.shape)
+        hrv = rng.random(whole.rate_sum.shape) < 0.1
+        for monitor, rows in ((whole, slice(None)), (alone, mine)):
+            monitor.ring.advance_to(first + column)
+            monitor.rate_sum[:] = rates[rows]
+            monitor.hrv_sum[:] = hrv[rows]
+            monitor.packets[:] = 1
+    for monitor in (whole, alone):
+        monitor.ring.advance_to(first + 100)
+    for kind in range(len(whole.images)):
+        expected = whole.images[kind].levels.of_du(du)
+        assert np.array_equal(alone.images[kind].levels.of_du(du), expected)
+        assert (expected[:-1] < MISSING_LEVEL).any()
