@@ -20,14 +20,20 @@ class CountingMonitor(Monitor):
     def __init__(self, context) -> None:
         super().__init__(context)
         self.counts: Counter[str] = Counter()
+        self.largest_consume_bytes = 0
 
     def consume(self, messages: list[Message]) -> None:
+        size = sum(len(message.payload) for message in messages)
+        self.largest_consume_bytes = max(self.largest_consume_bytes, size)
         for message in messages:
             if not message.payload.startswith(b"n="):
                 self.context.count_error("not a counting message", repr(message.payload[:10]))
                 continue
             self.counts[message.tag] += 1
             self.context.saw_data_at(float(message.payload[2:]))
+
+    def stop(self) -> None:
+        self.log.warning("largest consume: %d bytes", self.largest_consume_bytes)
 
     def render(self) -> None:
         import matplotlib.pyplot as plt

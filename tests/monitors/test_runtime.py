@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from km3mon.controlhost import Client
+from km3mon.runtime.monitor import CONSUME_BYTES
 from km3mon.runtime.streaming import _malloc_trim, release_free_memory
 from km3mon.timetext import utc
 from tests.conftest import REPO, free_port, wait_subscribed, wait_until
@@ -161,6 +162,31 @@ def test_a_monitor_that_consumes_on_receipt_counts_while_it_draws(ligier, tmp_pa
     assert not any(consumed_while_drawing[False]), consumed_while_drawing
     # at least one whole drawing while messages came (about 50 of them; 10 is only a hang)
     assert max(consumed_while_drawing[True]) >= 10, consumed_while_drawing
+
+
+def test_a_backlog_is_consumed_in_parts_of_bounded_size(ligier, tmp_path) -> None:
+    """What arrives while a monitor draws is handed to ``consume`` in parts of at most
+    ``CONSUME_BYTES``: decoding a whole backlog at once made transient arrays of tens of MB
+    at 230 DUs. 40 messages of 1 MB sent during a 2 s drawing: all counted, none given in
+    a part larger than the bound."""
+    data, log_path = tmp_path / "data", tmp_path / "monitor.log"
+    monitor = start_counting(ligier.port, tmp_path, data, log_path, "-i", "0.5",
+                             "--slow-render", "2")  # fmt: skip
+    message = b"n=1700000000".ljust(1 << 20, b"0")
+    try:
+        wait_subscribed(ligier.port, "IO_EVT", name="counting")
+        wait_until(lambda: "consumed while drawing" in log_path.read_text(), what="a drawing")
+        with Client("127.0.0.1", ligier.port) as publisher:
+            publisher.publish_many([("IO_EVT", message)] * 40)
+        wait_until(lambda: read_record(data).get("messages") == 40, what="40 messages")
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(30) == 0
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+    log = log_path.read_text()
+    largest = int(log.split("largest consume:")[1].split()[0])
+    assert len(message) <= largest <= CONSUME_BYTES, log
 
 
 def test_record_says_disconnected_while_the_ligier_is_down(start_ligier, tmp_path) -> None:

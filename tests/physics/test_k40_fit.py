@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from km3mon.detector import parse_detx
 from km3mon.physics.k40_fit import PairFits, fit_pairs, fit_period, l1_acceptance
@@ -85,10 +86,12 @@ def test_a_period_fitted_in_parts_is_fitted_as_in_one_go() -> None:
         np.testing.assert_array_equal(getattr(parts, name), expected, err_msg=name)
 
 
-def test_a_counters_period_is_released_as_it_is_fitted() -> None:
+@pytest.mark.parametrize("packed", [False, True], ids=["bins", "packed"])
+def test_a_counters_period_is_released_as_it_is_fitted(packed: bool) -> None:
     """The bins a ``TwofoldCounter`` hands over go back to the system part by part while
-    ``fit_period`` runs (a 230-DU period is 158 MB beside the next one's): the fits are those
-    of the same counts kept, and the fitted bins read as zero afterwards."""
+    ``fit_period`` runs (a 230-DU period is 158 MB beside the next one's), or are packed
+    first (parts that do not line up with the fit's): the fits are those of the same counts
+    kept, and nothing fitted is held afterwards."""
     counter = TwofoldCounter(parse_detx(synthetic_detx(9)), TMAX)
     n_doms = len(counter.dom_index)
     assert n_doms > 2 * 64, "more than two fitting parts"
@@ -100,11 +103,15 @@ def test_a_counters_period_is_released_as_it_is_fitted() -> None:
     background = np.full((n_doms, 465), BACKGROUND)
     livetime = np.full((n_doms, 465), LIVETIME_S)
     shift = np.zeros((n_doms, 465))
+    if packed:
+        period.pack(50)
+        assert sum(map(len, period.packed)) < 0.5 * kept.binned.nbytes
     released = fit_period(period, background, livetime, shift)
     expected = fit_period(kept, background, livetime, shift)
     assert released.valid.sum() == n_doms * len(range(0, 465, 29))
     for name in PairFits.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(released, name), getattr(expected, name), name)
+    assert not any(period.packed), "every packed part released once fitted"
     still_there = np.count_nonzero(period.binned) / np.count_nonzero(kept.binned)
     assert still_there < 0.02, f"{still_there:.1%} of the fitted bins still held"
     assert np.count_nonzero(kept.binned) > 0.5 * kept.binned[:, ::29].size

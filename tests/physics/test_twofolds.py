@@ -97,6 +97,10 @@ def test_a_bin_past_its_dtypes_maximum_is_carried_exactly() -> None:
     period = narrow.take_counts()
     np.testing.assert_array_equal(period.dense(7, 50) - 255, expected[7:50])
     assert not narrow.binned.any() and not narrow.wrapped, "counting goes on in fresh bins"
+    period.pack(13)  # parts that neither the slots nor the ranges asked for line up with
+    assert not period.binned.any(), "the packed bins' pages went back to the system"
+    np.testing.assert_array_equal(period.dense(7, 50) - 255, expected[7:50])
+    np.testing.assert_array_equal(period.dense() - 255, expected)
 
 
 def test_pair_index_is_itertools_combinations_order() -> None:

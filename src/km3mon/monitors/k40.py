@@ -59,7 +59,7 @@ from km3mon.physics.k40 import (
     pmt_sums,
     rms_ns,
 )
-from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, fit_period, solve_doms
+from km3mon.physics.k40_fit import DEFAULT_L1_WINDOW_NS, FIT_DOMS, fit_period, solve_doms
 from km3mon.physics.pmts import pmt_table
 from km3mon.physics.twofolds import (
     DEFAULT_TMAX_NS,
@@ -245,8 +245,9 @@ class K40(Monitor):
         end: float,
     ) -> PeriodResult:
         started = time.perf_counter()
+        counts.pack(FIT_DOMS)  # 158 MB at 230 DUs to ~55, while the new period fills its bins
         fits = fit_period(counts, background, livetime, shift, self.l1_window_ns)
-        counts.drop()  # 158 MB at 230 DUs, while the new period fills its own bins
+        counts.drop()
         calibration = solve_doms(fits, self.cos_angles, self.present)
         self.log.info(
             "calibrated %d DOMs (%s to %s, %d pairs fitted) in %.1f s",

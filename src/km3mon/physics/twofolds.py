@@ -33,7 +33,8 @@ shows a peak, as far as the DataFilter's L1 window lets its coincidences through
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -70,11 +71,14 @@ def pair_index(i: np.ndarray | int, j: np.ndarray | int) -> np.ndarray | int:
 @dataclass
 class PeriodCounts:
     """A period's twofolds: ``binned`` (slot, pair, bin) modulo ``wrap``, and ``wrapped``,
-    the flat index of a bin for each time its count wrapped."""
+    the flat index of a bin for each time its count wrapped. After :meth:`pack` the bins are
+    kept compressed in ``packed``, ``part_slots`` slots per part."""
 
     binned: np.ndarray
     wrap: int
     wrapped: list[np.ndarray]
+    packed: list[bytes | None] = field(default_factory=list)
+    part_slots: int = 0
 
     def __len__(self) -> int:
         return len(self.binned)
@@ -83,11 +87,36 @@ class PeriodCounts:
         """Free the bins once they are fitted (whoever handed them over may still hold this)."""
         self.binned = self.binned[:0].copy()
         self.wrapped = []
+        self.packed = []
+
+    def pack(self, part_slots: int) -> None:
+        """Keep the bins zlib-compressed while they wait for their fit, ``part_slots`` slots
+        per part, each part's pages given back as it is packed: the new period fills its own
+        bins meanwhile, and two periods' bins were 316 MB at 230 DUs. A count's high and low
+        bytes are packed apart (the high ones mostly zero): a third of the size, in 20 ms per
+        2.3 MB part."""
+        itemsize = self.binned.dtype.itemsize
+        for first in range(0, len(self), part_slots):
+            part = self.binned[first : first + part_slots].reshape(-1).view(np.uint8)
+            self.packed.append(zlib.compress(part.reshape(-1, itemsize).T.copy(), 1))
+            self._release_pages(0, first + part_slots)  # from 0: the page it shares goes too
+        self.part_slots = part_slots
 
     def release(self, first: int, stop: int) -> None:
-        """Hand the memory of slots ``first`` to ``stop`` back to the system once they are
-        fitted, while the fit goes on with the others (bins of ``TwofoldCounter`` only: they
-        are their own memory map; released pages read as zero)."""
+        """Hand the memory of slots ``first`` to ``stop`` back once they are fitted, while the
+        fit goes on with the others: the packed parts that end in that range (a fit goes in
+        slot order, so a part's slots before ``first`` are done too), or else the pages of the
+        bins (bins of ``TwofoldCounter`` only, their own memory map)."""
+        if not self.packed:
+            self._release_pages(first, stop)
+            return
+        for index in range(first // self.part_slots, len(self.packed)):
+            if min((index + 1) * self.part_slots, len(self)) <= stop:
+                self.packed[index] = None
+
+    def _release_pages(self, first: int, stop: int) -> None:
+        """``madvise(MADV_DONTNEED)`` of the bins' pages of slots ``first`` to ``stop``
+        (released pages read as zero)."""
         memory = self.binned.base
         while isinstance(memory, np.ndarray):
             memory = memory.base
@@ -95,22 +124,39 @@ class PeriodCounts:
             memory = memory.obj
         if not isinstance(memory, mmap.mmap) or not len(self):
             return
-        slot_bytes = self.binned[0].nbytes
-        start = -(-first * slot_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
-        end = min(stop, len(self)) * slot_bytes // mmap.PAGESIZE * mmap.PAGESIZE
+        slot_bytes, page = self.binned[0].nbytes, mmap.PAGESIZE
+        start = -(-first * slot_bytes // page) * page
+        end = min(stop, len(self)) * slot_bytes
+        end = -(-end // page) * page if stop >= len(self) else end // page * page  # last: whole
         if end > start:
             memory.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def dense(self, first: int = 0, stop: int | None = None) -> np.ndarray:
         """Exact counts (int64) of slots ``first`` to ``stop``: a few MB per 100 DOMs, where
         the whole detector's would be 630 MB at 230 DUs."""
-        part = self.binned[first:stop]
+        stop = len(self) if stop is None else min(stop, len(self))
+        part = self._unpacked(first, stop) if self.packed else self.binned[first:stop]
         counts = part.astype(np.int64)
         if self.wrapped:
             flat = np.concatenate(self.wrapped) - first * N_PAIRS * self.binned.shape[2]
             flat = flat[(flat >= 0) & (flat < counts.size)]
             np.add.at(counts.reshape(-1), flat, self.wrap)
         return counts
+
+    def _unpacked(self, first: int, stop: int) -> np.ndarray:
+        """The bins of slots ``first`` to ``stop`` from their packed parts."""
+        dtype, slot_shape = self.binned.dtype, self.binned.shape[1:]
+        low, high = first // self.part_slots, -(-stop // self.part_slots)
+        parts = []
+        for index in range(low, high):
+            packed = self.packed[index]
+            if packed is None:
+                raise ValueError(f"slots {first} to {stop}: part {index} already released")
+            shuffled = np.frombuffer(zlib.decompress(packed), np.uint8)
+            parts.append(shuffled.reshape(dtype.itemsize, -1).T.copy().view(dtype))
+        joined = np.concatenate(parts).reshape(-1, *slot_shape)
+        offset = low * self.part_slots
+        return joined[first - offset : stop - offset]
 
 
 @dataclass

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 #: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
+#: Payload bytes handed to one ``consume`` at most: a render of a few seconds leaves a
+#: backlog, and one decode of it made transient arrays of tens of MB at 230 DUs.
+CONSUME_BYTES = 8 * 1024 * 1024
 FRESHNESS_EVERY_S = 2.0
 #: Free memory is handed back to the system this often (``release_free_memory``).
 RELEASE_MEMORY_EVERY_S = 10.0
@@ -432,13 +435,26 @@ class Intake:
             with self._count_lock:
                 self._count += len(messages)
         usable = self.context.admit(messages)
-        if usable:
+        for part in _parts(usable, CONSUME_BYTES):
             try:
-                self.monitor.consume(usable)
+                self.monitor.consume(part)
             except Exception as error:  # a bad batch must not end the monitor
-                self.context.count_error(f"batch of {len(usable)} messages unusable", error)
+                self.context.count_error(f"batch of {len(part)} messages unusable", error)
             if freshness.newest_data_at is not None:
                 freshness.data_lag_s = round(time.time() - freshness.newest_data_at, 3)
+
+
+def _parts(messages: list[Message], most_bytes: int) -> Iterator[list[Message]]:
+    """``messages`` in order, in runs of at most ``most_bytes`` of payload (one message
+    more if it is larger alone)."""
+    first, size = 0, 0
+    for index, message in enumerate(messages):
+        if size and size + len(message.payload) > most_bytes:
+            yield messages[first:index]
+            first, size = index, 0
+        size += len(message.payload)
+    if first < len(messages):
+        yield messages[first:]
 
 
 class Receiver(threading.Thread):
