@@ -167,12 +167,12 @@ def test_a_monitor_that_consumes_on_receipt_counts_while_it_draws(ligier, tmp_pa
 def test_a_backlog_is_consumed_in_parts_of_bounded_size(ligier, tmp_path) -> None:
     """What arrives while a monitor draws is handed to ``consume`` in parts of at most
     ``CONSUME_BYTES``: decoding a whole backlog at once made transient arrays of tens of MB
-    at 230 DUs. 40 messages of 1 MB sent during a 2 s drawing: all counted, none given in
-    a part larger than the bound."""
+    at 230 DUs. 40 messages of 256 kB sent during a 2 s drawing: all counted, none given
+    in a part larger than the bound."""
     data, log_path = tmp_path / "data", tmp_path / "monitor.log"
     monitor = start_counting(ligier.port, tmp_path, data, log_path, "-i", "0.5",
                              "--slow-render", "2")  # fmt: skip
-    message = b"n=1700000000".ljust(1 << 20, b"0")
+    message = b"n=1700000000".ljust(1 << 18, b"0")
     try:
         wait_subscribed(ligier.port, "IO_EVT", name="counting")
         wait_until(lambda: "consumed while drawing" in log_path.read_text(), what="a drawing")

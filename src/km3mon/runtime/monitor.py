@@ -45,9 +45,10 @@ if TYPE_CHECKING:
 
 #: Received data waiting for the monitor beyond this are dropped (oldest first) and counted.
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
-#: Payload bytes handed to one ``consume`` at most: a render of a few seconds leaves a
-#: backlog, and one decode of it made transient arrays of tens of MB at 230 DUs.
-CONSUME_BYTES = 8 * 1024 * 1024
+#: Payload bytes handed to one ``consume`` at most (a larger message goes alone): a render
+#: of a few seconds leaves a backlog, and reco's decode and hit selection take 26 times the
+#: bytes of its events (a 5 MB backlog: 140 MB at once, at 230 DUs).
+CONSUME_BYTES = 1024 * 1024
 FRESHNESS_EVERY_S = 2.0
 #: Free memory is handed back to the system this often (``release_free_memory``).
 RELEASE_MEMORY_EVERY_S = 10.0
