@@ -446,8 +446,8 @@ class Intake:
 
 
 def _parts(messages: list[Message], most_bytes: int) -> Iterator[list[Message]]:
-    """``messages`` in order, in runs of at most ``most_bytes`` of payload (one message
-    more if it is larger alone)."""
+    """``messages`` in order, in runs of at most ``most_bytes`` of payload (a larger
+    message is a run of its own)."""
     first, size = 0, 0
     for index, message in enumerate(messages):
         if size and size + len(message.payload) > most_bytes:
