@@ -245,7 +245,7 @@ class K40(Monitor):
         end: float,
     ) -> PeriodResult:
         started = time.perf_counter()
-        counts.pack(FIT_DOMS)  # 158 MB at 230 DUs to ~55, while the new period fills its bins
+        counts.pack(FIT_DOMS)  # 158 MB at 230 DUs to 52, while the new period fills its bins
         fits = fit_period(counts, background, livetime, shift, self.l1_window_ns)
         counts.drop()
         calibration = solve_doms(fits, self.cos_angles, self.present)

@@ -93,8 +93,8 @@ class PeriodCounts:
         """Keep the bins zlib-compressed while they wait for their fit, ``part_slots`` slots
         per part, each part's pages given back as it is packed: the new period fills its own
         bins meanwhile, and two periods' bins were 316 MB at 230 DUs. A count's high and low
-        bytes are packed apart (the high ones mostly zero): a third of the size, in 20 ms per
-        2.3 MB part."""
+        bytes are packed apart (the high ones mostly zero): 158 MB become 52 MB in 1.3 s
+        (``bench/bench_k40_handover.py``)."""
         itemsize = self.binned.dtype.itemsize
         for first in range(0, len(self), part_slots):
             part = self.binned[first : first + part_slots].reshape(-1).view(np.uint8)
