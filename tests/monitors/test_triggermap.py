@@ -70,3 +70,23 @@ def test_triggermap_pooling_keeps_every_active_dom() -> None:
     assert pooled[4139 // factor, 7] == 3 and pooled[1000 // factor, 0] == 1
     assert pooled.sum() == 4
     assert max_pooled_rows(image[:500], 600)[1] == 1
+
+
+def test_triggermap_draws_an_empty_frame_before_its_first_event(tmp_path) -> None:
+    """A render before any event (a slow stream, a loaded machine) draws the empty frame:
+    matplotlib refuses an image of no colours, which once ended that render with an error."""
+    import logging
+    import time
+    from argparse import Namespace
+
+    from km3mon.config import load_pipeline
+    from km3mon.monitors.triggermap import TriggerMap
+    from km3mon.runtime.freshness import Freshness
+    from km3mon.runtime.monitor import Context
+
+    args = Namespace(det_id=0, detx=ARCA21, plot_dir=tmp_path / "plots", data_dir=tmp_path / "data")
+    freshness = Freshness(process="triggermap", pid=0, started_at=time.time(), ligier="-",
+                          tags=[], render_interval_s=5.0, stale_after_s=15.0)  # fmt: skip
+    TriggerMap(Context(args, freshness, logging.getLogger("test"), load_pipeline(None))).render()
+    for name in ("hitmap.png", "triggermap.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 0

@@ -108,8 +108,10 @@ class TriggerMap(Monitor):
         extent = (-0.5, image.shape[1] - 0.5, -0.5, len(pooled) * rows_per_pixel - 0.5)
         # coloured here: matplotlib resampling the counts themselves to the figure's pixels
         # took 100 MB at once (1000 events, 230 DUs), its colours 46 MB
-        axes.imshow(cmap(norm(shown), bytes=True), aspect="auto", origin="lower",
-                    interpolation="nearest", extent=extent)  # fmt: skip
+        colours = cmap(norm(shown), bytes=True)
+        if colours.size:  # no event yet: an empty frame (imshow refuses empty colours)
+            axes.imshow(colours, aspect="auto", origin="lower", interpolation="nearest",
+                        extent=extent)  # fmt: skip
         axes.set_ylim(-0.5, image.shape[0] - 0.5)
         scale = ScalarMappable(norm, cmap)
         figure.colorbar(scale, ax=axes, pad=0.01).set_label("number of hits")
