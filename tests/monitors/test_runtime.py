@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -110,21 +111,29 @@ def start_counting(port: int, tmp_path: Path, data: Path, log_path: Path, *flags
     )  # fmt: skip
 
 
+@contextmanager
+def counting(port: int, tmp_path: Path, data: Path, log_path: Path, *flags: str):
+    """``start_counting`` for the block; stopped at its end by SIGTERM (exit status 0), or
+    killed if the block failed."""
+    monitor = start_counting(port, tmp_path, data, log_path, *flags)
+    try:
+        yield monitor
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(30) == 0
+    finally:
+        if monitor.poll() is None:
+            monitor.kill()
+
+
 def test_a_stop_that_takes_longer_than_a_read_leaves_no_traceback(ligier, tmp_path) -> None:
     """The receiver's read (0.5 s) must end before its client closes: a read on a closed
     client raised in the thread, whose traceback reached the log of a monitor that took
     longer to exit (k40 waiting for a running fit; seen once in a fresh-clone make test)."""
     data, log_path = tmp_path / "data", tmp_path / "monitor.log"
     for attempt in range(3):  # the receiver must be inside a read at the stop: try a few
-        monitor = start_counting(ligier.port, tmp_path, data, log_path, "--slow-exit", "1.5")
-        try:
+        with counting(ligier.port, tmp_path, data, log_path, "--slow-exit", "1.5"):
             wait_subscribed(ligier.port, "IO_EVT", name="counting")
             time.sleep(0.2 * attempt)
-            monitor.send_signal(signal.SIGTERM)
-            assert monitor.wait(30) == 0
-        finally:
-            if monitor.poll() is None:
-                monitor.kill()
         log = log_path.read_text()
         assert "counting stopped after" in log, log
         assert "Traceback" not in log and "Exception in thread" not in log, log
@@ -170,20 +179,13 @@ def test_a_backlog_is_consumed_in_parts_of_bounded_size(ligier, tmp_path) -> Non
     at 230 DUs. 40 messages of 256 kB sent during a 2 s drawing: all counted, none given
     in a part larger than the bound."""
     data, log_path = tmp_path / "data", tmp_path / "monitor.log"
-    monitor = start_counting(ligier.port, tmp_path, data, log_path, "-i", "0.5",
-                             "--slow-render", "2")  # fmt: skip
     message = b"n=1700000000".ljust(1 << 18, b"0")
-    try:
+    with counting(ligier.port, tmp_path, data, log_path, "-i", "0.5", "--slow-render", "2"):
         wait_subscribed(ligier.port, "IO_EVT", name="counting")
         wait_until(lambda: "consumed while drawing" in log_path.read_text(), what="a drawing")
         with Client("127.0.0.1", ligier.port) as publisher:
             publisher.publish_many([("IO_EVT", message)] * 40)
         wait_until(lambda: read_record(data).get("messages") == 40, what="40 messages")
-        monitor.send_signal(signal.SIGTERM)
-        assert monitor.wait(30) == 0
-    finally:
-        if monitor.poll() is None:
-            monitor.kill()
     log = log_path.read_text()
     largest = int(log.split("largest consume:")[1].split()[0])
     assert len(message) <= largest <= CONSUME_BYTES, log
