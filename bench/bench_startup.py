@@ -63,7 +63,7 @@ print("\\0" + json.dumps(heavy))
 
 def commands() -> list[str]:
     """Every subcommand the CLI offers (works for the trees before and after the registry)."""
-    from km3mon.cli import build_parser
+    from km3mon.commands import build_parser
 
     parser = build_parser()
     action = next(a for a in parser._actions if a.dest == "command")
@@ -136,13 +136,10 @@ def mem_available_mb() -> float:
 
 
 def program_members(mains: dict[str, int]) -> dict[str, list[int]]:
-    """Every program's process and its children (not the other programs)."""
-    from full_suite import family, parents
+    """Every program's processes: its own, its children, the monitor it stands in for."""
+    from full_suite import program_families
 
-    table = parents()
-    return {
-        name: family(pid, table, set(mains.values()) - {pid}) for name, pid in sorted(mains.items())
-    }
+    return dict(sorted(program_families(mains).items()))
 
 
 def watch_totals(mains: dict[str, int], seconds: float, every_s: float = 15.0) -> dict:

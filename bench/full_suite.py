@@ -94,6 +94,23 @@ def family(pid: int, table: dict[int, int], others: set[int]) -> list[int]:
     return members
 
 
+def program_families(mains: dict[str, int]) -> dict[str, list[int]]:
+    """Every program's processes: its own and its descendants, and the monitor its process
+    stands in for when it runs as a fork of the fork server (a child of the server, counted
+    with its program, not with the server)."""
+    from km3mon.runtime.forkserver import served_pid
+
+    table = parents()
+    served = {name: served_pid(pid) for name, pid in mains.items()}
+    roots = set(mains.values()) | {pid for pid in served.values() if pid}
+    families = {}
+    for name, pid in mains.items():
+        families[name] = family(pid, table, roots - {pid})
+        if (fork := served[name]) is not None:
+            families[name] += family(fork, table, roots - {fork})
+    return families
+
+
 def usage(pid: int) -> tuple[float, float] | None:
     """CPU seconds (user + system) and RSS in MB, or None when the process is gone."""
     try:
@@ -114,11 +131,11 @@ def take_sample(folder: Path, in_window: bool) -> Sample:
     mains = {name: state["pid"] for name, state in states.items() if state["pid"]}
     if pid := supervisord_pid(folder):
         mains = {"supervisord": pid, **mains}
-    table = parents()
+    families = program_families(mains)
     for name, pid in mains.items():
         sample.main_pid[name] = pid
         sample.cpu_s[name], sample.rss_mb[name] = {}, 0.0
-        for member in family(pid, table, set(mains.values()) - {pid}):
+        for member in families[name]:
             if (seen := usage(member)) is not None:
                 sample.cpu_s[name][member] = seen[0]
                 sample.rss_mb[name] += seen[1]

@@ -191,11 +191,11 @@ def read_json(path: Path) -> dict:
 class Process:
     """A km3mon subcommand running as a real process, its log in a file."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
             [*KM3MON, *args], stdout=self._log, stderr=subprocess.STDOUT, env=env
         )
@@ -221,12 +221,13 @@ class Process:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
-    """Start ``km3mon <args>``; every process is stopped at the end of the test."""
+    """Start ``km3mon <args>`` (``env``: variables added to the environment); every process
+    is stopped at the end of the test."""
     processes: list[Process] = []
 
-    def start(*args: str, name: str | None = None) -> Process:
+    def start(*args: str, name: str | None = None, env: dict[str, str] | None = None) -> Process:
         log_path = tmp_path / f"{name or args[0]}-{len(processes)}.log"
-        process = Process([str(a) for a in args], log_path)
+        process = Process([str(a) for a in args], log_path, env)
         processes.append(process)
         return process
 

@@ -1,54 +1,34 @@
-"""The `km3mon` console script: one subcommand per program and tool of the registry.
+"""The `km3mon` console script: one subcommand per program and tool of the registry
+(``km3mon.commands`` builds the parser and runs the command).
 
-The commands come from ``km3mon.registry``. Only the module of the command being run is
-imported (its ``register(subparsers)`` adds the real parser, with ``func``: called with the
-parsed namespace, returns an exit code); every other command is a one-line entry for
-``km3mon --help``. So `km3mon ligier` starts without numba, scipy, matplotlib or Starlette,
-which the monitors and the web server need and the ligier does not.
+Under supervisord (``KM3MON_FORKSERVER`` set), a program marked ``forked`` in the registry runs
+as a fork of the fork server (``km3mon.runtime.forkserver``) and this process stands in for it.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import os
 import sys
 
 from km3mon import registry
-
-
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The parser for ``argv``: the full parser of the command it names, a stub for the rest.
-
-    Without ``argv`` (or without a known command in it) no command module is imported.
-    """
-    from km3mon import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="km3mon",
-        description="Online monitoring suite for the KM3NeT neutrino telescopes.",
-    )
-    parser.add_argument("--version", action="version", version=f"km3mon {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
-    commands = registry.commands()
-    chosen = commands.get(_command_word(argv or []))
-    if chosen is not None:
-        importlib.import_module(chosen.module).register(subparsers)
-    for command in commands.values():
-        if command.name not in subparsers.choices:  # a module may register several (ops)
-            subparsers.add_parser(command.name, help=command.help, add_help=False)
-    return parser
-
-
-def _command_word(argv: list[str]) -> str:
-    """The subcommand named in ``argv`` (the first word that is no option), or ``""``."""
-    return next((word for word in argv if not word.startswith("-")), "")
+from km3mon.commands import command_word, run
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a program marked ``forked`` as a fork of the fork server when
+    ``KM3MON_FORKSERVER`` names one (supervisord's setting), else in this process."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
+    socket_path = os.environ.get(registry.FORKSERVER_ENV)
+    if socket_path and _forked(argv):
+        from km3mon.runtime import forkserver
+
+        code = forkserver.run_served(argv, socket_path)
+        if code is not None:
+            return code
+    return run(argv)
+
+
+def _forked(argv: list[str]) -> bool:
+    program = registry.BY_NAME.get(command_word(argv))
+    asks_help = any(word in ("-h", "--help") for word in argv)
+    return program is not None and program.forked and not asks_help

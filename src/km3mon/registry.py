@@ -48,6 +48,9 @@ class Program:
     pages: tuple[str, ...] = ()
     #: False for programs that write no ``data/freshness`` record (ligiers, web servers, ...).
     writes_freshness: bool = True
+    #: Started as a fork of the fork server (``km3mon.runtime.forkserver``), sharing its
+    #: imported numpy, matplotlib and numba: the programs that draw or fit.
+    forked: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ PROGRAMS: tuple[Program, ...] = (
             module="km3mon.controlhost.ligier", writes_freshness=False),
     Program("ligiermirror", "ligiers", "the ligier mirror", "km3mon ligiermirror",
             module="km3mon.controlhost.mirror", tags=("IO_EVT", "IO_SUM", "IO_MONIT")),
+    Program("forkserver", None, "the fork server", "km3mon forkserver",
+            module="km3mon.runtime.forkserver", writes_freshness=False),
     Program("msg_dumper", "logging", "the DAQ log dumper", "km3mon msg_dumper",
             module="km3mon.monitors.msg_dumper", tags=("MSG",)),
     Program("weblog", "logging", "the live log viewer", "km3mon weblog",
@@ -76,45 +81,45 @@ PROGRAMS: tuple[Program, ...] = (
             outputs=("yaw_calib_du*", "pitch_calib_du*", "roll_calib_du*", "ahrs_summary"),
             summaries=(("yaw_calib_du*", "ahrs_summary"), ("pitch_calib_du*", "ahrs_summary"),
                        ("roll_calib_du*", "ahrs_summary")),
-            pages=("ahrs", "du")),
+            pages=("ahrs", "du"), forked=True),
     Program("dom_activity", "monitoring_process", "the DOM activity monitor",
             "km3mon dom_activity", module="km3mon.monitors.dom_activity", tags=("IO_SUM",),
-            outputs=("dom_activity",), pages=("index", "compact")),
+            outputs=("dom_activity",), pages=("index", "compact"), forked=True),
     Program("dom_rates", "monitoring_process", "the DOM rate monitor", "km3mon dom_rates",
             module="km3mon.monitors.dom_rates", tags=("IO_SUM",), outputs=("dom_rates",),
-            pages=("index", "compact")),
+            pages=("index", "compact"), forked=True),
     Program("pmt_rates", "monitoring_process", "the PMT rate monitor", "km3mon pmt_rates",
             module="km3mon.monitors.pmt_rates", tags=("IO_MONIT",),
             outputs=("pmt_rates_du*", "pmt_hrv_du*", "pmt_rates_summary"),
             summaries=(("pmt_rates_du*", "pmt_rates_summary"),
                        ("pmt_hrv_du*", "pmt_rates_summary")),
-            pages=("index", "pmt", "du")),
+            pages=("index", "pmt", "du"), forked=True),
     Program("trigger_rates", "monitoring_process", "the trigger rate monitor",
             "km3mon trigger_rates", module="km3mon.monitors.trigger_rates",
             tags=("IO_EVT", "IO_SUM"), outputs=("trigger_rates", "trigger_rates_lin"),
             pages=("index", "compact", "trigger")),
     Program("triggermap", "monitoring_process", "the trigger map monitor", "km3mon triggermap",
             module="km3mon.monitors.triggermap", tags=("IO_EVT",),
-            outputs=("hitmap", "triggermap"), pages=("index", "compact", "trigger")),
+            outputs=("hitmap", "triggermap"), pages=("index", "compact", "trigger"), forked=True),
     Program("ztplot", "monitoring_process", "the event display", "km3mon ztplot",
             module="km3mon.monitors.ztplot", tags=("IO_EVT",), outputs=("ztplot",),
-            pages=("index", "compact")),
+            pages=("index", "compact"), forked=True),
     Program("rttc", "monitoring_process", "the cable round-trip-time monitor", "km3mon rttc",
-            module="km3mon.monitors.rttc", outputs=("rttc",), pages=("rttc", "du")),
+            module="km3mon.monitors.rttc", outputs=("rttc",), pages=("rttc", "du"), forked=True),
     # In no group: the template has it commented out, outside monitoring_process's list.
     Program("k40", None, "the K40 coincidence monitor", "km3mon k40",
             module="km3mon.monitors.k40", tags=("IO_TSL1", "IO_SUM"),
             outputs=("intradom", "angular_k40rate_distribution", "k40_summary", "k40_du*"),
-            pages=("k40",)),
+            pages=("k40",), forked=True),
     Program("sn", "monitoring_process", "the supernova monitor", "km3mon sn",
             module="km3mon.monitors.sn", tags=("IO_TSSN", "IO_EVT"),
-            outputs=("sn_bg_histogram", "sn_pk_history"), pages=("sn",)),
+            outputs=("sn_bg_histogram", "sn_pk_history"), pages=("sn",), forked=True),
     Program("reco", "reconstruction", "the reconstruction", "km3mon reco",
             module="km3mon.monitors.reco", tags=("IO_EVT",),
-            outputs=("time_residuals", "ztplot_roy", "reco_zenith"), pages=("reco",)),
+            outputs=("time_residuals", "ztplot_roy", "reco_zenith"), pages=("reco",), forked=True),
     Program("timesync", "alerts", "the time-sync monitor", "km3mon timesync",
             module="km3mon.monitors.timesync", tags=("IO_SUM", "IO_TSSN"), outputs=("timesync",),
-            pages=("timesync",)),
+            pages=("timesync",), forked=True),
     Program("alerts", "alerts", "the alert service", "km3mon alerts",
             module="km3mon.alerts.alerts", pages=("alerts",)),
     Program("quality", "alerts", "the run-quality record", "km3mon quality",
@@ -163,6 +168,10 @@ DU_PAGE: tuple[tuple[str, ...], ...] = (
 
 BY_NAME: dict[str, Program] = {program.name: program for program in PROGRAMS}
 
+#: The environment variable naming the fork server's socket (supervisord_template.conf sets
+#: it): with it, ``km3mon <program>`` of a ``forked`` program runs as a fork of the server.
+FORKSERVER_ENV = "KM3MON_FORKSERVER"
+
 
 def commands() -> dict[str, Command]:
     """Every `km3mon` command by name: the programs' (``km3mon <name> ...``), then the tools.
@@ -194,6 +203,11 @@ def summary_of(pattern: str) -> str | None:
             if pattern == per_du:
                 return summary
     return None
+
+
+def forked_modules() -> tuple[str, ...]:
+    """The modules of the programs started by the fork server, for it to import first."""
+    return tuple(dict.fromkeys(program.module for program in PROGRAMS if program.forked))
 
 
 def writes_freshness(name: str) -> bool:

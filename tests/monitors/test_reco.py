@@ -194,7 +194,7 @@ def test_the_monitor_flags_a_dom_whose_hits_are_late_even_beyond_the_trigger_win
     flagged with its offset, and it is the only DOM flagged."""
     import logging
 
-    from km3mon.cli import build_parser
+    from km3mon.commands import build_parser
     from km3mon.config import PipelineConfig
     from km3mon.controlhost import FrameDecoder
     from km3mon.monitors.reco import Reco

@@ -14,7 +14,7 @@ import km3net_testdata
 import numpy as np
 import pytest
 
-from km3mon.cli import build_parser
+from km3mon.commands import build_parser
 from km3mon.config import PipelineConfig
 from km3mon.controlhost import Client, FrameDecoder
 from km3mon.daq.files import iter_file

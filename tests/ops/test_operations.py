@@ -16,13 +16,13 @@ import httpx
 import km3net_testdata
 import pytest
 
-from tests.conftest import KM3MON, REPO, free_port, wait_for_port, wait_until
+from tests.conftest import KM3MON, REPO, free_port, read_json, wait_for_port, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 OVERVIEW = ("dom_activity", "dom_rates", "pmt_rates_du5", "trigger_rates", "ztplot", "triggermap")
 PROGRAMS = ("ligiers:monitoring_ligier", "ligiers:ligiermirror", "logging:msg_dumper",
             "logging:weblog", "monitoring_process:dom_rates", "monitoring_process:ztplot",
-            "webserver")  # fmt: skip
+            "webserver", "forkserver")  # fmt: skip
 
 
 def make(*args: str, env: dict[str, str], timeout_s: float = 120) -> subprocess.CompletedProcess:
@@ -79,6 +79,21 @@ def program_pid(folder: Path, program: str) -> int | None:
     return int(result.stdout) if result.stdout.strip().isdigit() and int(result.stdout) else None
 
 
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be collected."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_make_start_status_restart_and_stop(spawn, short_folder: Path) -> None:
@@ -132,21 +147,33 @@ def test_make_start_status_restart_and_stop(spawn, short_folder: Path) -> None:
         status_page = httpx.get(f"{base}/status", auth=("op", "pw"), timeout=10).text
         assert "RUNNING" in status_page and "ligiermirror" in status_page
 
-        victim = program_pid(folder, "monitoring_process:dom_rates")
-        assert victim is not None
-        os.kill(victim, signal.SIGKILL)
-        killed_at = time.time()
+        # dom_rates runs as a fork of the fork server; supervisord watches its stand-in.
+        record_path = folder / "data" / "freshness" / "dom_rates.json"
+        forked = read_json(record_path)["pid"]
+        assert parent_of(forked) == program_pid(folder, "forkserver")
+        assert forked != program_pid(folder, "monitoring_process:dom_rates")
+        # Killed, the stand-in takes its monitor with it and supervisord restarts both;
+        # killed, the monitor takes its stand-in with it, and the same happens.
+        for victim_is_the_stand_in in (True, False):
+            stand_in = program_pid(folder, "monitoring_process:dom_rates")
+            victim = stand_in if victim_is_the_stand_in else forked
+            assert victim is not None
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.time()
 
-        def restarted() -> bool:
-            return program_pid(folder, "monitoring_process:dom_rates") not in (None, victim)
+            def restarted(stand_in: int | None = stand_in) -> bool:
+                return program_pid(folder, "monitoring_process:dom_rates") not in (None, stand_in)
 
-        def redrawn() -> bool:
-            record = json.loads((folder / "data" / "freshness" / "dom_rates.json").read_text())
-            output = record["outputs"].get("dom_rates.png")  # a new process starts empty
-            return output is not None and output["rendered_at"] > killed_at
+            def redrawn(killed_at: float = killed_at) -> bool:
+                output = read_json(record_path).get("outputs", {}).get("dom_rates.png")
+                return output is not None and output["rendered_at"] > killed_at  # a new process
 
-        wait_until(restarted, 90, "supervisord to restart dom_rates", show=status)
-        wait_until(redrawn, 90, "dom_rates fresh again")
+            wait_until(restarted, 90, "supervisord to restart dom_rates", show=status)
+            wait_until(redrawn, 90, "dom_rates fresh again", show=lambda: read_json(record_path))
+            wait_until(lambda forked=forked: not running(forked), 60,
+                       "the killed dom_rates' monitor to be gone")  # fmt: skip
+            forked = read_json(record_path)["pid"]
+            assert parent_of(forked) == program_pid(folder, "forkserver")
     finally:
         stopped = make("stop", env=env)
     assert stopped.returncode == 0, stopped.stderr

@@ -48,7 +48,9 @@ def test_a_program_that_keeps_failing_is_given_up_after_10_tries_as_fatal(
     template = (REPO / "supervisord_template.conf").read_text()
     assert re.search(r"\[program:monitoring_ligier\][^[]*startsecs=2\n", template)
     assert template.count("startretries=10") == template.count("[program:")
-    (folder / "supervisord.conf").write_text(template_with_only(FAILING))
+    # With the fork server, which the monitors' stand-ins ask for (without it each would wait
+    # a minute for it, outliving startsecs, before failing on its own).
+    (folder / "supervisord.conf").write_text(template_with_only((*FAILING, "forkserver")))
     not_a_detector = folder / "broken.detx"
     not_a_detector.write_text("this is not a DETX file\n")
     ports = {name: free_port() for name in ("daq", "log", "monitoring", "web", "logging", "dm")}

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from km3mon.alerts.rules import Places, Snapshot, build_rules
-from km3mon.cli import build_parser
+from km3mon.commands import build_parser
 from km3mon.config import AlertsSection, PipelineConfig
 from km3mon.controlhost import FrameDecoder
 from km3mon.monitors.k40 import FIT_NICENESS, K40
