@@ -153,3 +153,20 @@ def test_without_a_server_the_command_runs_in_its_own_process(spawn, ligier, tmp
                "dom_rates to run in the stand-in's own process",
                show=lambda: (read_json(record).get("pid"), stand_in.log[-1000:]))  # fmt: skip
     assert "running in this process" in stand_in.log
+
+
+def test_a_server_that_never_answers_is_given_up(spawn, ligier, tmp_path, short_folder) -> None:
+    """A hung server (here a socket that accepts and says nothing) costs a stand-in its wait,
+    not its monitor: it then runs the command itself."""
+    socket_path = short_folder / "mute.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+        mute.bind(str(socket_path))
+        mute.listen(4)
+        stand_in = spawn("dom_rates", "--detx", ARCA21, "-p", ligier.port,
+                         "-o", tmp_path / "plots", "--data-dir", tmp_path / "data", "-i", "1",
+                         env={ENV: str(socket_path), WAIT_ENV: "2"})  # fmt: skip
+        record = tmp_path / "data" / "freshness" / "dom_rates.json"
+        wait_until(lambda: read_json(record).get("pid") == stand_in.popen.pid, 120,
+                   "dom_rates to run in the stand-in's own process",
+                   show=lambda: (read_json(record).get("pid"), stand_in.log[-1000:]))  # fmt: skip
+    assert "failed (timed out): running in this process" in stand_in.log

@@ -14,8 +14,8 @@ How a program runs through it (``KM3MON_FORKSERVER`` names the server's socket):
   so ``supervisorctl stop``, restarts and FATAL work as for any program. When the stand-in is
   killed (supervisord's SIGKILL after ``stopwaitsecs``), the monitor sees its connection close
   and stops too: no monitor outlives its program.
-- Without a reachable server (not configured, not started within ``CONNECT_WAIT_S``, not
-  Linux) the command runs in its stand-in's process, as it does outside supervisord.
+- Without a reachable server (not configured, not started or not answering within ``WAIT_S``,
+  not Linux) the command runs in its stand-in's process, as it does outside supervisord.
 
 The monitor is a child of the server, not of its stand-in: ``served_pid`` finds it from the
 stand-in's pidfd (``/proc/<pid>/fdinfo``), for tools that add up a program's memory and CPU.
@@ -43,10 +43,11 @@ from km3mon import registry
 from km3mon.logs import setup_logging
 
 ENV = registry.FORKSERVER_ENV
-#: How long a stand-in waits for the server (it starts beside the monitors, and imports for
-#: a few seconds; more on a loaded machine) before running its command itself; the
-#: environment variable ``WAIT_ENV`` sets another time.
-CONNECT_WAIT_S = 60.0
+#: How long a stand-in waits for the server, to connect (it starts beside the monitors and
+#: imports for a few seconds, more on a loaded machine) and then for its answer (a fork takes
+#: milliseconds; the server reads one request at a time, each for at most 10 s), before it
+#: runs its command itself. The environment variable ``WAIT_ENV`` sets another time.
+WAIT_S = 60.0
 WAIT_ENV = "KM3MON_FORKSERVER_WAIT_S"
 #: A monitor whose stand-in is gone gets SIGTERM, then is ended for good after this long.
 ORPHAN_GRACE_S = 10.0
@@ -79,15 +80,20 @@ def run_served(argv: list[str], socket_path: str) -> int | None:
     """
     if not hasattr(os, "pidfd_open"):
         return None
-    connection = _connect(socket_path)
+    try:
+        wait_s = float(os.environ.get(WAIT_ENV, WAIT_S))
+    except ValueError:
+        wait_s = WAIT_S
+    connection = _connect(socket_path, wait_s)
     if connection is None:
         return None
     with connection:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
+        connection.settimeout(wait_s)
         try:
             socket.send_fds(connection, [_framed(request)], [0, 1, 2])
             reply, fds, _, _ = socket.recv_fds(connection, 4096, 1)
-        except OSError as error:
+        except OSError as error:  # a timeout included: a monitor forked late finds no one
             _say(f"fork server at {socket_path} failed ({error}): running in this process")
             return None
         if not reply.startswith(b"P") or len(fds) != 1:
@@ -96,14 +102,11 @@ def run_served(argv: list[str], socket_path: str) -> int | None:
             _say(f"fork server did not start {argv[0]} ({reply[1:].decode(errors='replace')}): "
                  "running in this process")  # fmt: skip
             return None
+        connection.settimeout(None)
         return _stand_in(connection, fds[0])
 
 
-def _connect(socket_path: str) -> socket.socket | None:
-    try:
-        wait_s = float(os.environ.get(WAIT_ENV, CONNECT_WAIT_S))
-    except ValueError:
-        wait_s = CONNECT_WAIT_S
+def _connect(socket_path: str, wait_s: float) -> socket.socket | None:
     deadline = time.monotonic() + wait_s
     said = False
     while True:
