@@ -330,7 +330,11 @@ def _become(
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()  # the legacy global generator was the server's
     connection.settimeout(None)
-    pidfd = os.pidfd_open(os.getpid())
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+    except OSError as error:  # a kernel before 5.3: the stand-in runs the command itself
+        connection.sendall(b"E" + f"no pidfd: {error}".encode())
+        return 1
     socket.send_fds(connection, [b"P"], [pidfd])
     os.close(pidfd)
     threading.Thread(target=_end_with_stand_in, args=(connection,), daemon=True).start()
