@@ -115,8 +115,13 @@ def test_no_monitor_outlives_its_stand_in_and_no_stand_in_its_monitor(
     assert process.alive() and process.log.count("started dom_rates as pid") == 3
 
 
-def _request(argv: object) -> bytes:
-    body = json.dumps({"argv": argv, "cwd": "/", "env": {}}).encode()
+def _request(argv: object, **fields: object) -> bytes:
+    body = json.dumps({"argv": argv, "cwd": "/", "env": {}, **fields}).encode()
+    return struct.pack("!I", len(body)) + body
+
+
+def _frame(value: object) -> bytes:
+    body = json.dumps(value).encode()
     return struct.pack("!I", len(body)) + body
 
 
@@ -128,6 +133,9 @@ def test_the_server_refuses_garbage_and_goes_on_serving(server, spawn, ligier, t
         lambda s: s.sendall(_request(["dom_rates"])),  # no streams passed
         lambda s: socket.send_fds(s, [_request("dom_rates")], [0, 1, 2]),  # argv not a list
         lambda s: socket.send_fds(s, [struct.pack("!I", 1 << 30) + b"{"], [0, 1, 2]),
+        lambda s: socket.send_fds(s, [_frame(["dom_rates"])], [0, 1, 2]),  # JSON, no object
+        lambda s: socket.send_fds(s, [_frame({"argv": ["dom_rates"]})], [0, 1, 2]),
+        lambda s: socket.send_fds(s, [_request(["dom_rates"], env=[1])], [0, 1, 2]),
     ]
     for attack in attacks:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as attacker:

@@ -285,9 +285,17 @@ def _fork_for(connection: socket.socket, listener: socket.socket) -> tuple[str, 
         if len(data) < _LENGTH.size or len(fds) != 3:
             raise ValueError(f"malformed request ({len(data)} bytes, {len(fds)} streams)")
         request = json.loads(data[_LENGTH.size :])
+        if not isinstance(request, dict) or not {"argv", "cwd", "env"} <= request.keys():
+            raise ValueError("no command line, folder and environment in the request")
         argv, cwd, env = request["argv"], request["cwd"], request["env"]
         if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
             raise ValueError("malformed command line")
+        if (
+            not isinstance(cwd, str)
+            or not isinstance(env, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            raise ValueError("malformed folder or environment")
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
