@@ -180,6 +180,22 @@ def wait_subscribed(
     wait_until(lambda: ready() >= count, timeout_s, what, show=lambda: subscribers(port))
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent's pid, or None when ``pid`` is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be collected."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def read_json(path: Path) -> dict:
     """A JSON file a process writes (atomically); {} while it does not exist yet."""
     try:

@@ -16,7 +16,7 @@ import km3net_testdata
 import pytest
 
 from km3mon.runtime.forkserver import ENV, ORPHAN_GRACE_S, WAIT_ENV, served_pid
-from tests.conftest import Process, read_json, wait_until
+from tests.conftest import Process, parent_of, read_json, running, wait_until
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 
@@ -32,25 +32,19 @@ def server(spawn: Callable[..., Process], short_folder: Path) -> tuple[Process, 
     return process, socket_path
 
 
-def start_dom_rates(spawn, tmp_path: Path, port: int, socket_path: Path, *extra: str) -> Process:
+def start_dom_rates(
+    spawn, tmp_path: Path, port: int, socket_path: Path, wait_s: str | None = None
+) -> Process:
+    env = {ENV: str(socket_path)} | ({WAIT_ENV: wait_s} if wait_s else {})
     return spawn("dom_rates", "--detx", ARCA21, "-p", port, "-o", tmp_path / "plots",
-                 "--data-dir", tmp_path / "data", "-i", "1", *extra,
-                 env={ENV: str(socket_path)})  # fmt: skip
+                 "--data-dir", tmp_path / "data", "-i", "1", env=env)  # fmt: skip
 
 
-def parent_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be collected."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def runs_in_its_own_process(stand_in: Process, tmp_path: Path) -> None:
+    record = tmp_path / "data" / "freshness" / "dom_rates.json"
+    wait_until(lambda: read_json(record).get("pid") == stand_in.popen.pid, 120,
+               "dom_rates to run in the stand-in's own process",
+               show=lambda: (read_json(record).get("pid"), stand_in.log[-1000:]))  # fmt: skip
 
 
 def forked_monitor(stand_in: Process, tmp_path: Path) -> int:
@@ -153,13 +147,8 @@ def test_the_server_refuses_garbage_and_goes_on_serving(server, spawn, ligier, t
 
 
 def test_without_a_server_the_command_runs_in_its_own_process(spawn, ligier, tmp_path) -> None:
-    stand_in = spawn("dom_rates", "--detx", ARCA21, "-p", ligier.port, "-o", tmp_path / "plots",
-                     "--data-dir", tmp_path / "data", "-i", "1",
-                     env={ENV: str(tmp_path / "nobody.sock"), WAIT_ENV: "1"})  # fmt: skip
-    record = tmp_path / "data" / "freshness" / "dom_rates.json"
-    wait_until(lambda: read_json(record).get("pid") == stand_in.popen.pid, 120,
-               "dom_rates to run in the stand-in's own process",
-               show=lambda: (read_json(record).get("pid"), stand_in.log[-1000:]))  # fmt: skip
+    stand_in = start_dom_rates(spawn, tmp_path, ligier.port, tmp_path / "nobody.sock", "1")
+    runs_in_its_own_process(stand_in, tmp_path)
     assert "running in this process" in stand_in.log
 
 
@@ -170,11 +159,6 @@ def test_a_server_that_never_answers_is_given_up(spawn, ligier, tmp_path, short_
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
         mute.bind(str(socket_path))
         mute.listen(4)
-        stand_in = spawn("dom_rates", "--detx", ARCA21, "-p", ligier.port,
-                         "-o", tmp_path / "plots", "--data-dir", tmp_path / "data", "-i", "1",
-                         env={ENV: str(socket_path), WAIT_ENV: "2"})  # fmt: skip
-        record = tmp_path / "data" / "freshness" / "dom_rates.json"
-        wait_until(lambda: read_json(record).get("pid") == stand_in.popen.pid, 120,
-                   "dom_rates to run in the stand-in's own process",
-                   show=lambda: (read_json(record).get("pid"), stand_in.log[-1000:]))  # fmt: skip
+        stand_in = start_dom_rates(spawn, tmp_path, ligier.port, socket_path, "2")
+        runs_in_its_own_process(stand_in, tmp_path)
     assert "failed (timed out): running in this process" in stand_in.log

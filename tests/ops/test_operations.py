@@ -16,7 +16,16 @@ import httpx
 import km3net_testdata
 import pytest
 
-from tests.conftest import KM3MON, REPO, free_port, read_json, wait_for_port, wait_until
+from tests.conftest import (
+    KM3MON,
+    REPO,
+    free_port,
+    parent_of,
+    read_json,
+    running,
+    wait_for_port,
+    wait_until,
+)
 
 ARCA21 = km3net_testdata.data_path("detx/KM3NeT_00000133_20221025.detx")
 OVERVIEW = ("dom_activity", "dom_rates", "pmt_rates_du5", "trigger_rates", "ztplot", "triggermap")
@@ -77,21 +86,6 @@ def program_pid(folder: Path, program: str) -> int | None:
     result = subprocess.run([str(Path(sys.executable).parent / "supervisorctl"), "pid", program],
                             cwd=folder, capture_output=True, text=True)  # fmt: skip
     return int(result.stdout) if result.stdout.strip().isdigit() and int(result.stdout) else None
-
-
-def parent_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be collected."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.slow
