@@ -48,6 +48,7 @@ def test_the_mc_is_encoded_as_the_daq_sends_it() -> None:
     _events, hits = decode_events_hits(mc.payloads[:5])
     assert (hits["triggered"].sum() > 0) and (hits["time_ns"] < 100_000_000).all()
     assert (truth["cut_du"] == 0).sum() >= 150 and (truth["cut_du"] > 0).sum() >= 300
+    assert np.isfinite(truth["true_pos"]).all() and np.isfinite(truth["true_t"]).all()
 
 
 def test_multi_du_fits_on_kmc() -> None:

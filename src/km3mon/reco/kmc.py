@@ -55,7 +55,8 @@ class MCEvents:
     payloads: list[bytes] = field(default_factory=list)
     #: per payload: source file (index into MC_FILES), event in the file, DU it was cut to
     #: (0: the whole event), true muon direction, the file's own best fit (NaN: none),
-    #: muon energy (GeV), frame index and trigger counter of the payload
+    #: muon energy (GeV), frame index and trigger counter of the payload; the true muon's
+    #: start point (m) and time (ns, MC clock: not the hits' clock)
     source: list[int] = field(default_factory=list)
     file_event: list[int] = field(default_factory=list)
     cut_du: list[int] = field(default_factory=list)
@@ -64,12 +65,14 @@ class MCEvents:
     energy_gev: list[float] = field(default_factory=list)
     frame_index: list[int] = field(default_factory=list)
     trigger_counter: list[int] = field(default_factory=list)
+    true_pos: list[np.ndarray] = field(default_factory=list)
+    true_t: list[float] = field(default_factory=list)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
             name: np.asarray(getattr(self, name))
             for name in ("source", "file_event", "cut_du", "true_dir", "file_dir",
-                         "energy_gev", "frame_index", "trigger_counter")
+                         "energy_gev", "frame_index", "trigger_counter", "true_pos", "true_t")
         }  # fmt: skip
 
 
@@ -142,6 +145,8 @@ class _FileEvents:
     pos: np.ndarray
     dir: np.ndarray
     true_dir: np.ndarray
+    true_pos: np.ndarray
+    true_t: np.ndarray
     energy_gev: np.ndarray
     file_dir: np.ndarray
     run: np.ndarray
@@ -162,12 +167,16 @@ def _read(name: str) -> _FileEvents:
     pdg, energy = mc.pdgid, mc.E
     mc_dir = [mc.dir_x, mc.dir_y, mc.dir_z]
     true_dir = np.full((len(counts), 3), np.nan)
+    true_pos = np.full((len(counts), 3), np.nan)
+    true_t = np.full(len(counts), np.nan)
     muon_energy = np.full(len(counts), np.nan)
     for e in range(len(counts)):
         muons = np.flatnonzero(np.abs(ak.to_numpy(pdg[e])) == 13)
         if len(muons):
             k = muons[np.argmax(ak.to_numpy(energy[e])[muons])]
             true_dir[e] = [float(component[e][k]) for component in mc_dir]
+            true_pos[e] = [float(component[e][k]) for component in (mc.pos_x, mc.pos_y, mc.pos_z)]
+            true_t[e] = float(mc.t[e][k])
             muon_energy[e] = float(energy[e][k])
     best = best_jmuon(reader.tracks)
     file_dir = np.column_stack([ak.to_numpy(ak.fill_none(getattr(best, f"dir_{a}"), np.nan))
@@ -182,6 +191,8 @@ def _read(name: str) -> _FileEvents:
         np.column_stack([_flat(getattr(hits, f"pos_{a}")) for a in "xyz"]),
         np.column_stack([_flat(getattr(hits, f"dir_{a}")) for a in "xyz"]),
         true_dir,
+        true_pos,
+        true_t,
         muon_energy,
         file_dir,
         np.asarray(reader.run_id, np.int64),
@@ -222,7 +233,8 @@ def load(files: tuple[str, ...] = MC_FILES, *, start_utc_s: int = 1_750_000_000,
             good = (rows[part] >= 0) & (tdc[part] >= 0)
             hit_rows = np.arange(offsets[e], offsets[e + 1])[good]
             truth = (source, e, f.true_dir[e], f.file_dir[e], f.energy_gev[e], f.run[e],
-                     f.trigger_counter[e], f.trigger_mask[e], f.overlays[e])  # fmt: skip
+                     f.trigger_counter[e], f.trigger_mask[e], f.overlays[e], f.true_pos[e],
+                     f.true_t[e])  # fmt: skip
             _append(out, f, hit_rows, tdc, 0, truth, start_utc_s, detector.det_id)
             if not single_du:
                 continue
@@ -238,7 +250,7 @@ def load(files: tuple[str, ...] = MC_FILES, *, start_utc_s: int = 1_750_000_000,
 
 def _append(out: MCEvents, f: _FileEvents, rows: np.ndarray, tdc: np.ndarray, cut_du: int,
             truth: tuple, start_utc_s: int, det_id: int) -> None:  # fmt: skip
-    source, e, true_dir, file_dir, energy, run, counter, mask, overlays = truth
+    source, e, true_dir, file_dir, energy, run, counter, mask, overlays, pos, t = truth
     rows = rows[np.lexsort((tdc[rows], f.channel[rows], f.dom[rows]))]
     snapshot = np.zeros(len(rows), SNAPSHOT_HIT_DTYPE)
     snapshot["dom_id"] = f.dom[rows]
@@ -264,3 +276,5 @@ def _append(out: MCEvents, f: _FileEvents, rows: np.ndarray, tdc: np.ndarray, cu
     out.energy_gev.append(float(energy))
     out.frame_index.append(index + 1)
     out.trigger_counter.append(int(counter))
+    out.true_pos.append(np.asarray(pos, float))
+    out.true_t.append(float(t))

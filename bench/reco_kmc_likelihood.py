@@ -1,0 +1,312 @@
+"""A tabulated likelihood for the multi-DU fit, tried on KM3NeT's own MC (not adopted).
+
+Jpp's JMuonGandalf fits on tabulated arrival-time PDFs of direct and scattered light against
+distance and PMT angle. This script measures such tables on the KM3NeT MC of
+``km3mon.reco.kmc`` (ORCA-6, KM3Sim light) and tries them as a last stage of ``km3mon reco``'s
+multi-DU fit (``likelihood_stage.py``), two ways:
+
+- **refine**: every track moved (Nelder-Mead) to the likelihood's optimum near it;
+- **choose**: time fits from ``--starts`` directions spread over the sphere (the event's
+  coincident triggered hits) as candidates; the track is replaced by the one the likelihood
+  prefers.
+
+Tables: for every whole MC event and every PMT, its distance ρ from the true muon, the cosine
+a of the direct photon's angle off its axis, and its first hit's residual in the window (or
+none): the density of first hits per ns in (ρ, a, r) bins and the fraction of PMTs without
+one, as ratios to K40 noise (PMTs beyond 100 m, all events). The file's muon time is on the MC
+clock, not the hits'; each event's time and position across the track are set where the
+tables of the *other* half like them best (twice). Cross-validated: an event (even or odd
+index in its file) is fitted with the tables of the other half only.
+
+Reported against the truth, beside ``km3mon reco`` as it is and the file's Jpp fit: >= 3-DU
+medians by DUs, the share within 10°, the paired change of well-fitted events' angles, events
+moved across 10°, CPU per track; ``--arca-seconds``: the refine stage's CPU per track on
+simulated ARCA-230 events.
+
+    .venv/bin/python bench/reco_kmc_likelihood.py --json bench/results/reco_kmc_likelihood.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import write_json
+from km3mon.daq import decode_events_hits
+from km3mon.detector import Detector, calibrate_hits, parse_detx
+from km3mon.reco import kmc
+from km3mon.reco.fit import TRACK_DTYPE, Reconstruction
+from km3mon.reco.model import (
+    COS_CHERENKOV,
+    KAPPA,
+    SIN_CHERENKOV,
+    SPEED_OF_LIGHT_M_NS,
+    fibonacci_sphere,
+    space_angle_deg,
+)
+from likelihood_stage import WINDOW_NS, MuonTables, TrackLikelihood
+
+RHO_EDGES = np.array([0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 250.0])
+COS_EDGES = np.array([-1, -0.5, -0.2, 0.1, 0.4, 0.7, 1.0])
+RESIDUAL_EDGES = np.array([-30, -15, -8, -5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 10, 14, 20, 30,
+                           45, 65, 100, 150, 200, 300.0])  # fmt: skip
+#: Background: first hits of PMTs this far from the track (no light of it arrives; the
+#: tables' own bins say so), over the whole window. The detector's noise, not the muon's
+#: light: measured on all events, for the half tables too (too few counts in a half).
+K40_FROM_M = 100.0
+
+
+def first_residuals(detector: Detector, hits: np.ndarray, d, p, t0):
+    """Per PMT of the detector: ρ, a, and its first hit's residual in the window (NaN)."""
+    offset = detector.pmt_pos_m - p
+    along = offset @ d
+    across = offset - along[:, None] * d
+    rho = np.sqrt(np.maximum((offset * offset).sum(axis=1) - along**2, 0.0) + 0.01)
+    photon = COS_CHERENKOV * d + SIN_CHERENKOV * across / rho[:, None]
+    facing = -(photon * detector.pmt_dir).sum(axis=1)
+    expected = t0 + (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS
+    rows = detector.pmt_rows(hits["dom_id"], hits["channel"])
+    residual = hits["time_ns"] - expected[rows]
+    inside = (residual >= WINDOW_NS[0]) & (residual <= WINDOW_NS[1])
+    first = np.full(len(rho), np.inf)
+    np.minimum.at(first, rows[inside], residual[inside])
+    first[~np.isfinite(first)] = np.nan
+    return rho, facing, first
+
+
+def build(detector: Detector, events: list[dict], k40: float | None = None) -> MuonTables:
+    """The tables of ``events`` with K40 density ``k40`` per ns per PMT (None: theirs)."""
+    shape = (len(RHO_EDGES) - 1, len(COS_EDGES) - 1)
+    observed = np.zeros(shape)
+    counts = np.zeros((*shape, len(RESIDUAL_EDGES) - 1))
+    optical = detector.n_pmts[detector.pmt_dom_index] > 1
+    for event in events:
+        rho, facing, first = first_residuals(detector, event["hits"], *event["track"])
+        use = optical & (rho < RHO_EDGES[-1])
+        i = np.clip(np.searchsorted(RHO_EDGES, rho[use]) - 1, 0, shape[0] - 1)
+        j = np.clip(np.searchsorted(COS_EDGES, facing[use]) - 1, 0, shape[1] - 1)
+        np.add.at(observed, (i, j), 1)
+        hit = np.isfinite(first[use])
+        k = np.clip(np.searchsorted(RESIDUAL_EDGES, first[use][hit]) - 1, 0, counts.shape[2] - 1)
+        np.add.at(counts, (i[hit], j[hit], k), 1)
+    width = np.diff(RESIDUAL_EDGES)
+    # half a count spread over the window per cell: empty cells are not -inf
+    density = (counts + 0.5 * width / width.sum()) / (observed[..., None] + 1.0) / width
+    if k40 is None:
+        far = np.searchsorted(RHO_EDGES, K40_FROM_M)
+        k40 = counts[far:].sum() / observed[far:].sum() / width.sum()
+    seen = counts.sum(axis=2) / np.maximum(observed, 1)
+    none = np.clip(np.where(observed > 0, 1.0 - seen, 1.0), 1e-3, 1.0)
+    return MuonTables(
+        RHO_EDGES, COS_EDGES, RESIDUAL_EDGES, np.log(density / k40),
+        np.log(none) + k40 * (WINDOW_NS[1] - WINDOW_NS[0]), float(k40), len(events),
+    )  # fmt: skip
+
+
+def align(detector: Detector, events: list[dict], tables: MuonTables) -> float:
+    """Move each event's track across and in time (direction kept) to where ``tables`` like
+    it best; returns the median move in time (ns)."""
+    likelihood = TrackLikelihood(detector, tables)
+    tracks = np.zeros(len(events), TRACK_DTYPE)
+    for row, event in zip(tracks, events, strict=True):
+        row["event"] = 0
+        row["dir"], row["pos_m"], row["t_ns"] = event["track"]
+    moves = []
+    steps = np.array([0.0, 0.0, 3.0, 3.0, 5.0])
+    for row, event in zip(tracks, events, strict=True):
+        one = row.reshape(1).copy()
+        likelihood.refine(one, event["hits"], steps=steps)
+        moves.append(abs(one["t_ns"][0] - event["track"][2]))
+        event["track"] = (one["dir"][0].copy(), one["pos_m"][0].copy(), float(one["t_ns"][0]))
+    return float(np.median(moves))
+
+
+def load_events(mc: kmc.MCEvents) -> tuple[Detector, list[dict]]:
+    """The whole MC events: hits (calibrated, the event's own), the true track with its time
+    set to the triggered hits' median residual, and the half (file index even / odd)."""
+    truth = mc.arrays()
+    detector = parse_detx(mc.detx_text, "KM3NeT MC")
+    _, hits = decode_events_hits(mc.payloads)
+    hits = calibrate_hits(detector, hits)
+    hits = hits[hits["calibrated"]]
+    events = []
+    for e in range(len(mc.payloads)):
+        mine = hits[hits["event"] == e]
+        mine = mine.copy()
+        mine["event"] = 0
+        d, p = truth["true_dir"][e], truth["true_pos"][e]
+        pos = np.column_stack([mine[f"pos_{a}_m"] for a in "xyz"])
+        offset = pos - p
+        along = offset @ d
+        rho = np.sqrt(np.maximum((offset * offset).sum(axis=1) - along**2, 0.0))
+        residual = mine["time_ns"] - (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS
+        t0 = float(np.median(residual[mine["triggered"]]))
+        events.append({"hits": mine, "track": (d, p, t0), "half": int(truth["file_event"][e]) % 2})
+    return detector, events
+
+
+def candidates(hits: np.ndarray, tracks: np.ndarray, n_starts: int) -> np.ndarray:
+    """Time fits of each track's event from ``n_starts`` directions spread over the sphere,
+    on its coincident triggered hits (within 20 ns of its DOM's first), started at their
+    centre and median time (TRACK_DTYPE rows, fitted ones only)."""
+    from km3mon.reco import kernels
+
+    hits = hits[hits["triggered"] & np.isin(hits["event"], tracks["event"])]
+    key = hits["event"].astype(np.int64) * 10**10 + hits["dom_id"]
+    hits, key = hits[np.lexsort((hits["time_ns"], key))], np.sort(key)
+    first = np.r_[True, key[1:] != key[:-1]]
+    first_t = hits["time_ns"][first][np.cumsum(first) - 1]
+    hits = hits[hits["time_ns"] - first_t <= 20.0]
+    events, first_row, counts = np.unique(hits["event"], return_index=True, return_counts=True)
+    starts = fibonacci_sphere(n_starts)
+    k = len(starts)
+    block_counts = np.repeat(counts, k)
+    inside = np.arange(block_counts.sum()) - np.repeat(np.cumsum(block_counts) - block_counts,
+                                                       block_counts)  # fmt: skip
+    rows = np.repeat(np.repeat(first_row, k), block_counts) + inside
+    block = np.repeat(np.arange(len(block_counts)), block_counts)
+    pos = np.column_stack([hits[f"pos_{a}_m"][rows] for a in "xyz"])
+    times = hits["time_ns"][rows].astype(np.float64)
+    centre = np.column_stack([np.bincount(block, pos[:, a]) for a in range(3)])
+    centre /= block_counts[:, None]
+    direction = np.tile(starts, (len(events), 1))
+    value = (
+        times - np.einsum("ij,ij->i", pos - centre[block], direction[block]) / SPEED_OF_LIGHT_M_NS
+    )
+    offsets = np.r_[0, np.cumsum(block_counts)]
+    start_t = value[np.lexsort((value, block))][offsets[:-1] + block_counts // 2]
+    cost = np.full(len(block_counts), np.nan)
+    kernels.refit_tracks(np.ascontiguousarray(pos), times, offsets, 3.0, 40, direction, centre,
+                         start_t, cost)  # fmt: skip
+    ok = np.isfinite(cost)
+    out = np.zeros(int(ok.sum()), TRACK_DTYPE)
+    out["event"] = np.repeat(events, k)[ok]
+    out["dir"] = direction[ok] / np.linalg.norm(direction[ok], axis=1, keepdims=True)
+    out["pos_m"] = centre[ok]
+    out["t_ns"] = start_t[ok]
+    return out
+
+
+def angles(tracks: np.ndarray, true_dir: np.ndarray) -> np.ndarray:
+    out = np.full(len(true_dir), np.nan)
+    out[tracks["event"]] = space_angle_deg(tracks["dir"], true_dir[tracks["event"]])
+    return out
+
+
+def compare(before: np.ndarray, after: np.ndarray) -> dict:
+    """Paired: the median ratio of the angles of events within 10° both times (bootstrap
+    16-84 %), and the events moved across 10°."""
+    good = (before < 10) & (after < 10)
+    ratio = np.log(after[good] / before[good])
+    rng = np.random.default_rng(2026)
+    boot = np.exp(np.median(rng.choice(ratio, (2000, len(ratio))), axis=1))
+    return {"both_within_10": int(good.sum()), "median_ratio": float(np.exp(np.median(ratio))),
+            "median_ratio_ci68": np.percentile(boot, [16, 84]).tolist(),
+            "improved": float(np.mean(ratio < 0)),
+            "into_10": int(((before >= 10) & (after < 10)).sum()),
+            "out_of_10": int(((before < 10) & (after >= 10)).sum())}  # fmt: skip
+
+
+def arca_cpu(seconds: float, tables: MuonTables) -> float:
+    """CPU (ms) per track of the refine stage on simulated ARCA-230 events."""
+    from km3mon.sim.sim_geometry import synthetic_detx
+    from reco_speed import simulate
+
+    detector = parse_detx(synthetic_detx(230, t0_seed=1))
+    payloads = [p for s in simulate(detector, seconds, 2) for p in s]
+    _events, hits = decode_events_hits(payloads)
+    hits = calibrate_hits(detector, hits)
+    tracks = Reconstruction(detector).run(len(_events), hits).tracks
+    stage = TrackLikelihood(detector, tables)
+    stage.refine(tracks[:2].copy(), hits[hits["calibrated"]])  # compiled
+    started = time.process_time()
+    stage.refine(tracks, hits[hits["calibrated"]])
+    return (time.process_time() - started) / len(tracks) * 1e3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--starts", type=int, default=24)
+    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--arca-seconds", type=float, default=0.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    mc = kmc.load(single_du=False)
+    truth = mc.arrays()
+    detector, events = load_events(mc)
+    halves = [[e for e in events if e["half"] == h] for h in (0, 1)]
+    k40 = build(detector, events).k40_per_ns
+    for iteration in range(args.iterations):
+        tables = [build(detector, half, k40) for half in halves]
+        moved = [align(detector, halves[h], tables[1 - h]) for h in (0, 1)]
+        print(f"alignment {iteration + 1}: median time move {moved[0]:.2f} / {moved[1]:.2f} ns")
+    k40 = build(detector, events).k40_per_ns
+    tables = [build(detector, half, k40) for half in halves]
+    _events, hits = decode_events_hits(mc.payloads)
+    hits = calibrate_hits(detector, hits)
+    snapshot = hits[hits["calibrated"]]
+    base = Reconstruction(detector).run(len(_events), hits).tracks
+    half = truth["file_event"] % 2
+    variants = {"km3mon reco": base}
+    cpu = {}
+    for name in ("refine", "choose"):
+        parts, spent = [], 0.0
+        for h in (0, 1):
+            stage = TrackLikelihood(detector, tables[1 - h])
+            mine = base[half[base["event"]] == h].copy()
+            stage.refine(mine[:1].copy(), snapshot)  # compiled
+            started = time.process_time()
+            if name == "refine":
+                stage.refine(mine, snapshot)
+            else:
+                stage.choose(mine, candidates(hits, mine, args.starts), snapshot)
+            spent += time.process_time() - started
+            parts.append(mine)
+        variants[name] = np.concatenate(parts)
+        cpu[name] = spent / len(base) * 1e3
+    n_dus = np.array([len(np.unique(e["hits"]["du"][e["hits"]["triggered"]])) for e in events])
+    multi = np.flatnonzero(n_dus >= 3)
+    true_dir = truth["true_dir"]
+    table = {name: angles(tracks, true_dir)[multi] for name, tracks in variants.items()}
+    table["file (Jpp)"] = space_angle_deg(truth["file_dir"][multi], true_dir[multi])
+    results = {"events": len(multi), "cpu_ms_per_track": cpu, "variants": {}}
+    print(f"\n{len(multi)} events with triggered hits on >= 3 DUs; tables cross-validated\n")
+    print("| fit | >= 3 DUs median | 3 DUs | 4 DUs | 5-6 DUs | within 10° | CPU per track |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, angle in table.items():
+        row = {"median_deg": float(np.nanmedian(angle)), "within_10": float(np.mean(angle < 10))}
+        for label, lo, hi in (("3", 3, 3), ("4", 4, 4), ("5-6", 5, 6)):
+            pick = (n_dus[multi] >= lo) & (n_dus[multi] <= hi)
+            row[label] = float(np.nanmedian(angle[pick]))
+        results["variants"][name] = row
+        spent = f"{cpu[name]:.2f} ms" if name in cpu else "–"
+        print(
+            f"| {name} | {row['median_deg']:.2f}° | {row['3']:.1f}° | {row['4']:.1f}° | "
+            f"{row['5-6']:.2f}° | {100 * row['within_10']:.0f} % | {spent} |"
+        )
+    for name in ("refine", "choose"):
+        paired = compare(table["km3mon reco"], table[name])
+        results["variants"][name]["paired"] = paired
+        print(
+            f"\n{name} against km3mon reco: of {paired['both_within_10']} events within 10° "
+            f"both times, median angle ratio {paired['median_ratio']:.3f} (16-84 %: "
+            f"{paired['median_ratio_ci68'][0]:.3f}-{paired['median_ratio_ci68'][1]:.3f}), "
+            f"{100 * paired['improved']:.0f} % improved; into 10°: {paired['into_10']}, "
+            f"out of 10°: {paired['out_of_10']}"
+        )
+    if args.arca_seconds:
+        results["arca230_refine_ms_per_track"] = arca_cpu(args.arca_seconds, tables[0])
+        print(
+            f"\nrefine on ARCA-230 simulated events: "
+            f"{results['arca230_refine_ms_per_track']:.2f} ms CPU per track"
+        )
+    if args.json:
+        write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
