@@ -40,8 +40,8 @@ COS_POINTS = 41
 RESIDUAL_SCALE_NS = 2.0
 RESIDUAL_STEP = 0.05
 DOM_SLOPES = np.linspace(-1.0, 1.0, 21)
-#: Hits further than this (ns) outside the window at the time fit's track cannot enter it
-#: while the track moves: left out, with PMTs beyond ``RHO_MAX_M`` + this (m).
+#: What the track can reach while it moves: hits more than REACH_NS outside the window at
+#: the starting track, and DOMs and PMTs more than REACH_M beyond ``RHO_MAX_M``, are left out.
 REACH_NS = 100.0
 REACH_M = 10.0
 #: Nelder-Mead: first simplex steps (direction in rad, position across in m, time in ns),
