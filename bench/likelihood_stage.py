@@ -117,9 +117,8 @@ class TrackLikelihood:
                                / RESIDUAL_STEP)) + 1  # fmt: skip
         residuals = RESIDUAL_SCALE_NS * np.sinh(s_min + RESIDUAL_STEP * np.arange(s_points))
         self.hit_grid = _resample(self.tables.ln_hit, rho_c, cos_c, res_c, rho, cosines, residuals)
-        flat = np.repeat(self.tables.ln_none[:, :, None], 2, axis=2)
-        self.none_grid = _resample(flat, rho_c, cos_c, np.array([0.0, 1.0]), rho, cosines,
-                                   np.zeros(1))[:, :, 0].copy()  # fmt: skip
+        self.none_grid = np.array([[_interp2(self.tables.ln_none, rho_c, cos_c, r, c)
+                                    for c in cosines] for r in rho])  # fmt: skip
         table = dom_table(self.tables, detector.pmt_dir[rows])
         self.dom_grid = np.column_stack([np.interp(rho, rho_c, table[:, j])
                                          for j in range(len(DOM_SLOPES))])  # fmt: skip
@@ -350,8 +349,11 @@ def _track_at(x, d0, e1, e2, p0, t0, out_d, out_p):
 
 
 @nb.njit(cache=True)
-def _value(x, d0, e1, e2, p0, t0, d, p, dom_pos, doms, pmt_pos, pmt_dir, hit_t, hit_off,
-           hit_grid, none_grid, dom_grid, grid):  # fmt: skip
+def _value(x, track):
+    """-ln L at parameters ``x`` around the start; ``track``: the start's basis, scratch
+    direction and point, and the track's DOMs, hit PMTs and tables (``refine_tracks``)."""
+    d0, e1, e2, p0, t0, d, p, dom_pos, doms, pmt_pos, pmt_dir, hit_t, hit_off = track[:13]
+    hit_grid, none_grid, dom_grid, grid = track[13:]
     t = _track_at(x, d0, e1, e2, p0, t0, d, p)
     return _minus_ln_l(d, p, t, dom_pos, doms, pmt_pos, pmt_dir, hit_t, hit_off, hit_grid,
                        none_grid, dom_grid, grid)  # fmt: skip
@@ -377,40 +379,19 @@ def refine_tracks(io_dir, io_pos, io_t, out_value, dom_pos, doms, dom_off, pmt_p
         e1 = np.cross(helper, d0)
         e1 /= np.sqrt(e1 @ e1)
         e2 = np.cross(d0, e1)
-        ds = doms[dom_off[k] : dom_off[k + 1]]
         g0, g1 = pmt_off[k], pmt_off[k + 1]
-        pp, pd, ho = pmt_pos[g0:g1], pmt_dir[g0:g1], hit_off[g0 : g1 + 1]
+        track = (d0, e1, e2, p0, io_t[k], d, p, dom_pos, doms[dom_off[k] : dom_off[k + 1]],
+                 pmt_pos[g0:g1], pmt_dir[g0:g1], hit_t, hit_off[g0 : g1 + 1], hit_grid,
+                 none_grid, dom_grid, grid)  # fmt: skip
         simplex = np.zeros((n_par + 1, n_par))
         values = np.empty(n_par + 1)
         if max_evaluations <= 1:
-            out_value[k, 0] = out_value[k, 1] = _value(
-                simplex[0], d0, e1, e2, p0, io_t[k], d, p, dom_pos, ds, pp, pd, hit_t, ho,
-                hit_grid, none_grid, dom_grid, grid,
-            )  # fmt: skip
+            out_value[k, 0] = out_value[k, 1] = _value(simplex[0], track)
             continue
         for v in range(n_par + 1):
             if v:
                 simplex[v, v - 1] = steps[v - 1]
-            values[v] = _value(
-                simplex[v],
-                d0,
-                e1,
-                e2,
-                p0,
-                io_t[k],
-                d,
-                p,
-                dom_pos,
-                ds,
-                pp,
-                pd,
-                hit_t,
-                ho,
-                hit_grid,
-                none_grid,
-                dom_grid,
-                grid,
-            )
+            values[v] = _value(simplex[v], track)
         out_value[k, 0] = values[0]
         evaluations = n_par + 1
         while evaluations < max_evaluations:
@@ -419,106 +400,29 @@ def refine_tracks(io_dir, io_pos, io_t, out_value, dom_pos, doms, dom_off, pmt_p
             if values[-1] - values[0] < tolerance:
                 break
             centroid = simplex[:-1].sum(axis=0) / n_par
-            trial = np.empty((3, n_par))
-            for c, factor in enumerate((1.0, 2.0, 0.5)):  # reflect, expand, contract
-                trial[c] = centroid + factor * (centroid - simplex[-1]) if c < 2 else (
-                    centroid + 0.5 * (simplex[-1] - centroid))  # fmt: skip
-            reflected = _value(
-                trial[0],
-                d0,
-                e1,
-                e2,
-                p0,
-                io_t[k],
-                d,
-                p,
-                dom_pos,
-                ds,
-                pp,
-                pd,
-                hit_t,
-                ho,
-                hit_grid,
-                none_grid,
-                dom_grid,
-                grid,
-            )
+            reflection = 2.0 * centroid - simplex[-1]
+            reflected = _value(reflection, track)
             evaluations += 1
             if reflected < values[0]:
-                expanded = _value(
-                    trial[1],
-                    d0,
-                    e1,
-                    e2,
-                    p0,
-                    io_t[k],
-                    d,
-                    p,
-                    dom_pos,
-                    ds,
-                    pp,
-                    pd,
-                    hit_t,
-                    ho,
-                    hit_grid,
-                    none_grid,
-                    dom_grid,
-                    grid,
-                )
+                expansion = 3.0 * centroid - 2.0 * simplex[-1]
+                expanded = _value(expansion, track)
                 evaluations += 1
                 if expanded < reflected:
-                    simplex[-1], values[-1] = trial[1], expanded
+                    simplex[-1], values[-1] = expansion, expanded
                 else:
-                    simplex[-1], values[-1] = trial[0], reflected
+                    simplex[-1], values[-1] = reflection, reflected
             elif reflected < values[-2]:
-                simplex[-1], values[-1] = trial[0], reflected
+                simplex[-1], values[-1] = reflection, reflected
             else:
-                contracted = _value(
-                    trial[2],
-                    d0,
-                    e1,
-                    e2,
-                    p0,
-                    io_t[k],
-                    d,
-                    p,
-                    dom_pos,
-                    ds,
-                    pp,
-                    pd,
-                    hit_t,
-                    ho,
-                    hit_grid,
-                    none_grid,
-                    dom_grid,
-                    grid,
-                )
+                contraction = 0.5 * (centroid + simplex[-1])
+                contracted = _value(contraction, track)
                 evaluations += 1
                 if contracted < values[-1]:
-                    simplex[-1], values[-1] = trial[2], contracted
+                    simplex[-1], values[-1] = contraction, contracted
                 else:  # shrink towards the best
                     for v in range(1, n_par + 1):
                         simplex[v] = simplex[0] + 0.5 * (simplex[v] - simplex[0])
-                        values[v] = _value(
-                            simplex[v],
-                            d0,
-                            e1,
-                            e2,
-                            p0,
-                            io_t[k],
-                            d,
-                            p,
-                            dom_pos,
-                            ds,
-                            pp,
-                            pd,
-                            hit_t,
-                            ho,
-                            hit_grid,
-                            none_grid,
-                            dom_grid,
-                            grid,
-                        )
+                        values[v] = _value(simplex[v], track)
                     evaluations += n_par
         best = np.argmin(values)
         io_t[k] = _track_at(simplex[best], d0, e1, e2, p0, io_t[k], d, p)
