@@ -1,27 +1,22 @@
-"""A tabulated likelihood for the multi-DU fit, tried on KM3NeT's own MC (not adopted).
+"""The PMT likelihood (``km3mon.reco.likelihood``) on KM3NeT's own MC: its light model fitted
+and cross-validated, the single-DU refinement km3mon uses, and stop 38's multi-DU trials.
 
-Jpp's JMuonGandalf fits on tabulated arrival-time PDFs of direct and scattered light against
-distance and PMT angle. This script measures such tables on the KM3NeT MC of
-``km3mon.reco.kmc`` (ORCA-6, KM3Sim light) and tries them as a last stage of ``km3mon reco``'s
-multi-DU fit (``likelihood_stage.py``), two ways:
+Per whole MC event (ORCA-6, KM3Sim light) and PMT: distance ρ from the true muon, cosine a of
+the direct photon's angle off its axis, first hit's residual in the window (or none). The MC's
+muon time is on another clock than its hits: each event's time and position across the track
+are set where the tables measured on the *other* half (file index even / odd) like them best
+(twice). Then, per half, the tables are either measured cell by cell (``--tables measured``,
+stop 38) or ``km3mon.reco.light``'s eleven numbers fitted (``model``, default; the fit on all
+events is what km3mon ships). An event is only ever scored with the other half's tables:
 
-- **refine**: every track moved (Nelder-Mead) to the likelihood's optimum near it;
-- **choose**: time fits from ``--starts`` directions spread over the sphere (the event's
-  coincident triggered hits) as candidates; the track is replaced by the one the likelihood
-  prefers.
+- **single-DU**: the cuts of each event to one DU (>= 4 triggered DOMs) through
+  ``Reconstruction`` with the line fit alone, with the likelihood refinement on the other
+  half's tables, and on the shipped ones (in-sample), median |Δzenith| by triggered DOMs;
+- **multi-DU** (stop 38's trials, not adopted): every >= 3-DU track refined (Nelder-Mead),
+  or chosen among ``--starts`` time fits from directions spread over the sphere; medians,
+  the paired change of well-fitted events' angles, events moved across 10°, CPU per track.
 
-Tables: for every whole MC event and every PMT, its distance ρ from the true muon, the cosine
-a of the direct photon's angle off its axis, and its first hit's residual in the window (or
-none): the density of first hits per ns in (ρ, a, r) bins and the fraction of PMTs without
-one, as ratios to K40 noise (PMTs beyond 100 m, all events). The file's muon time is on the MC
-clock, not the hits'; each event's time and position across the track are set where the
-tables of the *other* half like them best (twice). Cross-validated: an event (even or odd
-index in its file) is fitted with the tables of the other half only.
-
-Reported against the truth, beside ``km3mon reco`` as it is and the file's Jpp fit: >= 3-DU
-medians by DUs, the share within 10°, the paired change of well-fitted events' angles, events
-moved across 10°, CPU per track; ``--arca-seconds``: the refine stage's CPU per track on
-simulated ARCA-230 events.
+``--arca-seconds``: the refine stage's CPU per track on simulated ARCA-230 events.
 
     .venv/bin/python bench/reco_kmc_likelihood.py --json bench/results/reco_kmc_likelihood.json
 """
@@ -38,7 +33,9 @@ from benchlib import write_json
 from km3mon.daq import decode_events_hits
 from km3mon.detector import Detector, calibrate_hits, parse_detx
 from km3mon.reco import kmc
-from km3mon.reco.fit import TRACK_DTYPE, Reconstruction
+from km3mon.reco.fit import TRACK_DTYPE, Reconstruction, Settings
+from km3mon.reco.light import KM3NET_MC_PARAMETERS, PARAMETER_NAMES, WINDOW_NS, MuonTables, tables
+from km3mon.reco.likelihood import TrackLikelihood
 from km3mon.reco.model import (
     COS_CHERENKOV,
     KAPPA,
@@ -47,7 +44,7 @@ from km3mon.reco.model import (
     fibonacci_sphere,
     space_angle_deg,
 )
-from likelihood_stage import WINDOW_NS, MuonTables, TrackLikelihood
+from light_model import collect, fit
 
 RHO_EDGES = np.array([0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 250.0])
 COS_EDGES = np.array([-1, -0.5, -0.2, 0.1, 0.4, 0.7, 1.0])
@@ -102,8 +99,16 @@ def build(detector: Detector, events: list[dict], k40: float | None = None) -> M
     none = np.clip(np.where(observed > 0, 1.0 - seen, 1.0), 1e-3, 1.0)
     return MuonTables(
         RHO_EDGES, COS_EDGES, RESIDUAL_EDGES, np.log(density / k40),
-        np.log(none) + k40 * (WINDOW_NS[1] - WINDOW_NS[0]), float(k40), len(events),
+        np.log(none) + k40 * (WINDOW_NS[1] - WINDOW_NS[0]), float(k40),
     )  # fmt: skip
+
+
+def model_parameters(detector: Detector, events: list[dict], k40: float) -> np.ndarray:
+    """``km3mon.reco.light``'s numbers fitted on ``events``."""
+    optical = detector.n_pmts[detector.pmt_dom_index] > 1
+    samples = [tuple(x[optical] for x in first_residuals(detector, e["hits"], *e["track"]))
+               for e in events]  # fmt: skip
+    return fit(collect(samples), k40)
 
 
 def align(detector: Detector, events: list[dict], tables: MuonTables) -> float:
@@ -227,8 +232,99 @@ def arca_cpu(seconds: float, tables: MuonTables) -> float:
     return (time.process_time() - started) / len(tracks) * 1e3
 
 
+def choose(
+    stage: TrackLikelihood, tracks: np.ndarray, candidates: np.ndarray, snapshot: np.ndarray
+) -> None:
+    """Replace each track by its event's candidate (TRACK_DTYPE rows) if the likelihood
+    prefers it (in place)."""
+    both = np.concatenate((tracks, candidates.astype(tracks.dtype)))
+    value = stage.refine(both, snapshot, max_evaluations=1)[:, 0]
+    value = np.where(np.isfinite(value), value, np.inf)
+    order = np.lexsort((value, both["event"]))
+    best = order[np.r_[True, both["event"][order][1:] != both["event"][order][:-1]]]
+    row_of_event = {int(e): i for i, e in enumerate(tracks["event"])}
+    for b in best[best >= len(tracks)]:
+        i = row_of_event.get(int(both["event"][b]))
+        if i is not None:
+            tracks[i] = both[b]
+
+
+def single_du(detector: Detector, half_tables: list[MuonTables]) -> dict:
+    """Median |Δzenith| of the single-DU cuts by triggered DOMs: the line fit alone, refined
+    on the other half's tables, and on the shipped ones."""
+    mc = kmc.load(single_du=True)
+    truth = mc.arrays()
+    _events, hits = decode_events_hits(mc.payloads)
+    hits = calibrate_hits(detector, hits)
+    cut = np.flatnonzero(truth["cut_du"] > 0)
+    half = truth["file_event"] % 2
+    triggered = hits[hits["triggered"] & hits["calibrated"]]
+    keys = np.unique(triggered["event"].astype(np.int64) * 10**10 + triggered["dom_id"])
+    n_doms = np.bincount(keys // 10**10, minlength=len(mc.payloads))
+    true_zenith = np.degrees(np.arccos(truth["true_dir"][:, 2]))
+
+    def errors(reconstruction: Reconstruction, events: np.ndarray) -> np.ndarray:
+        lines = reconstruction.run(len(_events), hits).lines
+        out = np.full(len(mc.payloads), np.nan)
+        out[lines["event"]] = np.abs(np.degrees(np.arccos(lines["cos_theta"]))
+                                     - true_zenith[lines["event"]])  # fmt: skip
+        return out[events]
+
+    Reconstruction(detector).warm_up()  # compiled before anything is timed
+    started = time.process_time()
+    variants = {"line fit alone": errors(Reconstruction(detector, Settings(
+        line_likelihood_azimuths=0)), cut)}  # fmt: skip
+    alone_ms = (time.process_time() - started) / len(cut) * 1e3
+    crossed = np.full(len(mc.payloads), np.nan)
+    for h in (0, 1):
+        reconstruction = Reconstruction(detector)
+        reconstruction._pmt_likelihood = TrackLikelihood(detector, half_tables[1 - h])
+        mine = cut[half[cut] == h]
+        crossed[mine] = errors(reconstruction, mine)
+    variants["refined, other half's model"] = crossed[cut]
+    started = time.process_time()
+    variants["refined, shipped model (km3mon)"] = errors(Reconstruction(detector), cut)
+    cpu_ms = (time.process_time() - started) / len(cut) * 1e3
+    bins = {"4": (4, 4), "5": (5, 5), "6-7": (6, 7), "8-18": (8, 99)}
+    print(f"\n{len(cut)} single-DU cuts (>= 4 triggered DOMs), median |Δzenith|\n")
+    print("| single-DU | all | " + " | ".join(f"{b} DOMs" for b in bins)
+          + " | within 10° | fitted |")  # fmt: skip
+    print("|---|---:|" + "---:|" * len(bins) + "---:|---:|")
+    out = {"cuts": len(cut), "cpu_ms_per_cut_shipped": cpu_ms,
+           "cpu_ms_per_cut_line_fit_alone": alone_ms, "variants": {}}  # fmt: skip
+    for name, error in variants.items():
+        row = {"median_deg": float(np.nanmedian(error)), "within_10": float(np.mean(error < 10)),
+               "fitted": float(np.mean(np.isfinite(error)))}  # fmt: skip
+        for label, (lo, hi) in bins.items():
+            row[label] = float(np.nanmedian(error[(n_doms[cut] >= lo) & (n_doms[cut] <= hi)]))
+        out["variants"][name] = row
+        print(f"| {name} | {row['median_deg']:.2f}° | "
+              + " | ".join(f"{row[b]:.1f}°" for b in bins)
+              + f" | {100 * row['within_10']:.0f} % | {100 * row['fitted']:.1f} % |")  # fmt: skip
+    print(
+        f"(whole Reconstruction.run, CPU per cut: {cpu_ms:.1f} ms with the shipped model, "
+        f"{alone_ms:.1f} ms with the line fit alone; whole events included in both)"
+    )
+    alone, crossed = variants["line fit alone"], variants["refined, other half's model"]
+    boot = np.random.default_rng(2026).choice(crossed, (2000, len(crossed)))
+    out["cross_validated_median_ci68"] = np.percentile(
+        np.nanmedian(boot, axis=1), [16, 84]
+    ).tolist()
+    out["paired"] = {"better": int((crossed < alone - 0.5).sum()),
+                     "worse": int((crossed > alone + 0.5).sum()),
+                     "into_10": int(((alone >= 10) & (crossed < 10)).sum()),
+                     "out_of_10": int(((alone < 10) & (crossed >= 10)).sum())}  # fmt: skip
+    print(f"cross-validated median, bootstrap 16-84 %: "
+          f"{out['cross_validated_median_ci68'][0]:.2f}-{out['cross_validated_median_ci68'][1]:.2f}°;"
+          f" against the line fit alone, cut by cut: {out['paired']['better']} better and "
+          f"{out['paired']['worse']} worse by > 0.5°, {out['paired']['into_10']} into 10° and "
+          f"{out['paired']['out_of_10']} out of it")  # fmt: skip
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", choices=("model", "measured"), default="model")
     parser.add_argument("--starts", type=int, default=24)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--arca-seconds", type=float, default=0.0)
@@ -240,11 +336,25 @@ def main() -> int:
     halves = [[e for e in events if e["half"] == h] for h in (0, 1)]
     k40 = build(detector, events).k40_per_ns
     for iteration in range(args.iterations):
-        tables = [build(detector, half, k40) for half in halves]
-        moved = [align(detector, halves[h], tables[1 - h]) for h in (0, 1)]
+        measured = [build(detector, half, k40) for half in halves]
+        moved = [align(detector, halves[h], measured[1 - h]) for h in (0, 1)]
         print(f"alignment {iteration + 1}: median time move {moved[0]:.2f} / {moved[1]:.2f} ns")
-    k40 = build(detector, events).k40_per_ns
-    tables = [build(detector, half, k40) for half in halves]
+    results: dict = {"k40_per_ns": k40, "tables": args.tables, "parameters": {}}
+    print(f"K40: {k40:.3g} per ns per PMT\n\n| light model | " + " | ".join(PARAMETER_NAMES)
+          + " |\n|---|" + "---:|" * len(PARAMETER_NAMES))  # fmt: skip
+    fitted = {"half 0": halves[0], "half 1": halves[1], "all (fit)": events}
+    for name, sample in fitted.items():
+        params = model_parameters(detector, sample, k40)
+        results["parameters"][name] = params.tolist()
+        print(f"| {name} | " + " | ".join(f"{v:.4g}" for v in params) + " |")
+    print("| shipped (km3mon.reco.light) | "
+          + " | ".join(f"{v:.4g}" for v in KM3NET_MC_PARAMETERS) + " |")  # fmt: skip
+    if args.tables == "model":
+        half_tables = [tables(np.array(results["parameters"][f"half {h}"]), k40) for h in (0, 1)]
+    else:
+        half_tables = [build(detector, half, k40) for half in halves]
+    results["single_du"] = single_du(detector, half_tables)
+
     _events, hits = decode_events_hits(mc.payloads)
     hits = calibrate_hits(detector, hits)
     snapshot = hits[hits["calibrated"]]
@@ -255,14 +365,14 @@ def main() -> int:
     for name in ("refine", "choose"):
         parts, spent = [], 0.0
         for h in (0, 1):
-            stage = TrackLikelihood(detector, tables[1 - h])
+            stage = TrackLikelihood(detector, half_tables[1 - h])
             mine = base[half[base["event"]] == h].copy()
             stage.refine(mine[:1].copy(), snapshot)  # compiled
             started = time.process_time()
             if name == "refine":
                 stage.refine(mine, snapshot)
             else:
-                stage.choose(mine, candidates(hits, mine, args.starts), snapshot)
+                choose(stage, mine, candidates(hits, mine, args.starts), snapshot)
             spent += time.process_time() - started
             parts.append(mine)
         variants[name] = np.concatenate(parts)
@@ -272,8 +382,8 @@ def main() -> int:
     true_dir = truth["true_dir"]
     table = {name: angles(tracks, true_dir)[multi] for name, tracks in variants.items()}
     table["file (Jpp)"] = space_angle_deg(truth["file_dir"][multi], true_dir[multi])
-    results = {"events": len(multi), "cpu_ms_per_track": cpu, "variants": {}}
-    print(f"\n{len(multi)} events with triggered hits on >= 3 DUs; tables cross-validated\n")
+    results.update({"events": len(multi), "cpu_ms_per_track": cpu, "variants": {}})
+    print(f"\n{len(multi)} events with triggered hits on >= 3 DUs (stop 38's trials)\n")
     print("| fit | >= 3 DUs median | 3 DUs | 4 DUs | 5-6 DUs | within 10° | CPU per track |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, angle in table.items():
@@ -298,7 +408,7 @@ def main() -> int:
             f"out of 10°: {paired['out_of_10']}"
         )
     if args.arca_seconds:
-        results["arca230_refine_ms_per_track"] = arca_cpu(args.arca_seconds, tables[0])
+        results["arca230_refine_ms_per_track"] = arca_cpu(args.arca_seconds, half_tables[0])
         print(
             f"\nrefine on ARCA-230 simulated events: "
             f"{results['arca230_refine_ms_per_track']:.2f} ms CPU per track"

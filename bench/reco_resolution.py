@@ -29,7 +29,7 @@ from benchlib import write_results
 from km3mon.controlhost import FrameDecoder
 from km3mon.daq import decode_events_hits
 from km3mon.detector import Detector, calibrate_hits, parse_detx, read_detx
-from km3mon.reco.fit import Reconstruction
+from km3mon.reco.fit import Reconstruction, Settings
 from km3mon.reco.model import space_angle_deg, zenith_deg
 from km3mon.sim.sim_geometry import synthetic_detx
 from km3mon.sim.simulator import Simulator
@@ -58,11 +58,12 @@ def simulate_and_fit(
     simulator = Simulator(detector, seed=seed, start_utc_s=1.7e9, upgoing_fraction=upgoing_fraction)
     reconstruction = Reconstruction(detector)
     reconstruction.warm_up()
+    line_fit_alone = Reconstruction(detector, Settings(line_likelihood_azimuths=0))
     truth: list = []
     simulator.on_event = lambda header, counter, event: truth.append(event)
     columns: dict[str, list] = {name: [] for name in (
         "true_dir", "n_dus", "n_doms", "n_hits", "fitted", "dir", "track_dus", "mirror_dir",
-        "line_error", "line_hits", "n_muons",
+        "line_error", "line_hits", "n_muons", "cut_error", "cut_error_alone",
     )}  # fmt: skip
     n_chunks = max(1, round(seconds * 10 / SLICES_PER_CHUNK))
     cpu_s = 0.0
@@ -72,10 +73,17 @@ def simulate_and_fit(
         payloads = [m.payload for m in FrameDecoder().feed(data) if m.tag == "IO_EVT"]
         events, hits = decode_events_hits(payloads)
         started = time.process_time()
-        hits = calibrate_hits(detector, hits[hits["triggered"]])
+        raw = hits
+        hits = calibrate_hits(detector, raw[raw["triggered"]])
         result = reconstruction.run(len(events), hits)
         cpu_s += time.process_time() - started
         true_dir = np.array([e.track_direction for e in truth[first:]])
+        cut_hits, source = du_cuts(calibrate_hits(detector, raw))
+        for name, fitter in (("cut_error", reconstruction), ("cut_error_alone", line_fit_alone)):
+            lines = fitter.run(len(source), cut_hits).lines
+            cut_true = true_dir[source[lines["event"]], 2]
+            lines, cut_true = lines[np.isfinite(cut_true)], cut_true[np.isfinite(cut_true)]
+            columns[name].append(np.abs(zenith_deg(lines["cos_theta"]) - zenith_deg(cut_true)))
         columns["n_muons"].append(np.array([e.n_muons for e in truth[first:]]))
         fitted = np.zeros(len(events), bool)
         fitted[result.tracks["event"]] = True
@@ -96,6 +104,21 @@ def simulate_and_fit(
     out = {name: np.concatenate(parts) for name, parts in columns.items() if name != "track_dus"}
     out["cpu_s"] = np.array(cpu_s)
     return out
+
+
+def du_cuts(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every event cut to each DU with triggered hits on >= 4 DOMs (all its hits on that DU,
+    as ``kmc``'s single-DU cuts): the hits, renumbered, and each cut's source event."""
+    key = hits["event"].astype(np.int64) * 10_000 + hits["du"]
+    triggered = hits["triggered"]
+    pairs = np.unique(np.stack((key[triggered], hits["dom_id"][triggered].astype(np.int64))),
+                      axis=1)  # fmt: skip
+    keys, n_doms = np.unique(pairs[0], return_counts=True)
+    keys = keys[n_doms >= 4]
+    cut = np.isin(key, keys)
+    out = hits[cut].copy()
+    out["event"] = np.searchsorted(keys, key[cut])
+    return out, keys // 10_000
 
 
 def mirror_truth(reconstruction: Reconstruction, hits, result, true_dir) -> np.ndarray:
@@ -164,6 +187,9 @@ def analyse(data: dict[str, np.ndarray]) -> dict:
         if (two & has_mirror).any()
         else None,
         "median_zenith_error_1du_deg": median(data["line_error"]),
+        "single_du_cuts": len(data["cut_error"]),
+        "median_zenith_error_cuts_deg": median(data["cut_error"]),
+        "median_zenith_error_cuts_line_fit_alone_deg": median(data["cut_error_alone"]),
         "single_du_fits": len(data["line_error"]),
         "efficiency_3dus_15hits": float(fitted[wanted].mean()) if wanted.any() else None,
         "events_3dus_15hits": int(wanted.sum()),
@@ -202,6 +228,10 @@ def report(name: str, seconds: float, result: dict) -> str:
         f"({result['single_du_fits']} fits; by floors used: "
         + ", ".join(f"{k}: {fmt(v)}°" for k, v in result["single_du_by_floors"].items())
         + ")",
+        f"- single-DU cuts (each event cut to each DU with >= 4 triggered DOMs, no track): "
+        f"median |Δ zenith| {fmt(result['median_zenith_error_cuts_deg'])}°, line fit alone "
+        f"{fmt(result['median_zenith_error_cuts_line_fit_alone_deg'])}° "
+        f"({result['single_du_cuts']} fitted)",
         f"- efficiency, >= 3 DUs and >= 15 triggered hits: "
         f"**{fmt(100 * (result['efficiency_3dus_15hits'] or 0), 1)} %** of "
         f"{result['events_3dus_15hits']} events",

@@ -8,6 +8,8 @@ from functools import cache
 
 import numpy as np
 
+from km3mon.daq.event import HITS_DTYPE
+from km3mon.detector import calibrate_hits
 from km3mon.reco.fit import Reconstruction
 from km3mon.reco.model import space_angle_deg, zenith_deg
 from tests.reco.simulated import SIMULATOR, Sample, arca21_sample, arca230, simulate
@@ -178,3 +180,25 @@ def test_a_huge_event_costs_bounded_work() -> None:
     assert track["n_doms"] == 378
     assert len(result.dom_residuals) == 0
     assert space_angle_deg(track["dir"][None], direction[None])[0] < 0.5
+
+
+def test_a_flooded_du_without_a_track_still_gets_its_line() -> None:
+    """Every PMT of one DU hit every 10 ns for 2 µs (hostile, or a burst of light): the line
+    fit and the PMT likelihood's refinement (each PMT's first hit in the window found by
+    bisection, not by a walk through its hits) come back with one finite line."""
+    detector = arca21_sample(1).detector
+    optical = np.flatnonzero(detector.n_pmts > 1)
+    doms = optical[detector.dom_du[optical] == detector.dom_du[optical[0]]]
+    rows = np.concatenate([detector.pmt_offset[i] + np.arange(detector.n_pmts[i]) for i in doms])
+    per_pmt = 200
+    hits = np.zeros(len(rows) * per_pmt, HITS_DTYPE)
+    hits["dom_id"] = np.repeat(detector.dom_ids[detector.pmt_dom_index[rows]], per_pmt)
+    hits["channel"] = np.repeat(detector.pmt_channel[rows], per_pmt)
+    jitter = np.random.default_rng(3).uniform(0, 10, len(hits))
+    hits["time_ns"] = np.rint(2e6 - np.repeat(detector.pmt_t0_ns[rows], per_pmt)
+                              + np.tile(np.arange(per_pmt) * 10.0, len(rows)) + jitter)  # fmt: skip
+    hits["tot"] = 26
+    hits["triggered"] = True
+    result = Reconstruction(detector).run(1, calibrate_hits(detector, hits))
+    assert len(result.tracks) == 0 and len(result.lines) == 1
+    assert np.isfinite(result.lines["cos_theta"]).all() and result.lines["n_hits"][0] >= 4

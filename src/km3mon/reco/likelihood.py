@@ -1,36 +1,32 @@
-"""A likelihood stage for the multi-DU fit, from tabulated first-hit PDFs: an experiment on
-KM3NeT MC (``bench/reco_kmc_likelihood.py``), not part of km3mon (it did not beat the time fit
-beyond the sample's noise; BENCHMARKS.md, "A tabulated likelihood").
+"""The likelihood of a track on every PMT near it, from ``light``'s first-hit PDFs (Jpp's
+JMuonGandalf idea): it refines the single-DU fits of events without a multi-DU track.
 
-Jpp's JMuonGandalf fits tracks on tabulated arrival-time PDFs of direct and scattered light
-against distance and PMT orientation. Here the tables are measured on KM3NeT's own MC; every
-PMT of every DOM within ``RHO_MAX_M`` of a track counts:
+The time fit of one DU sees one time per floor: for four to seven floors it cannot tell a
+steep track passing close from a flat one passing far (BENCHMARKS, "Single-DU misses"). Which
+PMTs see light, how early, and which see none can: the likelihood moves the fit in all five
+track parameters from azimuths around the DU (the line fit has none) and keeps the best.
 
-- a PMT whose first hit in the window (``WINDOW_NS`` around the direct light's time) has
-  residual r adds ln(f(ρ, a, r) / b): f the density of first hits per ns at distance ρ and
-  cosine a of the direct photon's angle off the PMT axis, b the K40 density;
+- a PMT whose first hit in the window (``light.WINDOW_NS`` around the direct light's time)
+  has residual r adds ln(f(ρ, a, r) / b): f the density of first hits per ns at distance ρ
+  and cosine a of the direct photon's angle off the PMT axis, b the K40 density;
 - a PMT without one adds ln(P0(ρ, a) / P0_K40): how likely it is to see nothing there.
 
 Both are ratios to K40 noise alone, so far PMTs add ~0 and are left out. A DOM's no-hit sum
 is looked up whole (``dom_table``: its PMTs' sum against ρ and the photon's slope, averaged
-over azimuth), then corrected for its hit PMTs. ``refine`` moves tracks by Nelder-Mead (the
-tables are piecewise linear), ``choose`` picks among candidate tracks. numba, as the fits.
+over azimuth), then corrected for its hit PMTs. Nelder-Mead (the tables are interpolated
+linearly); numba, as the fits. Written here, not taken from Jpp (C++, tables not reachable).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 import numba as nb
 import numpy as np
 
 from km3mon.detector import Detector
+from km3mon.reco.light import WINDOW_NS, MuonTables
 from km3mon.reco.model import COS_CHERENKOV, KAPPA, SIN_CHERENKOV, SPEED_OF_LIGHT_M_NS
 
 C = SPEED_OF_LIGHT_M_NS
-#: Residual window (ns) of the first hit per PMT; hits outside it are K40 noise to the model.
-WINDOW_NS = (-30.0, 300.0)
 #: Distance (m) from the track beyond which a PMT is not looked at (its light ~ K40's).
 RHO_MAX_M = 100.0
 #: The compiled tables' grids: distance (m), cosine of the PMT angle, residual in steps
@@ -51,32 +47,6 @@ MAX_EVALUATIONS = 120
 TOLERANCE = 0.01
 
 
-@dataclass(frozen=True)
-class MuonTables:
-    """Edges (ρ m, cos a, residual ns) and the two log-ratio tables at the bin centres."""
-
-    rho_edges: np.ndarray
-    cos_edges: np.ndarray
-    residual_edges: np.ndarray
-    ln_hit: np.ndarray  # (ρ, a, r): ln(f / b)
-    ln_none: np.ndarray  # (ρ, a): ln(P0 / P0_K40)
-    k40_per_ns: float
-    events: int
-
-    def save(self, path: Path) -> None:
-        np.savez(path, **{name: getattr(self, name) for name in self.__dataclass_fields__})
-
-    @classmethod
-    def load(cls, path: Path) -> MuonTables:
-        with np.load(path) as data:
-            return cls(**{name: data[name].copy() if data[name].ndim else data[name].item()
-                          for name in cls.__dataclass_fields__})  # fmt: skip
-
-    def centres(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(0.5 * (e[1:] + e[:-1]) for e in
-                     (self.rho_edges, self.cos_edges, self.residual_edges))  # fmt: skip
-
-
 def dom_table(tables: MuonTables, pmt_dir: np.ndarray) -> np.ndarray:
     """Sum of ln(P0 / P0_K40) over a DOM's PMTs (``pmt_dir``, its own frame, DOM upright)
     at each ρ centre and photon slope of ``DOM_SLOPES``, averaged over the photon's azimuth."""
@@ -88,10 +58,8 @@ def dom_table(tables: MuonTables, pmt_dir: np.ndarray) -> np.ndarray:
         photon = np.column_stack((across * np.cos(azimuths), across * np.sin(azimuths),
                                   np.full(len(azimuths), slope)))  # fmt: skip
         facing = -(photon @ pmt_dir.T)  # (azimuths, PMTs)
-        for i in range(len(rho_c)):
-            values = np.array([_interp2(tables.ln_none, rho_c, cos_c, rho_c[i], f)
-                               for f in facing.ravel()])  # fmt: skip
-            out[i, j] = values.reshape(facing.shape).sum(axis=1).mean()
+        for i in range(len(rho_c)):  # at a ρ centre: linear in cos a alone
+            out[i, j] = np.interp(facing, cos_c, tables.ln_none[i]).sum(axis=1).mean()
     return out
 
 
@@ -142,16 +110,18 @@ class TrackLikelihood:
 
     def refine(self, tracks: np.ndarray, snapshot: np.ndarray,
                steps: np.ndarray = SIMPLEX_STEPS, max_evaluations: int = MAX_EVALUATIONS,
-               ) -> np.ndarray:  # fmt: skip
+               doms: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
         """Move each track (``fit.TRACK_DTYPE`` rows, any number per event; in place) to
         the likelihood's optimum near it, on the snapshot hits of its event (a step of 0
-        keeps that parameter; ``max_evaluations`` 1: only evaluate). Returns -ln L before
-        and after (n, 2)."""
+        keeps that parameter; ``max_evaluations`` 1: only evaluate). ``doms``: the DOMs
+        each track looks at (indices, offsets per track); all optical DOMs near it if None,
+        and only hits on them count. Returns -ln L before and after (n, 2)."""
         values = np.full((len(tracks), 2), np.nan)
         if not len(tracks) or not len(snapshot):
             return values
         d = self.detector
-        doms, dom_off = self.near_doms(tracks)
+        chosen = doms is not None
+        doms, dom_off = doms if chosen else self.near_doms(tracks)
         # each track's event's hits (rows of the snapshot sorted by event), within reach
         snapshot = snapshot[np.argsort(snapshot["event"], kind="stable")]
         bounds = np.searchsorted(
@@ -168,6 +138,10 @@ class TrackLikelihood:
         residual = hits["time_ns"] - track["t_ns"] - (along + KAPPA * rho) / C
         reach = ((rho < RHO_MAX_M + REACH_M) & (residual > WINDOW_NS[0] - REACH_NS)
                  & (residual < WINDOW_NS[1] + REACH_NS))  # fmt: skip
+        if chosen:  # hits on the track's own DOMs only
+            n_doms = len(d.dom_pos_m)
+            allowed = np.repeat(np.arange(len(tracks)), np.diff(dom_off)) * n_doms + doms
+            reach &= np.isin(fit * n_doms + d.dom_index(hits["dom_id"]), allowed)
         hits, fit = hits[reach], fit[reach]
         rows = d.pmt_rows(hits["dom_id"], hits["channel"]).astype(np.int64)
         order = np.lexsort((hits["time_ns"], rows, fit))
@@ -191,26 +165,6 @@ class TrackLikelihood:
         tracks["pos_m"] = io_pos
         tracks["t_ns"] = io_t
         return values
-
-    def choose(self, tracks: np.ndarray, candidates: np.ndarray, snapshot: np.ndarray) -> int:
-        """Replace each track by the candidate of its event (``candidates``: TRACK_DTYPE
-        rows, ``event`` set) whose likelihood is higher than its own; returns how many."""
-        if not len(tracks) or not len(candidates):
-            return 0
-        both = np.concatenate((tracks, candidates.astype(tracks.dtype)))
-        value = self.refine(both, snapshot, max_evaluations=1)[:, 0]
-        value = np.where(np.isfinite(value), value, np.inf)
-        order = np.lexsort((value, both["event"]))
-        best = order[np.r_[True, both["event"][order][1:] != both["event"][order][:-1]]]
-        row_of_event = {int(e): i for i, e in enumerate(tracks["event"])}
-        replaced = 0
-        for b in best[best >= len(tracks)]:
-            i = row_of_event.get(int(both["event"][b]))
-            if i is not None:
-                for name in ("dir", "pos_m", "t_ns"):
-                    tracks[name][i] = both[name][b]
-                replaced += 1
-        return replaced
 
 
 # --- compiled: interpolation, the likelihood of a track, Nelder-Mead -----------------------
@@ -324,16 +278,15 @@ def _minus_ln_l(d, p, t0, dom_pos, doms, pmt_pos, pmt_dir, hit_t, hit_off,
         if rho >= RHO_MAX_M:
             continue
         expected = t0 + (along + KAPPA * rho) / C
-        for h in range(hit_off[g], hit_off[g + 1]):
+        # the PMT's first hit in the window (its hits are sorted: a flood costs log n)
+        lo, hi = hit_off[g], hit_off[g + 1]
+        h = lo + np.searchsorted(hit_t[lo:hi], expected + WINDOW_NS[0])
+        if h < hi and hit_t[h] - expected <= WINDOW_NS[1]:
             r = hit_t[h] - expected
-            if r < WINDOW_NS[0]:
-                continue
-            if r <= WINDOW_NS[1]:
-                facing = -(ux * pmt_dir[g, 0] + uy * pmt_dir[g, 1] + uz * pmt_dir[g, 2])
-                x, y = rho / grid[0], (facing + 1.0) / grid[1]
-                total += _uniform3(hit_grid, x, y, (np.arcsinh(r / grid[2]) - grid[3]) / grid[4])
-                total -= _uniform2(none_grid, x, y)
-            break
+            facing = -(ux * pmt_dir[g, 0] + uy * pmt_dir[g, 1] + uz * pmt_dir[g, 2])
+            x, y = rho / grid[0], (facing + 1.0) / grid[1]
+            total += _uniform3(hit_grid, x, y, (np.arcsinh(r / grid[2]) - grid[3]) / grid[4])
+            total -= _uniform2(none_grid, x, y)
     return -total
 
 
