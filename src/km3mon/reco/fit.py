@@ -23,7 +23,7 @@ of it (multi-PMT light of the same muon) are its coincident hits.
   every PMT of the DU (``likelihood``, ``light``) then moves the fit in all five track
   parameters from ``line_likelihood_azimuths`` azimuths around the DU: which PMTs saw light
   how early, and which saw none, separate what one time per floor cannot (KM3NeT MC
-  single-DU cuts: 8.5° -> 5.3°; 5.5° with the model fitted on the other half of the events).
+  single-DU cuts: 8.5° -> 5.7°; 5.8° with the model fitted on the other half of the events).
 
 The fits use ``calibrate_hits``' times (TDC + t0). The per-DOM residuals of the time-offset
 monitor are corrected for ToT slewing (a small pulse crosses the threshold late): the
@@ -238,11 +238,12 @@ class Reconstruction:
 
     @cached_property
     def _pmt_likelihood(self) -> TrackLikelihood:
-        """Built on first use (~1 s): most batches have a track for every line."""
+        """Built on first use (0.2 s; ``warm_up`` uses it): lines without a track are rare."""
         return TrackLikelihood(self.detector, km3net_mc_tables())
 
     @cached_property
     def _du_doms(self) -> dict[int, np.ndarray]:
+        """The optical DOMs (indices) of each DU: what a single-DU likelihood looks at."""
         d = self.detector
         optical = np.flatnonzero(d.n_pmts > 1)
         return {int(du): optical[d.dom_du[optical] == du] for du in np.unique(d.dom_du[optical])}

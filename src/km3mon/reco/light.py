@@ -3,9 +3,10 @@ physical form with eleven numbers fitted on KM3NeT's own MC (``bench/light_model
 
 Jpp reads such PDFs from tables of a light simulation this project cannot reach; measured
 cell by cell on the 154 MC events of km3net-testdata they were too noisy (BENCHMARKS, stop
-38), while eleven numbers of a physical form are fixed well by them (the two halves of the
-sample agree within 10 %). The expected photo-electrons on a PMT at distance ρ from the
-muon, with cosine a between the direct photon and the PMT's face, up to residual r:
+38), while eleven numbers of a physical form are fixed well by them (fitted on either half
+of the events: attenuation lengths within 10 %, light yield within 15 %, the late light's
+time scale within 25 %). The expected photo-electrons on a PMT at distance ρ from the muon,
+with cosine a between the direct photon and the PMT's face, up to residual r:
 
 - **direct light**: N0 ε(a) exp(-ρ / (sin θc λ)) / (ρ + 1 m), Cherenkov light spreading over
   a cylinder and absorbed along the photon's path, ε the PMT's angular acceptance (Jpp's
