@@ -2,7 +2,8 @@
 
 Every ``IO_EVT`` event is calibrated (DETX or database, as ztplot) and fitted in batches
 (:mod:`km3mon.reco.fit`): a multi-DU track fit when its triggered hits span >= 2 DUs, a
-single-DU ROy fit for every DU with triggered hits on >= 5 floors. No event is skipped.
+single-DU ROy fit for every DU with triggered hits on >= 4 floors (refined by the PMT
+likelihood where the event has no track). No event is skipped.
 
 Outputs, all bounded:
 
