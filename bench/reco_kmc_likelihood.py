@@ -12,9 +12,11 @@ events is what km3mon ships). An event is only ever scored with the other half's
 - **single-DU**: the cuts of each event to one DU (>= 4 triggered DOMs) through
   ``Reconstruction`` with the line fit alone, with the likelihood refinement on the other
   half's tables, and on the shipped ones (in-sample), median |Δzenith| by triggered DOMs;
-- **multi-DU** (stop 38's trials, not adopted): every >= 3-DU track refined (Nelder-Mead),
-  or chosen among ``--starts`` time fits from directions spread over the sphere; medians,
-  the paired change of well-fitted events' angles, events moved across 10°, CPU per track.
+- **multi-DU** (trials, not adopted): every >= 3-DU track refined (Nelder-Mead), chosen
+  among ``--starts`` time fits from directions spread over the sphere, or all of those
+  refined and the best kept; medians, the paired change of well-fitted events' angles,
+  events moved across 10°, CPU per track; and, for the events more than 10° off, whether
+  the likelihood prefers the true direction to ours.
 
 ``--arca-seconds``: the refine stage's CPU per track on simulated ARCA-230 events.
 
@@ -232,21 +234,35 @@ def arca_cpu(seconds: float, tables: MuonTables) -> float:
     return (time.process_time() - started) / len(tracks) * 1e3
 
 
-def choose(
-    stage: TrackLikelihood, tracks: np.ndarray, candidates: np.ndarray, snapshot: np.ndarray
-) -> None:
+def choose(stage: TrackLikelihood, tracks: np.ndarray, candidates: np.ndarray,
+           snapshot: np.ndarray, refined: bool = False) -> None:  # fmt: skip
     """Replace each track by its event's candidate (TRACK_DTYPE rows) if the likelihood
-    prefers it (in place)."""
+    prefers it (in place); ``refined``: every one of them refined first, the best kept."""
     both = np.concatenate((tracks, candidates.astype(tracks.dtype)))
-    value = stage.refine(both, snapshot, max_evaluations=1)[:, 0]
+    if refined:
+        value = stage.refine(both, snapshot)[:, 1]
+    else:
+        value = stage.refine(both, snapshot, max_evaluations=1)[:, 0]
     value = np.where(np.isfinite(value), value, np.inf)
     order = np.lexsort((value, both["event"]))
     best = order[np.r_[True, both["event"][order][1:] != both["event"][order][:-1]]]
     row_of_event = {int(e): i for i, e in enumerate(tracks["event"])}
-    for b in best[best >= len(tracks)]:
+    for b in best:
         i = row_of_event.get(int(both["event"][b]))
         if i is not None:
             tracks[i] = both[b]
+
+
+def truth_preferred(stage: TrackLikelihood, tracks: np.ndarray, events: list[dict],
+                    snapshot: np.ndarray) -> np.ndarray:  # fmt: skip
+    """-ln L at the true direction minus at the track's, each with its position across and
+    time refined (direction kept): < 0 where the likelihood prefers the truth."""
+    truth = tracks.copy()
+    for row in truth:
+        row["dir"], row["pos_m"], row["t_ns"] = events[row["event"]]["track"]
+    steps = np.array([0.0, 0.0, 3.0, 3.0, 5.0])
+    at_truth = stage.refine(truth, snapshot, steps=steps)[:, 1]
+    return at_truth - stage.refine(tracks.copy(), snapshot, steps=steps)[:, 1]
 
 
 def single_du(detector: Detector, half_tables: list[MuonTables]) -> dict:
@@ -362,7 +378,13 @@ def main() -> int:
     half = truth["file_event"] % 2
     variants = {"km3mon reco": base}
     cpu = {}
-    for name in ("refine", "choose"):
+    trials = ("refine", "choose", "refine and choose")
+    preferred = np.full(len(mc.payloads), np.nan)
+    for h in (0, 1):
+        mine = base[half[base["event"]] == h]
+        stage = TrackLikelihood(detector, half_tables[1 - h])
+        preferred[mine["event"]] = truth_preferred(stage, mine, events, snapshot)
+    for name in trials:
         parts, spent = [], 0.0
         for h in (0, 1):
             stage = TrackLikelihood(detector, half_tables[1 - h])
@@ -372,7 +394,8 @@ def main() -> int:
             if name == "refine":
                 stage.refine(mine, snapshot)
             else:
-                choose(stage, mine, candidates(hits, mine, args.starts), snapshot)
+                choose(stage, mine, candidates(hits, mine, args.starts), snapshot,
+                       refined=name == "refine and choose")  # fmt: skip
             spent += time.process_time() - started
             parts.append(mine)
         variants[name] = np.concatenate(parts)
@@ -397,7 +420,7 @@ def main() -> int:
             f"| {name} | {row['median_deg']:.2f}° | {row['3']:.1f}° | {row['4']:.1f}° | "
             f"{row['5-6']:.2f}° | {100 * row['within_10']:.0f} % | {spent} |"
         )
-    for name in ("refine", "choose"):
+    for name in trials:
         paired = compare(table["km3mon reco"], table[name])
         results["variants"][name]["paired"] = paired
         print(
@@ -407,6 +430,19 @@ def main() -> int:
             f"{100 * paired['improved']:.0f} % improved; into 10°: {paired['into_10']}, "
             f"out of 10°: {paired['out_of_10']}"
         )
+    misses = multi[table["km3mon reco"] > 10]
+    results["misses_truth_preferred"] = {}
+    print(f"\n>= 3-DU events more than 10° off: {len(misses)}; the likelihood (other half's) at "
+          "the true direction against at ours, position and time refined for each:")  # fmt: skip
+    for label, lo, hi in (("3", 3, 3), ("4", 4, 4), ("5-6", 5, 6), ("all", 3, 99)):
+        pick = misses[(n_dus[misses] >= lo) & (n_dus[misses] <= hi)]
+        better = int((preferred[pick] < 0).sum())
+        results["misses_truth_preferred"][label] = {
+            "misses": len(pick), "truth_preferred": better,
+            "median_delta": float(np.nanmedian(preferred[pick])) if len(pick) else None,
+        }  # fmt: skip
+        print(f"- {label} DUs: {len(pick)} misses, the truth preferred in {better}, median "
+              f"-ln L(truth) - (-ln L(ours)) {np.nanmedian(preferred[pick]):.1f}")  # fmt: skip
     if args.arca_seconds:
         results["arca230_refine_ms_per_track"] = arca_cpu(args.arca_seconds, half_tables[0])
         print(
