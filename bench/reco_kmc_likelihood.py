@@ -217,8 +217,9 @@ def compare(before: np.ndarray, after: np.ndarray) -> dict:
             "out_of_10": int(((before < 10) & (after >= 10)).sum())}  # fmt: skip
 
 
-def arca_cpu(seconds: float, tables: MuonTables) -> float:
-    """CPU (ms) per track of the refine stage on simulated ARCA-230 events."""
+def arca_cpu(seconds: float, tables: MuonTables) -> dict:
+    """CPU (ms) per track of the refine stage on simulated ARCA-230 events, and how many of
+    the events per second are small (tried, <= ``spread_max_doms`` DOMs)."""
     from km3mon.sim.sim_geometry import synthetic_detx
     from reco_speed import simulate
 
@@ -226,12 +227,16 @@ def arca_cpu(seconds: float, tables: MuonTables) -> float:
     payloads = [p for s in simulate(detector, seconds, 2) for p in s]
     _events, hits = decode_events_hits(payloads)
     hits = calibrate_hits(detector, hits)
-    tracks = Reconstruction(detector).run(len(_events), hits).tracks
+    reconstruction = Reconstruction(detector)
+    result = reconstruction.run(len(_events), hits)
+    tracks = result.tracks
     stage = TrackLikelihood(detector, tables)
     stage.refine(tracks[:2].copy(), hits[hits["calibrated"]])  # compiled
     started = time.process_time()
     stage.refine(tracks, hits[hits["calibrated"]])
-    return (time.process_time() - started) / len(tracks) * 1e3
+    small = result.track_tried & (result.n_doms <= reconstruction.settings.spread_max_doms)
+    return {"refine_ms_per_track": (time.process_time() - started) / len(tracks) * 1e3,
+            "events": len(_events), "small_events_per_s": float(small.sum() / seconds)}  # fmt: skip
 
 
 def choose(stage: TrackLikelihood, tracks: np.ndarray, candidates: np.ndarray,
@@ -444,10 +449,14 @@ def main() -> int:
         print(f"- {label} DUs: {len(pick)} misses, the truth preferred in {better}, median "
               f"-ln L(truth) - (-ln L(ours)) {np.nanmedian(preferred[pick]):.1f}")  # fmt: skip
     if args.arca_seconds:
-        results["arca230_refine_ms_per_track"] = arca_cpu(args.arca_seconds, half_tables[0])
+        arca = arca_cpu(args.arca_seconds, half_tables[0])
+        results["arca230"] = arca
+        per_event = (1 + args.starts) * arca["refine_ms_per_track"]
         print(
-            f"\nrefine on ARCA-230 simulated events: "
-            f"{results['arca230_refine_ms_per_track']:.2f} ms CPU per track"
+            f"\nrefine on ARCA-230 simulated events: {arca['refine_ms_per_track']:.2f} ms CPU per "
+            f"track; {arca['small_events_per_s']:.0f} events/s with <= spread_max_doms DOMs "
+            f"({arca['events']} events in {args.arca_seconds:g} s): refine and choose for them "
+            f"~{per_event * arca['small_events_per_s'] / 1e3:.1f} cores"
         )
     if args.json:
         write_json(args.json, results)
