@@ -54,7 +54,6 @@ from km3mon.reco.model import (
     SPEED_OF_LIGHT_M_NS,
     fibonacci_sphere,
     line_parameters,
-    line_time_ns,
     track_time_ns,
 )
 
@@ -576,9 +575,10 @@ class Reconstruction:
 
     def _refine_lines(self, q, cost, residual, z, times, offsets, fit_event, fit_du, tracks,
                       snapshot) -> None:  # fmt: skip
-        """Move each line fit of an event without a multi-DU track to the best of the PMT
-        likelihood's optima from azimuths around its DU (``q``: d_c, z_c, θ, t_c per fit;
-        its time ``cost`` and hits' ``residual`` follow; in place)."""
+        """Give each line fit of an event without a multi-DU track the zenith of the best of
+        the PMT likelihood's optima from azimuths around its DU; its distance, height and
+        time are then fitted on its hits' times again, so that its ``cost`` (Q) and hits'
+        ``residual`` mean what every line's do (``q``: d_c, z_c, θ, t_c per fit; in place)."""
         todo = np.flatnonzero(np.isfinite(cost) & ~np.isin(fit_event, tracks["event"]))
         if not len(todo):
             return
@@ -601,19 +601,18 @@ class Reconstruction:
             starts, snapshot, doms=(np.concatenate(doms), np.r_[0, np.cumsum(sizes)])
         )[:, 1].reshape(len(todo), 2 * k)
         value = np.where(np.isfinite(value), value, np.inf)
+        refined = np.full_like(q, np.nan)
         for j, i in enumerate(todo):
-            if not np.isfinite(value[j].min()):
-                continue
-            row = starts[j * 2 * k + np.argmin(value[j])]
-            d_c, z_c, cos_theta, t_c = line_parameters(
-                row["pos_m"], row["dir"], float(row["t_ns"]), self.du_axis(fit_du[i : i + 1])[0]
-            )
-            q[i] = d_c, z_c, np.arccos(np.clip(cos_theta, -1.0, 1.0)), t_c
-            lo, hi = offsets[i], offsets[i + 1]
-            residual[lo:hi] = times[lo:hi] - line_time_ns(z[lo:hi], d_c, z_c, cos_theta, t_c)
-            u = residual[lo:hi] / self.settings.sigma_ns
-            u = np.where(u > 0, u / kernels.LATE_FACTOR, u)
-            cost[i] = float(np.log1p(u * u).sum())
+            if np.isfinite(value[j].min()):
+                row = starts[j * 2 * k + np.argmin(value[j])]
+                axis = self.du_axis(fit_du[i : i + 1])[0]
+                d_c, z_c, cos_theta, t_c = line_parameters(row["pos_m"], row["dir"],
+                                                           float(row["t_ns"]), axis)  # fmt: skip
+                refined[i] = d_c, z_c, np.arccos(np.clip(cos_theta, -1.0, 1.0)), t_c
+        kernels.fit_lines_at_zenith(z, times, offsets, refined, self.settings.sigma_ns,
+                                    self.settings.max_iterations, cost, residual)  # fmt: skip
+        done = np.isfinite(refined[:, 0])
+        q[done] = refined[done]
 
     def _floor_heights(self, fit_du: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heights of the optical DOMs of each fit's DU (in ``_du_floors`` order), flat,

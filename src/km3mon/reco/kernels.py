@@ -897,10 +897,12 @@ def _line_work(n, m):
 
 
 @nb.njit(cache=True)
-def _fit_line(z, t, n, q, sigma, max_iter, floor_z, floor_k, count_weight, work):
+def _fit_line(z, t, n, q, sigma, max_iter, floor_z, floor_k, count_weight, work,
+              keep_theta=False):  # fmt: skip
     """Robust LM fit of the single-line model from q (updated in place) on the times and,
-    with a ``count_weight``, the floors' hit counts; returns the cost. ``work``: from
-    :func:`_line_work`, so that the many starts of a fit allocate nothing."""
+    with a ``count_weight``, the floors' hit counts; returns the cost. ``keep_theta``: the
+    zenith stays as it is. ``work``: from :func:`_line_work`, so that the many starts of a
+    fit allocate nothing."""
     jac, res, weight, matrices, vectors, ln_f, score = work
     normal, trial_normal, trial = matrices[0], matrices[1], matrices[2]
     grad, trial_grad, step, new_q = vectors[0], vectors[1], vectors[2], vectors[3]
@@ -912,6 +914,11 @@ def _fit_line(z, t, n, q, sigma, max_iter, floor_z, floor_k, count_weight, work)
         for _ in range(8):
             trial[:] = normal
             step[:] = grad
+            if keep_theta:
+                trial[2, :] = 0.0
+                trial[:, 2] = 0.0
+                trial[2, 2] = 1.0
+                step[2] = 0.0
             for a in range(N_LINE):
                 trial[a, a] += damping * normal[a, a] + 1e-12
             if not _solve(trial, step, N_LINE):
@@ -1049,3 +1056,30 @@ def fit_lines(z, t, offsets, floor_z, floor_k, floor_offsets, starts, sigma, max
         out_q[k, 1] = chosen[1]
         out_q[k, 2] = theta
         out_q[k, 3] = chosen[3] + t_ref
+
+
+@nb.njit(cache=True)
+def fit_lines_at_zenith(z, t, offsets, q, sigma, max_iter, out_cost, out_res):
+    """The times' fit of d_c, z_c and t_c of each line in ``q`` (rows of NaN skipped),
+    its zenith kept, as :func:`fit_lines` fits them (``q``, ``out_cost`` and the hits'
+    ``out_res`` updated): the residuals of a line whose zenith came from elsewhere."""
+    most_hits = 0
+    for k in range(len(offsets) - 1):
+        most_hits = max(most_hits, offsets[k + 1] - offsets[k])
+    work = _line_work(most_hits, 0)
+    no_floors = np.zeros(0)
+    for k in range(len(offsets) - 1):
+        lo, hi = offsets[k], offsets[k + 1]
+        if hi - lo < N_LINE or not np.isfinite(q[k, 0]):
+            continue
+        t_ref = t[lo:hi].min()
+        tt = t[lo:hi] - t_ref
+        line = q[k].copy()
+        line[3] -= t_ref
+        _fit_line(z[lo:hi], tt, hi - lo, line, sigma, max_iter, no_floors, no_floors, 0.0,
+                  work, True)  # fmt: skip
+        out_cost[k] = _line_terms(z[lo:hi], tt, hi - lo, line, sigma, work[0], out_res[lo:hi],
+                                  work[2])  # fmt: skip
+        q[k, 0] = abs(line[0])
+        q[k, 1] = line[1]
+        q[k, 3] = line[3] + t_ref
