@@ -597,8 +597,9 @@ class Reconstruction:
         starts["t_ns"] = q[line, 3]
         doms = [self._du_doms[int(du)] for du in fit_du[line]]
         sizes = np.fromiter(map(len, doms), np.int64, len(doms))
+        mine = snapshot[np.isin(snapshot["event"], fit_event[todo])]  # not the whole batch's
         value = self._pmt_likelihood.refine(
-            starts, snapshot, doms=(np.concatenate(doms), np.r_[0, np.cumsum(sizes)])
+            starts, mine, doms=(np.concatenate(doms), np.r_[0, np.cumsum(sizes)])
         )[:, 1].reshape(len(todo), 2 * k)
         value = np.where(np.isfinite(value), value, np.inf)
         refined = np.full_like(q, np.nan)

@@ -63,8 +63,11 @@ class MuonTables:
     k40_per_ns: float
 
     def centres(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(0.5 * (e[1:] + e[:-1]) for e in
-                     (self.rho_edges, self.cos_edges, self.residual_edges))  # fmt: skip
+        return _centres(self.rho_edges, self.cos_edges, self.residual_edges)
+
+
+def _centres(*edges: np.ndarray) -> tuple[np.ndarray, ...]:
+    return tuple(0.5 * (e[1:] + e[:-1]) for e in edges)
 
 
 def expected(params: np.ndarray, rho, facing, residual, k40_per_ns: float):
@@ -84,8 +87,7 @@ def expected(params: np.ndarray, rho, facing, residual, k40_per_ns: float):
 
 def tables(params: np.ndarray, k40_per_ns: float) -> MuonTables:
     """The model's first-hit density and no-hit probability at the tables' cells."""
-    rho_c, cos_c, res_c = (0.5 * (e[1:] + e[:-1]) for e in
-                           (RHO_EDGES, COS_EDGES, RESIDUAL_EDGES))  # fmt: skip
+    rho_c, cos_c, res_c = _centres(RHO_EDGES, COS_EDGES, RESIDUAL_EDGES)
     rho, facing = (x.ravel()[:, None] for x in np.meshgrid(rho_c, cos_c, indexing="ij"))
     step = 0.05
     total = expected(params, rho, facing, res_c[None, :], k40_per_ns)

@@ -64,7 +64,8 @@ def dom_table(tables: MuonTables, pmt_dir: np.ndarray) -> np.ndarray:
 
 
 class TrackLikelihood:
-    """Refines a batch's multi-DU tracks on the likelihood of the PMTs near each."""
+    """Refines tracks (any number per event) on the likelihood of the PMTs near each, or of
+    the DOMs given for each (a single DU's)."""
 
     def __init__(self, detector: Detector, tables: MuonTables) -> None:
         self.detector = detector
