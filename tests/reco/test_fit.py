@@ -202,3 +202,18 @@ def test_a_flooded_du_without_a_track_still_gets_its_line() -> None:
     result = Reconstruction(detector).run(1, calibrate_hits(detector, hits))
     assert len(result.tracks) == 0 and len(result.lines) == 1
     assert np.isfinite(result.lines["cos_theta"]).all() and result.lines["n_hits"][0] >= 4
+
+
+def test_a_batch_without_calibrated_triggered_hits_gives_an_empty_result() -> None:
+    """Events whose DOMs are not in the detector file (a DETX of another detector) or that
+    carry only snapshot hits: nothing to fit, nothing tried, and no error for the batch."""
+    detector = arca21_sample(1).detector
+    hits = np.zeros(6, HITS_DTYPE)
+    hits["event"] = [0, 0, 1, 1, 2, 2]
+    hits["dom_id"] = 999_999_999  # on no DOM of the file
+    hits["triggered"] = True
+    for batch in (hits, hits[:0]):
+        result = Reconstruction(detector).run(3, calibrate_hits(detector, batch))
+        assert len(result.tracks) == len(result.lines) == len(result.dom_residuals) == 0
+        assert not result.track_tried.any() and len(result.n_doms) == 3
+        assert not any(result.unfitted.values())

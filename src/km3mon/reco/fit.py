@@ -197,6 +197,19 @@ def cone_offsets(radius_deg: float) -> np.ndarray:
 
 
 @dataclass
+class RoadCandidates:
+    """Snapshot hits a track's road may add (``Reconstruction._road_candidates``): rows,
+    fit row and DOM index of each, (x, y, z, t) as one array; groups of one fit and DOM
+    start at ``group_offsets``."""
+
+    hits: np.ndarray
+    fit: np.ndarray
+    dom: np.ndarray
+    values: np.ndarray
+    group_offsets: np.ndarray
+
+
+@dataclass
 class BatchResult:
     """What one batch gave: tracks and lines (rows point into the batch's events), and the
     residual tables."""
@@ -284,6 +297,8 @@ class Reconstruction:
         s = self.settings
         snapshot = hits[hits["calibrated"]]
         hits = snapshot[snapshot["triggered"]]
+        if not len(hits):  # e.g. no DOM of the batch in the detector file
+            return self._nothing(n_events)
         dom = self.detector.dom_index(hits["dom_id"])
         order = np.lexsort((hits["time_ns"], dom, hits["event"]))
         hits, dom = hits[order], dom[order]
@@ -311,9 +326,10 @@ class Reconstruction:
         tracks, dom_residuals = self._tracks(
             hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus
         )
+        road = self._road_candidates(snapshot, tracks)
         for _ in range(s.refit_passes if s.refit_window_ns is not None else 0):
-            self._road_refit(snapshot, tracks, hits[tried[event]], event[tried[event]])
-        dom_residuals = np.concatenate((dom_residuals, self._road(snapshot, tracks)))
+            self._road_refit(road, tracks, hits[tried[event]], event[tried[event]])
+        dom_residuals = np.concatenate((dom_residuals, self._road(road, tracks)))
         lines, line_residuals, line_unfitted = self._lines(
             hits, dom, event, first, tracks, snapshot
         )
@@ -328,6 +344,19 @@ class Reconstruction:
         return BatchResult(
             tracks, lines, line_residuals, dom_residuals, n_doms, n_dus, n_hits, tried, unfitted
         )
+
+    @staticmethod
+    def _nothing(n_events: int) -> BatchResult:
+        """The result of a batch without calibrated triggered hits: nothing tried."""
+        none = np.zeros(n_events, np.int64)
+        unfitted = dict.fromkeys(("multi_du_too_few_doms", "multi_du_no_fit",
+                                  "multi_du_ambiguous_azimuth", "single_du_too_few_floors",
+                                  "single_du_no_fit"), 0)  # fmt: skip
+        return BatchResult(
+            np.zeros(0, TRACK_DTYPE), np.zeros(0, LINE_DTYPE), np.zeros(0, LINE_RESIDUAL_DTYPE),
+            np.zeros(0, DOM_RESIDUAL_DTYPE), none, none.copy(), none.copy(),
+            np.zeros(n_events, bool), unfitted,
+        )  # fmt: skip
 
     def _tracks(self, hits, dom, event, first, du, ln_distance, tried, n_doms, n_dus):
         s = self.settings
@@ -415,54 +444,68 @@ class Reconstruction:
                        len(curve) - 1)  # fmt: skip
         return curve[bins]
 
-    def _road_hits(self, snapshot: np.ndarray, tracks: np.ndarray, window_ns: tuple):
-        """The first snapshot hit of each DOM within ``road_m`` of each track and
-        ``window_ns`` of its time, for DOMs without triggered hits in the event: (hits,
-        fit row, DOM index, residual), sorted by fit and DOM."""
-        s = self.settings
+    def _road_candidates(self, snapshot: np.ndarray, tracks: np.ndarray) -> RoadCandidates:
+        """The snapshot hits any road of the tracks may take: those of fitted events on DOMs
+        without triggered hits in the event (those were in the fit: they have leave-one-out
+        residuals), sorted by fit and DOM. Found once per batch; the refit passes and the
+        residuals only measure them against the moved tracks."""
+        empty = RoadCandidates(snapshot[:0], np.zeros(0, np.int64), np.zeros(0, np.int64),
+                               np.zeros((0, 4)), np.zeros(1, np.int64))  # fmt: skip
         if not len(tracks) or not len(snapshot):
-            return snapshot[:0], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+            return empty
         fit_of_event = np.full(int(snapshot["event"].max()) + 1, -1)
         known = tracks["event"] < len(fit_of_event)
         fit_of_event[tracks["event"][known]] = np.flatnonzero(known)
         fit = fit_of_event[snapshot["event"]]
         hits, fit = snapshot[fit >= 0], fit[fit >= 0]
+        if not len(hits):
+            return empty
         dom = self.detector.dom_index(hits["dom_id"])
-        # DOMs with triggered hits were in the fit (they have leave-one-out residuals)
-        used = np.unique(fit[hits["triggered"]] * 1_000_000 + dom[hits["triggered"]])
-        free = ~np.isin(fit * 1_000_000 + dom, used)
-        hits, fit, dom = hits[free], fit[free], dom[free]
-        track = tracks[fit]
-        pos = np.column_stack((hits["pos_x_m"], hits["pos_y_m"], hits["pos_z_m"]))
-        offset = pos - track["pos_m"]
-        along = np.einsum("ij,ij->i", offset, track["dir"])
-        rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", offset, offset) - along**2, 0.0))
-        residual = hits["time_ns"] - (track["t_ns"] + (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS)
-        near = (rho < s.road_m) & (residual >= window_ns[0]) & (residual <= window_ns[1])
-        hits, fit, dom, residual = hits[near], fit[near], dom[near], residual[near]
-        order = np.lexsort((residual, dom, fit))
-        hits, fit, dom, residual = hits[order], fit[order], dom[order], residual[order]
-        first = np.r_[True, (fit[1:] != fit[:-1]) | (dom[1:] != dom[:-1])] if len(fit) else []
-        return hits[first], fit[first], dom[first], residual[first]
+        order = np.lexsort((dom, fit))
+        hits, fit, dom = hits[order], fit[order], dom[order]
+        new_group = np.r_[True, (fit[1:] != fit[:-1]) | (dom[1:] != dom[:-1])]
+        group = np.cumsum(new_group) - 1
+        free = ~np.logical_or.reduceat(hits["triggered"], np.flatnonzero(new_group))[group]
+        hits, fit, dom, new_group = hits[free], fit[free], dom[free], new_group[free]
+        columns = ("pos_x_m", "pos_y_m", "pos_z_m", "time_ns")
+        values = np.column_stack([hits[c].astype(np.float64) for c in columns])
+        offsets = np.r_[np.flatnonzero(new_group), len(fit)].astype(np.int64)
+        return RoadCandidates(hits, fit, dom, values, offsets)
 
-    def _road(self, snapshot: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    def _road_hits(self, road: RoadCandidates, tracks: np.ndarray, window_ns: tuple):
+        """The first hit (lowest residual) of each DOM of ``road`` within ``road_m`` of its
+        track and ``window_ns`` of its time: (hits, fit row, DOM index, residual), sorted by
+        fit and DOM."""
+        chosen = np.full(len(road.group_offsets) - 1, -1, np.int64)
+        residual = np.zeros(len(chosen))
+        kernels.road_first_hits(
+            road.values, road.fit, road.group_offsets,
+            np.ascontiguousarray(tracks["dir"]), np.ascontiguousarray(tracks["pos_m"]),
+            np.ascontiguousarray(tracks["t_ns"]), self.settings.road_m, float(window_ns[0]),
+            float(window_ns[1]), chosen, residual,
+        )  # fmt: skip
+        found = chosen >= 0
+        rows = chosen[found]
+        return road.hits[rows], road.fit[rows], road.dom[rows], residual[found]
+
+    def _road(self, road: RoadCandidates, tracks: np.ndarray) -> np.ndarray:
         """Residuals of the DOMs within the road of each track that the fit did not use,
         slewing corrected: the DOMs whose hits the trigger left out -- a DOM far off in time
         among them."""
-        hits, fit, dom, residual = self._road_hits(snapshot, tracks, self.settings.road_window_ns)
+        hits, fit, dom, residual = self._road_hits(road, tracks, self.settings.road_window_ns)
         out = np.zeros(len(hits), DOM_RESIDUAL_DTYPE)
         out["fit"] = fit
         out["dom"] = dom
         out["t_res_ns"] = residual - self.slewing_ns(hits["tot"])
         return out
 
-    def _road_refit(self, snapshot: np.ndarray, tracks: np.ndarray, fit_hits: np.ndarray,
+    def _road_refit(self, road: RoadCandidates, tracks: np.ndarray, fit_hits: np.ndarray,
                     fit_event: np.ndarray) -> None:  # fmt: skip
         """Refit each track from its triggered hits plus the first snapshot hit of every
         other DOM in its road and in time with it (as Jpp's fits use L0 hits in a road):
         DOMs the trigger did not take add time measurements. Tracks updated in place."""
         s = self.settings
-        road, road_fit, _, _ = self._road_hits(snapshot, tracks, s.refit_window_ns)
+        road, road_fit, _, _ = self._road_hits(road, tracks, s.refit_window_ns)
         fit_of_event = np.full(int(max(fit_event.max(initial=0), 0)) + 1, -1)
         fit_of_event[tracks["event"]] = np.arange(len(tracks))
         own_fit = fit_of_event[fit_event] if len(fit_event) else np.zeros(0, np.int64)

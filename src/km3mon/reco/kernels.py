@@ -784,6 +784,32 @@ def refit_tracks(pos, t, offsets, sigma, max_iter, io_dir, io_pos, io_t, out_cos
         io_t[k] = t0 + io_t[k]
 
 
+@nb.njit(cache=True)
+def road_first_hits(values, fit, group_offsets, track_dir, track_pos, track_t, road_m,
+                    low_ns, high_ns, out_row, out_residual):  # fmt: skip
+    """Per group of hits (one fit, one DOM; ``values`` rows x, y, z, t): the row of the hit
+    with the lowest residual among those within ``road_m`` of the fit's track and in
+    [low_ns, high_ns] of its time (-1: none), and that residual."""
+    road2 = road_m * road_m
+    for g in range(len(group_offsets) - 1):
+        out_row[g] = -1
+        for i in range(group_offsets[g], group_offsets[g + 1]):
+            k = fit[i]
+            dx = values[i, 0] - track_pos[k, 0]
+            dy = values[i, 1] - track_pos[k, 1]
+            dz = values[i, 2] - track_pos[k, 2]
+            along = dx * track_dir[k, 0] + dy * track_dir[k, 1] + dz * track_dir[k, 2]
+            rho2 = max(dx * dx + dy * dy + dz * dz - along * along, 0.0)
+            if rho2 >= road2:
+                continue
+            r = values[i, 3] - (track_t[k] + (along + K * np.sqrt(rho2)) / C)
+            if r < low_ns or r > high_ns:
+                continue
+            if out_row[g] < 0 or r < out_residual[g]:
+                out_row[g] = i
+                out_residual[g] = r
+
+
 # --- single-line fit: ROy's four parameters ---------------------------------------------
 
 
