@@ -283,3 +283,11 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
     assert np.array_equal(last_hour.get_ydata(), zenith)
     assert last_hour.get_label() == f"last hour ({len(result.tracks)} muons)"
     save_figure(figure, tmp_path / "reco_zenith.png")
+
+
+def test_the_display_title_shows_a_line_without_degrees_of_freedom_as_a_dash() -> None:
+    """A line on four floors has four parameters and no Q: the z-t title said "Q: nan"."""
+    from km3mon.monitors.reco import quality_text
+
+    assert quality_text(float("nan")) == "–"
+    assert quality_text(1.234) == "1.2"

@@ -73,6 +73,12 @@ TARGET_DOM_RESIDUALS = 300
 DISPLAY_MAX_QUALITY = 3.0
 
 
+def quality_text(quality: float) -> str:
+    """A fit's Q for a plot title; "–" where no degree of freedom is left (a line on four
+    floors has four parameters), not a "nan" a shifter has to decode."""
+    return f"{quality:.2g}" if np.isfinite(quality) else "–"
+
+
 class Reco(Monitor):
     name = "reco"
     tags = ("IO_EVT",)
@@ -284,7 +290,7 @@ class Reco(Monitor):
         dus = np.unique(calibrated["du"])
         du_xy = dict(zip(dus.tolist(), self.reconstruction.du_axis(dus), strict=True))
         zenith, azimuth = track_angles(track["dir"][None, :])
-        q_lines = ", ".join(f"DU {ln['du']}: {ln['quality']:.2g}" for ln in lines)
+        q_lines = ", ".join(f"DU {ln['du']}: {quality_text(ln['quality'])}" for ln in lines)
         title = (
             f"ROy live reconstruction: multi-DU Q={track['quality']:.2g} "
             f"(zenith {zenith[0]:.1f}°, azimuth {azimuth[0]:.1f}°, {track['n_doms']} DOMs on "
