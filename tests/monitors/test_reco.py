@@ -23,7 +23,7 @@ from km3mon.sim.sim_truth import read_truth
 from km3mon.timetext import utc
 from tests.conftest import read_json, wait_until
 from tests.monitors.stamps import png_text
-from tests.sim.test_simulator_support import ARCA21_DETX
+from tests.sim.test_simulator_support import ARCA21_DETX, ORCA6_DETX
 
 HEADER = "a,b"
 
@@ -181,6 +181,33 @@ def test_reco_fits_every_event_and_flags_the_dom_with_a_wrong_t0(ligier, spawn, 
     read_back = read_json(metrics_path)
     assert read_back["doms"] == final["doms"] and len(final["doms"]["dom_id"]) > 300
     assert read_back["flagged_doms"] == final["flagged_doms"]
+
+
+@pytest.mark.timeout(600)  # its waits, not this, bound it
+def test_events_of_another_detector_show_as_unknown_doms_not_as_errors(
+    ligier, spawn, tmp_path
+) -> None:
+    """reco on ARCA-21's DETX, fed ORCA-6 events (a detector file that does not match):
+    every batch is taken without an error (the fit used to fail each one with an
+    IndexError), nothing is fitted, and the hits' DOMs are counted on the status page."""
+    data = tmp_path / "data"
+    monitor = spawn("reco", "--detx", ARCA21_DETX, "-p", ligier.port, "-o", tmp_path / "plots",
+                    "--data-dir", data, "-i", "2")  # fmt: skip
+    wait_until(lambda: "IO_EVT" in query_status(port=ligier.port), 180, "reco subscribed")
+    spawn("simulate", "--detx", ORCA6_DETX, "-p", ligier.port, "--speed", "4", "--seed", "3")
+    freshness = data / "freshness" / "reco.json"
+
+    def seen() -> dict:
+        return read_json(freshness)
+
+    wait_until(lambda: seen().get("messages", 0) >= 200 and seen().get("unknown_doms", 0), 300,
+               "200 events taken and unknown DOMs counted", show=seen)  # fmt: skip
+    state = seen()
+    assert state["decode_errors"] == 0, monitor.log
+    assert "DOM ids not in detector 133" in monitor.log
+    fits = data / "reco" / "fits.csv"
+    assert not fits.exists() or len(fits.read_text().splitlines()) <= 1
+    assert monitor.alive()
 
 
 @pytest.mark.parametrize("offset_ns", [5.0, 20.0])

@@ -193,6 +193,9 @@ class Reco(Monitor):
         self.context.saw_data_at(float(times_s.max()))
         # snapshot hits too: the per-DOM residuals use those within a road around each track
         calibrated = self._calibrate(events, hits)
+        foreign = calibrated["triggered"] & ~calibrated["calibrated"]
+        if foreign.any():  # a detector file that does not match: on the status page, logged
+            self.context.dom_index(calibrated["dom_id"][foreign])
         result = self.reconstruction.run(len(events), calibrated)
         self._write_fits(events, times_s, result)
         self._fill_rings(times_s, result)
