@@ -14,9 +14,10 @@ events is what km3mon ships). An event is only ever scored with the other half's
   half's tables, and on the shipped ones (in-sample), median |Δzenith| by triggered DOMs;
 - **multi-DU** (trials, not adopted): every >= 3-DU track refined (Nelder-Mead), chosen
   among ``--starts`` time fits from directions spread over the sphere, or all of those
-  refined and the best kept; medians, the paired change of well-fitted events' angles,
-  events moved across 10°, CPU per track; and, for the events more than 10° off, whether
-  the likelihood prefers the true direction to ours.
+  refined and the best kept, or (cheaper) only the distinct ones (``DISTINCT_DEG`` apart)
+  each refined briefly, the one chosen refined to the end; medians, the paired change of
+  well-fitted events' angles, events moved across 10°, CPU per track; and, for the events
+  more than 10° off, whether the likelihood prefers the true direction to ours.
 
 ``--arca-seconds``: the refine stage's CPU per track on simulated ARCA-230 events.
 
@@ -37,7 +38,7 @@ from km3mon.detector import Detector, calibrate_hits, parse_detx
 from km3mon.reco import kmc
 from km3mon.reco.fit import TRACK_DTYPE, Reconstruction, Settings
 from km3mon.reco.light import KM3NET_MC_PARAMETERS, PARAMETER_NAMES, WINDOW_NS, MuonTables, tables
-from km3mon.reco.likelihood import TrackLikelihood
+from km3mon.reco.likelihood import MAX_EVALUATIONS, TrackLikelihood
 from km3mon.reco.model import (
     COS_CHERENKOV,
     KAPPA,
@@ -56,6 +57,10 @@ RESIDUAL_EDGES = np.array([-30, -15, -8, -5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 10
 #: tables' own bins say so), over the whole window. The detector's noise, not the muon's
 #: light: measured on all events, for the half tables too (too few counts in a half).
 K40_FROM_M = 100.0
+#: The cheaper search: candidates at least this far apart (degrees), each refined with this
+#: many evaluations before the likelihood chooses, the chosen one refined to the end.
+DISTINCT_DEG = 2.0
+SHORT_EVALUATIONS = 30
 
 
 def first_residuals(detector: Detector, hits: np.ndarray, d, p, t0):
@@ -194,6 +199,7 @@ def candidates(hits: np.ndarray, tracks: np.ndarray, n_starts: int) -> np.ndarra
     out["dir"] = direction[ok] / np.linalg.norm(direction[ok], axis=1, keepdims=True)
     out["pos_m"] = centre[ok]
     out["t_ns"] = start_t[ok]
+    out["cost"] = cost[ok]
     return out
 
 
@@ -217,9 +223,10 @@ def compare(before: np.ndarray, after: np.ndarray) -> dict:
             "out_of_10": int(((before < 10) & (after >= 10)).sum())}  # fmt: skip
 
 
-def arca_cpu(seconds: float, tables: MuonTables) -> dict:
-    """CPU (ms) per track of the refine stage on simulated ARCA-230 events, and how many of
-    the events per second are small (tried, <= ``spread_max_doms`` DOMs)."""
+def arca_cpu(seconds: float, tables: MuonTables, starts: int) -> dict:
+    """On simulated ARCA-230 events: CPU (ms) per track of the refine stage, how many of the
+    events per second are small (tried, <= ``spread_max_doms`` DOMs), and the cores the
+    cheaper search (distinct candidates) would take for those and for every track."""
     from km3mon.sim.sim_geometry import synthetic_detx
     from reco_speed import simulate
 
@@ -230,32 +237,59 @@ def arca_cpu(seconds: float, tables: MuonTables) -> dict:
     reconstruction = Reconstruction(detector)
     result = reconstruction.run(len(_events), hits)
     tracks = result.tracks
+    snapshot = hits[hits["calibrated"]]
     stage = TrackLikelihood(detector, tables)
-    stage.refine(tracks[:2].copy(), hits[hits["calibrated"]])  # compiled
+    stage.refine(tracks[:2].copy(), snapshot)  # compiled
     started = time.process_time()
-    stage.refine(tracks, hits[hits["calibrated"]])
+    stage.refine(tracks.copy(), snapshot)
+    out = {"refine_ms_per_track": (time.process_time() - started) / len(tracks) * 1e3,
+           "events": len(_events)}  # fmt: skip
     small = result.track_tried & (result.n_doms <= reconstruction.settings.spread_max_doms)
-    return {"refine_ms_per_track": (time.process_time() - started) / len(tracks) * 1e3,
-            "events": len(_events), "small_events_per_s": float(small.sum() / seconds)}  # fmt: skip
+    out["small_events_per_s"] = float(small.sum() / seconds)
+    for name, mine in (("small", tracks[small[tracks["event"]]]), ("all", tracks)):
+        mine = mine.copy()
+        started = time.process_time()
+        found = distinct(mine, candidates(hits, mine, starts), DISTINCT_DEG)
+        choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS, finish=True)
+        spent = time.process_time() - started
+        out[f"distinct_cores_{name}"] = spent / seconds
+        out[f"distinct_candidates_per_track_{name}"] = len(found) / max(len(mine), 1)
+    return out
+
+
+def distinct(tracks: np.ndarray, candidates: np.ndarray, separation_deg: float) -> np.ndarray:
+    """Of each event's candidates, lowest time cost first, those more than
+    ``separation_deg`` from its track and from each one kept before (most starts end in a
+    few minima)."""
+    cos_max = np.cos(np.radians(separation_deg))
+    kept = []
+    for track in tracks:
+        mine = candidates[candidates["event"] == track["event"]]
+        directions = [track["dir"]]
+        for row in mine[np.argsort(mine["cost"], kind="stable")]:
+            if max(float(np.dot(row["dir"], d)) for d in directions) < cos_max:
+                directions.append(row["dir"])
+                kept.append(row)
+    return np.array(kept, candidates.dtype) if kept else candidates[:0]
 
 
 def choose(stage: TrackLikelihood, tracks: np.ndarray, candidates: np.ndarray,
-           snapshot: np.ndarray, refined: bool = False) -> None:  # fmt: skip
+           snapshot: np.ndarray, evaluations: int = 1, finish: bool = False) -> None:  # fmt: skip
     """Replace each track by its event's candidate (TRACK_DTYPE rows) if the likelihood
-    prefers it (in place); ``refined``: every one of them refined first, the best kept."""
+    prefers it (in place), after ``evaluations`` Nelder-Mead evaluations of every one of
+    them (1: as they are); ``finish``: the chosen one then refined to the end."""
     both = np.concatenate((tracks, candidates.astype(tracks.dtype)))
-    if refined:
-        value = stage.refine(both, snapshot)[:, 1]
-    else:
-        value = stage.refine(both, snapshot, max_evaluations=1)[:, 0]
+    value = stage.refine(both, snapshot, max_evaluations=evaluations)[:, int(evaluations > 1)]
     value = np.where(np.isfinite(value), value, np.inf)
     order = np.lexsort((value, both["event"]))
-    best = order[np.r_[True, both["event"][order][1:] != both["event"][order][:-1]]]
+    best = both[order[np.r_[True, both["event"][order][1:] != both["event"][order][:-1]]]]
+    if finish:
+        stage.refine(best, snapshot)
     row_of_event = {int(e): i for i, e in enumerate(tracks["event"])}
-    for b in best:
-        i = row_of_event.get(int(both["event"][b]))
+    for row in best:
+        i = row_of_event.get(int(row["event"]))
         if i is not None:
-            tracks[i] = both[b]
+            tracks[i] = row
 
 
 def truth_preferred(stage: TrackLikelihood, tracks: np.ndarray, events: list[dict],
@@ -383,7 +417,7 @@ def main() -> int:
     half = truth["file_event"] % 2
     variants = {"km3mon reco": base}
     cpu = {}
-    trials = ("refine", "choose", "refine and choose")
+    trials = ("refine", "choose", "refine and choose", "distinct: short refine, choose, finish")
     preferred = np.full(len(mc.payloads), np.nan)
     for h in (0, 1):
         mine = base[half[base["event"]] == h]
@@ -398,9 +432,14 @@ def main() -> int:
             started = time.process_time()
             if name == "refine":
                 stage.refine(mine, snapshot)
-            else:
+            elif name == "choose":
+                choose(stage, mine, candidates(hits, mine, args.starts), snapshot)
+            elif name == "refine and choose":
                 choose(stage, mine, candidates(hits, mine, args.starts), snapshot,
-                       refined=name == "refine and choose")  # fmt: skip
+                       evaluations=MAX_EVALUATIONS)  # fmt: skip
+            else:
+                found = distinct(mine, candidates(hits, mine, args.starts), DISTINCT_DEG)
+                choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS, finish=True)
             spent += time.process_time() - started
             parts.append(mine)
         variants[name] = np.concatenate(parts)
@@ -449,14 +488,18 @@ def main() -> int:
         print(f"- {label} DUs: {len(pick)} misses, the truth preferred in {better}, median "
               f"-ln L(truth) - (-ln L(ours)) {np.nanmedian(preferred[pick]):.1f}")  # fmt: skip
     if args.arca_seconds:
-        arca = arca_cpu(args.arca_seconds, half_tables[0])
+        arca = arca_cpu(args.arca_seconds, half_tables[0], args.starts)
         results["arca230"] = arca
         per_event = (1 + args.starts) * arca["refine_ms_per_track"]
         print(
             f"\nrefine on ARCA-230 simulated events: {arca['refine_ms_per_track']:.2f} ms CPU per "
             f"track; {arca['small_events_per_s']:.0f} events/s with <= spread_max_doms DOMs "
             f"({arca['events']} events in {args.arca_seconds:g} s): refine and choose for them "
-            f"~{per_event * arca['small_events_per_s'] / 1e3:.1f} cores"
+            f"~{per_event * arca['small_events_per_s'] / 1e3:.1f} cores; the cheaper search "
+            f"(distinct candidates, timed whole) {arca['distinct_cores_small']:.2f} cores for "
+            f"them ({arca['distinct_candidates_per_track_small']:.1f} candidates per track), "
+            f"{arca['distinct_cores_all']:.2f} cores for every track "
+            f"({arca['distinct_candidates_per_track_all']:.1f} per track)"
         )
     if args.json:
         write_json(args.json, results)
