@@ -505,14 +505,14 @@ class Reconstruction:
         other DOM in its road and in time with it (as Jpp's fits use L0 hits in a road):
         DOMs the trigger did not take add time measurements. Tracks updated in place."""
         s = self.settings
-        road, road_fit, _, _ = self._road_hits(road, tracks, s.refit_window_ns)
+        extra, extra_fit, _, _ = self._road_hits(road, tracks, s.refit_window_ns)
         fit_of_event = np.full(int(max(fit_event.max(initial=0), 0)) + 1, -1)
         fit_of_event[tracks["event"]] = np.arange(len(tracks))
         own_fit = fit_of_event[fit_event] if len(fit_event) else np.zeros(0, np.int64)
         mine = own_fit >= 0
-        fit = np.concatenate((own_fit[mine], road_fit))
+        fit = np.concatenate((own_fit[mine], extra_fit))
         columns = ("pos_x_m", "pos_y_m", "pos_z_m", "time_ns")
-        values = np.column_stack([np.concatenate((fit_hits[c][mine], road[c])) for c in columns])
+        values = np.column_stack([np.concatenate((fit_hits[c][mine], extra[c])) for c in columns])
         order = np.argsort(fit, kind="stable")
         fit, values = fit[order], values[order]
         counts = np.bincount(fit, minlength=len(tracks))
