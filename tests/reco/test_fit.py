@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cache
+from itertools import pairwise
 
 import numpy as np
+import pytest
 
 from km3mon.daq.event import HITS_DTYPE
 from km3mon.detector import calibrate_hits
@@ -217,3 +219,47 @@ def test_a_batch_without_calibrated_triggered_hits_gives_an_empty_result() -> No
         assert len(result.tracks) == len(result.lines) == len(result.dom_residuals) == 0
         assert not result.track_tried.any() and len(result.n_doms) == 3
         assert not any(result.unfitted.values())
+
+
+def test_the_road_takes_each_dom_s_lowest_residual_within_road_and_window() -> None:
+    """``kernels.road_first_hits`` against the definition, hit by hit: per fit and DOM the
+    hit of lowest residual among those within ``road_m`` of the track and in the window;
+    DOMs with none are left out, ties go to the first hit."""
+    from km3mon.reco import kernels
+    from km3mon.reco.model import KAPPA, SPEED_OF_LIGHT_M_NS
+
+    rng = np.random.default_rng(11)
+    n_fits, n_hits = 3, 4000
+    direction = rng.normal(size=(n_fits, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    point, t0 = rng.uniform(-50, 50, (n_fits, 3)), rng.uniform(0, 100, n_fits)
+    fit = np.sort(rng.integers(0, n_fits, n_hits))
+    dom = rng.integers(0, 40, n_hits)
+    order = np.lexsort((dom, fit))
+    fit, dom = fit[order], dom[order]
+    values = np.column_stack((rng.uniform(-120, 120, (n_hits, 3)), rng.uniform(0, 900, n_hits)))
+    values[1::7] = values[::7][: len(values[1::7])]  # the same hit twice: ties
+    starts = np.flatnonzero(np.r_[True, (fit[1:] != fit[:-1]) | (dom[1:] != dom[:-1])])
+    offsets = np.r_[starts, n_hits].astype(np.int64)
+    chosen = np.full(len(starts), -1, np.int64)
+    residual = np.zeros(len(starts))
+    kernels.road_first_hits(values, fit, offsets, direction, point, t0, 60.0, -40.0, 60.0,
+                            chosen, residual)  # fmt: skip
+
+    offset = values[:, :3] - point[fit]
+    along = np.einsum("ij,ij->i", offset, direction[fit])
+    rho = np.sqrt(np.maximum(np.einsum("ij,ij->i", offset, offset) - along**2, 0.0))
+    expected_r = values[:, 3] - t0[fit] - (along + KAPPA * rho) / SPEED_OF_LIGHT_M_NS
+    inside = (rho < 60.0) & (expected_r >= -40.0) & (expected_r <= 60.0)
+    assert 0 < inside.sum() < n_hits
+    ties = 0
+    for g, (lo, hi) in enumerate(pairwise(offsets)):
+        rows = np.arange(lo, hi)[inside[lo:hi]]
+        if not len(rows):
+            assert chosen[g] == -1
+            continue
+        best = rows[np.argmin(expected_r[rows])]  # argmin: the first of equal ones
+        assert chosen[g] == best
+        ties += int(np.sum(expected_r[rows] == expected_r[best]) > 1)
+        assert residual[g] == pytest.approx(expected_r[best], abs=1e-9)
+    assert ties and (chosen == -1).any()  # a tie decided some DOM; some had no hit in reach
