@@ -244,7 +244,7 @@ class Context:
         now = time.monotonic()
         if now - self._last_unknown_log >= ERROR_LOG_EVERY_S:
             self.log.warning(
-                "DOM ids not in detector %d (%s): %s (%d unknown frames in total)",
+                "DOM ids not in detector %d (%s): %s (%d rows of data on such DOMs in total)",
                 self.detector.det_id,
                 self.detector.source,
                 ", ".join(map(str, sorted(self._unknown_since_log)[:20])),
