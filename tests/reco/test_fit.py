@@ -12,7 +12,7 @@ import pytest
 
 from km3mon.daq.event import HITS_DTYPE
 from km3mon.detector import calibrate_hits
-from km3mon.reco.fit import Reconstruction
+from km3mon.reco.fit import UNFITTED_REASONS, Reconstruction
 from km3mon.reco.model import space_angle_deg, zenith_deg
 from tests.reco.simulated import SIMULATOR, Sample, arca21_sample, arca230, simulate
 
@@ -219,6 +219,8 @@ def test_a_batch_without_calibrated_triggered_hits_gives_an_empty_result() -> No
         assert len(result.tracks) == len(result.lines) == len(result.dom_residuals) == 0
         assert not result.track_tried.any() and len(result.n_doms) == 3
         assert not any(result.unfitted.values())
+    fitted = Reconstruction(detector).warm_up()  # a batch with a track and a line
+    assert set(fitted.unfitted) == set(UNFITTED_REASONS)  # the empty result has every reason
 
 
 def test_the_road_takes_each_dom_s_lowest_residual_within_road_and_window() -> None:

@@ -196,6 +196,11 @@ def cone_offsets(radius_deg: float) -> np.ndarray:
     return np.array(offsets)
 
 
+#: Why events (multi-DU) and DUs (single-DU) were not fitted: ``BatchResult.unfitted``.
+UNFITTED_REASONS = ("multi_du_too_few_doms", "multi_du_no_fit", "multi_du_ambiguous_azimuth",
+                    "single_du_too_few_floors", "single_du_no_fit")  # fmt: skip
+
+
 @dataclass
 class RoadCandidates:
     """Snapshot hits a track's road may add (``Reconstruction._road_candidates``): rows,
@@ -349,9 +354,7 @@ class Reconstruction:
     def _nothing(n_events: int) -> BatchResult:
         """The result of a batch without calibrated triggered hits: nothing tried."""
         none = np.zeros(n_events, np.int64)
-        unfitted = dict.fromkeys(("multi_du_too_few_doms", "multi_du_no_fit",
-                                  "multi_du_ambiguous_azimuth", "single_du_too_few_floors",
-                                  "single_du_no_fit"), 0)  # fmt: skip
+        unfitted = dict.fromkeys(UNFITTED_REASONS, 0)
         return BatchResult(
             np.zeros(0, TRACK_DTYPE), np.zeros(0, LINE_DTYPE), np.zeros(0, LINE_RESIDUAL_DTYPE),
             np.zeros(0, DOM_RESIDUAL_DTYPE), none, none.copy(), none.copy(),
