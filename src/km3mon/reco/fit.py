@@ -203,11 +203,12 @@ UNFITTED_REASONS = ("multi_du_too_few_doms", "multi_du_no_fit", "multi_du_ambigu
 
 @dataclass
 class RoadCandidates:
-    """Snapshot hits a track's road may add (``Reconstruction._road_candidates``): rows,
-    fit row and DOM index of each, (x, y, z, t) as one array; groups of one fit and DOM
-    start at ``group_offsets``."""
+    """Snapshot hits a track's road may add (``Reconstruction._road_candidates``): their
+    rows in ``snapshot``, fit row and DOM index of each, (x, y, z, t) as one array; groups
+    of one fit and DOM start at ``group_offsets``."""
 
-    hits: np.ndarray
+    snapshot: np.ndarray
+    rows: np.ndarray
     fit: np.ndarray
     dom: np.ndarray
     values: np.ndarray
@@ -451,29 +452,32 @@ class Reconstruction:
         """The snapshot hits any road of the tracks may take: those of fitted events on DOMs
         without triggered hits in the event (those were in the fit: they have leave-one-out
         residuals), sorted by fit and DOM. Found once per batch; the refit passes and the
-        residuals only measure them against the moved tracks."""
-        empty = RoadCandidates(snapshot[:0], np.zeros(0, np.int64), np.zeros(0, np.int64),
-                               np.zeros((0, 4)), np.zeros(1, np.int64))  # fmt: skip
+        residuals only measure them against the moved tracks. Row numbers are sorted, not
+        the hits themselves (88-byte records: moving them cost most of the time)."""
+        none = np.zeros(0, np.int64)
+        empty = RoadCandidates(snapshot, none, none, none, np.zeros((0, 4)), np.zeros(1, np.int64))
         if not len(tracks) or not len(snapshot):
             return empty
         fit_of_event = np.full(int(snapshot["event"].max()) + 1, -1)
         known = tracks["event"] < len(fit_of_event)
         fit_of_event[tracks["event"][known]] = np.flatnonzero(known)
         fit = fit_of_event[snapshot["event"]]
-        hits, fit = snapshot[fit >= 0], fit[fit >= 0]
-        if not len(hits):
+        rows = np.flatnonzero(fit >= 0)
+        if not len(rows):
             return empty
-        dom = self.detector.dom_index(hits["dom_id"])
-        order = np.lexsort((dom, fit))
-        hits, fit, dom = hits[order], fit[order], dom[order]
+        fit = fit[rows].astype(np.int64)
+        dom = self.detector.dom_index(snapshot["dom_id"][rows]).astype(np.int64)
+        order = np.argsort(fit * (len(self.detector.dom_ids) + 1) + dom + 1, kind="stable")
+        rows, fit, dom = rows[order], fit[order], dom[order]
         new_group = np.r_[True, (fit[1:] != fit[:-1]) | (dom[1:] != dom[:-1])]
         group = np.cumsum(new_group) - 1
-        free = ~np.logical_or.reduceat(hits["triggered"], np.flatnonzero(new_group))[group]
-        hits, fit, dom, new_group = hits[free], fit[free], dom[free], new_group[free]
+        triggered = snapshot["triggered"][rows]
+        free = ~np.logical_or.reduceat(triggered, np.flatnonzero(new_group))[group]
+        rows, fit, dom, new_group = rows[free], fit[free], dom[free], new_group[free]
         columns = ("pos_x_m", "pos_y_m", "pos_z_m", "time_ns")
-        values = np.column_stack([hits[c].astype(np.float64) for c in columns])
+        values = np.column_stack([snapshot[c][rows].astype(np.float64) for c in columns])
         offsets = np.r_[np.flatnonzero(new_group), len(fit)].astype(np.int64)
-        return RoadCandidates(hits, fit, dom, values, offsets)
+        return RoadCandidates(snapshot, rows, fit, dom, values, offsets)
 
     def _road_hits(self, road: RoadCandidates, tracks: np.ndarray, window_ns: tuple):
         """The first hit (lowest residual) of each DOM of ``road`` within ``road_m`` of its
@@ -489,7 +493,7 @@ class Reconstruction:
         )  # fmt: skip
         found = chosen >= 0
         rows = chosen[found]
-        return road.hits[rows], road.fit[rows], road.dom[rows], residual[found]
+        return road.snapshot[road.rows[rows]], road.fit[rows], road.dom[rows], residual[found]
 
     def _road(self, road: RoadCandidates, tracks: np.ndarray) -> np.ndarray:
         """Residuals of the DOMs within the road of each track that the fit did not use,
