@@ -235,6 +235,16 @@ class Process:
         return self.popen.returncode
 
 
+@pytest.fixture(autouse=True)
+def close_figures() -> Iterator[None]:
+    """Close the pyplot figures a test drew, as the monitors' runtime does once it has saved
+    them: dozens left open in one worker only make matplotlib warn about memory."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     """Start ``km3mon <args>`` (``env``: variables added to the environment); every process
