@@ -161,10 +161,12 @@ def load_events(mc: kmc.MCEvents) -> tuple[Detector, list[dict]]:
     return detector, events
 
 
-def candidates(hits: np.ndarray, tracks: np.ndarray, n_starts: int) -> np.ndarray:
-    """Time fits of each track's event from ``n_starts`` directions spread over the sphere,
-    on its coincident triggered hits (within 20 ns of its DOM's first), started at their
-    centre and median time (TRACK_DTYPE rows, fitted ones only)."""
+def candidates(
+    hits: np.ndarray, tracks: np.ndarray, n_starts: int, iterations: int = 40
+) -> np.ndarray:
+    """Time fits (``iterations`` each) of each track's event from ``n_starts`` directions
+    spread over the sphere, on its coincident triggered hits (within 20 ns of its DOM's
+    first), started at their centre and median time (TRACK_DTYPE rows, fitted ones only)."""
     from km3mon.reco import kernels
 
     hits = hits[hits["triggered"] & np.isin(hits["event"], tracks["event"])]
@@ -192,8 +194,8 @@ def candidates(hits: np.ndarray, tracks: np.ndarray, n_starts: int) -> np.ndarra
     offsets = np.r_[0, np.cumsum(block_counts)]
     start_t = value[np.lexsort((value, block))][offsets[:-1] + block_counts // 2]
     cost = np.full(len(block_counts), np.nan)
-    kernels.refit_tracks(np.ascontiguousarray(pos), times, offsets, 3.0, 40, direction, centre,
-                         start_t, cost)  # fmt: skip
+    kernels.refit_tracks(np.ascontiguousarray(pos), times, offsets, 3.0, iterations, direction,
+                         centre, start_t, cost)  # fmt: skip
     ok = np.isfinite(cost)
     out = np.zeros(int(ok.sum()), TRACK_DTYPE)
     out["event"] = np.repeat(events, k)[ok]
@@ -224,7 +226,7 @@ def compare(before: np.ndarray, after: np.ndarray) -> dict:
             "out_of_10": int(((before < 10) & (after >= 10)).sum())}  # fmt: skip
 
 
-def arca_cpu(seconds: float, tables: MuonTables, starts: int) -> dict:
+def arca_cpu(seconds: float, tables: MuonTables, starts: int, iterations: int) -> dict:
     """On simulated ARCA-230 events: CPU (ms) per track of the refine stage, how many of the
     events per second are small (tried, <= ``spread_max_doms`` DOMs), and the cores the
     cheaper search (distinct candidates) would take for those and for every track."""
@@ -250,7 +252,7 @@ def arca_cpu(seconds: float, tables: MuonTables, starts: int) -> dict:
     for name, mine in (("small", tracks[small[tracks["event"]]]), ("all", tracks)):
         mine = mine.copy()
         started = time.process_time()
-        found = distinct(mine, candidates(hits, mine, starts), DISTINCT_DEG)
+        found = distinct(mine, candidates(hits, mine, starts, iterations), DISTINCT_DEG)
         choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS, finish=True)
         spent = time.process_time() - started
         out[f"distinct_cores_{name}"] = spent / seconds
@@ -258,7 +260,7 @@ def arca_cpu(seconds: float, tables: MuonTables, starts: int) -> dict:
     # the lowest distinct candidate only, for every track: its parts timed apart
     mine = tracks.copy()
     started = time.process_time()
-    spread = candidates(hits, mine, starts)
+    spread = candidates(hits, mine, starts, iterations)
     fitted = time.process_time()
     found = lowest_only(distinct(mine, spread, DISTINCT_DEG))
     chosen = time.process_time()
@@ -403,6 +405,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", choices=("model", "measured"), default="model")
     parser.add_argument("--starts", type=int, default=24)
+    parser.add_argument("--candidate-iterations", type=int, default=40)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--arca-seconds", type=float, default=0.0)
     parser.add_argument("--json", type=Path)
@@ -455,19 +458,19 @@ def main() -> int:
             started = time.process_time()
             if name == "refine":
                 stage.refine(mine, snapshot)
-            elif name == "choose":
-                choose(stage, mine, candidates(hits, mine, args.starts), snapshot)
-            elif name == "refine and choose":
-                choose(stage, mine, candidates(hits, mine, args.starts), snapshot,
-                       evaluations=MAX_EVALUATIONS)  # fmt: skip
-            elif name.startswith("distinct"):
-                found = distinct(mine, candidates(hits, mine, args.starts), DISTINCT_DEG)
-                choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS, finish=True)
             else:
-                found = lowest_only(
-                    distinct(mine, candidates(hits, mine, args.starts), DISTINCT_DEG)
-                )
-                choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS)
+                found = candidates(hits, mine, args.starts, args.candidate_iterations)
+                if name == "choose":
+                    choose(stage, mine, found, snapshot)
+                elif name == "refine and choose":
+                    choose(stage, mine, found, snapshot, evaluations=MAX_EVALUATIONS)
+                elif name.startswith("distinct"):
+                    found = distinct(mine, found, DISTINCT_DEG)
+                    choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS,
+                           finish=True)  # fmt: skip
+                else:
+                    found = lowest_only(distinct(mine, found, DISTINCT_DEG))
+                    choose(stage, mine, found, snapshot, evaluations=SHORT_EVALUATIONS)
             spent += time.process_time() - started
             parts.append(mine)
         variants[name] = np.concatenate(parts)
@@ -516,7 +519,7 @@ def main() -> int:
         print(f"- {label} DUs: {len(pick)} misses, the truth preferred in {better}, median "
               f"-ln L(truth) - (-ln L(ours)) {np.nanmedian(preferred[pick]):.1f}")  # fmt: skip
     if args.arca_seconds:
-        arca = arca_cpu(args.arca_seconds, half_tables[0], args.starts)
+        arca = arca_cpu(args.arca_seconds, half_tables[0], args.starts, args.candidate_iterations)
         results["arca230"] = arca
         per_event = (1 + args.starts) * arca["refine_ms_per_track"]
         print(
