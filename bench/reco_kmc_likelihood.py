@@ -20,7 +20,8 @@ events is what km3mon ships). An event is only ever scored with the other half's
   well-fitted events' angles, events moved across 10°, CPU per track; and, for the events
   more than 10° off, whether the likelihood prefers the true direction to ours.
 
-``--arca-seconds``: the refine stage's CPU per track on simulated ARCA-230 events.
+``--starts`` and ``--candidate-iterations``: how many spread time fits each event gets, and
+how long each is. ``--arca-seconds``: the trials' CPU on simulated ARCA-230 events.
 
     .venv/bin/python bench/reco_kmc_likelihood.py --json bench/results/reco_kmc_likelihood.json
 """
