@@ -465,7 +465,7 @@ class Reconstruction:
         rows = np.flatnonzero(fit >= 0)
         if not len(rows):
             return empty
-        fit = fit[rows].astype(np.int64)
+        fit = fit[rows]
         dom = self.detector.dom_index(snapshot["dom_id"][rows]).astype(np.int64)
         order = np.argsort(fit * (len(self.detector.dom_ids) + 1) + dom + 1, kind="stable")
         rows, fit, dom = rows[order], fit[order], dom[order]
@@ -481,7 +481,7 @@ class Reconstruction:
 
     def _road_hits(self, road: RoadCandidates, tracks: np.ndarray, window_ns: tuple):
         """The first hit (lowest residual) of each DOM of ``road`` within ``road_m`` of its
-        track and ``window_ns`` of its time: (hits, fit row, DOM index, residual), sorted by
+        track and ``window_ns`` of its time: (indices into ``road``, residuals), sorted by
         fit and DOM."""
         chosen = np.full(len(road.group_offsets) - 1, -1, np.int64)
         residual = np.zeros(len(chosen))
@@ -492,18 +492,17 @@ class Reconstruction:
             float(window_ns[1]), chosen, residual,
         )  # fmt: skip
         found = chosen >= 0
-        rows = chosen[found]
-        return road.snapshot[road.rows[rows]], road.fit[rows], road.dom[rows], residual[found]
+        return chosen[found], residual[found]
 
     def _road(self, road: RoadCandidates, tracks: np.ndarray) -> np.ndarray:
         """Residuals of the DOMs within the road of each track that the fit did not use,
         slewing corrected: the DOMs whose hits the trigger left out -- a DOM far off in time
         among them."""
-        hits, fit, dom, residual = self._road_hits(road, tracks, self.settings.road_window_ns)
-        out = np.zeros(len(hits), DOM_RESIDUAL_DTYPE)
-        out["fit"] = fit
-        out["dom"] = dom
-        out["t_res_ns"] = residual - self.slewing_ns(hits["tot"])
+        chosen, residual = self._road_hits(road, tracks, self.settings.road_window_ns)
+        out = np.zeros(len(chosen), DOM_RESIDUAL_DTYPE)
+        out["fit"] = road.fit[chosen]
+        out["dom"] = road.dom[chosen]
+        out["t_res_ns"] = residual - self.slewing_ns(road.snapshot["tot"][road.rows[chosen]])
         return out
 
     def _road_refit(self, road: RoadCandidates, tracks: np.ndarray, fit_hits: np.ndarray,
@@ -512,14 +511,15 @@ class Reconstruction:
         other DOM in its road and in time with it (as Jpp's fits use L0 hits in a road):
         DOMs the trigger did not take add time measurements. Tracks updated in place."""
         s = self.settings
-        extra, extra_fit, _, _ = self._road_hits(road, tracks, s.refit_window_ns)
+        extra, _ = self._road_hits(road, tracks, s.refit_window_ns)
         fit_of_event = np.full(int(max(fit_event.max(initial=0), 0)) + 1, -1)
         fit_of_event[tracks["event"]] = np.arange(len(tracks))
         own_fit = fit_of_event[fit_event] if len(fit_event) else np.zeros(0, np.int64)
         mine = own_fit >= 0
-        fit = np.concatenate((own_fit[mine], extra_fit))
+        fit = np.concatenate((own_fit[mine], road.fit[extra]))
         columns = ("pos_x_m", "pos_y_m", "pos_z_m", "time_ns")
-        values = np.column_stack([np.concatenate((fit_hits[c][mine], extra[c])) for c in columns])
+        own = np.column_stack([fit_hits[c][mine].astype(np.float64) for c in columns])
+        values = np.concatenate((own, road.values[extra]))
         order = np.argsort(fit, kind="stable")
         fit, values = fit[order], values[order]
         counts = np.bincount(fit, minlength=len(tracks))
