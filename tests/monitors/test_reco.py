@@ -318,3 +318,23 @@ def test_the_display_title_shows_a_line_without_degrees_of_freedom_as_a_dash() -
 
     assert quality_text(float("nan")) == "–"
     assert quality_text(1.234) == "1.2"
+
+
+def test_a_z_t_title_naming_many_dus_is_wrapped_within_the_figure() -> None:
+    """At 230 DUs the title lists a dozen single-DU fits' Q: one line of ~250 characters
+    ran off both edges of the z-t figure. It is wrapped, every word kept."""
+    from km3mon.figures.reco import ZT_TITLE_CHARS, Display, ztplot
+    from km3mon.reco.fit import LINE_DTYPE, TRACK_DTYPE, Reconstruction
+    from tests.reco.simulated import arca21_sample
+
+    sample = arca21_sample(30)
+    hits = sample.hits[sample.hits["event"] == sample.hits["event"][0]]
+    q_lines = ", ".join(f"DU {du}: 1.2" for du in range(100, 130))
+    title = f"ROy live reconstruction: multi-DU Q=1.9; single-DU Q: {q_lines}\nDet ID 999\nUTC"
+    reconstruction = Reconstruction(sample.detector)
+    dus = np.unique(hits["du"])
+    du_xy = dict(zip(dus.tolist(), reconstruction.du_axis(dus), strict=True))
+    display = Display(title, hits, np.zeros(1, TRACK_DTYPE)[0], np.zeros(0, LINE_DTYPE), du_xy)
+    drawn = ztplot(display, sample.detector)._suptitle.get_text()
+    assert max(map(len, drawn.split("\n"))) <= ZT_TITLE_CHARS < len(title.split("\n")[0])
+    assert drawn.split() == title.split()

@@ -7,6 +7,7 @@ for colour-blind shifters, flagged DOMs ringed in red and named in words as well
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -149,6 +150,10 @@ class Display:
     du_xy_m: dict[int, np.ndarray]
 
 
+#: Characters per line of the z-t title (12-inch figure, 10-pt text).
+ZT_TITLE_CHARS = 140
+
+
 def ztplot(display: Display, detector: Detector, ytick_m: float = 200.0) -> Figure:
     """z-t of the event per DU with the fitted t(z): the track's (solid) and each single-DU
     fit's (dashed)."""
@@ -198,7 +203,9 @@ def ztplot(display: Display, detector: Detector, ytick_m: float = 200.0) -> Figu
         axes.legend(loc="lower right", fontsize=6)
     for axes in list(axes_grid.flat)[len(dus) :]:
         axes.set_visible(False)
-    figure.suptitle(display.title, fontsize=10)
+    # one line naming every DU's fit ran off both edges at 230 DUs
+    title = "\n".join(textwrap.fill(line, ZT_TITLE_CHARS) for line in display.title.split("\n"))
+    figure.suptitle(title, fontsize=10)
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.86, wspace=0.08, hspace=0.45)
     return figure
 
