@@ -313,8 +313,9 @@ def test_plots_of_a_small_detector_show_the_originals_histograms(tmp_path) -> No
 
 
 def test_the_display_title_shows_a_line_without_degrees_of_freedom_as_a_dash() -> None:
-    """A line on four floors has four parameters and no Q: the z-t title said "Q: nan"."""
-    from km3mon.monitors.reco import quality_text
+    """A line on four floors has four parameters and no Q: the z-t title and its panels'
+    legends said "Q nan"."""
+    from km3mon.figures.reco import quality_text
 
     assert quality_text(float("nan")) == "–"
     assert quality_text(1.234) == "1.2"

@@ -150,6 +150,12 @@ class Display:
     du_xy_m: dict[int, np.ndarray]
 
 
+def quality_text(quality: float) -> str:
+    """A fit's Q for a title or legend; "–" where no degree of freedom is left (a line on
+    four floors has four parameters), not a "nan" a shifter has to decode."""
+    return f"{quality:.2g}" if np.isfinite(quality) else "–"
+
+
 #: Characters per line of the z-t title (12-inch figure, 10-pt text).
 ZT_TITLE_CHARS = 140
 
@@ -189,7 +195,7 @@ def ztplot(display: Display, detector: Detector, ytick_m: float = 200.0) -> Figu
             t_line = line_time_ns(z_curve, line["d_c_m"], line["z_c_m"], line["cos_theta"],
                                   line["t_c_ns"])  # fmt: skip
             axes.plot(t_line - offset, z_curve, color="#1b9e77", lw=1.2, ls="--",
-                      label=f"single-DU fit (Q {line['quality']:.2g})")  # fmt: skip
+                      label=f"single-DU fit (Q {quality_text(line['quality'])})")  # fmt: skip
         times = mine["time_ns"] - offset
         if len(times):
             margin = max(150.0, 0.3 * float(np.ptp(times)))

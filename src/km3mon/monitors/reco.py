@@ -36,6 +36,7 @@ from km3mon.detector import Database, RunCalibration, calibrate_hits
 from km3mon.figures.reco import (
     Display,
     DomOffsets,
+    quality_text,
     residual_histograms,
     residual_map,
     track_angles,
@@ -71,12 +72,6 @@ SAVE_EVERY_S = 300.0
 TARGET_DOM_RESIDUALS = 300
 #: A "well-fitted" event for the z-t display: multi-DU, Q below this.
 DISPLAY_MAX_QUALITY = 3.0
-
-
-def quality_text(quality: float) -> str:
-    """A fit's Q for a plot title; "–" where no degree of freedom is left (a line on four
-    floors has four parameters), not a "nan" a shifter has to decode."""
-    return f"{quality:.2g}" if np.isfinite(quality) else "–"
 
 
 class Reco(Monitor):
