@@ -21,6 +21,10 @@ import numpy as np
 from km3mon.reco.model import COS_CHERENKOV, KAPPA, SIN_CHERENKOV, SPEED_OF_LIGHT_M_NS
 
 C = SPEED_OF_LIGHT_M_NS
+#: Floating-point licence of the hot loops (prefit, track fit, facing): sums may be
+#: reordered and vectorised (15 % less CPU at ARCA-230; fits alike to 1e-5°). Not "nnan" /
+#: "ninf": NaN marks hits without a distance term.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
 K = KAPPA
 K2 = KAPPA * KAPPA
 RHO_FLOOR_M2 = 0.01  # rho = sqrt(rho² + 0.01 m²): a hit on the track has a finite gradient
@@ -72,7 +76,7 @@ def _solve(a, b, n):
 LATE_FACTOR = 3.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _time_loss(r):
     """Cost and IRLS weight of a time residual ``r`` in units of sigma: Cauchy,
     ``ln(1 + u²)`` with ``u = r`` early and ``r / LATE_FACTOR`` late. Its influence falls
@@ -85,7 +89,7 @@ def _time_loss(r):
     return np.log1p(r * r), scale2 / (1.0 + r * r)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _soft_l1(r, sigma):
     z = (r / sigma) ** 2
     return 2.0 * (np.sqrt(1.0 + z) - 1.0)
@@ -112,7 +116,7 @@ def _basis(dx, dy, dz):
 # --- prefit: direction scan with a linear estimator per direction ------------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _line1z(x, y, z, t, lnrho, n, dx, dy, dz, sigma, sigma_lnrho, work):
     """Jpp-style linear estimate of the track along (dx, dy, dz) and its robust cost.
 
@@ -254,7 +258,7 @@ def _prefit(
 # --- track fit: robust Levenberg-Marquardt of the full time model -----------------------
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _track_terms(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho, jac, res, weight):
     """Residuals, IRLS weights and Jacobian rows at (d, p, t0); returns (time cost, cost).
 
@@ -318,7 +322,7 @@ def _track_step(d, p, t0, step, out_d, out_p):
     return t0 + step[4]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho, max_iter):
     """Robust LM fit from (d, p, t0), updated in place; returns (t0, cost, iterations)."""
     jac = np.empty((2 * n, N_TRACK))
@@ -439,7 +443,7 @@ def _facing_term(facing):
     return -2.0 * np.log(FACING_FLOOR + (1.0 - FACING_FLOOR) * acceptance)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _facing_scan(x, y, z, pmt_dir, dx, dy, dz, px, py):
     """:func:`_facing_cost` of the track along (dx, dy, dz) through (px, py) across it
     (in :func:`_basis` coordinates), as the scan has it."""
@@ -456,7 +460,7 @@ def _facing_scan(x, y, z, pmt_dir, dx, dy, dz, px, py):
     return cost
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=FAST)
 def _facing_cost(x, y, z, pmt_dir, n, d, p):
     """-2 ln of the PMTs' acceptance of the direct light of the track (d, p): the photon
     reaches a hit's PMT at the Cherenkov angle to the track, and a PMT sees it only from
