@@ -169,7 +169,9 @@ class Reco(Monitor):
         self.saved_at = time.monotonic()
         self.display: Display | None = None
         self.display_doms = 0
-        self.totals = dict.fromkeys(("events", "tried", "tracks", "lines"), 0)
+        self.totals = dict.fromkeys(
+            ("events", "tried", "tracks", "lines", "chosen_by_likelihood"), 0
+        )
         #: events (multi-DU) and DUs (single-DU) not fitted, by reason, since the start
         self.unfitted: dict[str, int] = {}
 
@@ -199,6 +201,7 @@ class Reco(Monitor):
         self.totals["tried"] += int(result.track_tried.sum())
         self.totals["tracks"] += len(result.tracks)
         self.totals["lines"] += len(result.lines)
+        self.totals["chosen_by_likelihood"] += result.chosen_by_likelihood
         for reason, count in result.unfitted.items():
             self.unfitted[reason] = self.unfitted.get(reason, 0) + count
 

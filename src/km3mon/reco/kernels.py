@@ -539,14 +539,15 @@ def _multiplicity_cost(x, y, z, first, n, d, p):
 @nb.njit(cache=True)
 def _fit_facing(x, y, z, t, lnrho, pmt_dir, first, n, d, p, t0, sigma, sigma_lnrho, max_iter,
                 facing_weight, multiplicity_weight):  # fmt: skip
-    """``_fit_track`` from (d, p, t0), its cost with the PMT-facing and hit-multiplicity
-    terms added (the terms that choose among candidate solutions)."""
-    t0, cost, iterations = _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho,
-                                      max_iter)  # fmt: skip
-    cost += facing_weight * _facing_cost(x, y, z, pmt_dir, n, d, p)
+    """``_fit_track`` from (d, p, t0): (t0, its cost with the PMT-facing and
+    hit-multiplicity terms added (the terms that choose among candidate solutions),
+    iterations, the time cost alone)."""
+    t0, time_cost, iterations = _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho,
+                                           max_iter)  # fmt: skip
+    cost = time_cost + facing_weight * _facing_cost(x, y, z, pmt_dir, n, d, p)
     if multiplicity_weight > 0.0:
         cost += multiplicity_weight * _multiplicity_cost(x, y, z, first, n, d, p)
-    return t0, cost, iterations
+    return t0, cost, iterations, time_cost
 
 
 @nb.njit(cache=True)
@@ -560,6 +561,31 @@ def _mirror(d, p, axis_a, axis_b, out_d, out_p):
     out_d[0], out_d[1], out_d[2] = d[0] - 2 * dn * nx, d[1] - 2 * dn * ny, d[2]
     pn = (p[0] - axis_a[0]) * nx + (p[1] - axis_a[1]) * ny
     out_p[0], out_p[1], out_p[2] = p[0] - 2 * pn * nx, p[1] - 2 * pn * ny, p[2]
+
+
+@nb.njit(cache=True)
+def _time_alternative(x, y, z, t, lnrho, n, fx, fy, fz, ft, fl, m, best_d, best_time, starts,
+                      max_iter, separation_cos, sigma_fine, sigma, sigma_lnrho, work, out_d,
+                      out_p):  # fmt: skip
+    """The track's rival on the times alone: fits of the hits' times (``max_iter`` iterations
+    each) from ``starts`` directions spread over the sphere; the lowest of those more than
+    ``separation_cos`` from the kept track's direction ``best_d`` whose time cost is lower
+    than the kept track's ``best_time``. Where there is one, the PMT-facing and hit-count
+    terms chose a minimum the times alone do not, or the scan never reached the times' own:
+    a finer judge must choose. Returns (t0, time cost) and fills ``out_d``, ``out_p``; cost
+    inf if there is none."""
+    found_t0 = 0.0
+    found_cost = np.inf
+    for s in range(len(starts)):
+        d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, starts[s, 0], starts[s, 1], starts[s, 2],
+                                sigma_fine, sigma_lnrho, work)  # fmt: skip
+        t0, cost, _ = _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho, max_iter)
+        apart = d[0] * best_d[0] + d[1] * best_d[1] + d[2] * best_d[2] < separation_cos
+        if apart and cost < best_time and cost < found_cost:
+            found_t0, found_cost = t0, cost
+            out_d[:] = d
+            out_p[:] = p
+    return found_t0, found_cost
 
 
 @nb.njit(cache=True)
@@ -599,6 +625,14 @@ def fit_tracks(
     spread_slack,
     loo_iterations,
     multiplicity_weight,
+    alt_starts,
+    alt_iterations,
+    alt_separation_cos,
+    out_alt_dir,
+    out_alt_pos,
+    out_alt_t,
+    out_alt_cost,
+    alt_tried,
 ):
     """Prefit and robust fit of every event; the outputs are filled row by row.
 
@@ -615,6 +649,7 @@ def fit_tracks(
     the loop). Events the prefit cannot handle get NaN. Events with at least ``min_loo_doms``
     and at most ``max_loo_doms`` DOMs get leave-one-DOM-out residuals of each DOM's first hit
     (``out_loo``, NaN elsewhere). Hits of a DOM must be adjacent, its first hit first.
+    Events with ``alt_tried`` get :func:`_time_alternative` (``out_alt_*``; NaN if none).
     """
     for k in range(len(offsets) - 1):
         lo, hi = offsets[k], offsets[k + 1]
@@ -622,6 +657,7 @@ def fit_tracks(
         out_cost[k] = np.nan
         out_mirror_cost[k] = np.nan
         out_iterations[k] = 0
+        out_alt_cost[k] = np.nan
         # centre positions and times: the linear estimator squares them
         cx = cy = cz = 0.0
         t_ref = t[lo]
@@ -675,6 +711,7 @@ def fit_tracks(
         best_d = np.zeros(3)
         best_p = np.zeros(3)
         best_t0 = 0.0
+        best_time = np.inf
         chosen = np.zeros((n_starts, 3))
         n_chosen = 0
         for s in range(found):
@@ -689,13 +726,13 @@ def fit_tracks(
             n_chosen += 1
             d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine, sigma_lnrho,
                                     work)  # fmt: skip
-            t0, cost, iterations = _fit_facing(
+            t0, cost, iterations, time_cost = _fit_facing(
                 x, y, z, tt, ln_distance, dirs, fs, n, d, p, t0, sigma, sigma_lnrho, max_iter,
                 facing_weight, multiplicity_weight,
             )  # fmt: skip
             out_iterations[k] += iterations
             if cost < best_cost:
-                best_cost, best_t0 = cost, t0
+                best_cost, best_t0, best_time = cost, t0, time_cost
                 best_d[:] = d
                 best_p[:] = p
             if n_chosen == n_starts:
@@ -712,19 +749,19 @@ def fit_tracks(
                 dx, dy, dz = spread_starts[s, 0], spread_starts[s, 1], spread_starts[s, 2]
                 d, p, t0 = _start_along(fx, fy, fz, ft, fl, m, dx, dy, dz, sigma_fine,
                                         sigma_lnrho, work)  # fmt: skip
-                t0, cost, iterations = _fit_facing(
+                t0, cost, iterations, time_cost = _fit_facing(
                     x, y, z, tt, ln_distance, dirs, fs, n, d, p, t0, sigma, sigma_lnrho,
                     spread_iterations, facing_weight, multiplicity_weight,
                 )  # fmt: skip
                 if cost < best_cost + spread_slack:
-                    t0, cost, more = _fit_facing(
+                    t0, cost, more, time_cost = _fit_facing(
                         x, y, z, tt, ln_distance, dirs, fs, n, d, p, t0, sigma, sigma_lnrho,
                         max_iter, facing_weight, multiplicity_weight,
                     )  # fmt: skip
                     iterations += more
                 out_iterations[k] += iterations
                 if cost < best_cost:
-                    best_cost, best_t0 = cost, t0
+                    best_cost, best_t0, best_time = cost, t0, time_cost
                     best_d[:] = d
                     best_p[:] = p
         if not np.isfinite(best_cost):
@@ -735,16 +772,34 @@ def fit_tracks(
             d = np.empty(3)
             p = np.empty(3)
             _mirror(best_d, best_p, axis_a, axis_b, d, p)
-            t0, cost, iterations = _fit_facing(
+            t0, cost, iterations, time_cost = _fit_facing(
                 x, y, z, tt, ln_distance, dirs, fs, n, d, p, best_t0, sigma, sigma_lnrho,
                 max_iter, facing_weight, multiplicity_weight,
             )  # fmt: skip
             out_iterations[k] += iterations
             out_mirror_cost[k] = abs(cost - best_cost)
             if cost < best_cost:
-                best_cost, best_t0 = cost, t0
+                best_cost, best_t0, best_time = cost, t0, time_cost
                 best_d[:] = d
                 best_p[:] = p
+        if alt_tried[k]:
+            alt_d = np.full(3, np.nan)
+            alt_p = np.zeros(3)
+            alt_t0, alt_cost = _time_alternative(
+                x, y, z, tt, ln_distance, n, fx, fy, fz, ft, fl, m, best_d, best_time, alt_starts,
+                alt_iterations, alt_separation_cos, sigma_fine, sigma, sigma_lnrho, work, alt_d,
+                alt_p,
+            )  # fmt: skip
+            if np.isfinite(alt_cost):
+                along = -(alt_p[0] * alt_d[0] + alt_p[1] * alt_d[1] + alt_p[2] * alt_d[2])
+                for a in range(3):
+                    out_alt_dir[k, a] = alt_d[a]
+                    out_alt_pos[k, a] = alt_p[a] + along * alt_d[a]
+                out_alt_pos[k, 0] += cx
+                out_alt_pos[k, 1] += cy
+                out_alt_pos[k, 2] += cz
+                out_alt_t[k] = alt_t0 + along / C + t_ref
+                out_alt_cost[k] = alt_cost
         # report the point of the track closest to the hits' centre (the origin here)
         along = -(best_p[0] * best_d[0] + best_p[1] * best_d[1] + best_p[2] * best_d[2])
         for a in range(3):
