@@ -12,8 +12,11 @@ events is what km3mon ships). An event is only ever scored with the other half's
 - **single-DU**: the cuts of each event to one DU (>= 4 triggered DOMs) through
   ``Reconstruction`` with the line fit alone, with the likelihood refinement on the other
   half's tables, and on the shipped ones (in-sample), median |Δzenith| by triggered DOMs;
-- **multi-DU** (trials, not adopted): every >= 3-DU track refined (Nelder-Mead), chosen
-  among ``--starts`` time fits from directions spread over the sphere, or all of those
+- **multi-DU**: km3mon reco as shipped (its likelihood choosing between the track and the
+  time fits' rival, ``Settings.alternative_starts``), the same on the other half's tables,
+  and without that choice; then the trials (not adopted): every >= 3-DU track refined
+  (Nelder-Mead), chosen among ``--starts`` time fits from directions spread over the
+  sphere, or all of those
   refined and the best kept, or (cheaper) only the distinct ones (``DISTINCT_DEG`` apart)
   each refined briefly, the one chosen refined to the end, or only the distinct one of
   lowest time cost refined briefly against ours (no finish); medians, the paired change of
@@ -441,7 +444,18 @@ def main() -> int:
     snapshot = hits[hits["calibrated"]]
     base = Reconstruction(detector).run(len(_events), hits).tracks
     half = truth["file_event"] % 2
-    variants = {"km3mon reco": base}
+    alone = Reconstruction(detector, Settings(alternative_starts=0)).run(len(_events), hits)
+    crossed = []
+    for h in (0, 1):  # the likelihood's choice against the time fits, on the other half's tables
+        reconstruction = Reconstruction(detector)
+        reconstruction.__dict__["_pmt_likelihood"] = TrackLikelihood(detector, half_tables[1 - h])
+        tracks = reconstruction.run(len(_events), hits).tracks
+        crossed.append(tracks[half[tracks["event"]] == h])
+    variants = {
+        "km3mon reco": base,
+        "km3mon reco, its choice on the other half's tables": np.concatenate(crossed),
+        "km3mon reco without the choice (alternative_starts 0)": alone.tracks,
+    }
     cpu = {}
     trials = ("refine", "choose", "refine and choose", "distinct: short refine, choose, finish",
               "lowest distinct only: short refine, choose")  # fmt: skip
@@ -496,11 +510,15 @@ def main() -> int:
             f"| {name} | {row['median_deg']:.2f}° | {row['3']:.1f}° | {row['4']:.1f}° | "
             f"{row['5-6']:.2f}° | {100 * row['within_10']:.0f} % | {spent} |"
         )
-    for name in trials:
-        paired = compare(table["km3mon reco"], table[name])
+    without = "km3mon reco without the choice (alternative_starts 0)"
+    against = {name: "km3mon reco" for name in trials} | {
+        name: without for name in list(variants)[:2]
+    }
+    for name, before in against.items():
+        paired = compare(table[before], table[name])
         results["variants"][name]["paired"] = paired
         print(
-            f"\n{name} against km3mon reco: of {paired['both_within_10']} events within 10° "
+            f"\n{name} against {before}: of {paired['both_within_10']} events within 10° "
             f"both times, median angle ratio {paired['median_ratio']:.3f} (16-84 %: "
             f"{paired['median_ratio_ci68'][0]:.3f}-{paired['median_ratio_ci68'][1]:.3f}), "
             f"{100 * paired['improved']:.0f} % improved; into 10°: {paired['into_10']}, "
