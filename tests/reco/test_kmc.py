@@ -62,7 +62,9 @@ def test_multi_du_fits_on_kmc() -> None:
     assert fitted.mean() >= 0.97  # measured 99.3 %
     rows = tracks[wanted[tracks["event"]]]
     angle = space_angle_deg(rows["dir"], truth["true_dir"][rows["event"]])
-    assert np.median(angle) < 3.9  # measured 3.26° (the file's Jpp chain: 2.9°)
+    # measured 3.26° (goal 3.3°; the file's Jpp chain 2.9°); one event more or less within
+    # the median moves it by ~0.15°
+    assert np.median(angle) < 3.6
     bright = n_dus[rows["event"]] >= 5
     assert np.median(angle[bright]) < 2.5  # measured 1.7°
     few = ~bright
