@@ -74,17 +74,17 @@ def test_multi_du_fits_on_kmc() -> None:
 
 
 def test_the_pmt_likelihood_chooses_where_the_time_fit_and_the_pmts_disagree() -> None:
-    """Events whose fits on the times alone find a lower minimum than the kept track (the
-    PMT-facing term chose it): the PMT likelihood takes the rival where it is more likely.
-    On the MC (>= 3 DUs) that brings 6 events within 10° of the truth and takes none out;
-    the residuals of a replaced track are not reported."""
+    """Events whose fits on the times alone find another minimum about as low as the kept
+    track's, or lower (the PMT-facing term chose against it): the PMT likelihood takes the
+    rival where it is more likely. On the MC (>= 3 DUs) that brings 8 events within 10° of
+    the truth and takes none out; the residuals of a replaced track are not reported."""
     mc, truth, result, n_dus = mc_fitted()
     detector = parse_detx(mc.detx_text, "KM3NeT MC")
     events, hits = decode_events_hits(mc.payloads)
     hits = calibrate_hits(detector, hits)
     alone = Reconstruction(detector, Settings(alternative_starts=0)).run(len(events), hits)
     assert alone.chosen_by_likelihood == 0
-    assert 10 <= result.chosen_by_likelihood <= 30  # measured 16 of 150 tracks
+    assert 20 <= result.chosen_by_likelihood <= 50  # measured 34 of 150 tracks
     wanted = (truth["cut_du"] == 0) & (n_dus >= 3)
     angle = {}
     for name, tracks in (("alone", alone.tracks), ("chosen", result.tracks)):
@@ -93,7 +93,7 @@ def test_the_pmt_likelihood_chooses_where_the_time_fit_and_the_pmts_disagree() -
     multi = wanted[alone.tracks["event"]]
     into = (angle["alone"] >= 10) & (angle["chosen"] < 10) & multi
     out = (angle["alone"] < 10) & (angle["chosen"] >= 10) & multi
-    assert into.sum() >= 4 and out.sum() == 0  # measured 6 and 0
+    assert into.sum() >= 6 and out.sum() == 0  # measured 8 and 0
     moved = np.flatnonzero(angle["alone"] != angle["chosen"])  # only the replaced tracks
     assert len(moved) == result.chosen_by_likelihood
     assert set(alone.tracks["n_dus"][moved]) <= {3, 4, 5, 6}  # alternative_max_dus
@@ -198,8 +198,8 @@ def test_reco_process_fits_the_kmc_replayed_through_a_ligier(ligier, spawn, tmp_
     metrics = read_json(metrics_path)
     assert set(metrics["unfitted"]) >= {"multi_du_too_few_doms", "multi_du_no_fit",
                                         "single_du_too_few_floors"}  # fmt: skip
-    # the tracks the PMT likelihood took from the time fits, for the shifter (6 in-process)
-    assert metrics["totals"]["chosen_by_likelihood"] >= 3
+    # the tracks the PMT likelihood took from the time fits, for the shifter (18 in-process)
+    assert metrics["totals"]["chosen_by_likelihood"] >= 9
     import csv
 
     with (data / "reco" / "fits.csv").open() as stream:

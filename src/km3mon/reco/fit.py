@@ -167,16 +167,18 @@ class Settings:
     #: Events on 3 to ``alternative_max_dus`` DUs are also fitted on their times alone from
     #: ``alternative_starts`` directions spread over the sphere (``alternative_iterations``
     #: each; ``kernels._time_alternative``). Where such a fit more than
-    #: ``alternative_separation_deg`` from the track has a lower time cost, the time and the
-    #: PMT-facing terms disagree, and the PMT likelihood chooses between the two after
-    #: ``alternative_evaluations`` Nelder-Mead evaluations of each. On KM3NeT MC (>= 3
-    #: DUs): 3.45° -> 3.26°, within 10° 59 -> 63 % (6 events in, none out). Few-DU events
+    #: ``alternative_separation_deg`` from the track has a time cost below the track's +
+    #: ``alternative_time_slack``, the times alone do not rule it out, and the PMT likelihood
+    #: chooses between the two after ``alternative_evaluations`` Nelder-Mead evaluations of
+    #: each. On KM3NeT MC (>= 3 DUs): 3.45° -> 3.26°, within 10° 59 -> 65 % (8 events in,
+    #: none out; with no slack 6 in). Few-DU events
     #: are where distinct time minima occur; at ARCA-230 (simulated) the events on >= 7 DUs
     #: are 65 % of those fitted and 0.3 % of them are > 10° off, and their search would cost
     #: +0.15 cores. 0 starts: off.
     alternative_starts: int = 8
     alternative_iterations: int = 10
     alternative_separation_deg: float = 2.0
+    alternative_time_slack: float = 5.0
     alternative_evaluations: int = 30
     alternative_max_dus: int = 6
     max_iterations: int = 40
@@ -424,6 +426,7 @@ class Reconstruction:
             self.alternative_starts, s.alternative_iterations,
             float(np.cos(np.radians(s.alternative_separation_deg))), alt_dir, alt_pos, alt_t,
             alt_cost, (n_dus[events] >= 3) & (n_dus[events] <= s.alternative_max_dus),
+            s.alternative_time_slack,
         )  # fmt: skip
         ok = np.isfinite(out_cost)
         tracks = np.zeros(int(ok.sum()), TRACK_DTYPE)

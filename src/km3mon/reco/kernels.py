@@ -564,16 +564,16 @@ def _mirror(d, p, axis_a, axis_b, out_d, out_p):
 
 
 @nb.njit(cache=True)
-def _time_alternative(x, y, z, t, lnrho, n, fx, fy, fz, ft, fl, m, best_d, best_time, starts,
-                      max_iter, separation_cos, sigma_fine, sigma, sigma_lnrho, work, out_d,
-                      out_p):  # fmt: skip
+def _time_alternative(x, y, z, t, lnrho, n, fx, fy, fz, ft, fl, m, best_d, best_time, slack,
+                      starts, max_iter, separation_cos, sigma_fine, sigma, sigma_lnrho, work,
+                      out_d, out_p):  # fmt: skip
     """The track's rival on the times alone: fits of the hits' times (``max_iter`` iterations
     each) from ``starts`` directions spread over the sphere; the lowest of those more than
-    ``separation_cos`` from the kept track's direction ``best_d`` whose time cost is lower
-    than the kept track's ``best_time``. Where there is one, the PMT-facing and hit-count
-    terms chose a minimum the times alone do not, or the scan never reached the times' own:
-    a finer judge must choose. Returns (t0, time cost) and fills ``out_d``, ``out_p``; cost
-    inf if there is none."""
+    ``separation_cos`` from the kept track's direction ``best_d`` whose time cost is below
+    the kept track's ``best_time`` + ``slack``. Where there is one, the times alone do not
+    tell the two apart, or they prefer the rival (the PMT-facing and hit-count terms chose
+    against them, or the scan never reached it): a finer judge must choose. Returns (t0,
+    time cost) and fills ``out_d``, ``out_p``; cost inf if there is none."""
     found_t0 = 0.0
     found_cost = np.inf
     for s in range(len(starts)):
@@ -581,7 +581,7 @@ def _time_alternative(x, y, z, t, lnrho, n, fx, fy, fz, ft, fl, m, best_d, best_
                                 sigma_fine, sigma_lnrho, work)  # fmt: skip
         t0, cost, _ = _fit_track(x, y, z, t, lnrho, n, d, p, t0, sigma, sigma_lnrho, max_iter)
         apart = d[0] * best_d[0] + d[1] * best_d[1] + d[2] * best_d[2] < separation_cos
-        if apart and cost < best_time and cost < found_cost:
+        if apart and cost < best_time + slack and cost < found_cost:
             found_t0, found_cost = t0, cost
             out_d[:] = d
             out_p[:] = p
@@ -633,6 +633,7 @@ def fit_tracks(
     out_alt_t,
     out_alt_cost,
     alt_tried,
+    alt_slack,
 ):
     """Prefit and robust fit of every event; the outputs are filled row by row.
 
@@ -786,9 +787,9 @@ def fit_tracks(
             alt_d = np.full(3, np.nan)
             alt_p = np.zeros(3)
             alt_t0, alt_cost = _time_alternative(
-                x, y, z, tt, ln_distance, n, fx, fy, fz, ft, fl, m, best_d, best_time, alt_starts,
-                alt_iterations, alt_separation_cos, sigma_fine, sigma, sigma_lnrho, work, alt_d,
-                alt_p,
+                x, y, z, tt, ln_distance, n, fx, fy, fz, ft, fl, m, best_d, best_time, alt_slack,
+                alt_starts, alt_iterations, alt_separation_cos, sigma_fine, sigma, sigma_lnrho,
+                work, alt_d, alt_p,
             )  # fmt: skip
             if np.isfinite(alt_cost):
                 along = -(alt_p[0] * alt_d[0] + alt_p[1] * alt_d[1] + alt_p[2] * alt_d[2])
