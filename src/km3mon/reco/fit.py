@@ -171,10 +171,9 @@ class Settings:
     #: ``alternative_time_slack``, the times alone do not rule it out, and the PMT likelihood
     #: chooses between the two after ``alternative_evaluations`` Nelder-Mead evaluations of
     #: each. On KM3NeT MC (>= 3 DUs): 3.45° -> 3.26°, within 10° 59 -> 65 % (8 events in,
-    #: none out; with no slack 6 in). Few-DU events
-    #: are where distinct time minima occur; at ARCA-230 (simulated) the events on >= 7 DUs
-    #: are 65 % of those fitted and 0.3 % of them are > 10° off, and their search would cost
-    #: +0.15 cores. 0 starts: off.
+    #: none out; with no slack 6 in). Few-DU events are where distinct time minima occur:
+    #: at ARCA-230 (simulated) the events on >= 7 DUs are 65 % of those fitted, 0.3 % of
+    #: them are > 10° off, and their search would cost +0.15 cores. 0 starts: off.
     alternative_starts: int = 8
     alternative_iterations: int = 10
     alternative_separation_deg: float = 2.0
