@@ -449,14 +449,17 @@ class Reconstruction:
                 return np.where(ndf > 0, cost / counts[ok] * fit_doms / ndf, np.nan)
 
         tracks["quality"] = quality(out_cost[ok])
-        alternatives = tracks.copy()
-        alternatives["dir"] = alt_dir[ok]
-        alternatives["pos_m"] = alt_pos[ok]
-        alternatives["t_ns"] = alt_t[ok]
-        alternatives["cost"] = alt_cost[ok]
-        alternatives["quality"] = quality(alt_cost[ok])
+        # the tracks whose fits on the times alone found a rival, and the rivals as tracks
+        rows = np.flatnonzero(np.isfinite(alt_cost[ok]))
+        rivals = tracks[rows]
+        found = np.flatnonzero(ok)[rows]
+        rivals["dir"] = alt_dir[found]
+        rivals["pos_m"] = alt_pos[found]
+        rivals["t_ns"] = alt_t[found]
+        rivals["cost"] = alt_cost[found]
+        rivals["quality"] = quality(alt_cost[ok])[rows]
         replaced = np.zeros(n, bool)
-        replaced[np.flatnonzero(ok)] = self._choose(tracks, alternatives, snapshot)
+        replaced[found] = self._choose(tracks, rows, rivals, snapshot)
 
         fit_of_hit = np.repeat(np.cumsum(ok) - 1, counts)
         # residuals against a track the choice replaced measure nothing
@@ -470,25 +473,22 @@ class Reconstruction:
         dom_residuals["t_res_ns"] = loo[rows] - self.slewing_ns(hits["tot"][rows])
         return tracks, dom_residuals, int(replaced.sum())
 
-    def _choose(self, tracks: np.ndarray, alternatives: np.ndarray,
+    def _choose(self, tracks: np.ndarray, rows: np.ndarray, rivals: np.ndarray,
                 snapshot: np.ndarray) -> np.ndarray:  # fmt: skip
-        """Where the time fits found an alternative (a finite direction), let the PMT
-        likelihood choose: both refined briefly, the alternative replaces the track (in
-        place) if its optimum is the more likely. Returns which tracks it replaced."""
-        rows = np.flatnonzero(np.isfinite(alternatives["dir"][:, 0]))
-        switched = np.zeros(len(tracks), bool)
+        """Let the PMT likelihood choose between each track of ``rows`` and its rival: both
+        refined briefly, the rival replaces the track (in place) if its optimum is the more
+        likely. Returns which rivals did."""
         if not len(rows):
-            return switched
-        both = np.concatenate((tracks[rows], alternatives[rows]))
-        mine = snapshot[np.isin(snapshot["event"], tracks["event"][rows])]
+            return np.zeros(0, bool)
+        both = np.concatenate((tracks[rows], rivals))
+        mine = snapshot[np.isin(snapshot["event"], rivals["event"])]
         value = self._pmt_likelihood.refine(
             both, mine, max_evaluations=self.settings.alternative_evaluations
         )[:, 1]
         value = np.where(np.isfinite(value), value, np.inf)
         better = value[len(rows) :] < value[: len(rows)]
         tracks[rows[better]] = both[len(rows) :][better]
-        switched[rows[better]] = True
-        return switched
+        return better
 
     def _learn_slewing(self, tot: np.ndarray, residual: np.ndarray) -> None:
         bins = np.clip(np.searchsorted(SLEWING_TOT_EDGES, tot, side="right") - 1, 0,
